@@ -1,0 +1,154 @@
+"""The admin REST API: manage gateways and read leads, behind the admin token.
+
+    GET  /v1/gateways                     list gateways
+    POST /v1/gateways                     create one (body: GatewayCreate)
+    GET  /v1/gateways/{id}                one gateway
+    PUT  /v1/gateways/{id}/origins        replace its allowed origins (body: {"allowed_origins": [...]})
+    GET  /v1/gateways/{id}/manifest       its agent manifest
+    PUT  /v1/gateways/{id}/manifest       replace it (body: AgentManifest)
+    GET  /v1/gateways/{id}/leads          the leads `book_demo` captured, newest first
+
+`Authorization: Bearer <admin token>`: none -> 401 (with `WWW-Authenticate`), wrong -> 403.
+The token is `MCP_GATEWAY_ADMIN_TOKEN` when set; otherwise one is generated at first start,
+printed once, and only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
+
+from .gateways import AgentManifest, GatewayCreate, GatewayDirectory, Origin
+from .http_errors import ApiError
+from .store import Store
+
+ADMIN_TOKEN_SETTING: Final = "admin_token_sha256"
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AdminAuth:
+    """Checks `Authorization: Bearer` against the configured token or the stored hash."""
+
+    def __init__(self, store: Store, configured_token: str | None) -> None:
+        self._store = store
+        self._configured = configured_token
+        self._stored_hash: str | None = None
+
+    async def ensure_token(self) -> str | None:
+        """Make sure a token exists; return it if it was just generated (to be shown once)."""
+        if self._configured is not None:
+            return None
+        fresh = secrets.token_urlsafe(32)
+        self._stored_hash = await self._store.put_setting_if_absent(ADMIN_TOKEN_SETTING, _sha256(fresh))
+        return fresh if self._stored_hash == _sha256(fresh) else None
+
+    def check(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(
+                401, "Missing admin token: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
+            )
+        token = token.strip()
+        if self._configured is not None:
+            valid = hmac.compare_digest(token.encode(), self._configured.encode())
+        else:
+            valid = self._stored_hash is not None and hmac.compare_digest(_sha256(token), self._stored_hash)
+        if not valid:
+            raise ApiError(403, "Invalid admin token")
+
+
+class OriginsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_origins: list[Origin] = Field(max_length=100)
+
+
+async def _parse(request: Request, model: type[_ModelT]) -> _ModelT:
+    body = await request.body()
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "Body is not valid JSON") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()
+        ]
+        message = f"Invalid {model.__name__}: {errors[0]['field']}: {errors[0]['message']}"
+        raise ApiError(422, message, errors=errors) from None
+
+
+class AdminApi:
+    def __init__(self, auth: AdminAuth, directory: GatewayDirectory, store: Store) -> None:
+        self._auth = auth
+        self._directory = directory
+        self._store = store
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/gateways", self.list_gateways, methods=["GET"]),
+            Route("/v1/gateways", self.create_gateway, methods=["POST"]),
+            Route("/v1/gateways/{gid}", self.show_gateway, methods=["GET"]),
+            Route("/v1/gateways/{gid}/origins", self.put_origins, methods=["PUT"]),
+            Route("/v1/gateways/{gid}/manifest", self.get_manifest, methods=["GET"]),
+            Route("/v1/gateways/{gid}/manifest", self.put_manifest, methods=["PUT"]),
+            Route("/v1/gateways/{gid}/leads", self.list_leads, methods=["GET"]),
+        ]
+
+    async def list_gateways(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateways = await self._directory.all()
+        return JSONResponse({"gateways": [g.model_dump(mode="json") for g in gateways]})
+
+    async def create_gateway(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        spec = await _parse(request, GatewayCreate)
+        gateway = await self._directory.create(spec)
+        return JSONResponse(gateway.model_dump(mode="json"), status_code=201)
+
+    async def show_gateway(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        return JSONResponse(gateway.model_dump(mode="json"))
+
+    async def put_origins(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        await self._directory.require(request.path_params["gid"])
+        update = await _parse(request, OriginsUpdate)
+        gateway = await self._directory.set_allowed_origins(request.path_params["gid"], update.allowed_origins)
+        return JSONResponse(gateway.model_dump(mode="json"))
+
+    async def get_manifest(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        return JSONResponse(gateway.manifest.model_dump(mode="json"))
+
+    async def put_manifest(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        await self._directory.require(request.path_params["gid"])
+        manifest = await _parse(request, AgentManifest)
+        gateway = await self._directory.set_manifest(request.path_params["gid"], manifest)
+        return JSONResponse(gateway.manifest.model_dump(mode="json"))
+
+    async def list_leads(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        raw_limit = request.query_params.get("limit", "100")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise ApiError(400, "limit must be an integer from 1 to 1000", field="limit")
+        leads = await self._store.list_leads(gateway.id, limit=int(raw_limit))
+        return JSONResponse({"leads": [dataclasses.asdict(lead) for lead in leads]})

@@ -1,0 +1,177 @@
+"""`mcp-gateway`: serve the gateway, run it over stdio, and manage gateways.
+
+    mcp-gateway serve [--host H] [--port P] [--db PATH] [--allowed-host HOST ...]
+    mcp-gateway stdio --gateway ID [--db PATH]
+    mcp-gateway gateways list | show ID | create ID --name NAME [--origin O ...] [--manifest FILE]
+    mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
+
+`--db` defaults to `MCP_GATEWAY_DB`, then `./mcp-gateway.db`. Exit codes: 0 ok, 1 failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .config import Settings
+from .errors import GatewayError
+from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
+from .store import SQLiteStore
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-gateway", description="A self-hosted agent gateway with analytics.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP gateway (MCP over SSE, Streamable HTTP, JSON-RPC)")
+    serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
+    _add_db(serve)
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        dest="allowed_hosts",
+        metavar="HOST",
+        help="Host header to accept, e.g. gateway.example.com (repeat; default loopback names only)",
+    )
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    stdio = commands.add_parser("stdio", help="serve one gateway's MCP server over stdin/stdout")
+    stdio.add_argument("--gateway", required=True, metavar="ID")
+    _add_db(stdio)
+
+    gateways = commands.add_parser("gateways", help="manage gateways").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    _add_db(gateways.add_parser("list", help="list gateways"))
+    show = gateways.add_parser("show", help="print one gateway as JSON")
+    show.add_argument("id")
+    _add_db(show)
+    create = gateways.add_parser("create", help="create a gateway (bundled default manifest unless --manifest)")
+    create.add_argument("id")
+    create.add_argument("--name", required=True)
+    create.add_argument("--origin", action="append", dest="origins", metavar="ORIGIN", help="allowed origin (repeat)")
+    create.add_argument("--manifest", type=Path, metavar="FILE", help="agent manifest JSON file")
+    _add_db(create)
+    set_manifest = gateways.add_parser("set-manifest", help="replace a gateway's agent manifest from a JSON file")
+    set_manifest.add_argument("id")
+    set_manifest.add_argument("file", type=Path)
+    _add_db(set_manifest)
+    set_origins = gateways.add_parser("set-origins", help="replace a gateway's allowed origins")
+    set_origins.add_argument("id")
+    set_origins.add_argument("origins", nargs="*", metavar="ORIGIN")
+    _add_db(set_origins)
+    return parser
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite file (env MCP_GATEWAY_DB)")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return 1
+
+
+def _load_manifest(path: Path) -> AgentManifest:
+    try:
+        return AgentManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GatewayError(f"cannot read {path}: {exc.strerror}") from None
+
+
+async def _with_directory(settings: Settings, work: Callable[[GatewayDirectory], Awaitable[int]]) -> int:
+    store = SQLiteStore(settings.db_path)
+    await store.open()
+    try:
+        directory = GatewayDirectory(store, cache_seconds=0)
+        await directory.ensure_demo()
+        return await work(directory)
+    finally:
+        await store.close()
+
+
+def _print_gateway(gateway: Gateway) -> None:
+    print(json.dumps(gateway.model_dump(mode="json"), indent=2))
+
+
+async def _gateways(args: argparse.Namespace, directory: GatewayDirectory) -> int:
+    match args.action:
+        case "list":
+            for gateway in await directory.all():
+                state = "mcp on" if gateway.manifest.mcp_enabled else "mcp off"
+                print(f"{gateway.id}\t{gateway.name}\t{state}\t{','.join(gateway.allowed_origins)}")
+        case "show":
+            _print_gateway(await directory.require(args.id))
+        case "create":
+            fields: dict[str, Any] = {"id": args.id, "name": args.name}
+            if args.origins is not None:
+                fields["allowed_origins"] = args.origins
+            if args.manifest is not None:
+                fields["manifest"] = _load_manifest(args.manifest)
+            _print_gateway(await directory.create(GatewayCreate.model_validate(fields)))
+        case "set-manifest":
+            await directory.require(args.id)
+            _print_gateway(await directory.set_manifest(args.id, _load_manifest(args.file)))
+        case "set-origins":
+            await directory.require(args.id)
+            _print_gateway(await directory.set_allowed_origins(args.id, args.origins))
+    return 0
+
+
+def _serve(settings: Settings, log_level: str) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
+    return 0
+
+
+def _stdio(settings: Settings, gateway_id: str) -> int:
+    from .transports.stdio import serve_stdio
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    asyncio.run(serve_stdio(settings, gateway_id))
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        overrides: dict[str, Any] = {"db_path": args.db}
+        if args.command == "serve":
+            overrides |= {"host": args.host, "port": args.port}
+            if args.allowed_hosts:
+                overrides["allowed_hosts"] = tuple(args.allowed_hosts)
+        settings = Settings.from_env(**overrides)
+        if args.command == "serve":
+            return _serve(settings, args.log_level)
+        if args.command == "stdio":
+            return _stdio(settings, args.gateway)
+        return asyncio.run(_with_directory(settings, lambda directory: _gateways(args, directory)))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return _fail(f"invalid {'.'.join(str(p) for p in first['loc']) or 'input'}: {first['msg']}")
+    except GatewayError as exc:
+        return _fail(str(exc))
+
+
+def main() -> None:
+    sys.exit(run())

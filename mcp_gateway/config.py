@@ -1,0 +1,57 @@
+"""Settings for one gateway process: read once at the entry point, passed down as one object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX: Final = "MCP_GATEWAY_"
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8000
+DEFAULT_DB_PATH: Final = "mcp-gateway.db"
+
+DEFAULT_ALLOWED_HOSTS: Final = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
+"""Host headers accepted by default: loopback only, which is DNS-rebinding protection for a local server."""
+
+DEFAULT_MAX_SSE_CONNECTIONS_PER_IP: Final = 10
+"""Concurrent `GET /v1/mcp/sse` streams one client IP may hold (the seed's rate-limit table)."""
+
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+"""Largest request body any route reads; bigger bodies get 413."""
+
+DEFAULT_GATEWAY_CACHE_SECONDS: Final = 1.0
+"""How long a process serves a gateway's manifest from memory before re-reading it from the store."""
+
+
+class Settings(BaseModel):
+    """Everything a gateway process needs to know, validated once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = DEFAULT_HOST
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    db_path: Path = Path(DEFAULT_DB_PATH)
+    admin_token: str | None = Field(default=None, min_length=16)
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
+    max_sse_connections_per_ip: int = Field(default=DEFAULT_MAX_SSE_CONNECTIONS_PER_IP, ge=1)
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    gateway_cache_seconds: float = Field(default=DEFAULT_GATEWAY_CACHE_SECONDS, ge=0)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from `MCP_GATEWAY_*` variables; explicit overrides (CLI flags) win when not None."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        if db := env.get(ENV_PREFIX + "DB"):
+            values["db_path"] = Path(db)
+        if token := env.get(ENV_PREFIX + "ADMIN_TOKEN"):
+            values["admin_token"] = token
+        if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):
+            values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,37 @@
+"""The exceptions mcp-gateway raises, in one place.
+
+    GatewayError                   base of everything below
+    ├── StorageError               the database failed (driver errors are wrapped at the store boundary)
+    │   └── ConflictError          a row with that id already exists
+    ├── NotFoundError              no such gateway, lead, ...
+    └── InvalidInputError          input failed validation; ``field`` names the culprit
+
+HTTP routes translate these into JSON error bodies in ``mcp_gateway.http``; MCP tools turn
+expected failures into ``isError`` results.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class for mcp-gateway's own errors."""
+
+
+class StorageError(GatewayError):
+    """The store could not complete an operation."""
+
+
+class ConflictError(StorageError):
+    """The row to create already exists."""
+
+
+class NotFoundError(GatewayError):
+    """The thing asked for does not exist."""
+
+
+class InvalidInputError(GatewayError):
+    """Input was rejected; ``field`` names the offending field when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

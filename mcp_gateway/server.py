@@ -1,0 +1,75 @@
+"""Builds the MCP server of one gateway from its manifest, with the official SDK's `MCPServer`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from mcp.server import MCPServer
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS
+
+from . import __version__
+from .gateways import BUILTIN_TOOLS, Gateway, GatewayDirectory
+from .prompts import register_prompts
+from .resources import register_resources
+from .store import Store
+from .tools import register_book_demo
+
+INSTRUCTIONS: Final = (
+    "This server speaks for one business. Read system://hint first and follow it. Quote prices and plans only "
+    "from pricing://current and product facts only from docs://primary. Use book_demo only when the user asks "
+    "for a demo, with the real name and email they gave you."
+)
+
+ServerFactory = Callable[[Gateway, GatewayDirectory, Store], MCPServer]
+"""Builds the MCP server for a gateway; the app takes one so tests can add primitives to a gateway."""
+
+
+class ToolGate:
+    """Offers only the built-in tools the manifest enables, checked on every request.
+
+    Tools that are not built-ins (registered by an embedding application) are left alone.
+    """
+
+    def __init__(self, gateway_id: str, directory: GatewayDirectory) -> None:
+        self._gateway_id = gateway_id
+        self._directory = directory
+
+    async def _disabled(self) -> frozenset[str]:
+        gateway = await self._directory.require(self._gateway_id)
+        return frozenset(BUILTIN_TOOLS) - frozenset(gateway.manifest.enabled_tools)
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "tools/call":
+            name = (ctx.params or {}).get("name")
+            if name in await self._disabled():
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {name}")
+        result = await call_next(ctx)
+        if ctx.method == "tools/list" and isinstance(result, dict):
+            disabled = await self._disabled()
+            if disabled:
+                result = {**result, "tools": [t for t in result.get("tools", []) if t.get("name") not in disabled]}
+        return result
+
+
+def build_gateway_server(
+    gateway: Gateway,
+    directory: GatewayDirectory,
+    store: Store,
+    *,
+    middleware: Sequence[ServerMiddleware[Any]] = (),
+) -> MCPServer:
+    """The MCP server for `gateway`: its resources, `book_demo` and prompts, reading the manifest live."""
+    server: MCPServer = MCPServer(
+        name="mcp-gateway",
+        title=gateway.name,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        middleware=[ToolGate(gateway.id, directory), *middleware],
+    )
+    register_resources(server, gateway.id, directory)
+    register_book_demo(server, gateway.id, store)
+    register_prompts(server, gateway.id, directory)
+    return server

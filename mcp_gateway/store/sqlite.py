@@ -1,0 +1,353 @@
+"""The embedded default store: one SQLite file in WAL mode, one writer thread doing group commit.
+
+Every write is a job handed to the writer thread. The writer takes every job that is waiting
+(up to `MAX_BATCH_JOBS`), runs each inside its own SAVEPOINT of one transaction, and commits once:
+concurrent writers share one fsync, and a failing job rolls back alone. A write's coroutine
+returns only after that COMMIT, so a caller that answers 2xx after `await store.write(...)` has
+answered for data that is on disk (`synchronous=FULL`). Reads run on a small pool of read
+connections in worker threads and never wait for the writer (WAL readers see the last commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import anyio.to_thread
+
+from ..errors import ConflictError, NotFoundError, StorageError
+from .base import GatewayRecord, LeadRecord
+from .migrations import MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_Job = tuple[Callable[[sqlite3.Connection], Any], "concurrent.futures.Future[Any]"]
+
+MAX_BATCH_JOBS: Final = 1000
+"""Most write jobs the writer folds into one transaction."""
+
+READ_CONNECTIONS: Final = 4
+"""Read connections kept open; reads beyond this many at once wait for one."""
+
+BUSY_TIMEOUT_MS: Final = 10_000
+"""How long a connection waits on another process's lock before failing."""
+
+_STOP: Final = object()
+
+
+def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if read_only:
+        conn.execute("PRAGMA query_only = ON")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+def _apply_migrations(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT)")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, script in MIGRATIONS:
+            if version in applied:
+                continue
+            for statement in filter(None, (s.strip() for s in script.split(";"))):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
+            logger.info("applied schema migration %d", version)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _gateway(row: sqlite3.Row | tuple[Any, ...]) -> GatewayRecord:
+    return GatewayRecord(
+        id=row[0],
+        name=row[1],
+        allowed_origins=tuple(json.loads(row[2])),
+        manifest=json.loads(row[3]),
+        created_at_ms=row[4],
+        updated_at_ms=row[5],
+    )
+
+
+def _lead(row: sqlite3.Row | tuple[Any, ...]) -> LeadRecord:
+    return LeadRecord(*row)
+
+
+_GATEWAY_COLUMNS: Final = "id, name, allowed_origins, manifest, created_at_ms, updated_at_ms"
+_LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, created_at_ms"
+
+
+class SQLiteStore:
+    """`Store` on one SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._read_slots = threading.BoundedSemaphore(READ_CONNECTIONS)
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        conn = await anyio.to_thread.run_sync(self._open_writer)
+        self._writer = threading.Thread(target=self._write_loop, args=(conn,), name="sqlite-writer", daemon=True)
+        self._writer.start()
+
+    def _open_writer(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = _connect(self.path)
+            _apply_migrations(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot open database {self.path}: {exc}") from exc
+        return conn
+
+    async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._jobs.put(_STOP)
+            await anyio.to_thread.run_sync(writer.join)
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+
+    # -- the writer ------------------------------------------------------------------------------
+
+    async def write(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `job` in the writer's next transaction; return once that transaction committed."""
+        if self._writer is None:
+            raise StorageError("store is not open")
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((job, future))
+        return await asyncio.wrap_future(future)
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is _STOP:
+                    return
+                batch: list[_Job] = [first]  # type: ignore[list-item]
+                stop = False
+                while len(batch) < MAX_BATCH_JOBS:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop = True
+                        break
+                    batch.append(job)  # type: ignore[arg-type]
+                self._commit_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job, future in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = job(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    outcomes.append((future, None, exc))
+                else:
+                    outcomes.append((future, result, None))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            logger.exception("write transaction of %d jobs failed", len(batch))
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StorageError(f"write failed: {exc}")
+            for _, future in batch:
+                future.set_exception(error)
+            return
+        for future, result, failure in outcomes:
+            if failure is None:
+                future.set_result(result)
+            elif isinstance(failure, sqlite3.IntegrityError):
+                future.set_exception(ConflictError(str(failure)))
+            elif isinstance(failure, sqlite3.Error):
+                future.set_exception(StorageError(str(failure)))
+            else:
+                future.set_exception(failure)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `query` on a read connection in a worker thread."""
+        return await anyio.to_thread.run_sync(self._run_read, query)
+
+    def _run_read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with self._read_slots:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                conn = self._new_reader()
+            try:
+                return query(conn)
+            except sqlite3.Error as exc:
+                raise StorageError(f"read failed: {exc}") from exc
+            finally:
+                self._readers.put(conn)
+
+    def _new_reader(self) -> sqlite3.Connection:
+        try:
+            conn = _connect(self.path, read_only=True)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {self.path}: {exc}") from exc
+        with self._readers_lock:
+            self._all_readers.append(conn)
+        return conn
+
+    # -- gateways --------------------------------------------------------------------------------
+
+    async def get_gateway(self, gateway_id: str) -> GatewayRecord | None:
+        def query(conn: sqlite3.Connection) -> GatewayRecord | None:
+            row = conn.execute(f"SELECT {_GATEWAY_COLUMNS} FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
+            return None if row is None else _gateway(row)
+
+        return await self.read(query)
+
+    async def list_gateways(self) -> list[GatewayRecord]:
+        def query(conn: sqlite3.Connection) -> list[GatewayRecord]:
+            return [_gateway(row) for row in conn.execute(f"SELECT {_GATEWAY_COLUMNS} FROM gateways ORDER BY id")]
+
+        return await self.read(query)
+
+    async def create_gateway(self, record: GatewayRecord) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"INSERT INTO gateways ({_GATEWAY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.name,
+                        json.dumps(list(record.allowed_origins)),
+                        json.dumps(record.manifest),
+                        record.created_at_ms,
+                        record.updated_at_ms,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"gateway {record.id!r} already exists") from exc
+
+        await self.write(job)
+
+    async def update_gateway(
+        self,
+        gateway_id: str,
+        *,
+        name: str | None = None,
+        allowed_origins: tuple[str, ...] | None = None,
+        manifest: dict[str, Any] | None = None,
+        now_ms: int,
+    ) -> GatewayRecord:
+        changes: dict[str, object] = {"updated_at_ms": now_ms}
+        if name is not None:
+            changes["name"] = name
+        if allowed_origins is not None:
+            changes["allowed_origins"] = json.dumps(list(allowed_origins))
+        if manifest is not None:
+            changes["manifest"] = json.dumps(manifest)
+        assignments = ", ".join(f"{column} = ?" for column in changes)  # column names are ours, not input
+
+        def job(conn: sqlite3.Connection) -> GatewayRecord:
+            row = conn.execute(
+                f"UPDATE gateways SET {assignments} WHERE id = ? RETURNING {_GATEWAY_COLUMNS}",
+                (*changes.values(), gateway_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"gateway {gateway_id!r} does not exist")
+            return _gateway(row)
+
+        return await self.write(job)
+
+    # -- leads -----------------------------------------------------------------------------------
+
+    async def book_lead(self, lead: LeadRecord, *, dedupe_window_ms: int) -> tuple[LeadRecord, bool]:
+        def job(conn: sqlite3.Connection) -> tuple[LeadRecord, bool]:
+            earlier = conn.execute(
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE gateway_id = ? AND email = ? AND created_at_ms >= ?"
+                " ORDER BY created_at_ms LIMIT 1",
+                (lead.gateway_id, lead.email, lead.created_at_ms - dedupe_window_ms),
+            ).fetchone()
+            if earlier is not None:
+                return _lead(earlier), False
+            conn.execute(
+                f"INSERT INTO leads ({_LEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    lead.id,
+                    lead.gateway_id,
+                    lead.name,
+                    lead.email,
+                    lead.company,
+                    lead.message,
+                    lead.source,
+                    lead.created_at_ms,
+                ),
+            )
+            return lead, True
+
+        return await self.write(job)
+
+    async def get_lead(self, lead_id: str) -> LeadRecord | None:
+        def query(conn: sqlite3.Connection) -> LeadRecord | None:
+            row = conn.execute(f"SELECT {_LEAD_COLUMNS} FROM leads WHERE id = ?", (lead_id,)).fetchone()
+            return None if row is None else _lead(row)
+
+        return await self.read(query)
+
+    async def list_leads(self, gateway_id: str, *, limit: int = 100) -> list[LeadRecord]:
+        def query(conn: sqlite3.Connection) -> list[LeadRecord]:
+            rows = conn.execute(
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE gateway_id = ? ORDER BY created_at_ms DESC LIMIT ?",
+                (gateway_id, limit),
+            )
+            return [_lead(row) for row in rows]
+
+        return await self.read(query)
+
+    # -- settings --------------------------------------------------------------------------------
+
+    async def get_setting(self, key: str) -> str | None:
+        def query(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.read(query)
+
+    async def put_setting_if_absent(self, key: str, value: str) -> str:
+        def job(conn: sqlite3.Connection) -> str:
+            conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value))
+            return str(conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0])
+
+        return await self.write(job)

@@ -1,0 +1,152 @@
+"""The MCP HTTP routes: gateway resolution, SSE, Streamable HTTP and plain JSON-RPC.
+
+    GET  /v1/mcp/sse?gid=ID            SSE transport: an `endpoint` event, then server messages
+    POST /v1/mcp/{gid}/messages?session_id=…   the SSE transport's client-to-server messages
+    POST /v1/mcp/sse?gid=ID            plain JSON-RPC, answered as application/json
+    GET|POST|DELETE /mcp?gid=ID        Streamable HTTP (session protocol and 2026-07-28 revision)
+
+The gateway comes from `?gid=` or the `X-Gateway-ID` header. Before any SDK code runs, the
+request is checked: gateway given (400) and known (404), MCP enabled for it (403), Host allowed
+(421) and Origin in the gateway's allowed origins (403) — the SDK's own DNS-rebinding rules,
+answered as JSON.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+from typing import Final
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..config import Settings
+from ..gateways import GATEWAY_ID_PATTERN, Gateway, GatewayDirectory
+from ..http_errors import ApiError
+from .jsonrpc import answer_jsonrpc_post
+from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
+
+logger = logging.getLogger(__name__)
+
+GATEWAY_HEADER: Final = "x-gateway-id"
+SSE_RETRY_AFTER_SECONDS: Final = 10
+"""What a client over its SSE connection limit is told to wait."""
+
+_GATEWAY_ID = re.compile(GATEWAY_ID_PATTERN)
+
+
+class ConnectionLimiter:
+    """Counts open connections per key (client IP) and refuses past a maximum."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def acquire(self, key: str) -> bool:
+        if self._open[key] >= self.maximum:
+            return False
+        self._open[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
+
+
+class _Asgi:
+    """Marks a bound method as a raw ASGI endpoint (Starlette would treat it as request -> response)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+class McpRoutes:
+    """ASGI endpoints that put one gateway's SDK transports behind one HTTP surface."""
+
+    def __init__(self, settings: Settings, directory: GatewayDirectory, runtimes: GatewayRuntimes) -> None:
+        self._settings = settings
+        self._directory = directory
+        self._runtimes = runtimes
+        self.sse_limiter = ConnectionLimiter(settings.max_sse_connections_per_ip)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route(MCP_PATH, _Asgi(self.streamable_http), methods=["GET", "POST", "DELETE"]),
+            Route("/v1/mcp/sse", _Asgi(self.sse), methods=["GET", "POST"]),
+            Route("/v1/mcp/{gid}/messages", _Asgi(self.sse_message), methods=["POST"]),
+        ]
+
+    async def _resolve(self, request: Request, gateway_id: str | None = None) -> GatewayRuntime:
+        gateway_id = gateway_id or request.query_params.get("gid") or request.headers.get(GATEWAY_HEADER)
+        if not gateway_id:
+            raise ApiError(400, "Missing gateway id: pass ?gid= or the X-Gateway-ID header")
+        gateway: Gateway | None = None
+        if _GATEWAY_ID.match(gateway_id):
+            gateway = await self._directory.get(gateway_id)
+        if gateway is None:
+            raise ApiError(404, "Gateway Not Configured")
+        if not gateway.manifest.mcp_enabled:
+            raise ApiError(403, "MCP is not enabled for this gateway")
+        runtime = await self._runtimes.get(gateway)
+        rejection = await runtime.guard.validate_request(request, is_post=False)
+        if rejection is not None:
+            raise ApiError(rejection.status_code, bytes(rejection.body).decode())
+        return runtime
+
+    async def streamable_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = await self._resolve(Request(scope, receive))
+        await runtime.session_manager.handle_request(scope, receive, send)
+
+    async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        runtime = await self._resolve(request)
+        if request.method == "POST":
+            await self._jsonrpc(runtime, request, scope, receive, send)
+        else:
+            await self._sse_stream(runtime, request, scope, receive, send)
+
+    async def _jsonrpc(
+        self, runtime: GatewayRuntime, request: Request, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        content_type = request.headers.get("content-type", "")
+        if not content_type.lower().startswith("application/json"):
+            raise ApiError(415, "Content-Type must be application/json")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._settings.max_body_bytes:
+            raise ApiError(413, f"Request body larger than {self._settings.max_body_bytes} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > self._settings.max_body_bytes:
+                raise ApiError(413, f"Request body larger than {self._settings.max_body_bytes} bytes")
+        response = await answer_jsonrpc_post(runtime, request, bytes(body))
+        await response(scope, receive, send)
+
+    async def _sse_stream(
+        self, runtime: GatewayRuntime, request: Request, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        client_ip = request.client.host if request.client else "unknown"
+        if not self.sse_limiter.acquire(client_ip):
+            raise ApiError(
+                429,
+                f"Too many SSE connections: at most {self.sse_limiter.maximum} per IP",
+                headers={"Retry-After": str(SSE_RETRY_AFTER_SECONDS)},
+                retry_after=SSE_RETRY_AFTER_SECONDS,
+            )
+        try:
+            lowlevel = runtime.lowlevel
+            async with runtime.sse.connect_sse(scope, receive, send) as (read_stream, write_stream):
+                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        finally:
+            self.sse_limiter.release(client_ip)
+
+    async def sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        runtime = await self._resolve(request, request.path_params["gid"])
+        await runtime.sse.handle_post_message(scope, receive, send)

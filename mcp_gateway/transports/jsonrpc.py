@@ -1,0 +1,133 @@
+"""Plain JSON-RPC over one HTTP POST: the seed's curl call, answered through the SDK's kernel.
+
+`POST /v1/mcp/sse` with `Content-Type: application/json` and no session gets its JSON-RPC reply
+as `application/json`. Each request runs through the SDK's single-exchange entry point
+(`serve_one`: the same handler kernel, middleware chain and result serialisation every SDK
+transport uses) on a born-ready connection, without the per-request session, task group and
+memory streams a stateless Streamable HTTP exchange costs. Batches (a JSON array) are answered
+as arrays; notifications are acknowledged with 202.
+
+A request is served at the latest handshake revision unless its `_meta` carries a 2026-07-28
+envelope (protocol version, client info, capabilities), which is then honoured.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio
+from mcp.server.connection import Connection
+from mcp.server.runner import modern_error_data, serve_one
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import NoBackChannelError
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
+from mcp.shared.message import MessageMetadata, ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp.types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    CLIENT_INFO_META_KEY,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    PROTOCOL_VERSION_META_KEY,
+    JSONRPCRequest,
+    RequestId,
+)
+from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .runtime import GatewayRuntime
+
+MAX_BATCH: Final = 100
+"""Most requests one batch may carry."""
+
+TRANSPORT_KIND: Final = "jsonrpc-post"
+
+
+@dataclass
+class _PostDispatchContext:
+    """`DispatchContext` for one request in a POST: nothing can flow back but the reply."""
+
+    transport: TransportContext
+    request_id: RequestId
+    message_metadata: MessageMetadata
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    can_send_request: bool = field(default=False, init=False)
+
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
+    ) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None) -> None:
+        return None  # a plain POST has no stream to carry notifications
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+
+def _error(request_id: RequestId | None, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def _connection_for(params: Mapping[str, Any] | None, header_version: str | None) -> Connection:
+    meta = (params or {}).get("_meta")
+    if isinstance(meta, Mapping) and meta.get(PROTOCOL_VERSION_META_KEY) in MODERN_PROTOCOL_VERSIONS:
+        return Connection.from_envelope(
+            meta[PROTOCOL_VERSION_META_KEY], meta.get(CLIENT_INFO_META_KEY), meta.get(CLIENT_CAPABILITIES_META_KEY)
+        )
+    version = header_version if header_version in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
+    return Connection.from_envelope(version, None, None)
+
+
+async def _answer_one(runtime: GatewayRuntime, request: Request, message: Any) -> dict[str, Any] | None:
+    if isinstance(message, dict) and "method" in message and "id" not in message:
+        return None  # a notification: nothing to answer, and nothing it could change without a session
+    try:
+        req = JSONRPCRequest.model_validate(message)
+    except ValidationError:
+        request_id = message.get("id") if isinstance(message, dict) else None
+        valid_id = request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+        return _error(valid_id, INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 request object")
+    dctx = _PostDispatchContext(
+        transport=TransportContext(kind=TRANSPORT_KIND, can_send_request=False, headers=request.headers),
+        request_id=req.id,
+        message_metadata=ServerMessageMetadata(request_context=request),
+    )
+    connection = _connection_for(req.params, request.headers.get("mcp-protocol-version"))
+    try:
+        result = await serve_one(
+            runtime.lowlevel,
+            dctx,
+            req.method,
+            req.params,
+            connection=connection,
+            lifespan_state=runtime.lifespan_state,
+        )
+    except Exception as exc:
+        error = modern_error_data(exc)
+        return {"jsonrpc": "2.0", "id": req.id, "error": error.model_dump(mode="json", exclude_none=True)}
+    return {"jsonrpc": "2.0", "id": req.id, "result": result}
+
+
+async def answer_jsonrpc_post(runtime: GatewayRuntime, request: Request, body: bytes) -> Response:
+    """The HTTP response to a plain JSON-RPC POST whose body is `body`."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return JSONResponse(_error(None, PARSE_ERROR, "Parse error: the body is not valid JSON"), status_code=400)
+    if isinstance(decoded, list):
+        if not decoded or len(decoded) > MAX_BATCH:
+            message = f"Invalid Request: a batch holds 1 to {MAX_BATCH} requests"
+            return JSONResponse(_error(None, INVALID_REQUEST, message), status_code=400)
+        replies = [reply for item in decoded if (reply := await _answer_one(runtime, request, item)) is not None]
+        return JSONResponse(replies) if replies else Response(status_code=202)
+    reply = await _answer_one(runtime, request, decoded)
+    if reply is None:
+        return Response(status_code=202)
+    status = ERROR_CODE_HTTP_STATUS.get(reply["error"]["code"], 200) if "error" in reply else 200
+    return JSONResponse(reply, status_code=status)
