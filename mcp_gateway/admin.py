@@ -7,6 +7,9 @@
     GET  /v1/gateways/{id}/manifest       its agent manifest
     PUT  /v1/gateways/{id}/manifest       replace it (body: AgentManifest)
     GET  /v1/gateways/{id}/leads          the leads `book_demo` captured, newest first
+    GET  /v1/gateways/{id}/keys           its API keys (never the key itself)
+    POST /v1/gateways/{id}/keys           create one: {"kind": "org", "name": ""} -> 201 with "key", shown once
+    DELETE /v1/gateways/{id}/keys/{key}   revoke one
 
 `Authorization: Bearer <admin token>`: none -> 401 (with `WWW-Authenticate`), wrong -> 403.
 The token is `MCP_GATEWAY_ADMIN_TOKEN` when set; otherwise one is generated at first start,
@@ -18,18 +21,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 import secrets
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from .gateways import AgentManifest, GatewayCreate, GatewayDirectory, Origin
-from .http_errors import ApiError
-from .store import Store
+from .keys import KeyService
+from .store import KeyKind, KeyRecord, Store
+from .web import ApiError, read_model
 
 ADMIN_TOKEN_SETTING: Final = "admin_token_sha256"
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
@@ -70,33 +73,35 @@ class AdminAuth:
             raise ApiError(403, "Invalid admin token")
 
 
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: KeyKind
+    name: str = Field(default="", max_length=200)
+
+
+def key_json(record: KeyRecord) -> dict[str, object]:
+    return {field: value for field, value in dataclasses.asdict(record).items() if field != "key_hash"}
+
+
 class OriginsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     allowed_origins: list[Origin] = Field(max_length=100)
 
 
-async def _parse(request: Request, model: type[_ModelT]) -> _ModelT:
-    body = await request.body()
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        raise ApiError(400, "Body is not valid JSON") from None
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()
-        ]
-        message = f"Invalid {model.__name__}: {errors[0]['field']}: {errors[0]['message']}"
-        raise ApiError(422, message, errors=errors) from None
-
-
 class AdminApi:
-    def __init__(self, auth: AdminAuth, directory: GatewayDirectory, store: Store) -> None:
+    def __init__(
+        self, auth: AdminAuth, directory: GatewayDirectory, store: Store, keys: KeyService, *, max_body_bytes: int
+    ) -> None:
         self._auth = auth
         self._directory = directory
         self._store = store
+        self._keys = keys
+        self._max_body_bytes = max_body_bytes
+
+    async def _body(self, request: Request, model: type[_ModelT]) -> _ModelT:
+        return await read_model(request, model, limit=self._max_body_bytes, status=422, strict_content_type=False)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -107,6 +112,9 @@ class AdminApi:
             Route("/v1/gateways/{gid}/manifest", self.get_manifest, methods=["GET"]),
             Route("/v1/gateways/{gid}/manifest", self.put_manifest, methods=["PUT"]),
             Route("/v1/gateways/{gid}/leads", self.list_leads, methods=["GET"]),
+            Route("/v1/gateways/{gid}/keys", self.list_keys, methods=["GET"]),
+            Route("/v1/gateways/{gid}/keys", self.create_key, methods=["POST"]),
+            Route("/v1/gateways/{gid}/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
         ]
 
     async def list_gateways(self, request: Request) -> JSONResponse:
@@ -116,7 +124,7 @@ class AdminApi:
 
     async def create_gateway(self, request: Request) -> JSONResponse:
         self._auth.check(request)
-        spec = await _parse(request, GatewayCreate)
+        spec = await self._body(request, GatewayCreate)
         gateway = await self._directory.create(spec)
         return JSONResponse(gateway.model_dump(mode="json"), status_code=201)
 
@@ -128,7 +136,7 @@ class AdminApi:
     async def put_origins(self, request: Request) -> JSONResponse:
         self._auth.check(request)
         await self._directory.require(request.path_params["gid"])
-        update = await _parse(request, OriginsUpdate)
+        update = await self._body(request, OriginsUpdate)
         gateway = await self._directory.set_allowed_origins(request.path_params["gid"], update.allowed_origins)
         return JSONResponse(gateway.model_dump(mode="json"))
 
@@ -140,7 +148,7 @@ class AdminApi:
     async def put_manifest(self, request: Request) -> JSONResponse:
         self._auth.check(request)
         await self._directory.require(request.path_params["gid"])
-        manifest = await _parse(request, AgentManifest)
+        manifest = await self._body(request, AgentManifest)
         gateway = await self._directory.set_manifest(request.path_params["gid"], manifest)
         return JSONResponse(gateway.manifest.model_dump(mode="json"))
 
@@ -148,7 +156,25 @@ class AdminApi:
         self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         raw_limit = request.query_params.get("limit", "100")
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        if not (raw_limit.isdecimal() and len(raw_limit) <= 4 and 1 <= int(raw_limit) <= 1000):
             raise ApiError(400, "limit must be an integer from 1 to 1000", field="limit")
         leads = await self._store.list_leads(gateway.id, limit=int(raw_limit))
         return JSONResponse({"leads": [dataclasses.asdict(lead) for lead in leads]})
+
+    async def list_keys(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        return JSONResponse({"keys": [key_json(key) for key in await self._keys.list(gateway.id)]})
+
+    async def create_key(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        spec = await self._body(request, KeyCreate)
+        record, plaintext = await self._keys.create(gateway.id, spec.kind, spec.name)
+        return JSONResponse({"key": plaintext, **key_json(record)}, status_code=201)
+
+    async def revoke_key(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        record = await self._keys.revoke(gateway.id, request.path_params["key_id"])
+        return JSONResponse(key_json(record))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import sys
 from collections.abc import AsyncIterator
+from typing import Final
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,12 +18,18 @@ from . import __version__
 from .admin import AdminApi, AdminAuth
 from .config import Settings
 from .gateways import GatewayDirectory
-from .http_errors import EXCEPTION_HANDLERS
+from .ingest import AgnostApi, Ingestor
+from .keys import KeyService
+from .privacy import IpHasher
 from .server import ServerFactory, build_gateway_server
 from .store import SQLiteStore, Store
 from .transports import GatewayRuntimes, McpRoutes
+from .web import EXCEPTION_HANDLERS
 
 logger = logging.getLogger(__name__)
+
+HASH_SECRET_SETTING: Final = "hash_secret"
+"""The server's secret for keyed hashes (client IPs), generated at first start."""
 
 
 def create_app(
@@ -36,6 +44,9 @@ def create_app(
     directory = GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds)
     runtimes = GatewayRuntimes(settings, directory, store, server_factory)
     auth = AdminAuth(store, settings.admin_token)
+    keys = KeyService(store, cache_seconds=settings.gateway_cache_seconds)
+    hash_ip = IpHasher()
+    ingestor = Ingestor(store, hash_ip)
     ready = False
 
     async def health(_: Request) -> JSONResponse:
@@ -48,6 +59,7 @@ def create_app(
         nonlocal ready
         await store.open()
         try:
+            hash_ip.use(bytes.fromhex(await store.put_setting_if_absent(HASH_SECRET_SETTING, secrets.token_hex(32))))
             if await directory.ensure_demo():
                 logger.info("created gateway 'demo' from the bundled default content")
             if (token := await auth.ensure_token()) is not None:
@@ -64,7 +76,8 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         *McpRoutes(settings, directory, runtimes).routes(),
-        *AdminApi(auth, directory, store).routes(),
+        *AgnostApi(keys, ingestor, max_body_bytes=settings.max_body_bytes).routes(),
+        *AdminApi(auth, directory, store, keys, max_body_bytes=settings.max_body_bytes).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings

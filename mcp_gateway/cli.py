@@ -4,6 +4,8 @@
     mcp-gateway stdio --gateway ID [--db PATH]
     mcp-gateway gateways list | show ID | create ID --name NAME [--origin O ...] [--manifest FILE]
     mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
+    mcp-gateway keys create --gateway ID --kind org|pk|sk|read [--name NAME]   (prints only the key)
+    mcp-gateway keys list --gateway ID | revoke --gateway ID KEY_ID
 
 `--db` defaults to `MCP_GATEWAY_DB`, then `./mcp-gateway.db`. Exit codes: 0 ok, 1 failed, 2 usage.
 """
@@ -24,7 +26,8 @@ from pydantic import ValidationError
 from .config import Settings
 from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
-from .store import SQLiteStore
+from .keys import KEY_KINDS, KeyService
+from .store import SQLiteStore, Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +73,22 @@ def _parser() -> argparse.ArgumentParser:
     set_origins.add_argument("id")
     set_origins.add_argument("origins", nargs="*", metavar="ORIGIN")
     _add_db(set_origins)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create_key = keys.add_parser("create", help="create a key and print it (shown this once)")
+    create_key.add_argument("--gateway", required=True, metavar="ID")
+    create_key.add_argument("--kind", required=True, choices=KEY_KINDS)
+    create_key.add_argument("--name", default="")
+    _add_db(create_key)
+    list_keys = keys.add_parser("list", help="list a gateway's keys")
+    list_keys.add_argument("--gateway", required=True, metavar="ID")
+    _add_db(list_keys)
+    revoke_key = keys.add_parser("revoke", help="revoke a key")
+    revoke_key.add_argument("--gateway", required=True, metavar="ID")
+    revoke_key.add_argument("key_id", metavar="KEY_ID")
+    _add_db(revoke_key)
     return parser
 
 
@@ -95,22 +114,39 @@ def _load_manifest(path: Path) -> AgentManifest:
         raise GatewayError(f"cannot read {path}: {exc.strerror}") from None
 
 
-async def _with_directory(settings: Settings, work: Callable[[GatewayDirectory], Awaitable[int]]) -> int:
+async def _with_store(settings: Settings, work: Callable[[Store, GatewayDirectory], Awaitable[int]]) -> int:
     store = SQLiteStore(settings.db_path)
     await store.open()
     try:
         directory = GatewayDirectory(store, cache_seconds=0)
         await directory.ensure_demo()
-        return await work(directory)
+        return await work(store, directory)
     finally:
         await store.close()
+
+
+async def _keys(args: argparse.Namespace, store: Store, directory: GatewayDirectory) -> int:
+    gateway = await directory.require(args.gateway)
+    keys = KeyService(store, cache_seconds=0)
+    match args.action:
+        case "create":
+            _, plaintext = await keys.create(gateway.id, args.kind, args.name)
+            print(plaintext)
+        case "list":
+            for key in await keys.list(gateway.id):
+                state = "revoked" if key.revoked_at_ms is not None else "active"
+                print(f"{key.id}\t{key.kind}\t{key.prefix}…\t{state}\t{key.name}")
+        case "revoke":
+            key = await keys.revoke(gateway.id, args.key_id)
+            print(f"{key.id}\trevoked")
+    return 0
 
 
 def _print_gateway(gateway: Gateway) -> None:
     print(json.dumps(gateway.model_dump(mode="json"), indent=2))
 
 
-async def _gateways(args: argparse.Namespace, directory: GatewayDirectory) -> int:
+async def _gateways(args: argparse.Namespace, store: Store, directory: GatewayDirectory) -> int:
     match args.action:
         case "list":
             for gateway in await directory.all():
@@ -165,7 +201,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.log_level)
         if args.command == "stdio":
             return _stdio(settings, args.gateway)
-        return asyncio.run(_with_directory(settings, lambda directory: _gateways(args, directory)))
+        work = _keys if args.command == "keys" else _gateways
+        return asyncio.run(_with_store(settings, lambda store, directory: work(args, store, directory)))
     except ValidationError as exc:
         first = exc.errors()[0]
         return _fail(f"invalid {'.'.join(str(p) for p in first['loc']) or 'input'}: {first['msg']}")

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from .errors import ConflictError, NotFoundError
+from .errors import ConflictError, InvalidInputError, NotFoundError
 from .store import GatewayRecord, Store
 
 GATEWAY_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -54,7 +54,7 @@ class PricingTier(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str = Field(min_length=1, max_length=80)
-    price: float | None = Field(default=None, ge=0, description="Price per interval; null means 'contact us'.")
+    price: int | float | None = Field(default=None, ge=0, description="Price per interval; null means 'contact us'.")
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     interval: Literal["month", "year", "one-time"] | None = "month"
     description: str = Field(default="", max_length=2000)
@@ -175,7 +175,10 @@ class GatewayDirectory:
         return self._remember(Gateway.from_record(record))
 
     async def set_allowed_origins(self, gateway_id: str, origins: list[str]) -> Gateway:
-        checked = tuple(_check_origin(origin) for origin in origins)
+        try:
+            checked = tuple(_check_origin(origin) for origin in origins)
+        except ValueError as exc:
+            raise InvalidInputError(str(exc), field="allowed_origins") from None
         record = await self._store.update_gateway(gateway_id, allowed_origins=checked, now_ms=_now_ms())
         return self._remember(Gateway.from_record(record))
 

@@ -1,6 +1,16 @@
 """Persistence: the `Store` protocol and its implementations."""
 
-from .base import GatewayRecord, LeadRecord, Store
+from .base import CaptureStatus, EventRow, GatewayRecord, KeyKind, KeyRecord, LeadRecord, SessionRow, Store
 from .sqlite import SQLiteStore
 
-__all__ = ["GatewayRecord", "LeadRecord", "SQLiteStore", "Store"]
+__all__ = [
+    "CaptureStatus",
+    "EventRow",
+    "GatewayRecord",
+    "KeyKind",
+    "KeyRecord",
+    "LeadRecord",
+    "SQLiteStore",
+    "SessionRow",
+    "Store",
+]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,65 @@ class LeadRecord:
     message: str | None
     source: str
     created_at_ms: int
+
+
+KeyKind = Literal["org", "pk", "sk", "read"]
+"""`org`: the Agnost ingestion API (`X-Org-Id`); `pk`/`sk`: publishable/secret tracking keys; `read`: analytics."""
+
+CaptureStatus = Literal["stored", "duplicate", "unknown_session"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An API key as stored: only its SHA-256 and a short prefix to recognise it by."""
+
+    id: str
+    gateway_id: str
+    kind: KeyKind
+    name: str
+    key_hash: str
+    prefix: str
+    created_at_ms: int
+    revoked_at_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """An MCP client session (one connection, or one sessionless client identity)."""
+
+    gateway_id: str
+    id: str
+    client_config: str
+    connection_type: str
+    transport: str | None
+    ip_hash: str | None
+    tools: tuple[str, ...]
+    user_data: dict[str, Any] | None
+    started_at_ms: int
+    received_at_ms: int
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One event: an MCP invocation (`source="mcp"`) or, later, a web or server event."""
+
+    gateway_id: str
+    id: str
+    source: str
+    session_id: str | None
+    name: str
+    primitive_type: str | None
+    operation: str | None
+    latency_ms: float | None
+    success: bool | None
+    error_type: str | None
+    args: str | None
+    result: str | None
+    properties: dict[str, Any] | None
+    ts_ms: int
+    received_at_ms: int
+    seq: int | None = None
 
 
 class Store(Protocol):
@@ -79,4 +139,37 @@ class Store(Protocol):
 
     async def put_setting_if_absent(self, key: str, value: str) -> str:
         """Store `value` under `key` unless a value exists; return the value that is stored."""
+        ...
+
+    async def create_key(self, record: KeyRecord) -> None: ...
+
+    async def list_keys(self, gateway_id: str) -> list[KeyRecord]: ...
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None: ...
+
+    async def revoke_key(self, gateway_id: str, key_id: str, *, now_ms: int) -> KeyRecord:
+        """Mark a key revoked (idempotent); `NotFoundError` if the gateway has no such key."""
+        ...
+
+    async def capture(
+        self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+    ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
+        """Store sessions, then events, in one transaction; a status for each, in order.
+
+        A session or event whose (gateway, id) is stored already is a `duplicate` and changes
+        nothing; an MCP event whose session is unknown (neither stored nor in `sessions`) is
+        `unknown_session` and is not stored.
+        """
+        ...
+
+    async def sessions_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[SessionRow]:
+        """Sessions stored after insertion position `seq`, oldest first."""
+        ...
+
+    async def events_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[EventRow]:
+        """Events stored after insertion position `seq`, oldest first."""
+        ...
+
+    async def last_seq(self) -> tuple[int, int]:
+        """The newest (session seq, event seq), 0 when empty: where a live tail starts."""
         ...

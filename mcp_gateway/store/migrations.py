@@ -1,7 +1,8 @@
 """Schema migrations, applied in order; each runs once and is recorded in `schema_migrations`.
 
 The SQL is kept portable (no SQLite-only types or syntax) so the PostgreSQL store can apply the
-same list. Timestamps are integer milliseconds since the epoch.
+same list. Timestamps are integer milliseconds since the epoch. `seq` columns are insertion
+order (SQLite's rowid), which `events tail` and the live stream follow.
 """
 
 from __future__ import annotations
@@ -36,6 +37,59 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             key TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
+        """,
+    ),
+    (
+        2,
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            gateway_id TEXT NOT NULL REFERENCES gateways(id),
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            revoked_at_ms BIGINT
+        );
+        CREATE INDEX api_keys_by_gateway ON api_keys (gateway_id, kind);
+        CREATE TABLE mcp_sessions (
+            seq INTEGER PRIMARY KEY,
+            gateway_id TEXT NOT NULL REFERENCES gateways(id),
+            id TEXT NOT NULL,
+            client_config TEXT NOT NULL,
+            connection_type TEXT NOT NULL,
+            transport TEXT,
+            ip_hash TEXT,
+            tools TEXT NOT NULL,
+            user_data TEXT,
+            started_at_ms BIGINT NOT NULL,
+            received_at_ms BIGINT NOT NULL,
+            UNIQUE (gateway_id, id)
+        );
+        CREATE INDEX mcp_sessions_by_time ON mcp_sessions (gateway_id, started_at_ms);
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            gateway_id TEXT NOT NULL REFERENCES gateways(id),
+            id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            session_id TEXT,
+            name TEXT NOT NULL,
+            primitive_type TEXT,
+            operation TEXT,
+            latency_ms DOUBLE PRECISION,
+            success INTEGER,
+            error_type TEXT,
+            args TEXT,
+            result TEXT,
+            properties TEXT,
+            ts_ms BIGINT NOT NULL,
+            received_at_ms BIGINT NOT NULL,
+            UNIQUE (gateway_id, id)
+        );
+        CREATE INDEX events_by_time ON events (gateway_id, ts_ms);
+        CREATE INDEX events_by_session ON events (gateway_id, session_id, ts_ms);
+        CREATE INDEX events_by_name ON events (gateway_id, source, primitive_type, name, ts_ms)
         """,
     ),
 )

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import anyio.to_thread
 
 from ..errors import ConflictError, NotFoundError, StorageError
-from .base import GatewayRecord, LeadRecord
+from .base import CaptureStatus, EventRow, GatewayRecord, KeyRecord, LeadRecord, SessionRow
 from .migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,33 @@ def _lead(row: sqlite3.Row | tuple[Any, ...]) -> LeadRecord:
     return LeadRecord(*row)
 
 
+def _key(row: sqlite3.Row | tuple[Any, ...]) -> KeyRecord:
+    return KeyRecord(*row)
+
+
+def _session(row: sqlite3.Row | tuple[Any, ...]) -> SessionRow:
+    values = list(row)
+    values[6] = tuple(json.loads(values[6]))
+    values[7] = None if values[7] is None else json.loads(values[7])
+    return SessionRow(*values)
+
+
+def _event(row: sqlite3.Row | tuple[Any, ...]) -> EventRow:
+    values = list(row)
+    values[8] = None if values[8] is None else bool(values[8])
+    values[12] = None if values[12] is None else json.loads(values[12])
+    return EventRow(*values)
+
+
+_KEY_COLUMNS: Final = "id, gateway_id, kind, name, key_hash, prefix, created_at_ms, revoked_at_ms"
+_SESSION_COLUMNS: Final = (
+    "gateway_id, id, client_config, connection_type, transport, ip_hash, tools, user_data, started_at_ms,"
+    " received_at_ms"
+)
+_EVENT_COLUMNS: Final = (
+    "gateway_id, id, source, session_id, name, primitive_type, operation, latency_ms, success, error_type, args,"
+    " result, properties, ts_ms, received_at_ms"
+)
 _GATEWAY_COLUMNS: Final = "id, name, allowed_origins, manifest, created_at_ms, updated_at_ms"
 _LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, created_at_ms"
 
@@ -133,6 +161,7 @@ class SQLiteStore:
             for conn in self._all_readers:
                 conn.close()
             self._all_readers.clear()
+            self._readers = queue.SimpleQueue()  # drop the closed connections, or a reopened store reads through them
 
     # -- the writer ------------------------------------------------------------------------------
 
@@ -351,3 +380,149 @@ class SQLiteStore:
             return str(conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0])
 
         return await self.write(job)
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    async def create_key(self, record: KeyRecord) -> None:
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", dataclasses.astuple(record)
+            )
+
+        await self.write(job)
+
+    async def list_keys(self, gateway_id: str) -> list[KeyRecord]:
+        def query(conn: sqlite3.Connection) -> list[KeyRecord]:
+            rows = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE gateway_id = ? ORDER BY created_at_ms, id", (gateway_id,)
+            )
+            return [_key(row) for row in rows]
+
+        return await self.read(query)
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        def query(conn: sqlite3.Connection) -> KeyRecord | None:
+            row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+            return None if row is None else _key(row)
+
+        return await self.read(query)
+
+    async def revoke_key(self, gateway_id: str, key_id: str, *, now_ms: int) -> KeyRecord:
+        def job(conn: sqlite3.Connection) -> KeyRecord:
+            conn.execute(
+                "UPDATE api_keys SET revoked_at_ms = ? WHERE gateway_id = ? AND id = ? AND revoked_at_ms IS NULL",
+                (now_ms, gateway_id, key_id),
+            )
+            row = conn.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE gateway_id = ? AND id = ?", (gateway_id, key_id)
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"gateway {gateway_id!r} has no key {key_id!r}")
+            return _key(row)
+
+        return await self.write(job)
+
+    # -- sessions and events ---------------------------------------------------------------------
+
+    async def capture(
+        self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+    ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
+        session_rows = [
+            (
+                s.gateway_id,
+                s.id,
+                s.client_config,
+                s.connection_type,
+                s.transport,
+                s.ip_hash,
+                json.dumps(list(s.tools)),
+                None if s.user_data is None else json.dumps(s.user_data),
+                s.started_at_ms,
+                s.received_at_ms,
+            )
+            for s in sessions
+        ]
+
+        def job(conn: sqlite3.Connection) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
+            session_status: list[CaptureStatus] = []
+            for row in session_rows:
+                cursor = conn.execute(
+                    f"INSERT INTO mcp_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (gateway_id, id) DO NOTHING",
+                    row,
+                )
+                session_status.append("stored" if cursor.rowcount else "duplicate")
+            known: set[tuple[str, str]] = {(s.gateway_id, s.id) for s in sessions}
+            event_status: list[CaptureStatus] = []
+            for event in events:
+                if event.source == "mcp" and event.session_id is not None:
+                    key = (event.gateway_id, event.session_id)
+                    if key not in known:
+                        found = conn.execute(
+                            "SELECT 1 FROM mcp_sessions WHERE gateway_id = ? AND id = ?", key
+                        ).fetchone()
+                        if found is None:
+                            event_status.append("unknown_session")
+                            continue
+                        known.add(key)
+                cursor = conn.execute(
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (gateway_id, id) DO NOTHING",
+                    (
+                        event.gateway_id,
+                        event.id,
+                        event.source,
+                        event.session_id,
+                        event.name,
+                        event.primitive_type,
+                        event.operation,
+                        event.latency_ms,
+                        None if event.success is None else int(event.success),
+                        event.error_type,
+                        event.args,
+                        event.result,
+                        None if event.properties is None else json.dumps(event.properties),
+                        event.ts_ms,
+                        event.received_at_ms,
+                    ),
+                )
+                event_status.append("stored" if cursor.rowcount else "duplicate")
+            return session_status, event_status
+
+        return await self.write(job)
+
+    async def sessions_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[SessionRow]:
+        where, params = _after(seq, gateway_id)
+
+        def query(conn: sqlite3.Connection) -> list[SessionRow]:
+            rows = conn.execute(
+                f"SELECT {_SESSION_COLUMNS}, seq FROM mcp_sessions WHERE {where} ORDER BY seq LIMIT ?", (*params, limit)
+            )
+            return [_session(row) for row in rows]
+
+        return await self.read(query)
+
+    async def events_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[EventRow]:
+        where, params = _after(seq, gateway_id)
+
+        def query(conn: sqlite3.Connection) -> list[EventRow]:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE {where} ORDER BY seq LIMIT ?", (*params, limit)
+            )
+            return [_event(row) for row in rows]
+
+        return await self.read(query)
+
+    async def last_seq(self) -> tuple[int, int]:
+        def query(conn: sqlite3.Connection) -> tuple[int, int]:
+            sessions = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM mcp_sessions").fetchone()[0]
+            events = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            return int(sessions), int(events)
+
+        return await self.read(query)
+
+
+def _after(seq: int, gateway_id: str | None) -> tuple[str, tuple[object, ...]]:
+    if gateway_id is None:
+        return "seq > ?", (seq,)
+    return "seq > ? AND gateway_id = ?", (seq, gateway_id)

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..gateways import GATEWAY_ID_PATTERN, Gateway, GatewayDirectory
-from ..http_errors import ApiError
+from ..web import ApiError, read_body
 from .jsonrpc import answer_jsonrpc_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 
@@ -117,15 +117,8 @@ class McpRoutes:
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith("application/json"):
             raise ApiError(415, "Content-Type must be application/json")
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._settings.max_body_bytes:
-            raise ApiError(413, f"Request body larger than {self._settings.max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > self._settings.max_body_bytes:
-                raise ApiError(413, f"Request body larger than {self._settings.max_body_bytes} bytes")
-        response = await answer_jsonrpc_post(runtime, request, bytes(body))
+        body = await read_body(request, self._settings.max_body_bytes)
+        response = await answer_jsonrpc_post(runtime, request, body)
         await response(scope, receive, send)
 
     async def _sse_stream(

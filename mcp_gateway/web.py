@@ -1,11 +1,15 @@
-"""Every HTTP error leaves as JSON: `{"error": message, ...}`, never HTML or a traceback."""
+"""HTTP plumbing every route shares: errors leave as JSON (`{"error": message, ...}`, never HTML or
+a traceback), and bodies are read with a size limit and parsed into pydantic models with errors
+that name the bad field."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -13,6 +17,9 @@ from starlette.responses import JSONResponse, Response
 from .errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 
 logger = logging.getLogger(__name__)
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 class ApiError(Exception):
@@ -31,6 +38,51 @@ class ApiError(Exception):
 
 def json_error(status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=dict(headers or {}))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdecimal() and int(declared) > limit:
+        raise ApiError(413, f"Request body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"Request body larger than {limit} bytes")
+    return bytes(body)
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic errors as `[{"field": "a.b", "message": ...}]`, without echoing the input."""
+    return [
+        {"field": ".".join(str(part) for part in err["loc"]) or "body", "message": err["msg"]} for err in exc.errors()
+    ]
+
+
+async def read_model(
+    request: Request, model: type[_ModelT], *, limit: int, status: int = 400, strict_content_type: bool = True
+) -> _ModelT:
+    """Parse the JSON body into `model`; a bad body is `status` naming the first bad field.
+
+    With `strict_content_type`, a body not declared `application/json` is 415.
+    """
+    content_type = request.headers.get("content-type", "application/json").lower()
+    if strict_content_type and not content_type.startswith("application/json"):
+        raise ApiError(415, "Content-Type must be application/json")
+    body = await read_body(request, limit)
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder's stack
+        raise ApiError(status, "Body is not valid JSON", field="body") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        first = errors[0]
+        raise ApiError(
+            status, f"Invalid {first['field']}: {first['message']}", field=first["field"], errors=errors
+        ) from None
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:

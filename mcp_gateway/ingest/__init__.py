@@ -1,0 +1,6 @@
+"""Getting data in: the Agnost-compatible capture API (and, later, web and server events)."""
+
+from .agnost import AgnostApi
+from .capture import CaptureOutcome, Ingestor
+
+__all__ = ["AgnostApi", "CaptureOutcome", "Ingestor"]

@@ -1,0 +1,86 @@
+"""Turns Agnost wire records into stored sessions and events, for the REST API and the local sink alike.
+
+The server applies its own privacy rules whatever the sender did: values under sensitive keys in
+`args`, `result` and `user_data` are hashed, and the client IP is kept only as a daily-salted
+HMAC. Event ids come from the sender when given (so retries deduplicate) and are generated
+otherwise; a timestamp below 10^11 is taken as seconds, anything else as milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Final
+
+from ..privacy import IpHasher, redact, redact_json_text
+from ..store import CaptureStatus, EventRow, SessionRow, Store
+from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession, cap_text
+
+SECONDS_CUTOFF: Final = 100_000_000_000
+"""Timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
+
+MCP_SOURCE: Final = "mcp"
+
+
+def _ms(timestamp: float | None, default: int) -> int:
+    if timestamp is None:
+        return default
+    return int(timestamp * 1000) if timestamp < SECONDS_CUTOFF else int(timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    sessions: list[tuple[str, CaptureStatus]]
+    events: list[tuple[str, CaptureStatus]]
+
+
+class Ingestor:
+    def __init__(self, store: Store, hash_ip: IpHasher) -> None:
+        self._store = store
+        self._hash_ip = hash_ip
+
+    def _session(self, gateway_id: str, session: CaptureSession, now_ms: int) -> SessionRow:
+        return SessionRow(
+            gateway_id=gateway_id,
+            id=session.session_id,
+            client_config=session.client_config,
+            connection_type=session.connection_type,
+            transport=session.transport,
+            ip_hash=self._hash_ip(session.ip),
+            tools=tuple(session.tools),
+            user_data=None if session.user_data is None else redact(session.user_data),
+            started_at_ms=_ms(session.timestamp, now_ms),
+            received_at_ms=now_ms,
+        )
+
+    @staticmethod
+    def _event(gateway_id: str, event: CaptureEvent, now_ms: int) -> EventRow:
+        return EventRow(
+            gateway_id=gateway_id,
+            id=event.event_id or "evt_" + uuid.uuid4().hex,
+            source=MCP_SOURCE,
+            session_id=event.session_id,
+            name=event.primitive_name,
+            primitive_type=event.primitive_type,
+            operation=event.operation,
+            latency_ms=event.latency,
+            success=event.success,
+            error_type=event.error_type,
+            args=cap_text(redact_json_text(event.args)),
+            result=cap_text(redact_json_text(event.result)),
+            properties=None,
+            ts_ms=_ms(event.timestamp, now_ms),
+            received_at_ms=now_ms,
+        )
+
+    async def capture(self, gateway_id: str, batch: CaptureBatch) -> CaptureOutcome:
+        """Store a batch (sessions first) in one transaction; each item's id and status, in order."""
+        now_ms = int(time.time() * 1000)
+        sessions = [self._session(gateway_id, session, now_ms) for session in batch.sessions]
+        events = [self._event(gateway_id, event, now_ms) for event in batch.events]
+        session_status, event_status = await self._store.capture(sessions, events)
+        return CaptureOutcome(
+            sessions=[(row.id, status) for row, status in zip(sessions, session_status, strict=True)],
+            events=[(row.id, status) for row, status in zip(events, event_status, strict=True)],
+        )

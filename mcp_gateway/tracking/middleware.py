@@ -1,0 +1,355 @@
+"""`TrackingMiddleware`: records MCP traffic at the SDK's middleware seam (`ServerMiddleware`).
+
+It wraps `call_next` for the methods worth counting and lets everything else (`initialize`,
+`ping`, notifications, completions) through untouched. Per tracked request it measures the
+latency around `call_next` with `time.perf_counter`, notes success (False for a raised exception,
+`MCPError` and pydantic's `ValidationError` included, and for a tool result with `isError` true),
+and submits one `CaptureEvent` to the sink; the first request of a session submits its
+`CaptureSession` first (`sessions.py` says which session a request belongs to). The caller's
+exception is re-raised unchanged and its result returned as it came; the middleware's own
+failures are logged and counted (`capture_error`), never raised. Submitting never waits: the sink
+queues and delivers in the background.
+
+Tracked methods: `tools/call`, `resources/read` and `prompts/get` (`operation="call"`, named by
+the tool or prompt name or the resource URI), and `tools/list`, `resources/list`,
+`resources/templates/list` and `prompts/list` (`operation="list"`, named by the method).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any, Final, TypeAlias
+
+import anyio
+from mcp.server import MCPServer, Server
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel
+
+from .privacy import Redactor, canonical_json
+from .sessions import ConnectionFacts, SessionTable, describe
+from .sinks import CaptureSink
+from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType, cap_text
+
+logger = logging.getLogger("mcp_gateway.tracking")
+
+IdentifyResult: TypeAlias = Mapping[str, Any] | None
+IdentifyFn: TypeAlias = Callable[[Any, Mapping[str, str]], IdentifyResult | Awaitable[IdentifyResult]]
+"""`identify(request, env)`: the Starlette request (None on stdio) and `os.environ` -> user data."""
+
+ToolLister: TypeAlias = Callable[[], Awaitable[Iterable[str]]]
+
+TRACKED_METHODS: Final[Mapping[str, tuple[PrimitiveType, Operation]]] = {
+    "tools/call": ("tool", "call"),
+    "resources/read": ("resource", "call"),
+    "prompts/get": ("prompt", "call"),
+    "tools/list": ("tool", "list"),
+    "resources/list": ("resource", "list"),
+    "resources/templates/list": ("resource", "list"),
+    "prompts/list": ("prompt", "list"),
+}
+
+MAX_EVENT_PAYLOAD_CHARS: Final = 24_576
+"""Most characters an event's `args` and `result` hold together (each alone: `wire.MAX_PAYLOAD_CHARS`)."""
+
+MAX_USER_DATA_CHARS: Final = 4_096
+"""Most characters of a session's `user_data` as JSON; past it, only short scalar fields are kept."""
+
+DEFAULT_TOOLS_TTL: Final = 60.0
+"""Seconds a server's tool list is reused for new sessions before it is asked again."""
+
+TOOLS_TIMEOUT: Final = 1.0
+"""Longest the server's tool listing may take when a session starts; past it the list is empty."""
+
+IDENTIFY_TIMEOUT: Final = 1.0
+"""Longest an `identify` function may take; past it the session has no user data."""
+
+ERROR_TYPE_IS_ERROR: Final = "ToolError"
+"""`error_type` of a tool result with `isError` true (the SDK's name for an expected tool failure)."""
+
+_LISTED: Final[Mapping[str, tuple[str, str]]] = {
+    "tools/list": ("tools", "name"),
+    "prompts/list": ("prompts", "name"),
+    "resources/list": ("resources", "uri"),
+    "resources/templates/list": ("resourceTemplates", "uriTemplate"),
+}
+"""A list call's result is recorded as the names it listed (schemas are catalogue, not traffic)."""
+
+_ENVELOPE_KEYS: Final = frozenset({"_meta", "ttlMs", "cacheScope"})
+_COMPLETE: Final = "complete"
+_MISSING_NAME: Final = "(missing)"
+_CUT_MARGIN: Final = 48
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit]
+
+
+def _as_wire(result: HandlerResult) -> dict[str, Any] | None:
+    if isinstance(result, BaseModel):
+        dumped: dict[str, Any] = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        return dumped
+    return result
+
+
+class _ToolNames:
+    """The server's tool names, for sessions: asked at most every `ttl` seconds, or seen in a `tools/list`.
+
+    An `MCPServer` is asked with `await server.list_tools()`. A low-level `Server` has no such
+    method, so its registered `tools/list` handler is called directly (outside the middleware
+    chain, with the current request's context re-labelled as `tools/list` and empty params),
+    bounded by `TOOLS_TIMEOUT`; a server without one has no tools to list.
+    """
+
+    def __init__(self, server: MCPServer[Any] | Server[Any], lister: ToolLister | None, ttl: float) -> None:
+        self._server = server
+        self._lister = lister
+        self._ttl = ttl
+        self._names: list[str] | None = None
+        self._at = 0.0
+
+    def observe(self, result: Mapping[str, Any] | None) -> None:
+        """Remember the names in a successful first-page `tools/list` result."""
+        tools = (result or {}).get("tools")
+        if isinstance(tools, list):
+            self._names = [t["name"] for t in tools if isinstance(t, Mapping) and isinstance(t.get("name"), str)]
+            self._at = time.monotonic()
+
+    async def names(self, ctx: ServerRequestContext[Any, Any]) -> list[str]:
+        if self._names is not None and time.monotonic() - self._at < self._ttl:
+            return self._names
+        names: list[str] | None = None
+        with anyio.move_on_after(TOOLS_TIMEOUT):
+            try:
+                names = [str(n) for n in await self._ask(ctx)]
+            except Exception:
+                logger.warning("tracking could not list the server's tools", exc_info=True)
+        if names is not None:
+            self._names, self._at = names, time.monotonic()
+        return names if names is not None else (self._names or [])
+
+    async def _ask(self, ctx: ServerRequestContext[Any, Any]) -> Iterable[str]:
+        if self._lister is not None:
+            return await self._lister()
+        if isinstance(self._server, MCPServer):
+            return [tool.name for tool in await self._server.list_tools()]
+        entry = self._server.get_request_handler("tools/list")
+        if entry is None:
+            return []
+        params = entry.params_type.model_validate({})
+        result = _as_wire(await entry.handler(replace(ctx, method="tools/list", params=None), params)) or {}
+        tools = result.get("tools", [])
+        return [t["name"] for t in tools if isinstance(t, Mapping) and isinstance(t.get("name"), str)]
+
+
+class TrackingMiddleware:
+    """A `ServerMiddleware` submitting sessions and events to a `CaptureSink`."""
+
+    def __init__(
+        self,
+        server: MCPServer[Any] | Server[Any],
+        *,
+        sink: CaptureSink,
+        org_id: str,
+        identify: IdentifyFn | None = None,
+        disable_input: bool = False,
+        disable_output: bool = False,
+        redactor: Redactor | None = None,
+        sessions: SessionTable | None = None,
+        list_tools: ToolLister | None = None,
+        tools_ttl: float = DEFAULT_TOOLS_TTL,
+    ) -> None:
+        self.sink = sink
+        self.org_id = org_id
+        self.sessions = sessions if sessions is not None else SessionTable()
+        self._identify = identify
+        self._disable_input = disable_input
+        self._disable_output = disable_output
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._tools = _ToolNames(server, list_tools, tools_ttl)
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        spec = TRACKED_METHODS.get(ctx.method)
+        if spec is None or ctx.request_id is None:
+            return await call_next(ctx)
+        started = time.time()
+        t0 = time.perf_counter()
+        try:
+            result = await call_next(ctx)
+        except Exception as exc:
+            latency = (time.perf_counter() - t0) * 1000
+            await self._record(ctx, spec, started, latency, None, exc)
+            raise
+        latency = (time.perf_counter() - t0) * 1000
+        await self._record(ctx, spec, started, latency, result, None)
+        return result
+
+    # -- recording -----------------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        spec: tuple[PrimitiveType, Operation],
+        started: float,
+        latency: float,
+        result: HandlerResult,
+        error: Exception | None,
+    ) -> None:
+        try:
+            wire = _as_wire(result) if error is None else None
+            if ctx.method == "tools/list" and error is None and not (ctx.params or {}).get("cursor"):
+                self._tools.observe(wire)
+            session_id = await self._session_for(ctx)
+            self.sink.submit(self._event(ctx, spec, session_id, started, latency, wire, error), org_id=self.org_id)
+        except Exception:
+            logger.exception("tracking could not record %s", ctx.method)
+            self.sink.stats.drop("capture_error")
+
+    async def _session_for(self, ctx: ServerRequestContext[Any, Any]) -> str:
+        """The request's session id, submitting the session first if it is new."""
+        facts = describe(ctx)
+        key = self.sessions.key(facts)
+        session_id = self.sessions.get(key)
+        if session_id is not None:
+            return session_id
+        user_data = await self._user_data(ctx)
+        tools = await self._tools.names(ctx)
+        # No await between creating the key and submitting its session: concurrent first requests of
+        # one session all submit their events after it.
+        session_id, created = self.sessions.get_or_create(key)
+        if created:
+            self.sink.submit(self._session(session_id, facts, tools, user_data), org_id=self.org_id)
+        return session_id
+
+    async def _user_data(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any] | None:
+        if self._identify is None:
+            return None
+        data: Any = None
+        with anyio.move_on_after(IDENTIFY_TIMEOUT):
+            try:
+                data = self._identify(ctx.request, os.environ)
+                if inspect.isawaitable(data):
+                    data = await data
+            except Exception:
+                logger.warning("tracking: identify() raised; the session has no user data", exc_info=True)
+                data = None
+        if not isinstance(data, Mapping):
+            return None
+        return _bounded_user_data(self._redactor.redact(dict(data)))
+
+    def _session(
+        self, session_id: str, facts: ConnectionFacts, tools: list[str], user_data: dict[str, Any] | None
+    ) -> CaptureSession:
+        return CaptureSession(
+            session_id=session_id,
+            client_config=_cut(facts.client_config, 256),
+            connection_type=_cut(facts.transport, 64),
+            ip=_cut(facts.ip, 64),
+            tools=[_cut(name, 256) for name in tools[:1000]],
+            user_data=user_data,
+            timestamp=time.time() * 1000,
+            transport=_cut(facts.transport, 32) or None,
+        )
+
+    def _event(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        spec: tuple[PrimitiveType, Operation],
+        session_id: str,
+        started: float,
+        latency: float,
+        result: dict[str, Any] | None,
+        error: Exception | None,
+    ) -> CaptureEvent:
+        primitive_type, operation = spec
+        params: Mapping[str, Any] = ctx.params if isinstance(ctx.params, Mapping) else {}
+        is_error = error is None and isinstance(result, Mapping) and result.get("isError") is True
+        args = result_text = None
+        if not self._disable_input:
+            args = self._redactor.to_json_text(_args_of(ctx.method, params))
+        if not self._disable_output:
+            output = _output_of(ctx.method, result, error)
+            if output is not None:
+                result_text = self._redactor.to_json_text(output)
+        args, result_text = _fit(args, result_text, MAX_EVENT_PAYLOAD_CHARS)
+        error_type = type(error).__name__ if error is not None else (ERROR_TYPE_IS_ERROR if is_error else None)
+        return CaptureEvent(
+            session_id=session_id,
+            primitive_type=primitive_type,
+            primitive_name=_cut(_name_of(ctx.method, operation, params), 512),
+            latency=max(0.0, latency),
+            success=error is None and not is_error,
+            args=args,
+            result=result_text,
+            event_id=str(uuid.uuid4()),
+            timestamp=started * 1000,
+            error_type=_cut(error_type, 128) if error_type else None,
+            operation=operation,
+        )
+
+
+def _name_of(method: str, operation: Operation, params: Mapping[str, Any]) -> str:
+    if operation == "list":
+        return method
+    value = params.get("uri" if method == "resources/read" else "name")
+    return value if isinstance(value, str) and value else _MISSING_NAME
+
+
+def _args_of(method: str, params: Mapping[str, Any]) -> Any:
+    if method in ("tools/call", "prompts/get"):
+        return params.get("arguments") or {}
+    return {k: v for k, v in params.items() if k != "_meta"}
+
+
+def _output_of(method: str, result: Mapping[str, Any] | None, error: Exception | None) -> Any:
+    """What an event records as its result: a call's result without the envelope, a list's names."""
+    if isinstance(error, MCPError):
+        return {"error": {"code": error.code, "message": error.message}}
+    if error is not None or result is None:
+        return None
+    listing = _LISTED.get(method)
+    if listing is not None:
+        field, key = listing
+        items = result.get(field)
+        names = [i.get(key) for i in items if isinstance(i, Mapping)] if isinstance(items, list) else []
+        out: dict[str, Any] = {field: names}
+        if result.get("nextCursor") is not None:
+            out["nextCursor"] = result["nextCursor"]
+        return out
+    return {k: v for k, v in result.items() if k not in _ENVELOPE_KEYS and not (k == "resultType" and v == _COMPLETE)}
+
+
+def _fit(args: str | None, result: str | None, budget: int) -> tuple[str | None, str | None]:
+    """Cut `args` and `result` so that together they stay within `budget` characters."""
+    a, r = len(args or ""), len(result or "")
+    if a + r <= budget:
+        return args, result
+    half = budget // 2
+    if a <= half:
+        return args, cap_text(result, max(0, budget - a - _CUT_MARGIN))
+    if r <= half:
+        return cap_text(args, max(0, budget - r - _CUT_MARGIN)), result
+    return cap_text(args, half - _CUT_MARGIN), cap_text(result, half - _CUT_MARGIN)
+
+
+def _bounded_user_data(data: dict[str, Any]) -> dict[str, Any]:
+    if len(canonical_json(data)) <= MAX_USER_DATA_CHARS:
+        return data
+    kept: dict[str, Any] = {"_truncated": True}
+    used = 0
+    for key, value in data.items():
+        if isinstance(value, str):
+            value = _cut(value, 256)
+        elif not isinstance(value, int | float | bool) and value is not None:
+            continue
+        used += len(canonical_json({key: value}))
+        if used > MAX_USER_DATA_CHARS - 64:
+            break
+        kept[key] = value
+    return kept

@@ -1,0 +1,181 @@
+"""`track_mcp(server, org_id, ...)`: wrap a server built on the official SDK, get a `Tracker` handle.
+
+The server is changed in one way only: a `TrackingMiddleware` joins its public `middleware` list
+(the same list on `MCPServer` and the low-level `Server`), right after the SDK's own built-ins
+(OpenTelemetry, the request-state boundary) and before any middleware of the application, so it
+sees requests in plaintext and observes what the application's middleware answers too. Tools,
+their signatures and schemas are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from os import PathLike
+from typing import Any, Final
+
+from mcp.server import MCPServer, Server
+from mcp.server.context import ServerMiddleware
+from pydantic import BaseModel, ConfigDict, Field
+
+from .http_sink import DEFAULT_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, HttpSink
+from .middleware import DEFAULT_TOOLS_TTL, IdentifyFn, ToolLister, TrackingMiddleware
+from .privacy import DEFAULT_SENSITIVE_KEYS, Redactor
+from .sessions import DEFAULT_MAX_SESSIONS, SessionTable
+from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
+from .spool import DEFAULT_MAX_SPOOL_BYTES
+
+_SDK_MODULE_PREFIX: Final = "mcp."
+
+
+class TrackingSettings(BaseModel):
+    """`track_mcp`'s own options, validated (the HTTP sink validates its own)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    org_id: str = Field(min_length=1, max_length=256)
+    disable_input: bool = False
+    disable_output: bool = False
+    sensitive_keys: frozenset[str] = DEFAULT_SENSITIVE_KEYS
+    max_sessions: int = Field(default=DEFAULT_MAX_SESSIONS, ge=1)
+    tools_ttl: float = Field(default=DEFAULT_TOOLS_TTL, ge=0)
+
+
+class Tracker:
+    """The handle `track_mcp` returns: the installed middleware, its sink and their counters."""
+
+    def __init__(
+        self, server: MCPServer[Any] | Server[Any], middleware: TrackingMiddleware, *, owns_sink: bool
+    ) -> None:
+        self._server = server
+        self.middleware = middleware
+        self._owns_sink = owns_sink
+
+    @property
+    def sink(self) -> CaptureSink:
+        return self.middleware.sink
+
+    @property
+    def org_id(self) -> str:
+        return self.middleware.org_id
+
+    @property
+    def sent(self) -> int:
+        """Items the sink delivered."""
+        return self.sink.stats.sent
+
+    @property
+    def retried(self) -> int:
+        """Requests to the backend that were retried."""
+        return self.sink.stats.retried
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Items lost, by reason: `queue_full`, `closed`, `http_<status>`, `spool_full`, `capture_error`, ..."""
+        return self.sink.stats.dropped
+
+    @property
+    def sessions(self) -> int:
+        """Session keys currently remembered."""
+        return len(self.middleware.sessions)
+
+    def start(self) -> None:
+        """Start delivery on the running loop now instead of at the first event."""
+        self.sink.start()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Deliver (or spool) everything captured so far; False if `timeout` ran out first."""
+        return await self.sink.flush(timeout)
+
+    def detach(self) -> None:
+        """Take the middleware off the server; nothing more is captured."""
+        chain: list[Any] = self._server.middleware
+        if self.middleware in chain:
+            chain.remove(self.middleware)
+
+    async def aclose(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Detach, then close the sink if `track_mcp` made it (or only flush one it was given)."""
+        self.detach()
+        if self._owns_sink:
+            await self.sink.aclose(timeout)
+        else:
+            await self.sink.flush(timeout)
+
+
+def _install(server: MCPServer[Any] | Server[Any], middleware: ServerMiddleware[Any]) -> None:
+    chain: list[Any] = server.middleware
+    if any(isinstance(m, TrackingMiddleware) for m in chain):
+        raise ValueError("this server is already tracked; aclose() its Tracker before tracking it again")
+    index = 0
+    while index < len(chain) and type(chain[index]).__module__.startswith(_SDK_MODULE_PREFIX):
+        index += 1
+    chain.insert(index, middleware)
+
+
+def track_mcp(
+    server: MCPServer[Any] | Server[Any],
+    org_id: str,
+    *,
+    endpoint: str = DEFAULT_ENDPOINT,
+    identify: IdentifyFn | None = None,
+    disable_input: bool = False,
+    disable_output: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    retry_delay: float = DEFAULT_RETRY_DELAY,
+    sink: CaptureSink | None = None,
+    sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS,
+    flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    timeout: float = DEFAULT_TIMEOUT,
+    spool_dir: str | PathLike[str] | None = None,
+    max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    list_tools: ToolLister | None = None,
+    tools_ttl: float = DEFAULT_TOOLS_TTL,
+) -> Tracker:
+    """Track `server` (an `MCPServer` or a low-level `Server`) for `org_id`.
+
+    Without `sink`, an `HttpSink` to `endpoint` is made from `batch_size`, `flush_interval`,
+    `max_queue`, `max_retries`, `retry_delay`, `timeout`, `spool_dir` and `max_spool_bytes`;
+    with one, those are unused and the sink stays the caller's to close. `identify(request, env)`
+    (sync or async) gives a session's `user_data`; `list_tools` replaces asking the server for
+    its tool names. Call `await tracker.aclose()` on shutdown.
+    """
+    if not isinstance(server, MCPServer | Server):
+        raise TypeError(f"track_mcp wraps an MCPServer or a low-level Server, not {type(server).__name__}")
+    settings = TrackingSettings(
+        org_id=org_id,
+        disable_input=disable_input,
+        disable_output=disable_output,
+        sensitive_keys=frozenset(sensitive_keys),
+        max_sessions=max_sessions,
+        tools_ttl=tools_ttl,
+    )
+    owns_sink = sink is None
+    if sink is None:
+        sink = HttpSink(
+            endpoint,
+            settings.org_id,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            timeout=timeout,
+            spool_dir=spool_dir,
+            max_spool_bytes=max_spool_bytes,
+        )
+    middleware = TrackingMiddleware(
+        server,
+        sink=sink,
+        org_id=settings.org_id,
+        identify=identify,
+        disable_input=settings.disable_input,
+        disable_output=settings.disable_output,
+        redactor=Redactor(settings.sensitive_keys),
+        sessions=SessionTable(settings.max_sessions),
+        list_tools=list_tools,
+        tools_ttl=settings.tools_ttl,
+    )
+    _install(server, middleware)
+    return Tracker(server, middleware, owns_sink=owns_sink)
