@@ -6,6 +6,7 @@
     mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
     mcp-gateway keys create --gateway ID --kind org|pk|sk|read [--name NAME]   (prints only the key)
     mcp-gateway keys list --gateway ID | revoke --gateway ID KEY_ID
+    mcp-gateway events tail [--gateway ID] [--json] [--once]
 
 `--db` defaults to `MCP_GATEWAY_DB`, then `./mcp-gateway.db`. Exit codes: 0 ok, 1 failed, 2 usage.
 """
@@ -28,6 +29,7 @@ from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
 from .keys import KEY_KINDS, KeyService
 from .store import SQLiteStore, Store
+from .tail import DEFAULT_BACKLOG, as_json, as_line, stored_rows
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("--gateway", required=True, metavar="ID")
     revoke_key.add_argument("key_id", metavar="KEY_ID")
     _add_db(revoke_key)
+
+    events = commands.add_parser("events", help="look at tracked sessions and events").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    tail = events.add_parser("tail", help="print sessions and events as they arrive (Ctrl-C stops)")
+    tail.add_argument("--gateway", metavar="ID", help="only this gateway")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line, the stored fields")
+    tail.add_argument("--once", action="store_true", help="print everything stored, then exit")
+    _add_db(tail)
     return parser
 
 
@@ -146,6 +157,18 @@ def _print_gateway(gateway: Gateway) -> None:
     print(json.dumps(gateway.model_dump(mode="json"), indent=2))
 
 
+async def _events(args: argparse.Namespace, store: Store, directory: GatewayDirectory) -> int:
+    if args.gateway is not None:
+        await directory.require(args.gateway)
+    render = as_json if args.json else as_line
+    rows = stored_rows(
+        store, gateway_id=args.gateway, backlog=None if args.once else DEFAULT_BACKLOG, follow=not args.once
+    )
+    async for row in rows:
+        print(render(row), flush=True)
+    return 0
+
+
 async def _gateways(args: argparse.Namespace, store: Store, directory: GatewayDirectory) -> int:
     match args.action:
         case "list":
@@ -201,13 +224,15 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.log_level)
         if args.command == "stdio":
             return _stdio(settings, args.gateway)
-        work = _keys if args.command == "keys" else _gateways
+        work = {"keys": _keys, "events": _events, "gateways": _gateways}[args.command]
         return asyncio.run(_with_store(settings, lambda store, directory: work(args, store, directory)))
     except ValidationError as exc:
         first = exc.errors()[0]
         return _fail(f"invalid {'.'.join(str(p) for p in first['loc']) or 'input'}: {first['msg']}")
     except GatewayError as exc:
         return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
 
 
 def main() -> None:
