@@ -71,6 +71,9 @@ MAX_RETRY_AFTER: Final = 60.0
 SPOOL_CHUNK: Final = 100
 """Items per request when the spool is drained."""
 
+MAX_REQUEST_CHARS: Final = 1_000_000
+"""Largest batch body sent at once (about 1 MB); a longer run of items is sent as several batches."""
+
 SESSION_PATH: Final = "/api/v1/capture-session"
 EVENT_PATH: Final = "/api/v1/capture-event"
 BATCH_PATH: Final = "/api/v1/capture-batch"
@@ -288,7 +291,7 @@ class HttpSink(BatchingSink):
     async def _send(self, entries: list[Entry]) -> list[Entry]:
         """Deliver `entries` in order; what is left when the backend keeps failing."""
         if self._batch_mode:
-            groups = split_batch(entries)
+            groups = split_batch(entries, MAX_REQUEST_CHARS)
             for index, (org, batch) in enumerate(groups):
                 count = len(batch.sessions) + len(batch.events)
                 body = batch.model_dump(mode="json", exclude_none=True)

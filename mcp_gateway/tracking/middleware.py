@@ -12,7 +12,15 @@ queues and delivers in the background.
 
 Tracked methods: `tools/call`, `resources/read` and `prompts/get` (`operation="call"`, named by
 the tool or prompt name or the resource URI), and `tools/list`, `resources/list`,
-`resources/templates/list` and `prompts/list` (`operation="list"`, named by the method).
+`resources/templates/list` and `prompts/list` (`operation="list"`, named by the method, their
+result recorded as the names listed). A protocol error's result is `{"error": {code, message}}`;
+a cancelled request records nothing.
+
+The recording runs after `call_next` returns (so it is not in the measured latency) and before
+the answer goes out. It is a few dictionary operations and one JSON encoding, except for the first
+request of a session, which also runs `identify` and may list the server's tools (each bounded by
+a timeout, `IDENTIFY_TIMEOUT` and `TOOLS_TIMEOUT`). A session's tools are the names the last
+successful first-page `tools/list` answered, or else the server's own listing (see `_ToolNames`).
 """
 
 from __future__ import annotations
@@ -206,13 +214,16 @@ class TrackingMiddleware:
             if ctx.method == "tools/list" and error is None and not (ctx.params or {}).get("cursor"):
                 self._tools.observe(wire)
             session_id = await self._session_for(ctx)
+            if session_id is None:
+                self.sink.stats.drop("session_not_queued")
+                return
             self.sink.submit(self._event(ctx, spec, session_id, started, latency, wire, error), org_id=self.org_id)
         except Exception:
             logger.exception("tracking could not record %s", ctx.method)
             self.sink.stats.drop("capture_error")
 
-    async def _session_for(self, ctx: ServerRequestContext[Any, Any]) -> str:
-        """The request's session id, submitting the session first if it is new."""
+    async def _session_for(self, ctx: ServerRequestContext[Any, Any]) -> str | None:
+        """The request's session id, submitting the session first if it is new; None if it could not be."""
         facts = describe(ctx)
         key = self.sessions.key(facts)
         session_id = self.sessions.get(key)
@@ -224,7 +235,14 @@ class TrackingMiddleware:
         # one session all submit their events after it.
         session_id, created = self.sessions.get_or_create(key)
         if created:
-            self.sink.submit(self._session(session_id, facts, tools, user_data), org_id=self.org_id)
+            queued = False
+            try:
+                queued = self.sink.submit(self._session(session_id, facts, tools, user_data), org_id=self.org_id)
+            finally:
+                if not queued:  # its events would be orphans: the next request tries again
+                    self.sessions.forget(key)
+            if not queued:
+                return None
         return session_id
 
     async def _user_data(self, ctx: ServerRequestContext[Any, Any]) -> dict[str, Any] | None:

@@ -178,3 +178,7 @@ class SessionTable:
             while len(self._ids) > self._max:
                 self._ids.popitem(last=False)
             return session_id, True
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._ids.pop(key, None)

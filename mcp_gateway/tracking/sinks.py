@@ -138,26 +138,33 @@ class CaptureSink(Protocol):
 Entry: TypeAlias = tuple[str, CaptureItem]
 
 
-def split_batch(entries: Iterable[Entry]) -> list[tuple[str, CaptureBatch]]:
+def split_batch(entries: Iterable[Entry], max_chars: int | None = None) -> list[tuple[str, CaptureBatch]]:
     """Group entries by org, keeping their order, as batches within the wire's limits.
 
     Sessions come first in a batch, so one batch never carries an event before its session.
+    With `max_chars`, a batch is also closed before its items' JSON would pass that size.
     """
     out: list[tuple[str, CaptureBatch]] = []
-    current: dict[str, CaptureBatch] = {}
+    current: dict[str, tuple[CaptureBatch, int]] = {}
     for org, item in entries:
-        batch = current.get(org)
-        if batch is None or (
-            len(batch.sessions) >= MAX_BATCH_SESSIONS
-            if isinstance(item, CaptureSession)
-            else len(batch.events) >= MAX_BATCH_EVENTS
+        size = len(item.model_dump_json(exclude_none=True)) if max_chars is not None else 0
+        batch, used = current.get(org, (None, 0))
+        if (
+            batch is None
+            or (max_chars is not None and used + size > max_chars and (batch.sessions or batch.events))
+            or (
+                len(batch.sessions) >= MAX_BATCH_SESSIONS
+                if isinstance(item, CaptureSession)
+                else len(batch.events) >= MAX_BATCH_EVENTS
+            )
         ):
-            batch = current[org] = CaptureBatch()
+            batch, used = CaptureBatch(), 0
             out.append((org, batch))
         if isinstance(item, CaptureSession):
             batch.sessions.append(item)
         else:
             batch.events.append(item)
+        current[org] = (batch, used + size)
     return out
 
 
@@ -238,6 +245,8 @@ class BatchingSink(ABC):
 
     async def aclose(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         self._closed = True
+        if not self._worker_alive() and self.pending == 0:
+            return  # never started, or already closed: nothing to drain
         try:
             drained = await self._on_worker(self._close_on_loop, timeout)
         except Exception:
@@ -250,11 +259,7 @@ class BatchingSink(ABC):
 
     def _worker_alive(self) -> bool:
         return (
-            self._task is not None
-            and not self._task.done()
-            and self._loop is not None
-            and not self._loop.is_closed()
-            and self._loop.is_running()
+            self._task is not None and not self._task.done() and self._loop is not None and not self._loop.is_closed()
         )
 
     def _ensure_worker(self) -> None:
@@ -296,8 +301,10 @@ class BatchingSink(ABC):
         running = asyncio.get_running_loop()
         if loop is running:
             task: asyncio.Future[None] = asyncio.ensure_future(job())
-        else:
+        elif loop.is_running():
             task = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(job(), loop))
+        else:
+            return False  # the worker's loop is paused: nothing can run there until it resumes
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if not done:
             task.cancel()
@@ -345,10 +352,9 @@ class BatchingSink(ABC):
         wake = self._wake
         assert wake is not None
         try:
-            if timeout is None:
+            # Not `asyncio.wait_for`: on 3.11 it can swallow a cancellation that races the wake-up.
+            async with asyncio.timeout(timeout):
                 await wake.wait()
-            else:
-                await asyncio.wait_for(wake.wait(), timeout)
         except TimeoutError:
             return False
         finally:

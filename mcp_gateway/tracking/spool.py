@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,8 +37,13 @@ _TMP_SUFFIX: Final = ".tmp"
 
 
 def default_spool_dir(key: str) -> Path:
-    """`$XDG_CACHE_HOME/mcp-gateway/tracking-spool/<key>` (or under `~/.cache`)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    """`$XDG_CACHE_HOME/mcp-gateway/tracking-spool/<key>` (`~/.cache`, or the temp dir, without one)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home directory
+            base = tempfile.gettempdir()
     return Path(base) / "mcp-gateway" / "tracking-spool" / key
 
 
@@ -121,7 +127,7 @@ class Spool:
             assert self._size is not None
             if self._size + len(data) > self.max_bytes:
                 return False
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._seq += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
             tmp = self.directory / (name + _TMP_SUFFIX)
