@@ -1,10 +1,20 @@
-"""Hashing personal data before it is stored or sent: sensitive keys, emails, phones, client IPs.
+"""Privacy: personal data is hashed before it leaves the wrapped process or lands in the store.
 
-A value under a sensitive key is replaced by `sha256:<hex>` of its normalised form (emails
-lower-cased and trimmed, phones reduced to `+` and digits), so equal inputs still match without
-the raw value ever being kept. A key is sensitive when its words (snake, kebab or camelCase) end
-with a listed term: `email`, `userEmail` and `contact-email` all are; `max_tokens` is not.
-Already-hashed values pass through unchanged, so redacting twice is harmless.
+A key is sensitive when, lower-cased with `_` and `-` removed, it starts or ends with one of the
+sensitive keys (normalised the same way): `email`, `user_email`, `userEmail`, `access_token`,
+`X-Api-Key` and `passwordConfirmation` all match; `className` does not match `ssn`. Its value,
+whatever its type, becomes `"sha256:" + hexdigest` of a normalised text: strings are trimmed
+(and lower-cased under an email key), anything else is canonical JSON. The walk is recursive
+through objects and arrays, and strings holding a JSON object or array are parsed, redacted and
+re-encoded, so a tool's `content[].text` carrying JSON is covered too. `None` stays `None`.
+
+Email addresses inside free text (a tool's confirmation message, say) are hashed in place too,
+so an address never travels or lands raw even where no key names it.
+
+The hash is unsalted so the same address maps to the same value across sessions and servers:
+it is a pseudonym for counting and joining, not protection against someone who guesses the
+input (phone numbers are guessable). Keys that should not leave at all belong in a tool's
+design, not here.
 """
 
 from __future__ import annotations
@@ -14,20 +24,17 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-DEFAULT_SENSITIVE_KEYS: Final = frozenset(
+DEFAULT_SENSITIVE_KEYS: Final[frozenset[str]] = frozenset(
     {
         "email",
         "phone",
-        "phone_number",
         "password",
         "passwd",
         "secret",
         "token",
-        "access_token",
-        "refresh_token",
         "api_key",
         "apikey",
         "authorization",
@@ -37,66 +44,117 @@ DEFAULT_SENSITIVE_KEYS: Final = frozenset(
         "card_number",
     }
 )
+"""Keys whose values are hashed, matched as a prefix or suffix of the normalised key."""
+
+MAX_PAYLOAD_CHARS: Final = 16_384
+"""Longest `args` / `result` string kept; longer ones are cut and marked."""
+
 HASH_PREFIX: Final = "sha256:"
 
-_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+MAX_DEPTH: Final = 32
+"""Deepest nesting walked; anything below is replaced by `TOO_DEEP`."""
+
+MAX_PARSE_CHARS: Final = 1_000_000
+"""Longest JSON-looking string parsed for redaction; a longer one is replaced by a marker."""
+
+TOO_DEEP: Final = "[omitted: nested too deep]"
+
+EMAIL_IN_TEXT: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+"""What an email address inside free text looks like."""
 
 
-def _key_words(key: str) -> list[str]:
-    return [word.lower() for word in _WORDS.findall(key)]
+def cap_text(value: str | None, limit: int = MAX_PAYLOAD_CHARS) -> str | None:
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit] + f"…[truncated {len(value) - limit} chars]"
 
 
-def is_sensitive(key: str, terms: Collection[str] = DEFAULT_SENSITIVE_KEYS) -> bool:
-    words = _key_words(key)
-    return any("_".join(words[start:]) in terms for start in range(len(words)))
+def _normalise_key(key: str) -> str:
+    return key.lower().replace("_", "").replace("-", "")
 
 
-def normalise(key: str, value: str) -> str:
-    value = value.strip()
-    words = _key_words(key)
-    if "email" in words:
-        return value.lower()
-    if "phone" in words:
-        digits = re.sub(r"\D", "", value)
-        return "+" + digits if digits else value
-    return value
+def hash_text(text: str) -> str:
+    """`"sha256:" + hexdigest` of `text` (UTF-8)."""
+    return HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def hash_value(key: str, value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    if text.startswith(HASH_PREFIX):
-        return text
-    return HASH_PREFIX + hashlib.sha256(normalise(key, text).encode()).hexdigest()
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys; anything JSON cannot hold becomes its `str()`."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def redact(value: Any, terms: Collection[str] = DEFAULT_SENSITIVE_KEYS) -> Any:
-    """A copy of `value` with every value under a sensitive key hashed, at any depth."""
-    if isinstance(value, dict):
-        return {
-            key: (
-                hash_value(key, item)
-                if item is not None and isinstance(key, str) and is_sensitive(key, terms)
-                else redact(item, terms)
-            )
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
-        return [redact(item, terms) for item in value]
-    return value
+class Redactor:
+    """Hashes the values of sensitive keys, recursively, in anything JSON-shaped."""
 
+    def __init__(self, sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS) -> None:
+        self._keys = tuple(sorted({_normalise_key(k) for k in sensitive_keys if k.strip()}))
 
-def redact_json_text(text: str | None, terms: Collection[str] = DEFAULT_SENSITIVE_KEYS) -> str | None:
-    """`redact` applied to a JSON document held as text; text that is not JSON is left as it is."""
-    if text is None:
-        return None
-    try:
-        parsed = json.loads(text)
-    except (ValueError, RecursionError):
-        return text
-    if not isinstance(parsed, dict | list):
-        return text
-    redacted = redact(parsed, terms)
-    return text if redacted == parsed else json.dumps(redacted, separators=(",", ":"))
+    def is_sensitive(self, key: str) -> bool:
+        norm = _normalise_key(key)
+        return any(norm.startswith(k) or norm.endswith(k) for k in self._keys)
+
+    @staticmethod
+    def hash_value(key: str, value: Any) -> str:
+        """The pseudonym of `value` found under `key`."""
+        if isinstance(value, str):
+            text = value.strip()
+            if "email" in _normalise_key(key):
+                text = text.lower()
+        else:
+            text = canonical_json(value)
+        return hash_text(text)
+
+    def redact(self, value: Any, *, parse_strings: bool = True) -> Any:
+        """A copy of `value` with every sensitive key's value hashed."""
+        return self._walk(value, 0, parse_strings)
+
+    def _walk(self, value: Any, depth: int, parse_strings: bool) -> Any:
+        if depth > MAX_DEPTH:
+            return TOO_DEEP
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for raw_key, item in value.items():
+                key = str(raw_key)
+                if item is not None and self.is_sensitive(key):
+                    out[key] = self.hash_value(key, item)
+                else:
+                    out[key] = self._walk(item, depth + 1, parse_strings)
+            return out
+        if isinstance(value, list | tuple):
+            return [self._walk(item, depth + 1, parse_strings) for item in value]
+        if isinstance(value, str):
+            text = self._redact_json_string(value, depth) if parse_strings else value
+            return EMAIL_IN_TEXT.sub(lambda match: hash_text(match.group().lower()), text)
+        return value
+
+    def _redact_json_string(self, text: str, depth: int) -> str:
+        stripped = text.lstrip()
+        if not stripped.startswith(("{", "[")):
+            return text
+        if len(text) > MAX_PARSE_CHARS:
+            # Too big to check, so it cannot be sent as it is.
+            return f"[omitted: {len(text)} chars of JSON]"
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+        if not isinstance(parsed, dict | list):
+            return text
+        return canonical_json(self._walk(parsed, depth + 1, True))
+
+    def to_json_text(self, value: Any, limit: int = MAX_PAYLOAD_CHARS) -> str:
+        """`value` redacted, as compact JSON, capped at `limit` characters."""
+        text = canonical_json(self.redact(value))
+        capped = cap_text(text, limit)
+        assert capped is not None
+        return capped
+
+    def redact_json_text(self, text: str | None) -> str | None:
+        """A JSON document held as text, redacted; text that is not JSON only has its emails hashed."""
+        if text is None:
+            return None
+        redacted: str = self.redact(text)
+        return redacted
 
 
 class IpHasher:

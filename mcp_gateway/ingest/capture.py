@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-from ..privacy import IpHasher, redact, redact_json_text
+from ..privacy import IpHasher, Redactor, cap_text
 from ..store import CaptureStatus, EventRow, SessionRow, Store
-from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession, cap_text
+from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 
 SECONDS_CUTOFF: Final = 100_000_000_000
 """Timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
@@ -36,9 +36,10 @@ class CaptureOutcome:
 
 
 class Ingestor:
-    def __init__(self, store: Store, hash_ip: IpHasher) -> None:
+    def __init__(self, store: Store, hash_ip: IpHasher, redactor: Redactor | None = None) -> None:
         self._store = store
         self._hash_ip = hash_ip
+        self._redactor = redactor or Redactor()
 
     def _session(self, gateway_id: str, session: CaptureSession, now_ms: int) -> SessionRow:
         return SessionRow(
@@ -49,13 +50,12 @@ class Ingestor:
             transport=session.transport,
             ip_hash=self._hash_ip(session.ip),
             tools=tuple(session.tools),
-            user_data=None if session.user_data is None else redact(session.user_data),
+            user_data=None if session.user_data is None else self._redactor.redact(session.user_data),
             started_at_ms=_ms(session.timestamp, now_ms),
             received_at_ms=now_ms,
         )
 
-    @staticmethod
-    def _event(gateway_id: str, event: CaptureEvent, now_ms: int) -> EventRow:
+    def _event(self, gateway_id: str, event: CaptureEvent, now_ms: int) -> EventRow:
         return EventRow(
             gateway_id=gateway_id,
             id=event.event_id or "evt_" + uuid.uuid4().hex,
@@ -67,8 +67,8 @@ class Ingestor:
             latency_ms=event.latency,
             success=event.success,
             error_type=event.error_type,
-            args=cap_text(redact_json_text(event.args)),
-            result=cap_text(redact_json_text(event.result)),
+            args=cap_text(self._redactor.redact_json_text(event.args)),
+            result=cap_text(self._redactor.redact_json_text(event.result)),
             properties=None,
             ts_ms=_ms(event.timestamp, now_ms),
             received_at_ms=now_ms,

@@ -12,9 +12,9 @@ Agnost-compatible backend (`http_sink.py`, with an on-disk spool in `spool.py`) 
 to a function in the process (`sinks.py`). The wire models are in `wire.py`.
 """
 
+from ..privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .http_sink import DEFAULT_ENDPOINT, HttpSink
 from .middleware import IdentifyFn, ToolLister, TrackingMiddleware
-from .privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .sessions import ConnectionFacts, SessionTable
 from .sinks import BatchingSink, CaptureItem, CaptureSink, LocalSink, SinkStats
 from .spool import Spool

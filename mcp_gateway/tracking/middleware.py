@@ -40,10 +40,10 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from .privacy import Redactor, canonical_json
+from ..privacy import Redactor, canonical_json, cap_text
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
-from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType, cap_text
+from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
 
 logger = logging.getLogger("mcp_gateway.tracking")
 

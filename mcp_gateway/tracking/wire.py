@@ -16,9 +16,6 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-MAX_PAYLOAD_CHARS: Final = 16_384
-"""Longest `args` / `result` string kept; longer ones are cut and marked."""
-
 MAX_BATCH_SESSIONS: Final = 100
 MAX_BATCH_EVENTS: Final = 1000
 
@@ -31,12 +28,6 @@ def _json_text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), default=str)
-
-
-def cap_text(value: str | None, limit: int = MAX_PAYLOAD_CHARS) -> str | None:
-    if value is None or len(value) <= limit:
-        return value
-    return value[:limit] + f"…[truncated {len(value) - limit} chars]"
 
 
 JsonText = Annotated[str | None, BeforeValidator(_json_text)]

@@ -26,10 +26,9 @@ from mcp.types import (
 )
 from pydantic import BaseModel, ValidationError
 
+from mcp_gateway.privacy import MAX_PAYLOAD_CHARS, hash_text
 from mcp_gateway.tracking import LocalSink, SinkStats, TrackingMiddleware, track_mcp
 from mcp_gateway.tracking.middleware import MAX_EVENT_PAYLOAD_CHARS
-from mcp_gateway.tracking.privacy import hash_text
-from mcp_gateway.tracking.wire import MAX_PAYLOAD_CHARS
 
 from .demo_server import SECRET_EMAIL, SECRET_PASSWORD, build_demo_server
 from .helpers import Recorder

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from mcp_gateway.privacy import MAX_DEPTH, TOO_DEEP, hash_text
 from mcp_gateway.tracking import DEFAULT_SENSITIVE_KEYS, Redactor
-from mcp_gateway.tracking.privacy import MAX_DEPTH, TOO_DEEP, hash_text
 
 
 def sha(text: str) -> str:

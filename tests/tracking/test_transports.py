@@ -19,8 +19,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
 
+from mcp_gateway.privacy import hash_text
 from mcp_gateway.tracking import CaptureEvent, track_mcp
-from mcp_gateway.tracking.privacy import hash_text
 
 from ..support import MCP_TIMEOUT, serve_in_thread
 from .backend import FakeBackend
