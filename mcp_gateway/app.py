@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-import secrets
 import sys
 from collections.abc import AsyncIterator
-from typing import Final
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,19 +14,12 @@ from starlette.routing import Route
 from . import __version__
 from .admin import AdminApi, AdminAuth
 from .config import Settings
-from .gateways import GatewayDirectory
-from .ingest import AgnostApi, Ingestor
-from .keys import KeyService
-from .privacy import IpHasher
+from .ingest import AgnostApi
 from .server import ServerFactory, build_gateway_server
-from .store import SQLiteStore, Store
+from .services import Services
+from .store import Store
 from .transports import GatewayRuntimes, McpRoutes
 from .web import EXCEPTION_HANDLERS
-
-logger = logging.getLogger(__name__)
-
-HASH_SECRET_SETTING: Final = "hash_secret"
-"""The server's secret for keyed hashes (client IPs), generated at first start."""
 
 
 def create_app(
@@ -40,13 +30,9 @@ def create_app(
 ) -> Starlette:
     """The whole gateway as one ASGI app. Its lifespan opens the store and creates `demo` if missing."""
     settings = settings or Settings()
-    store = store or SQLiteStore(settings.db_path)
-    directory = GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds)
-    runtimes = GatewayRuntimes(settings, directory, store, server_factory)
-    auth = AdminAuth(store, settings.admin_token)
-    keys = KeyService(store, cache_seconds=settings.gateway_cache_seconds)
-    hash_ip = IpHasher()
-    ingestor = Ingestor(store, hash_ip)
+    services = Services.build(settings, store)
+    runtimes = GatewayRuntimes(services, server_factory)
+    auth = AdminAuth(services.store, settings.admin_token)
     ready = False
 
     async def health(_: Request) -> JSONResponse:
@@ -57,11 +43,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         nonlocal ready
-        await store.open()
+        await services.start()
         try:
-            hash_ip.use(bytes.fromhex(await store.put_setting_if_absent(HASH_SECRET_SETTING, secrets.token_hex(32))))
-            if await directory.ensure_demo():
-                logger.info("created gateway 'demo' from the bundled default content")
             if (token := await auth.ensure_token()) is not None:
                 sys.stderr.write(
                     f"\nAdmin token (shown once; set MCP_GATEWAY_ADMIN_TOKEN to choose your own):\n  {token}\n\n"
@@ -71,16 +54,15 @@ def create_app(
                 yield
                 ready = False
         finally:
-            await store.close()
+            await services.stop()
 
+    body_limit = settings.max_body_bytes
     routes = [
         Route("/health", health, methods=["GET"]),
-        *McpRoutes(settings, directory, runtimes).routes(),
-        *AgnostApi(keys, ingestor, max_body_bytes=settings.max_body_bytes).routes(),
-        *AdminApi(auth, directory, store, keys, max_body_bytes=settings.max_body_bytes).routes(),
+        *McpRoutes(settings, services.directory, runtimes).routes(),
+        *AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit).routes(),
+        *AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.store = store
-    app.state.directory = directory
+    app.state.services = services
     return app

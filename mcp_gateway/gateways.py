@@ -72,6 +72,8 @@ class AgentManifest(BaseModel):
     system_hint: str = Field(min_length=1, max_length=20_000)
     enabled_tools: list[str] = Field(default_factory=lambda: list(BUILTIN_TOOLS))
     mcp_enabled: bool = True
+    tracking_enabled: bool = True
+    """Record this gateway's MCP sessions and events in its own store."""
 
     @field_validator("enabled_tools")
     @classmethod

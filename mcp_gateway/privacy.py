@@ -50,6 +50,7 @@ MAX_PAYLOAD_CHARS: Final = 16_384
 """Longest `args` / `result` string kept; longer ones are cut and marked."""
 
 HASH_PREFIX: Final = "sha256:"
+_HASHED: Final = re.compile(r"sha256:[0-9a-f]{64}")
 
 MAX_DEPTH: Final = 32
 """Deepest nesting walked; anything below is replaced by `TOO_DEEP`."""
@@ -95,7 +96,9 @@ class Redactor:
 
     @staticmethod
     def hash_value(key: str, value: Any) -> str:
-        """The pseudonym of `value` found under `key`."""
+        """The pseudonym of `value` found under `key`; a pseudonym stays as it is, so redacting twice is harmless."""
+        if isinstance(value, str) and _HASHED.fullmatch(value):
+            return value
         if isinstance(value, str):
             text = value.strip()
             if "email" in _normalise_key(key):

@@ -156,6 +156,10 @@ class _ToolNames:
         return [t["name"] for t in tools if isinstance(t, Mapping) and isinstance(t.get("name"), str)]
 
 
+EnabledFn = Callable[[], Awaitable[bool]]
+"""Asked before each tracked request; False lets the request through unrecorded."""
+
+
 class TrackingMiddleware:
     """A `ServerMiddleware` submitting sessions and events to a `CaptureSink`."""
 
@@ -172,8 +176,10 @@ class TrackingMiddleware:
         sessions: SessionTable | None = None,
         list_tools: ToolLister | None = None,
         tools_ttl: float = DEFAULT_TOOLS_TTL,
+        enabled: EnabledFn | None = None,
     ) -> None:
         self.sink = sink
+        self._enabled = enabled
         self.org_id = org_id
         self.sessions = sessions if sessions is not None else SessionTable()
         self._identify = identify
@@ -184,7 +190,7 @@ class TrackingMiddleware:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         spec = TRACKED_METHODS.get(ctx.method)
-        if spec is None or ctx.request_id is None:
+        if spec is None or ctx.request_id is None or (self._enabled is not None and not await self._enabled()):
             return await call_next(ctx)
         started = time.time()
         t0 = time.perf_counter()

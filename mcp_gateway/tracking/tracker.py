@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .http_sink import DEFAULT_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, HttpSink
-from .middleware import DEFAULT_TOOLS_TTL, IdentifyFn, ToolLister, TrackingMiddleware
+from .middleware import DEFAULT_TOOLS_TTL, EnabledFn, IdentifyFn, ToolLister, TrackingMiddleware
 from .sessions import DEFAULT_MAX_SESSIONS, SessionTable
 from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
 from .spool import DEFAULT_MAX_SPOOL_BYTES
@@ -132,6 +132,7 @@ def track_mcp(
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     list_tools: ToolLister | None = None,
     tools_ttl: float = DEFAULT_TOOLS_TTL,
+    enabled: EnabledFn | None = None,
 ) -> Tracker:
     """Track `server` (an `MCPServer` or a low-level `Server`) for `org_id`.
 
@@ -139,7 +140,8 @@ def track_mcp(
     `max_queue`, `max_retries`, `retry_delay`, `timeout`, `spool_dir` and `max_spool_bytes`;
     with one, those are unused and the sink stays the caller's to close. `identify(request, env)`
     (sync or async) gives a session's `user_data`; `list_tools` replaces asking the server for
-    its tool names. Call `await tracker.aclose()` on shutdown.
+    its tool names; `enabled()`, when given, is asked before each request and False skips recording
+    it. Call `await tracker.aclose()` on shutdown.
     """
     if not isinstance(server, MCPServer | Server):
         raise TypeError(f"track_mcp wraps an MCPServer or a low-level Server, not {type(server).__name__}")
@@ -176,6 +178,7 @@ def track_mcp(
         sessions=SessionTable(settings.max_sessions),
         list_tools=list_tools,
         tools_ttl=settings.tools_ttl,
+        enabled=enabled,
     )
     _install(server, middleware)
     return Tracker(server, middleware, owns_sink=owns_sink)

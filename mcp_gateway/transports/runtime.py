@@ -20,10 +20,9 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 
-from ..config import Settings
-from ..gateways import Gateway, GatewayDirectory
+from ..gateways import Gateway
 from ..server import ServerFactory
-from ..store import Store
+from ..services import Services
 
 MCP_PATH = "/mcp"
 
@@ -55,10 +54,9 @@ class GatewayRuntime:
 class GatewayRuntimes:
     """Builds and keeps a `GatewayRuntime` per gateway for the life of the app."""
 
-    def __init__(self, settings: Settings, directory: GatewayDirectory, store: Store, factory: ServerFactory) -> None:
-        self._settings = settings
-        self._directory = directory
-        self._store = store
+    def __init__(self, services: Services, factory: ServerFactory) -> None:
+        self._services = services
+        self._settings = services.settings
         self._factory = factory
         self._runtimes: dict[str, GatewayRuntime] = {}
         self._lock = anyio.Lock()
@@ -91,7 +89,8 @@ class GatewayRuntimes:
     async def _start(self, gateway: Gateway) -> GatewayRuntime:
         if self._task_group is None:
             raise RuntimeError("GatewayRuntimes.run() is not active")
-        server = self._factory(gateway, self._directory, self._store)
+        server = self._factory(gateway, self._services.directory, self._services.store)
+        self._services.track(server, gateway.id)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(self._settings.allowed_hosts),

@@ -7,22 +7,21 @@ from __future__ import annotations
 
 from ..config import Settings
 from ..errors import InvalidInputError, NotFoundError
-from ..gateways import GatewayDirectory
 from ..server import ServerFactory, build_gateway_server
-from ..store import SQLiteStore
+from ..services import Services
 
 
 async def serve_stdio(settings: Settings, gateway_id: str, factory: ServerFactory = build_gateway_server) -> None:
-    store = SQLiteStore(settings.db_path)
-    await store.open()
+    services = Services.build(settings)
+    await services.start()
     try:
-        directory = GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds)
-        await directory.ensure_demo()
-        gateway = await directory.get(gateway_id)
+        gateway = await services.directory.get(gateway_id)
         if gateway is None:
             raise NotFoundError(f"gateway {gateway_id!r} does not exist (see `mcp-gateway gateways list`)")
         if not gateway.manifest.mcp_enabled:
             raise InvalidInputError(f"MCP is not enabled for gateway {gateway_id!r}", field="mcp_enabled")
-        await factory(gateway, directory, store).run_stdio_async()
+        server = factory(gateway, services.directory, services.store)
+        services.track(server, gateway.id)
+        await server.run_stdio_async()
     finally:
-        await store.close()
+        await services.stop()

@@ -1,0 +1,80 @@
+"""The long-lived parts one gateway process shares, built once, started and stopped together.
+
+Both entry points use it: the HTTP app (`app.py`) and stdio (`transports/stdio.py`). Starting
+opens the store, loads the server's hashing secret, creates the `demo` gateway on first start and
+starts self-tracking; stopping flushes what tracking captured into the store, then closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from mcp.server import MCPServer
+
+from .config import Settings
+from .gateways import GatewayDirectory
+from .ingest import Ingestor
+from .keys import KeyService
+from .privacy import IpHasher
+from .store import SQLiteStore, Store
+from .tracking import LocalSink, Tracker, track_mcp
+
+logger = logging.getLogger(__name__)
+
+HASH_SECRET_SETTING: Final = "hash_secret"
+"""The server's secret for keyed hashes (client IPs), generated at first start."""
+
+SHUTDOWN_FLUSH_SECONDS: Final = 5.0
+"""How long stopping waits for captured sessions and events to reach the store."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    directory: GatewayDirectory
+    keys: KeyService
+    hash_ip: IpHasher
+    ingestor: Ingestor
+    tracking_sink: LocalSink
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store | None = None) -> Services:
+        store = store or SQLiteStore(settings.db_path)
+        hash_ip = IpHasher()
+        ingestor = Ingestor(store, hash_ip)
+        return cls(
+            settings=settings,
+            store=store,
+            directory=GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds),
+            keys=KeyService(store, cache_seconds=settings.gateway_cache_seconds),
+            hash_ip=hash_ip,
+            ingestor=ingestor,
+            tracking_sink=LocalSink(ingestor.capture),
+        )
+
+    async def start(self) -> None:
+        await self.store.open()
+        secret = await self.store.put_setting_if_absent(HASH_SECRET_SETTING, secrets.token_hex(32))
+        self.hash_ip.use(bytes.fromhex(secret))
+        if await self.directory.ensure_demo():
+            logger.info("created gateway 'demo' from the bundled default content")
+        self.tracking_sink.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.tracking_sink.aclose(SHUTDOWN_FLUSH_SECONDS)
+        finally:
+            await self.store.close()
+
+    def track(self, server: MCPServer, gateway_id: str) -> Tracker:
+        """Record `server`'s sessions and events into this gateway's own store, while its manifest allows."""
+
+        async def enabled() -> bool:
+            gateway = await self.directory.get(gateway_id)
+            return gateway is not None and gateway.manifest.tracking_enabled
+
+        return track_mcp(server, gateway_id, sink=self.tracking_sink, enabled=enabled)
