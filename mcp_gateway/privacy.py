@@ -75,13 +75,22 @@ def _normalise_key(key: str) -> str:
 
 
 def hash_text(text: str) -> str:
-    """`"sha256:" + hexdigest` of `text` (UTF-8)."""
-    return HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    """`"sha256:" + hexdigest` of `text` (UTF-8; a lone surrogate is hashed as its own three bytes)."""
+    return HASH_PREFIX + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def canonical_json(value: Any) -> str:
-    """Compact JSON with sorted keys; anything JSON cannot hold becomes its `str()`."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON with sorted keys; anything JSON cannot hold becomes its `str()`.
+
+    Text holding a lone surrogate (a `"\\ud800"` escape parsed from JSON) cannot be stored as UTF-8,
+    so such a document is written with every non-ASCII character escaped instead.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return text
 
 
 class Redactor:

@@ -54,6 +54,30 @@ class ToolGate:
         return result
 
 
+class PromptGuard:
+    """Answers `prompts/get` for an unknown prompt or missing required arguments with -32602.
+
+    The SDK's `MCPServer.get_prompt` turns every failure into a `ValueError`, which reaches the
+    client as an internal error; these two are the client's mistake and are said so.
+    """
+
+    def __init__(self, server: MCPServer) -> None:
+        self._server = server
+
+    async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        if ctx.method == "prompts/get":
+            params = ctx.params or {}
+            name = params.get("name")
+            prompt = next((p for p in await self._server.list_prompts() if p.name == name), None)
+            if prompt is None:
+                raise MCPError(code=INVALID_PARAMS, message=f"Unknown prompt: {name}")
+            given = params.get("arguments") or {}
+            missing = [a.name for a in prompt.arguments or [] if a.required and a.name not in given]
+            if missing:
+                raise MCPError(code=INVALID_PARAMS, message=f"Missing required arguments: {', '.join(missing)}")
+        return await call_next(ctx)
+
+
 def build_gateway_server(
     gateway: Gateway,
     directory: GatewayDirectory,
@@ -69,6 +93,7 @@ def build_gateway_server(
         instructions=INSTRUCTIONS,
         middleware=[ToolGate(gateway.id, directory), *middleware],
     )
+    server.middleware.append(PromptGuard(server))
     register_resources(server, gateway.id, directory)
     register_book_demo(server, gateway.id, store)
     register_prompts(server, gateway.id, directory)

@@ -43,7 +43,7 @@ def json_error(status: int, message: str, *, headers: Mapping[str, str] | None =
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 as soon as it is known to exceed `limit` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isdecimal() and int(declared) > limit:
+    if declared.isdecimal() and (len(declared) > 18 or int(declared) > limit):
         raise ApiError(413, f"Request body larger than {limit} bytes")
     body = bytearray()
     async for chunk in request.stream():

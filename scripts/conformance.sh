@@ -103,8 +103,8 @@ for scenario, ok, failed, warned, checks in rows:
         if check["status"] in ("FAILURE", "WARNING"):
             print(f"    {check['status']}: {check['name']}: {check.get('errorMessage') or check['description']}")
 failed = sum(1 for row in rows if row[2])
-print(f"\nconformance: {len(rows) - failed}/{len(rows)} scenarios passed, "
-      f"{sum(r[1] for r in rows)} checks passed, {sum(r[2] for r in rows)} failed, {sum(r[3] for r in rows)} warnings")
+print(f"\nchecks: {sum(r[1] for r in rows)} passed, {sum(r[2] for r in rows)} failed, {sum(r[3] for r in rows)} warnings")
+print(f"conformance: {len(rows) - failed} passed, {failed} failed")
 EOF
 }
 

@@ -319,3 +319,17 @@ def text_of(result: ReadResourceResult) -> str:
 
 def json_of(result: ReadResourceResult) -> Any:
     return json.loads(text_of(result))
+
+
+# -- keys and the database file ---------------------------------------------------------------------
+
+
+async def create_key(http: httpx.AsyncClient, gateway_id: str = DEMO, kind: str = "org") -> str:
+    """A new API key of `kind` for `gateway_id`, made through the admin API; the plaintext."""
+    key: str = (await admin_json(http, "POST", f"/v1/gateways/{gateway_id}/keys", {"kind": kind}))["key"]
+    return key
+
+
+def database_bytes(db_path: Path) -> bytes:
+    """Everything SQLite has written for `db_path`: the main file and its write-ahead log, if any."""
+    return b"".join(path.read_bytes() for path in (db_path, db_path.with_name(db_path.name + "-wal")) if path.exists())

@@ -85,7 +85,7 @@ async def put_manifest(http: httpx.AsyncClient, **changes: Any) -> dict[str, Any
 
 
 @pytest.mark.parametrize("route", MCP_ROUTES, ids=route_id)
-@pytest.mark.parametrize("gid", ["nope", "Not-A-Valid-Id!", "x" * 300])
+@pytest.mark.parametrize("gid", ["nope", "Not-A-Valid-Id!", "x" * 300], ids=["unknown", "invalid", "too-long"])
 async def test_unknown_gateway_gets_404_json(http: httpx.AsyncClient, route: tuple[str, str], gid: str) -> None:
     method, path = route
     response = await call_route(http, method, path.format(gid=gid))
@@ -161,8 +161,20 @@ async def test_unknown_method_is_method_not_found(http: httpx.AsyncClient) -> No
         ("tools/call", {"name": "book_demo", "arguments": "not-an-object"}),
         ("tools/list", {"cursor": 5}),
         ("prompts/get", {"name": 5}),
+        ("prompts/get", {"name": "no_such_prompt"}),
+        ("prompts/get", {"name": "recommend_plan", "arguments": {"budget": "10"}}),
     ],
-    ids=["no-uri", "uri-not-string", "unknown-uri", "no-tool-name", "arguments-not-object", "bad-cursor", "bad-name"],
+    ids=[
+        "no-uri",
+        "uri-not-string",
+        "unknown-uri",
+        "no-tool-name",
+        "arguments-not-object",
+        "bad-cursor",
+        "bad-name",
+        "unknown-prompt",
+        "missing-prompt-argument",
+    ],
 )
 async def test_bad_params_are_invalid_params(http: httpx.AsyncClient, method: str, params: dict[str, Any]) -> None:
     response = await http.post(JSONRPC, json=jsonrpc_request(method, params, request_id=7))
@@ -283,6 +295,7 @@ async def test_eleventh_concurrent_sse_stream_from_one_ip_gets_429_with_retry_af
                         if response.status_code == 200:
                             break
                         assert response.status_code == 429
+                        await response.aclose()  # give the connection back before retrying
 
 
 # -- changes while running ---------------------------------------------------------------------------
@@ -414,3 +427,23 @@ async def test_bad_requests_never_get_a_500_or_a_traceback(
     assert response.status_code < 500, response.text
     assert "Traceback" not in response.text
     assert [record.getMessage() for record in caplog.records if record.exc_info] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [("", 400), ("?session_id=not-hex", 400), ("?session_id=0123456789abcdef0123456789abcdef", 404)],
+    ids=["no-session", "bad-session", "unknown-session"],
+)
+async def test_sse_message_errors_from_the_sdk_leave_as_json(http: httpx.AsyncClient, query: str, status: int) -> None:
+    response = await http.post(f"/v1/mcp/{DEMO}/messages{query}", json=jsonrpc_request("ping"))
+
+    assert response.status_code == status
+    error_body(response)
+
+
+async def test_text_the_reply_cannot_encode_as_utf8_still_gets_a_json_rpc_reply(http: httpx.AsyncClient) -> None:
+    body = b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "book_\\ud800", "arguments": {}}}'
+    response = await http.post(JSONRPC, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code < 500
+    assert "error" in response.json() or response.json()["result"]["isError"]

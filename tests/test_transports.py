@@ -3,11 +3,17 @@
 Each behaviour runs once per transport in `support.TRANSPORTS`: SSE and Streamable HTTP with the
 official SDK client at both the 2025-11-25 session protocol and the sessionless 2026-07-28
 revision, stdio against the `mcp-gateway stdio` process, and plain JSON-RPC POSTs as curl sends them.
+
+One server runs for the whole module (starting and stopping uvicorn costs a fifth of a second);
+each test gets a gateway of its own on it, created like `demo` with the bundled manifest, so no
+test sees another's leads.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +21,10 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult, TextContent
 
+from mcp_gateway import Settings, create_app
+
 from .support import (
+    ADMIN_TOKEN,
     DEMO,
     HANDSHAKE,
     MODERN,
@@ -29,6 +38,7 @@ from .support import (
     json_of,
     jsonrpc_request,
     leads_of,
+    serve_in_thread,
     text_of,
 )
 
@@ -41,8 +51,29 @@ def transport(request: pytest.FixtureRequest) -> str:
     return name
 
 
-async def demo_manifest(http: httpx.AsyncClient) -> dict[str, Any]:
-    manifest: dict[str, Any] = await admin_json(http, "GET", f"/v1/gateways/{DEMO}/manifest")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    db_path = tmp_path_factory.mktemp("transports") / "gateway.db"
+    with serve_in_thread(create_app(Settings(db_path=db_path, admin_token=ADMIN_TOKEN)), db_path) as server:
+        yield server
+
+
+@pytest.fixture
+async def admin(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def gateway_id(admin: httpx.AsyncClient) -> str:
+    """A fresh gateway with the bundled manifest, as `demo` has."""
+    new_id = f"t-{uuid.uuid4().hex[:16]}"
+    await admin_json(admin, "POST", "/v1/gateways", {"id": new_id, "name": "Test gateway"})
+    return new_id
+
+
+async def manifest_of(admin: httpx.AsyncClient, gateway_id: str) -> dict[str, Any]:
+    manifest: dict[str, Any] = await admin_json(admin, "GET", f"/v1/gateways/{gateway_id}/manifest")
     return manifest
 
 
@@ -67,10 +98,8 @@ async def book(session: McpSession, **arguments: Any) -> CallToolResult:
     return await session.call_tool("book_demo", arguments)
 
 
-async def test_session_speaks_its_revision_and_lists_the_gateway_primitives(
-    transport: str, live_server: LiveServer
-) -> None:
-    async with connect(transport, live_server) as session:
+async def test_session_speaks_its_revision_and_lists_the_gateway_primitives(transport: str, server: LiveServer) -> None:
+    async with connect(transport, server, DEMO) as session:
         assert session.protocol_version == expected_protocol_version(transport)
         tools = await session.list_tools()
         if isinstance(session, JsonRpcPostSession):  # the reply's shape follows the revision asked for
@@ -100,16 +129,16 @@ async def test_session_speaks_its_revision_and_lists_the_gateway_primitives(
 
 
 async def test_every_resource_serves_the_gateway_manifest(
-    transport: str, live_server: LiveServer, live_http: httpx.AsyncClient
+    transport: str, server: LiveServer, admin: httpx.AsyncClient, gateway_id: str
 ) -> None:
-    manifest = await demo_manifest(live_http)
-    async with connect(transport, live_server) as session:
+    manifest = await manifest_of(admin, gateway_id)
+    async with connect(transport, server, gateway_id) as session:
         listed = await session.list_resources()
         reads = {str(resource.uri): await session.read_resource(str(resource.uri)) for resource in listed.resources}
 
     assert sorted(reads) == RESOURCE_URIS
     pricing = json_of(reads["pricing://current"])
-    assert pricing["gateway"] == "Demo gateway"
+    assert pricing["gateway"] == "Test gateway"
     assert [tier["name"] for tier in pricing["tiers"]] == ["Starter", "Growth", "Enterprise"]
     assert pricing["tiers"] == manifest["pricing"]
     assert json_of(reads["docs://primary"]) == {"url": manifest["docs_url"], "covers": manifest["docs_summary"]}
@@ -119,9 +148,9 @@ async def test_every_resource_serves_the_gateway_manifest(
 
 
 async def test_valid_booking_stores_one_lead_with_the_given_details(
-    transport: str, live_server: LiveServer, live_http: httpx.AsyncClient
+    transport: str, server: LiveServer, admin: httpx.AsyncClient, gateway_id: str
 ) -> None:
-    async with connect(transport, live_server) as session:
+    async with connect(transport, server, gateway_id) as session:
         result = await book(
             session,
             name="  Ada Lovelace ",
@@ -132,11 +161,11 @@ async def test_valid_booking_stores_one_lead_with_the_given_details(
 
     booked = structured(result)
     assert booked["status"] == "booked"
-    leads = await leads_of(live_http)
+    leads = await leads_of(admin, gateway_id)
     assert [lead["id"] for lead in leads] == [booked["lead_id"]]
     assert leads[0] | {"created_at_ms": 0} == {
         "id": booked["lead_id"],
-        "gateway_id": DEMO,
+        "gateway_id": gateway_id,
         "name": "Ada Lovelace",
         "email": "ada@example.com",
         "company": "Analytical Engines",
@@ -156,9 +185,9 @@ INVALID_BOOKINGS: list[tuple[str, dict[str, Any]]] = [
 
 
 async def test_invalid_booking_is_a_tool_error_naming_the_field_and_stores_nothing(
-    transport: str, live_server: LiveServer, live_http: httpx.AsyncClient
+    transport: str, server: LiveServer, admin: httpx.AsyncClient, gateway_id: str
 ) -> None:
-    async with connect(transport, live_server) as session:
+    async with connect(transport, server, gateway_id) as session:
         errors = [
             (field, error_text(await session.call_tool("book_demo", arguments)))
             for field, arguments in INVALID_BOOKINGS
@@ -166,28 +195,28 @@ async def test_invalid_booking_is_a_tool_error_naming_the_field_and_stores_nothi
 
     for field, text in errors:
         assert field in text, (field, text)
-    assert await leads_of(live_http) == []
+    assert await leads_of(admin, gateway_id) == []
 
 
 async def test_second_booking_with_the_same_email_returns_the_first_lead(
-    transport: str, live_server: LiveServer, live_http: httpx.AsyncClient
+    transport: str, server: LiveServer, admin: httpx.AsyncClient, gateway_id: str
 ) -> None:
-    async with connect(transport, live_server) as session:
+    async with connect(transport, server, gateway_id) as session:
         first = structured(await book(session, name="Ada Lovelace", email="ada@example.com"))
         second = structured(await book(session, name="A. Lovelace", email=" ADA@example.COM ", company="Other"))
 
     assert first["status"] == "booked"
     assert second["status"] == "already_booked"
     assert second["lead_id"] == first["lead_id"]
-    leads = await leads_of(live_http)
+    leads = await leads_of(admin, gateway_id)
     assert [(lead["id"], lead["name"]) for lead in leads] == [(first["lead_id"], "Ada Lovelace")]
 
 
 async def test_recommend_plan_prompt_quotes_the_tiers_the_needs_and_the_hint(
-    transport: str, live_server: LiveServer, live_http: httpx.AsyncClient
+    transport: str, server: LiveServer, admin: httpx.AsyncClient, gateway_id: str
 ) -> None:
-    manifest = await demo_manifest(live_http)
-    async with connect(transport, live_server) as session:
+    manifest = await manifest_of(admin, gateway_id)
+    async with connect(transport, server, gateway_id) as session:
         prompt = await session.get_prompt(
             "recommend_plan", {"needs": "capture leads from agents", "team_size": "12", "budget": "100 USD"}
         )
@@ -205,8 +234,8 @@ async def test_recommend_plan_prompt_quotes_the_tiers_the_needs_and_the_hint(
         assert fact in text
 
 
-async def test_reading_an_unknown_resource_is_invalid_params(transport: str, live_server: LiveServer) -> None:
-    async with connect(transport, live_server) as session:
+async def test_reading_an_unknown_resource_is_invalid_params(transport: str, server: LiveServer) -> None:
+    async with connect(transport, server, DEMO) as session:
         with pytest.raises(MCPError) as caught:
             await session.read_resource("pricing://nope")
 
@@ -214,22 +243,22 @@ async def test_reading_an_unknown_resource_is_invalid_params(transport: str, liv
 
 
 async def test_stdio_also_speaks_the_2025_11_25_session_protocol(
-    live_server: LiveServer, live_http: httpx.AsyncClient
+    server: LiveServer, admin: httpx.AsyncClient, gateway_id: str
 ) -> None:
-    async with connect("stdio-2025-11-25", live_server) as session:
+    async with connect("stdio-2025-11-25", server, gateway_id) as session:
         assert session.protocol_version == HANDSHAKE
         hint = text_of(await session.read_resource("system://hint"))
         booked = structured(await book(session, name="Ada", email="ada@example.com"))
 
-    assert hint == (await demo_manifest(live_http))["system_hint"]
-    assert [lead["id"] for lead in await leads_of(live_http)] == [booked["lead_id"]]
+    assert hint == (await manifest_of(admin, gateway_id))["system_hint"]
+    assert [lead["id"] for lead in await leads_of(admin, gateway_id)] == [booked["lead_id"]]
 
 
 # -- plain JSON-RPC as curl sends it ----------------------------------------------------------------
 
 
-async def test_plain_jsonrpc_post_is_answered_as_json_without_a_session(live_http: httpx.AsyncClient) -> None:
-    response = await live_http.post(
+async def test_plain_jsonrpc_post_is_answered_as_json_without_a_session(admin: httpx.AsyncClient) -> None:
+    response = await admin.post(
         "/v1/mcp/sse?gid=demo",
         content=json.dumps(jsonrpc_request("resources/read", {"uri": "system://hint"}, request_id="req-1")),
         headers={"Content-Type": "application/json"},
@@ -245,7 +274,7 @@ async def test_plain_jsonrpc_post_is_answered_as_json_without_a_session(live_htt
 
 
 async def test_plain_jsonrpc_batch_is_answered_in_order_and_notifications_get_no_reply(
-    live_http: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
 ) -> None:
     batch = [
         jsonrpc_request("tools/list", request_id=1),
@@ -253,8 +282,8 @@ async def test_plain_jsonrpc_batch_is_answered_in_order_and_notifications_get_no
         jsonrpc_request("no/such/method", request_id=2),
         jsonrpc_request("prompts/list", request_id=3),
     ]
-    response = await live_http.post("/v1/mcp/sse?gid=demo", json=batch)
-    notification = await live_http.post(
+    response = await admin.post("/v1/mcp/sse?gid=demo", json=batch)
+    notification = await admin.post(
         "/v1/mcp/sse?gid=demo", json={"jsonrpc": "2.0", "method": "notifications/initialized"}
     )
 
@@ -267,8 +296,8 @@ async def test_plain_jsonrpc_batch_is_answered_in_order_and_notifications_get_no
     assert notification.content == b""
 
 
-async def test_plain_jsonrpc_tool_error_is_a_result_with_is_error(live_http: httpx.AsyncClient) -> None:
-    response = await live_http.post(
+async def test_plain_jsonrpc_tool_error_is_a_result_with_is_error(admin: httpx.AsyncClient) -> None:
+    response = await admin.post(
         "/v1/mcp/sse?gid=demo",
         json=jsonrpc_request("tools/call", {"name": "book_demo", "arguments": {"name": "Ada", "email": "nope"}}),
     )

@@ -18,6 +18,8 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 MAX_BATCH_SESSIONS: Final = 100
 MAX_BATCH_EVENTS: Final = 1000
+MAX_TIMESTAMP: Final = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z in ms: a later (or infinite) timestamp is refused, not a 500 at the store."""
 
 PrimitiveType = Literal["tool", "resource", "prompt"]
 Operation = Literal["call", "list"]
@@ -25,7 +27,13 @@ Operation = Literal["call", "list"]
 
 def _json_text(value: Any) -> Any:
     """`args`/`result` arrive as JSON strings (the seed) or, from some SDKs, as objects: keep text."""
-    if value is None or isinstance(value, str):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 store can keep it
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
         return value
     return json.dumps(value, separators=(",", ":"), default=str)
 
@@ -56,7 +64,9 @@ class CaptureSession(BaseModel):
     tools: list[Annotated[str, Field(max_length=256)]] = Field(default_factory=list, max_length=1000)
     user_data: dict[str, Any] | None = None
     # extras
-    timestamp: float | None = Field(default=None, ge=0, description="When the session started, ms since epoch.")
+    timestamp: float | None = Field(
+        default=None, ge=0, le=MAX_TIMESTAMP, description="When the session started, ms since epoch."
+    )
     transport: str | None = Field(default=None, max_length=32)
 
 
@@ -68,13 +78,15 @@ class CaptureEvent(BaseModel):
     session_id: SessionId
     primitive_type: PrimitiveType
     primitive_name: str = Field(min_length=1, max_length=512)
-    latency: float = Field(ge=0, description="Milliseconds.")
+    latency: float = Field(ge=0, allow_inf_nan=False, description="Milliseconds.")
     success: bool
     args: JsonText = None
     result: JsonText = None
     # extras
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timestamp: float | None = Field(default=None, ge=0, description="When the call started, ms since epoch.")
+    timestamp: float | None = Field(
+        default=None, ge=0, le=MAX_TIMESTAMP, description="When the call started, ms since epoch."
+    )
     error_type: str | None = Field(default=None, max_length=128)
     operation: Operation = "call"
 

@@ -14,13 +14,16 @@ answered as JSON.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import re
+from http import HTTPStatus
 from typing import Final
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..gateways import GATEWAY_ID_PATTERN, Gateway, GatewayDirectory
@@ -66,6 +69,42 @@ class _Asgi:
         await self._app(scope, receive, send)
 
 
+class _JsonErrors:
+    """Wraps an ASGI `send` so an SDK error answered as plain text (or with no body) leaves as JSON.
+
+    The SDK's transports answer some HTTP-level errors (unknown SSE session, bad Accept header, …)
+    as `text/plain`; every error of ours is `{"error": message}`. JSON and SSE responses pass as they are.
+    """
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._held: Message | None = None
+        self._body = bytearray()
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+            if message["status"] >= 400 and not content_type.startswith(("application/json", "text/event-stream")):
+                self._held = message
+                return
+        elif message["type"] == "http.response.body" and self._held is not None:
+            self._body += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            status = self._held["status"]
+            text = self._body.decode(errors="replace").strip() or HTTPStatus(status).phrase
+            body = json.dumps({"error": text}).encode()
+            headers = [(k, v) for k, v in self._held.get("headers", []) if k.lower() not in _REPLACED_HEADERS]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await self._send({**self._held, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body})
+            return
+        await self._send(message)
+
+
+_REPLACED_HEADERS: Final = (b"content-type", b"content-length")
+
+
 class McpRoutes:
     """ASGI endpoints that put one gateway's SDK transports behind one HTTP surface."""
 
@@ -101,7 +140,7 @@ class McpRoutes:
 
     async def streamable_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = await self._resolve(Request(scope, receive))
-        await runtime.session_manager.handle_request(scope, receive, send)
+        await runtime.session_manager.handle_request(scope, receive, _JsonErrors(send))
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -134,7 +173,7 @@ class McpRoutes:
             )
         try:
             lowlevel = runtime.lowlevel
-            async with runtime.sse.connect_sse(scope, receive, send) as (read_stream, write_stream):
+            async with runtime.sse.connect_sse(scope, receive, _JsonErrors(send)) as (read_stream, write_stream):
                 await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         finally:
             self.sse_limiter.release(client_ip)
@@ -142,4 +181,4 @@ class McpRoutes:
     async def sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         runtime = await self._resolve(request, request.path_params["gid"])
-        await runtime.sse.handle_post_message(scope, receive, send)
+        await runtime.sse.handle_post_message(scope, receive, _JsonErrors(send))

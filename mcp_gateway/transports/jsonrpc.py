@@ -70,6 +70,14 @@ class _PostDispatchContext:
         return None
 
 
+class _Reply(JSONResponse):
+    """A JSON-RPC reply: compact, and ASCII-escaped, so text the client sent that UTF-8 cannot encode
+    (a lone surrogate echoed in an error) is still a valid reply, never a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
+
+
 def _error(request_id: RequestId | None, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
@@ -119,15 +127,15 @@ async def answer_jsonrpc_post(runtime: GatewayRuntime, request: Request, body: b
     try:
         decoded = json.loads(body)
     except (ValueError, RecursionError):
-        return JSONResponse(_error(None, PARSE_ERROR, "Parse error: the body is not valid JSON"), status_code=400)
+        return _Reply(_error(None, PARSE_ERROR, "Parse error: the body is not valid JSON"), status_code=400)
     if isinstance(decoded, list):
         if not decoded or len(decoded) > MAX_BATCH:
             message = f"Invalid Request: a batch holds 1 to {MAX_BATCH} requests"
-            return JSONResponse(_error(None, INVALID_REQUEST, message), status_code=400)
+            return _Reply(_error(None, INVALID_REQUEST, message), status_code=400)
         replies = [reply for item in decoded if (reply := await _answer_one(runtime, request, item)) is not None]
-        return JSONResponse(replies) if replies else Response(status_code=202)
+        return _Reply(replies) if replies else Response(status_code=202)
     reply = await _answer_one(runtime, request, decoded)
     if reply is None:
         return Response(status_code=202)
     status = ERROR_CODE_HTTP_STATUS.get(reply["error"]["code"], 200) if "error" in reply else 200
-    return JSONResponse(reply, status_code=status)
+    return _Reply(reply, status_code=status)

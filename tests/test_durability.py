@@ -1,0 +1,149 @@
+"""A 200 from the ingestion API means the event is on disk: it survives the server being SIGKILLed.
+
+The real `mcp-gateway serve` runs as a subprocess; events are sent concurrently, more of them than
+the test waits for, and the server is killed the moment the last awaited 200 arrives, with the
+rest still in flight. Every acknowledged event must then be in the database exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import httpx
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from mcp_gateway.cli import run
+
+from .support import ADMIN_TOKEN, DEMO, STARTUP_TIMEOUT, gateway_executable
+
+ACKNOWLEDGED: Final = 200
+"""Events whose 200 the test waits for before killing the server."""
+
+IN_FLIGHT: Final = 60
+"""Further events sent alongside, still in flight when the server dies."""
+
+CONCURRENCY: Final = 50
+"""Requests on the wire at once."""
+
+RUN_TIMEOUT: Final = 30.0
+"""Longest the whole exchange may take, from the first request to the server's death."""
+
+RUNNING_ON: Final = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(db_path: Path) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
+    """`mcp-gateway serve` on a free port: the process and its base URL. Killed and reaped on exit."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
+    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), "--log-level", "info"]
+    process = await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert process.stderr is not None
+        log = BufferedByteReceiveStream(process.stderr)
+        with anyio.fail_after(STARTUP_TIMEOUT):
+            while (match := RUNNING_ON.search(await log.receive_until(b"\n", 64 * 1024))) is None:
+                pass
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_drain, log)  # never let a full stderr pipe stall the server
+            yield process, f"http://127.0.0.1:{int(match.group(1))}"
+            tg.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.fail_after(STARTUP_TIMEOUT, shield=True):
+            await process.wait()
+
+
+async def _drain(log: BufferedByteReceiveStream) -> None:
+    with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.IncompleteRead):
+        while True:
+            await log.receive()
+
+
+async def create_org_key(db_path: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    argv = ["keys", "create", "--gateway", DEMO, "--kind", "org", "--db", str(db_path)]
+    assert await anyio.to_thread.run_sync(run, argv) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("org_")
+    return key
+
+
+def stored_event_counts(db_path: Path) -> dict[str, int]:
+    """Each stored event id with how many rows it has, after checking the file is intact."""
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = conn.execute("SELECT id, COUNT(*) FROM events WHERE gateway_id = ? GROUP BY id", (DEMO,))
+        return {event_id: count for event_id, count in rows}
+    finally:
+        conn.close()
+
+
+async def test_every_acknowledged_event_survives_a_sigkill_exactly_once(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = await create_org_key(db_path, capsys)
+    headers = {"X-Org-Id": key, "Content-Type": "application/json"}
+    session_id = str(uuid.uuid4())
+    event_ids = [f"evt_durable_{index:04d}" for index in range(ACKNOWLEDGED + IN_FLIGHT)]
+    acknowledged: list[str] = []
+    answered = 0
+
+    async with gateway_process(db_path) as (process, base_url):
+        limits = httpx.Limits(max_connections=CONCURRENCY)
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=RUN_TIMEOUT) as http:
+            opened = await http.post(
+                "/api/v1/capture-session", json={"session_id": session_id, "client_config": "durability-test"}
+            )
+            assert opened.status_code == 200, opened.text
+
+            async def send(event_id: str) -> None:
+                nonlocal answered
+                body = {
+                    "session_id": session_id,
+                    "primitive_type": "tool",
+                    "primitive_name": "book_demo",
+                    "latency": 12,
+                    "success": True,
+                    "event_id": event_id,
+                }
+                try:
+                    response = await http.post("/api/v1/capture-event", json=body)
+                except httpx.TransportError:
+                    return  # cut off by the kill: not acknowledged
+                answered += 1
+                if response.status_code == 200:  # even one read after the kill was sent after its commit
+                    assert response.json() == {"success": True, "event_id": event_id}
+                    acknowledged.append(event_id)
+                    if len(acknowledged) == ACKNOWLEDGED:
+                        process.send_signal(signal.SIGKILL)  # at once: no await between the 200 and the kill
+
+            with anyio.fail_after(RUN_TIMEOUT):
+                async with anyio.create_task_group() as tg:
+                    for event_id in event_ids:
+                        tg.start_soon(send, event_id)
+                await process.wait()
+
+        assert process.returncode == -signal.SIGKILL
+
+    stored = stored_event_counts(db_path)
+    assert len(acknowledged) >= ACKNOWLEDGED
+    assert {event_id: stored.get(event_id, 0) for event_id in acknowledged} == dict.fromkeys(acknowledged, 1)
+    assert set(stored) <= set(event_ids)  # nothing else, and (by the counts) nothing twice
+    assert set(stored.values()) == {1}
+    assert answered < len(event_ids)  # the kill did cut requests off in flight
