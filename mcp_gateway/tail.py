@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import anyio
 
-from .store import EventRow, SessionRow, Store
+from .store import EventRow, SessionRow, Store, WebFields
 
 PAGE: Final = 500
 DEFAULT_BACKLOG: Final = 20
@@ -49,8 +49,12 @@ async def stored_rows(
 
 
 def as_json(row: Row) -> str:
+    """The row's stored fields as one JSON object (an event's web fields flat, as they are stored)."""
     data: dict[str, Any] = {"type": "session" if isinstance(row, SessionRow) else "event"}
     data.update(dataclasses.asdict(row))
+    if isinstance(row, EventRow):
+        data.update(dataclasses.asdict(row.web or WebFields()))
+        del data["web"]
     return json.dumps(data, separators=(",", ":"))
 
 

@@ -1,6 +1,16 @@
 """Persistence: the `Store` protocol and its implementations."""
 
-from .base import CaptureStatus, EventRow, GatewayRecord, KeyKind, KeyRecord, LeadRecord, SessionRow, Store
+from .base import (
+    CaptureStatus,
+    EventRow,
+    GatewayRecord,
+    KeyKind,
+    KeyRecord,
+    LeadRecord,
+    SessionRow,
+    Store,
+    WebFields,
+)
 from .sqlite import SQLiteStore
 
 __all__ = [
@@ -13,4 +23,5 @@ __all__ = [
     "SQLiteStore",
     "SessionRow",
     "Store",
+    "WebFields",
 ]

@@ -71,6 +71,32 @@ class SessionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class WebFields:
+    """What a web or server event carries beyond the common fields, enriched and hashed by the server."""
+
+    anonymous_id: str | None = None
+    user_id_hash: str | None = None
+    url: str | None = None
+    path: str | None = None
+    referrer: str | None = None
+    traffic_source: str | None = None
+    traffic_medium: str | None = None
+    traffic_campaign: str | None = None
+    traffic_rule: str | None = None
+    device_type: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    ip_hash: str | None = None
+    email_hash: str | None = None
+    phone_hash: str | None = None
+    external_id_hash: str | None = None
+    emq: float | None = None
+
+
+WEB_FIELD_NAMES: tuple[str, ...] = tuple(WebFields.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
 class EventRow:
     """One event: an MCP invocation (`source="mcp"`) or, later, a web or server event."""
 
@@ -89,7 +115,12 @@ class EventRow:
     properties: dict[str, Any] | None
     ts_ms: int
     received_at_ms: int
+    web: WebFields | None = None
     seq: int | None = None
+
+
+SESSION_INACTIVITY_MS = 30 * 60 * 1000
+"""A web visitor's events more than this apart start a new derived session."""
 
 
 class Store(Protocol):
@@ -165,6 +196,17 @@ class Store(Protocol):
     async def sessions_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[SessionRow]:
         """Sessions stored after insertion position `seq`, oldest first."""
         ...
+
+    async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+        """Store web or server events in one transaction; each one's status and the row as stored.
+
+        A duplicate (same gateway and id) answers the row stored first. An event with an
+        `anonymous_id` but no `session_id` gets the session of that visitor's previous event when
+        it is less than `SESSION_INACTIVITY_MS` older, else a new one.
+        """
+        ...
+
+    async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None: ...
 
     async def events_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[EventRow]:
         """Events stored after insertion position `seq`, oldest first."""

@@ -92,4 +92,27 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX events_by_name ON events (gateway_id, source, primitive_type, name, ts_ms)
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE events ADD COLUMN anonymous_id TEXT;
+        ALTER TABLE events ADD COLUMN user_id_hash TEXT;
+        ALTER TABLE events ADD COLUMN url TEXT;
+        ALTER TABLE events ADD COLUMN path TEXT;
+        ALTER TABLE events ADD COLUMN referrer TEXT;
+        ALTER TABLE events ADD COLUMN traffic_source TEXT;
+        ALTER TABLE events ADD COLUMN traffic_medium TEXT;
+        ALTER TABLE events ADD COLUMN traffic_campaign TEXT;
+        ALTER TABLE events ADD COLUMN traffic_rule TEXT;
+        ALTER TABLE events ADD COLUMN device_type TEXT;
+        ALTER TABLE events ADD COLUMN browser TEXT;
+        ALTER TABLE events ADD COLUMN os TEXT;
+        ALTER TABLE events ADD COLUMN ip_hash TEXT;
+        ALTER TABLE events ADD COLUMN email_hash TEXT;
+        ALTER TABLE events ADD COLUMN phone_hash TEXT;
+        ALTER TABLE events ADD COLUMN external_id_hash TEXT;
+        ALTER TABLE events ADD COLUMN emq DOUBLE PRECISION;
+        CREATE INDEX events_by_visitor ON events (gateway_id, anonymous_id, ts_ms)
+        """,
+    ),
 )

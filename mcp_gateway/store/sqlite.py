@@ -19,6 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -26,7 +27,17 @@ from typing import Any, Final, TypeVar
 import anyio.to_thread
 
 from ..errors import ConflictError, NotFoundError, StorageError
-from .base import CaptureStatus, EventRow, GatewayRecord, KeyRecord, LeadRecord, SessionRow
+from .base import (
+    SESSION_INACTIVITY_MS,
+    WEB_FIELD_NAMES,
+    CaptureStatus,
+    EventRow,
+    GatewayRecord,
+    KeyRecord,
+    LeadRecord,
+    SessionRow,
+    WebFields,
+)
 from .migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
@@ -102,11 +113,53 @@ def _session(row: sqlite3.Row | tuple[Any, ...]) -> SessionRow:
     return SessionRow(*values)
 
 
+_COMMON_EVENT_FIELDS: Final = tuple(name for name in EventRow.__dataclass_fields__ if name not in ("web", "seq"))
+_WEB_START: Final = len(_COMMON_EVENT_FIELDS)
+"""Index of the first `WebFields` column in an event row."""
+
+
 def _event(row: sqlite3.Row | tuple[Any, ...]) -> EventRow:
     values = list(row)
     values[8] = None if values[8] is None else bool(values[8])
     values[12] = None if values[12] is None else json.loads(values[12])
-    return EventRow(*values)
+    web_values = values[_WEB_START : _WEB_START + len(WEB_FIELD_NAMES)]
+    web = WebFields(*web_values) if any(v is not None for v in web_values) else None
+    common = dict(zip(_COMMON_EVENT_FIELDS, values[:_WEB_START], strict=True))
+    return EventRow(**common, web=web, seq=values[_WEB_START + len(WEB_FIELD_NAMES)])
+
+
+def _event_values(event: EventRow) -> tuple[object, ...]:
+    web = event.web or _NO_WEB
+    return (
+        event.gateway_id,
+        event.id,
+        event.source,
+        event.session_id,
+        event.name,
+        event.primitive_type,
+        event.operation,
+        event.latency_ms,
+        None if event.success is None else int(event.success),
+        event.error_type,
+        event.args,
+        event.result,
+        None if event.properties is None else json.dumps(event.properties),
+        event.ts_ms,
+        event.received_at_ms,
+        *dataclasses.astuple(web),
+    )
+
+
+_NO_WEB: Final = WebFields()
+
+
+def _insert_event(conn: sqlite3.Connection, event: EventRow) -> bool:
+    """Insert unless (gateway, id) exists; True if inserted."""
+    cursor = conn.execute(
+        f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({_EVENT_PLACEHOLDERS}) ON CONFLICT (gateway_id, id) DO NOTHING",
+        _event_values(event),
+    )
+    return cursor.rowcount > 0
 
 
 _KEY_COLUMNS: Final = "id, gateway_id, kind, name, key_hash, prefix, created_at_ms, revoked_at_ms"
@@ -116,8 +169,9 @@ _SESSION_COLUMNS: Final = (
 )
 _EVENT_COLUMNS: Final = (
     "gateway_id, id, source, session_id, name, primitive_type, operation, latency_ms, success, error_type, args,"
-    " result, properties, ts_ms, received_at_ms"
+    " result, properties, ts_ms, received_at_ms, " + ", ".join(WEB_FIELD_NAMES)
 )
+_EVENT_PLACEHOLDERS: Final = ", ".join("?" * (_WEB_START + len(WEB_FIELD_NAMES)))
 _GATEWAY_COLUMNS: Final = "id, name, allowed_origins, manifest, created_at_ms, updated_at_ms"
 _LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, created_at_ms"
 
@@ -465,31 +519,38 @@ class SQLiteStore:
                             event_status.append("unknown_session")
                             continue
                         known.add(key)
-                cursor = conn.execute(
-                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (gateway_id, id) DO NOTHING",
-                    (
-                        event.gateway_id,
-                        event.id,
-                        event.source,
-                        event.session_id,
-                        event.name,
-                        event.primitive_type,
-                        event.operation,
-                        event.latency_ms,
-                        None if event.success is None else int(event.success),
-                        event.error_type,
-                        event.args,
-                        event.result,
-                        None if event.properties is None else json.dumps(event.properties),
-                        event.ts_ms,
-                        event.received_at_ms,
-                    ),
-                )
-                event_status.append("stored" if cursor.rowcount else "duplicate")
+                inserted = _insert_event(conn, event)
+                event_status.append("stored" if inserted else "duplicate")
             return session_status, event_status
 
         return await self.write(job)
+
+    async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+        def job(conn: sqlite3.Connection) -> list[tuple[CaptureStatus, EventRow]]:
+            results: list[tuple[CaptureStatus, EventRow]] = []
+            for event in events:
+                if event.session_id is None and event.web is not None and event.web.anonymous_id is not None:
+                    event = dataclasses.replace(event, session_id=_visitor_session(conn, event))
+                if _insert_event(conn, event):
+                    results.append(("stored", event))
+                    continue
+                stored = conn.execute(
+                    f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?",
+                    (event.gateway_id, event.id),
+                ).fetchone()
+                results.append(("duplicate", _event(stored)))
+            return results
+
+        return await self.write(job)
+
+    async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None:
+        def query(conn: sqlite3.Connection) -> EventRow | None:
+            row = conn.execute(
+                f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?", (gateway_id, event_id)
+            ).fetchone()
+            return None if row is None else _event(row)
+
+        return await self.read(query)
 
     async def sessions_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[SessionRow]:
         where, params = _after(seq, gateway_id)
@@ -520,6 +581,19 @@ class SQLiteStore:
             return int(sessions), int(events)
 
         return await self.read(query)
+
+
+def _visitor_session(conn: sqlite3.Connection, event: EventRow) -> str:
+    """The session of the visitor's latest event if it is recent enough, else a new session id."""
+    assert event.web is not None
+    row = conn.execute(
+        "SELECT session_id, ts_ms FROM events WHERE gateway_id = ? AND anonymous_id = ?"
+        " AND ts_ms <= ? ORDER BY ts_ms DESC LIMIT 1",
+        (event.gateway_id, event.web.anonymous_id, event.ts_ms),
+    ).fetchone()
+    if row is not None and row[0] is not None and event.ts_ms - row[1] < SESSION_INACTIVITY_MS:
+        return str(row[0])
+    return "s_" + uuid.uuid4().hex
 
 
 def _after(seq: int, gateway_id: str | None) -> tuple[str, tuple[object, ...]]:
