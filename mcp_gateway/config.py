@@ -28,6 +28,13 @@ DEFAULT_GATEWAY_CACHE_SECONDS: Final = 1.0
 """How long a process serves a gateway's manifest from memory before re-reading it from the store."""
 
 
+DEFAULT_TRACK_RATE_LIMIT: Final = 100
+"""`POST /track` requests per gateway per minute (seed 000)."""
+
+DEFAULT_V1_TRACK_RATE_LIMIT: Final = 200
+"""`POST /v1/track` requests per key per minute before 429 `rate_limited` (seed 004's burst)."""
+
+
 class Settings(BaseModel):
     """Everything a gateway process needs to know, validated once."""
 
@@ -41,6 +48,8 @@ class Settings(BaseModel):
     max_sse_connections_per_ip: int = Field(default=DEFAULT_MAX_SSE_CONNECTIONS_PER_IP, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     gateway_cache_seconds: float = Field(default=DEFAULT_GATEWAY_CACHE_SECONDS, ge=0)
+    track_rate_limit: int = Field(default=DEFAULT_TRACK_RATE_LIMIT, ge=1)
+    v1_track_rate_limit: int = Field(default=DEFAULT_V1_TRACK_RATE_LIMIT, ge=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -51,6 +60,9 @@ class Settings(BaseModel):
             values["db_path"] = Path(db)
         if token := env.get(ENV_PREFIX + "ADMIN_TOKEN"):
             values["admin_token"] = token
+        for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT"):
+            if limit := env.get(ENV_PREFIX + name):
+                values[name.lower()] = limit
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):
             values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
         values.update({key: value for key, value in overrides.items() if value is not None})

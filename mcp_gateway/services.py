@@ -16,7 +16,7 @@ from mcp.server import MCPServer
 
 from .config import Settings
 from .gateways import GatewayDirectory
-from .ingest import Ingestor
+from .ingest import Ingestor, WebIngestor
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import SQLiteStore, Store
@@ -39,6 +39,7 @@ class Services:
     keys: KeyService
     hash_ip: IpHasher
     ingestor: Ingestor
+    web_ingestor: WebIngestor
     tracking_sink: LocalSink
 
     @classmethod
@@ -53,6 +54,7 @@ class Services:
             keys=KeyService(store, cache_seconds=settings.gateway_cache_seconds),
             hash_ip=hash_ip,
             ingestor=ingestor,
+            web_ingestor=WebIngestor(store, hash_ip),
             tracking_sink=LocalSink(ingestor.capture),
         )
 

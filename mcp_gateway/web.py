@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from .errors import ConflictError, InvalidInputError, NotFoundError, StorageError
 
@@ -83,6 +85,41 @@ async def read_model(
         raise ApiError(
             status, f"Invalid {first['field']}: {first['message']}", field=first["field"], errors=errors
         ) from None
+
+
+CORS_HEADERS: Final = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": (
+        "Content-Type, Authorization, X-API-Key, X-Gateway-ID, X-Visitor-ID, X-Fingerprint-ID"
+    ),
+    "Access-Control-Max-Age": "86400",
+}
+"""What every tracking route answers (seed 001), so browsers on any site may send events."""
+
+
+class _CorsEndpoint:
+    """A route endpoint that answers `OPTIONS` preflights and puts CORS headers on every answer, errors included."""
+
+    def __init__(self, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if request.method == "OPTIONS":
+            response: Response = Response(status_code=204)
+        else:
+            try:
+                response = await self._endpoint(request)
+            except ApiError as exc:
+                response = exc.response()
+        response.headers.update(CORS_HEADERS)
+        await response(scope, receive, send)
+
+
+def cors_route(path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
+    """A route open to browsers on any origin: `methods` plus `OPTIONS`, CORS headers on every response."""
+    return Route(path, _CorsEndpoint(endpoint), methods=[*methods, "OPTIONS"])
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:

@@ -2,5 +2,6 @@
 
 from .agnost import AgnostApi
 from .capture import CaptureOutcome, Ingestor
+from .web import WebEvent, WebIngestor
 
-__all__ = ["AgnostApi", "CaptureOutcome", "Ingestor"]
+__all__ = ["AgnostApi", "CaptureOutcome", "Ingestor", "WebEvent", "WebIngestor"]

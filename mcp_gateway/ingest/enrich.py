@@ -1,0 +1,185 @@
+"""What the server adds to every web and server event before it is stored.
+
+- **Identities**: `email`, `phone` and `external_id` are normalised (trimmed; email and
+  external_id lower-cased; phone reduced to its E.164 digits) and stored only as SHA-256 hex.
+- **Match quality** (EMQ): the sum of the seed's points for the identifiers present — email 2.5,
+  phone 2.0, fbp 1.5, fbc 1.5, external_id 1.0, client IP 0.5, user agent 0.3 (at most 9.3).
+- **Device**: device type, browser and OS from the User-Agent (the maintained `ua-parser`).
+- **Attribution**: source / medium / campaign from the landing URL and referrer, by the first
+  rule of `TRAFFIC_RULES` that matches; the rule's id is stored with the result.
+- **IP**: only the daily-salted HMAC (`privacy.IpHasher`) is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+import ua_parser
+
+MATCH_POINTS: Final = {
+    "email": 2.5,
+    "phone": 2.0,
+    "fbp": 1.5,
+    "fbc": 1.5,
+    "external_id": 1.0,
+    "client_ip_address": 0.5,
+    "client_user_agent": 0.3,
+}
+"""Event match quality points per identifier present (seed 000's user object table)."""
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hash_email(email: str | None) -> str | None:
+    email = (email or "").strip().lower()
+    return sha256_hex(email) if email else None
+
+
+def hash_phone(phone: str | None) -> str | None:
+    digits = re.sub(r"\D", "", phone or "")
+    return sha256_hex(digits) if digits else None
+
+
+def hash_external_id(external_id: str | None) -> str | None:
+    value = (external_id or "").strip().lower()
+    return sha256_hex(value) if value else None
+
+
+def match_quality(present: set[str]) -> float:
+    return round(sum(points for name, points in MATCH_POINTS.items() if name in present), 2)
+
+
+# -- attribution -------------------------------------------------------------------------------------
+
+SEARCH_ENGINES: Final = {
+    "google": "google",
+    "bing": "bing",
+    "duckduckgo": "duckduckgo",
+    "yahoo": "yahoo",
+    "baidu": "baidu",
+    "yandex": "yandex",
+    "ecosia": "ecosia",
+}
+SOCIAL_SITES: Final = {
+    "facebook.com": "facebook",
+    "fb.com": "facebook",
+    "instagram.com": "instagram",
+    "t.co": "twitter",
+    "twitter.com": "twitter",
+    "x.com": "twitter",
+    "linkedin.com": "linkedin",
+    "lnkd.in": "linkedin",
+    "reddit.com": "reddit",
+    "youtube.com": "youtube",
+    "tiktok.com": "tiktok",
+    "news.ycombinator.com": "hackernews",
+}
+AI_ASSISTANTS: Final = {
+    "chatgpt.com": "chatgpt",
+    "chat.openai.com": "chatgpt",
+    "perplexity.ai": "perplexity",
+    "claude.ai": "claude",
+    "gemini.google.com": "gemini",
+    "copilot.microsoft.com": "copilot",
+}
+
+TRAFFIC_RULES: Final = (
+    ("gclid", "a gclid in the URL: google / cpc"),
+    ("msclkid", "an msclkid in the URL: bing / cpc"),
+    ("utm", "utm_source in the URL: utm_source / utm_medium (or 'referral') / utm_campaign"),
+    ("fbclid", "an fbclid without utm_*: facebook / paid_social"),
+    ("ai", "referrer is an AI assistant (chatgpt.com, perplexity.ai, claude.ai, ...): name / ai"),
+    ("search", "referrer is a search engine: engine / organic"),
+    ("social", "referrer is a social site: site / social"),
+    ("internal", "referrer on the same host as the URL: (internal) / (none)"),
+    ("referral", "any other referrer: its host / referral"),
+    ("direct", "no referrer and no campaign parameters: (direct) / (none)"),
+)
+"""The attribution rules, in the order they are tried; the first that matches wins."""
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    source: str
+    medium: str
+    campaign: str | None
+    rule: str
+
+
+def _host(url: str | None) -> str:
+    try:
+        host = urlsplit(url or "").hostname or ""
+    except ValueError:
+        return ""
+    return host.lower().removeprefix("www.").removeprefix("m.").removeprefix("l.").removeprefix("lm.")
+
+
+def _site(host: str, table: dict[str, str]) -> str | None:
+    for domain, name in table.items():
+        if host == domain or host.endswith("." + domain):
+            return name
+    return None
+
+
+def classify_traffic(url: str | None, referrer: str | None) -> Traffic:
+    try:
+        params = {k.lower(): v[0] for k, v in parse_qs(urlsplit(url or "").query).items() if v}
+    except ValueError:
+        params = {}
+    campaign = params.get("utm_campaign")
+    if "gclid" in params:
+        return Traffic("google", "cpc", campaign, "gclid")
+    if "msclkid" in params:
+        return Traffic("bing", "cpc", campaign, "msclkid")
+    if "utm_source" in params:
+        return Traffic(params["utm_source"].lower(), params.get("utm_medium", "referral").lower(), campaign, "utm")
+    if "fbclid" in params:
+        return Traffic("facebook", "paid_social", campaign, "fbclid")
+    ref_host = _host(referrer)
+    if ref_host:
+        if name := _site(ref_host, AI_ASSISTANTS):
+            return Traffic(name, "ai", None, "ai")
+        engine = next((name for key, name in SEARCH_ENGINES.items() if re.search(rf"(^|\.){key}\.", ref_host)), None)
+        if engine:
+            return Traffic(engine, "organic", None, "search")
+        if name := _site(ref_host, SOCIAL_SITES):
+            return Traffic(name, "social", None, "social")
+        if ref_host == _host(url):
+            return Traffic("(internal)", "(none)", None, "internal")
+        return Traffic(ref_host, "referral", None, "referral")
+    return Traffic("(direct)", "(none)", None, "direct")
+
+
+# -- device ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    type: str | None
+    browser: str | None
+    os: str | None
+
+
+def parse_user_agent(user_agent: str | None) -> Device:
+    if not user_agent:
+        return Device(None, None, None)
+    parsed = ua_parser.parse(user_agent[:1000])
+    browser = parsed.user_agent.family if parsed.user_agent else None
+    os_family = parsed.os.family if parsed.os else None
+    device = parsed.device.family if parsed.device else ""
+    lowered = user_agent.lower()
+    if device == "Spider" or "bot" in lowered or "crawler" in lowered:
+        kind = "bot"
+    elif "ipad" in lowered or "tablet" in lowered or (os_family == "Android" and "mobile" not in lowered):
+        kind = "tablet"
+    elif os_family in ("iOS", "Android") or "mobile" in lowered:
+        kind = "mobile"
+    else:
+        kind = "desktop"
+    return Device(kind, None if browser == "Other" else browser, None if os_family == "Other" else os_family)
