@@ -1,13 +1,14 @@
 # Two commands on a fresh clone with only Python >= 3.11 present:
 #   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000
-#   make test    install if needed, then ruff, mypy --strict, pytest and the MCP conformance suite
+#   make test    install if needed (Chromium too, for the browser test), then ruff, mypy --strict, pytest and
+#                the MCP conformance suite
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest conformance bench clean
+.PHONY: serve test lint typecheck chromium pytest conformance bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +26,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+chromium:
+	bash scripts/install_chromium.sh
+
+pytest: $(STAMP) chromium
 	$(BIN)/pytest -q
 
 conformance: $(STAMP)

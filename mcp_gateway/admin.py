@@ -10,6 +10,7 @@
     GET  /v1/gateways/{id}/keys           its API keys (never the key itself)
     POST /v1/gateways/{id}/keys           create one: {"kind": "org", "name": ""} -> 201 with "key", shown once
     DELETE /v1/gateways/{id}/keys/{key}   revoke one
+    GET  /v1/gateways/{id}/receipt-secret   the secret `/track` receipts are signed with (`ingest.track.verify_receipt`)
 
 `Authorization: Bearer <admin token>`: none -> 401 (with `WWW-Authenticate`), wrong -> 403.
 The token is `MCP_GATEWAY_ADMIN_TOKEN` when set; otherwise one is generated at first start,
@@ -30,6 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from .gateways import AgentManifest, GatewayCreate, GatewayDirectory, Origin
+from .ingest.track import RECEIPT_ALGORITHM, receipt_secret
 from .keys import KeyService
 from .store import KeyKind, KeyRecord, Store
 from .web import ApiError, read_model
@@ -115,6 +117,7 @@ class AdminApi:
             Route("/v1/gateways/{gid}/keys", self.list_keys, methods=["GET"]),
             Route("/v1/gateways/{gid}/keys", self.create_key, methods=["POST"]),
             Route("/v1/gateways/{gid}/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
+            Route("/v1/gateways/{gid}/receipt-secret", self.get_receipt_secret, methods=["GET"]),
         ]
 
     async def list_gateways(self, request: Request) -> JSONResponse:
@@ -178,3 +181,9 @@ class AdminApi:
         gateway = await self._directory.require(request.path_params["gid"])
         record = await self._keys.revoke(gateway.id, request.path_params["key_id"])
         return JSONResponse(key_json(record))
+
+    async def get_receipt_secret(self, request: Request) -> JSONResponse:
+        self._auth.check(request)
+        gateway = await self._directory.require(request.path_params["gid"])
+        secret = await receipt_secret(self._store, gateway.id)
+        return JSONResponse({"gateway_id": gateway.id, "secret": secret, "algorithm": RECEIPT_ALGORITHM})

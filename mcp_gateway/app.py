@@ -15,6 +15,8 @@ from . import __version__
 from .admin import AdminApi, AdminAuth
 from .config import Settings
 from .ingest import AgnostApi
+from .ingest.track import TrackApi
+from .ingest.visits import VisitRoutes
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
@@ -61,6 +63,8 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *McpRoutes(settings, services.directory, runtimes).routes(),
         *AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit).routes(),
+        *TrackApi(services, settings).routes(),
+        *VisitRoutes.build(services, max_body_bytes=body_limit).routes(),
         *AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

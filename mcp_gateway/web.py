@@ -27,7 +27,7 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 class ApiError(Exception):
     """Raise from a route to answer `status` with `{"error": message, **extra}`."""
 
-    def __init__(self, status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, /, *, headers: Mapping[str, str] | None = None, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -38,7 +38,8 @@ class ApiError(Exception):
         return json_error(self.status, self.message, headers=self.headers, **self.extra)
 
 
-def json_error(status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+def json_error(status: int, message: str, /, *, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """`{"error": message, **extra}`; `message` is positional-only, so `extra` may carry a "message" key."""
     return JSONResponse({"error": message, **extra}, status_code=status, headers=dict(headers or {}))
 
 

@@ -1,0 +1,234 @@
+/*
+ * mcp-gateway tracker.js: the browser SDK (seed 000's window.anacoic).
+ *
+ *   <script src="https://your-gateway/tracker.js" data-gateway="YOUR_GATEWAY_ID"></script>
+ *
+ * Attributes of the script tag:
+ *   data-gateway    the gateway id (required)
+ *   data-auto-page  "false" disables the PageView sent on load (default: sent)
+ *   data-endpoint   the gateway's base URL (default: the origin this script was loaded from)
+ *   data-emq        "optimize" to enable EMQ features (reported in config.emq_mode)
+ *   data-mcp        "true" to enable AI agent features (reported in config.mcp_enabled)
+ *
+ * API (window.anacoic, also window.mcpGateway):
+ *   track({event_name, event_id?, user?, custom_data?})   send one event to POST /track
+ *   page(name?, properties?)                               send a PageView
+ *   identify(userId, traits?)                              remember the user for later events
+ *   flush()                                                a Promise settled when sent events are answered
+ *   config {gateway_id, mcp_enabled, emq_mode}
+ *
+ * An anonymous id is kept in localStorage (else a first-party cookie, else memory) and a session
+ * id in sessionStorage, renewed after 30 minutes without events.
+ */
+(function () {
+  "use strict";
+
+  var SESSION_TIMEOUT_MS = 30 * 60 * 1000;
+  var ANON_KEY = "mcpg_anonymous_id";
+  var SESSION_KEY = "mcpg_session";
+  var USER_KEY = "mcpg_user";
+
+  var script =
+    document.currentScript || document.querySelector("script[data-gateway]");
+  if (!script) return;
+  var gatewayId = script.getAttribute("data-gateway");
+  if (!gatewayId) {
+    if (window.console) console.warn("tracker.js: data-gateway is required");
+    return;
+  }
+  var endpoint = (script.getAttribute("data-endpoint") || originOf(script.src)).replace(/\/+$/, "");
+  var trackUrl = endpoint + "/track?gid=" + encodeURIComponent(gatewayId);
+  var memory = {};
+  var pending = [];
+
+  function originOf(src) {
+    try {
+      return new URL(src, window.location.href).origin;
+    } catch (e) {
+      return window.location.origin;
+    }
+  }
+
+  function uuid() {
+    if (window.crypto && window.crypto.randomUUID) return window.crypto.randomUUID();
+    return "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".replace(/[xy]/g, function (c) {
+      var r = (Math.random() * 16) | 0;
+      return (c === "x" ? r : (r & 0x3) | 0x8).toString(16);
+    });
+  }
+
+  // -- storage with fallbacks ------------------------------------------------------------------
+
+  function storageGet(storage, key) {
+    try {
+      return window[storage].getItem(key);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function storageSet(storage, key, value) {
+    try {
+      window[storage].setItem(key, value);
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function cookieGet(key) {
+    var match = document.cookie.match(new RegExp("(?:^|; )" + key + "=([^;]*)"));
+    return match ? decodeURIComponent(match[1]) : null;
+  }
+
+  function cookieSet(key, value) {
+    try {
+      document.cookie =
+        key + "=" + encodeURIComponent(value) + "; path=/; max-age=31536000; SameSite=Lax";
+      return cookieGet(key) === value;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  function anonymousId() {
+    var id = storageGet("localStorage", ANON_KEY) || cookieGet(ANON_KEY) || memory[ANON_KEY];
+    if (!id) {
+      id = uuid();
+      if (!storageSet("localStorage", ANON_KEY, id) && !cookieSet(ANON_KEY, id)) memory[ANON_KEY] = id;
+    }
+    return id;
+  }
+
+  function sessionId() {
+    var now = Date.now();
+    var session = null;
+    try {
+      session = JSON.parse(storageGet("sessionStorage", SESSION_KEY) || memory[SESSION_KEY] || "null");
+    } catch (e) {
+      session = null;
+    }
+    if (!session || !session.id || now - session.last > SESSION_TIMEOUT_MS) {
+      session = { id: uuid(), last: now };
+    }
+    session.last = now;
+    var text = JSON.stringify(session);
+    if (!storageSet("sessionStorage", SESSION_KEY, text)) memory[SESSION_KEY] = text;
+    return session.id;
+  }
+
+  function storedUser() {
+    try {
+      return JSON.parse(storageGet("localStorage", USER_KEY) || memory[USER_KEY] || "null") || {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  // -- sending ----------------------------------------------------------------------------------
+
+  function send(body) {
+    var json = JSON.stringify(body);
+    if (window.fetch) {
+      var request = window
+        .fetch(trackUrl, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: json,
+          keepalive: true,
+          credentials: "omit",
+          mode: "cors",
+        })
+        .catch(function () {});
+      pending.push(request);
+      return;
+    }
+    if (navigator.sendBeacon) {
+      navigator.sendBeacon(trackUrl, new Blob([json], { type: "application/json" }));
+      return;
+    }
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", trackUrl, true);
+    xhr.setRequestHeader("Content-Type", "application/json");
+    xhr.send(json);
+  }
+
+  function merge(target, source) {
+    if (source && typeof source === "object") {
+      for (var key in source) {
+        if (Object.prototype.hasOwnProperty.call(source, key)) target[key] = source[key];
+      }
+    }
+    return target;
+  }
+
+  function track(event) {
+    event = event || {};
+    if (!event.event_name) {
+      if (window.console) console.warn("tracker.js: track() needs an event_name");
+      return;
+    }
+    var known = storedUser();
+    var user = {};
+    if (known.external_id) user.external_id = known.external_id;
+    if (known.email) user.email = known.email;
+    if (known.phone) user.phone = known.phone;
+    merge(user, event.user);
+    send({
+      event_name: String(event.event_name),
+      event_id: event.event_id || uuid(),
+      timestamp: Date.now() / 1000,
+      user: user,
+      custom_data: merge({ path: window.location.pathname, title: document.title }, event.custom_data),
+      url: window.location.href,
+      referrer: document.referrer || undefined,
+      anonymous_id: anonymousId(),
+      session_id: sessionId(),
+    });
+  }
+
+  function page(name, properties) {
+    track({
+      event_name: "PageView",
+      custom_data: merge({ page_name: name || document.title }, properties),
+    });
+  }
+
+  function identify(userId, traits) {
+    var user = storedUser();
+    if (userId) user.external_id = String(userId);
+    if (traits && traits.email) user.email = String(traits.email);
+    if (traits && traits.phone) user.phone = String(traits.phone);
+    var text = JSON.stringify(user);
+    if (!storageSet("localStorage", USER_KEY, text)) memory[USER_KEY] = text;
+    var data = {};
+    for (var key in traits || {}) {
+      if (key !== "email" && key !== "phone" && Object.prototype.hasOwnProperty.call(traits, key)) {
+        data[key] = traits[key];
+      }
+    }
+    track({ event_name: "Identify", custom_data: data });
+  }
+
+  function flush() {
+    var sent = pending.slice();
+    pending = [];
+    return Promise.all(sent).then(function () {});
+  }
+
+  var sdk = {
+    track: track,
+    page: page,
+    identify: identify,
+    flush: flush,
+    config: {
+      gateway_id: gatewayId,
+      mcp_enabled: script.getAttribute("data-mcp") === "true",
+      emq_mode: script.getAttribute("data-emq") || "standard",
+    },
+  };
+  window.anacoic = sdk;
+  window.mcpGateway = sdk;
+
+  if (script.getAttribute("data-auto-page") !== "false") page();
+})();

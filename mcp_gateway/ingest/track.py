@@ -1,0 +1,372 @@
+"""The tracking endpoints: seed 000's `/track` with signed receipts and seed 004's `/v1/track` with keys.
+
+    POST /track        one event, gateway: `X-Gateway-ID` or `?gid=` -> 200 {"status": "confirmed", "receipt", "tx_id"}
+    POST /track/batch  {"events": [...]}, 1-100, each checked alone -> 200 {"results": [...]}
+    POST /v1/track     `Authorization: Bearer pk_…|sk_…`            -> 202 {"ok": true, "event_id"}
+
+Every route answers CORS preflights and carries CORS headers, errors included (`web.cors_route`).
+
+`/track`: a missing gateway id -> 400 naming it, an unknown one -> 404 `{"error": "Gateway Not
+Configured"}`, a bad body -> 400 naming the field (`custom_data` over 8 KB of JSON included).
+`Settings.track_rate_limit` requests per gateway per 60 s (a batch counts its events) -> 429 with
+`retry_after` and `Retry-After`; `X-RateLimit-*` headers are on every answer that got that far.
+The same `event_id` twice stores one event and answers the same receipt and `tx_id`.
+
+`/v1/track`: a missing, unknown, revoked or non-pk/sk key -> 401 `{"error": "unauthorized"}`; a
+`pk_` key needs an `Origin` in its gateway's allowed origins -> else 403 `origin_not_allowed`
+(`sk_` keys are for servers and skip that check); a bad body -> 400 `{"error": "invalid_payload",
+"field", "message"}`; `Settings.v1_track_rate_limit` per key per 60 s -> 429 `rate_limited`.
+
+Receipts: `receipt.data` is `{"id", "ts", "owner"}` (event id, stored timestamp in ms, gateway id)
+and `receipt.signature` is the hex HMAC-SHA256 of its canonical JSON (`canonical_json`) keyed with
+the gateway's receipt secret (the secret's text, UTF-8 encoded), which the admin API shows at
+`GET /v1/gateways/{id}/receipt-secret`. `verify_receipt` checks one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute
+
+from ..config import Settings
+from ..gateways import origin_allowed
+from ..ratelimit import FixedWindowLimiter, Verdict
+from ..store import EventRow, KeyKind, Store
+from ..web import ApiError, cors_route, field_errors, read_body, read_model
+from .web import WebEvent, timestamp_ms
+
+if TYPE_CHECKING:  # services imports this package
+    from ..services import Services
+
+MAX_JSON_OBJECT_BYTES: Final = 8 * 1024
+"""`custom_data` (seed 000) and `properties` (seed 004) are capped at this many bytes of JSON."""
+
+MAX_BATCH_EVENTS: Final = 100
+BATCH_BODY_FACTOR: Final = 8
+"""A batch may be this many times the single-request body limit."""
+
+RATE_WINDOW_SECONDS: Final = 60.0
+MAX_TIMESTAMP: Final = 10**14
+"""Largest numeric timestamp accepted (milliseconds: around the year 5000)."""
+
+GATEWAY_HEADER: Final = "x-gateway-id"
+TRACK_KEY_KINDS: Final[tuple[KeyKind, ...]] = ("pk", "sk")
+RECEIPT_ALGORITHM: Final = "HMAC-SHA256 of the canonical JSON of receipt.data, keyed with the secret's UTF-8 text"
+RECEIPT_SECRET_SETTING: Final = "receipt_secret:{gateway_id}"
+TX_NAMESPACE: Final = uuid.UUID("6f1d4a52-8f0e-5b8e-9a55-3c2f3b0e7a11")
+"""Namespace of the uuid5 `tx_id`s, derived from (gateway id, event id)."""
+
+
+# -- receipts ------------------------------------------------------------------------------------------
+
+
+def canonical_json(data: dict[str, Any]) -> bytes:
+    """The bytes a receipt signature covers: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_receipt(data: dict[str, Any], secret: str) -> str:
+    return hmac.new(secret.encode(), canonical_json(data), hashlib.sha256).hexdigest()
+
+
+def verify_receipt(receipt: Any, secret: str) -> bool:
+    """Whether `receipt` (`{"data": {...}, "signature": hex}`, as `/track` answers it) was signed with `secret`.
+
+    Any language can do the same: HMAC-SHA256 keyed with the secret's UTF-8 text over
+    `json.dumps(receipt["data"], sort_keys=True, separators=(",", ":"))`, compared (in constant
+    time) with `receipt["signature"]`.
+    """
+    if not isinstance(receipt, dict):
+        return False
+    data, signature = receipt.get("data"), receipt.get("signature")
+    if not isinstance(data, dict) or not isinstance(signature, str):
+        return False
+    return hmac.compare_digest(sign_receipt(data, secret), signature.lower())
+
+
+async def receipt_secret(store: Store, gateway_id: str) -> str:
+    """The gateway's receipt-signing secret, generated and stored the first time it is asked for."""
+    return await store.put_setting_if_absent(
+        RECEIPT_SECRET_SETTING.format(gateway_id=gateway_id), secrets.token_hex(32)
+    )
+
+
+def tx_id(gateway_id: str, event_id: str) -> str:
+    return str(uuid.uuid5(TX_NAMESPACE, f"{gateway_id}\x00{event_id}"))
+
+
+class ReceiptSigner:
+    """Signs receipts with each gateway's secret, kept in memory once loaded (secrets never change)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._secrets: dict[str, str] = {}
+
+    async def confirmation(self, row: EventRow) -> dict[str, Any]:
+        secret = self._secrets.get(row.gateway_id)
+        if secret is None:
+            secret = self._secrets[row.gateway_id] = await receipt_secret(self._store, row.gateway_id)
+        data = {"id": row.id, "ts": row.ts_ms, "owner": row.gateway_id}
+        return {
+            "status": "confirmed",
+            "receipt": {"data": data, "signature": sign_receipt(data, secret)},
+            "tx_id": tx_id(row.gateway_id, row.id),
+        }
+
+
+# -- bodies --------------------------------------------------------------------------------------------
+
+
+def _check_json_size(value: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value, separators=(",", ":")).encode()) > MAX_JSON_OBJECT_BYTES:
+        raise ValueError(f"{name} is larger than {MAX_JSON_OBJECT_BYTES} bytes as JSON")
+    return value
+
+
+class TrackUser(BaseModel):
+    """Seed 000's user object: identifiers for matching. Raw email, phone and external id are only hashed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    external_id: str | None = Field(default=None, max_length=256)
+    fbp: str | None = Field(default=None, max_length=512)
+    fbc: str | None = Field(default=None, max_length=512)
+    client_ip_address: str | None = Field(default=None, max_length=64)
+    client_user_agent: str | None = Field(default=None, max_length=1024)
+
+
+class TrackEvent(BaseModel):
+    """The body of `POST /track` (seed 000), plus the optional page context the tracker may send."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event_name: str = Field(min_length=1, max_length=128)
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timestamp: float | None = Field(default=None, ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, strict=True)
+    """Unix seconds; values too big to be seconds are taken as milliseconds."""
+    user: TrackUser = Field(default_factory=TrackUser)
+    custom_data: dict[str, Any] | None = None
+    url: str | None = Field(default=None, max_length=8192)
+    referrer: str | None = Field(default=None, max_length=8192)
+    anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
+    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("custom_data")
+    @classmethod
+    def _small_custom_data(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_json_size(value, "custom_data")
+
+
+class TrackBatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    events: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class V1TrackEvent(BaseModel):
+    """The body of `POST /v1/track` (seed 004). Fields the server computes (source, geo, device) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: str = Field(min_length=1, max_length=128)
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timestamp: str | None = Field(default=None, max_length=64)
+    """ISO 8601; without a zone it is UTC."""
+    anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+    url: str | None = Field(default=None, max_length=8192)
+    path: str | None = Field(default=None, max_length=8192)
+    referrer: str | None = Field(default=None, max_length=8192)
+    properties: dict[str, Any] | None = None
+
+    @field_validator("timestamp")
+    @classmethod
+    def _iso_timestamp(cls, value: str | None) -> str | None:
+        if value is not None:
+            iso_ms(value)
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _small_properties(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_json_size(value, "properties")
+
+
+def iso_ms(value: str) -> int:
+    """Milliseconds since the epoch of an ISO 8601 timestamp (UTC when it names no zone)."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError("timestamp must be an ISO 8601 date-time, e.g. 2026-05-16T19:00:00.000Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return int(moment.timestamp() * 1000)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("timestamp is out of range") from None
+
+
+# -- the routes ----------------------------------------------------------------------------------------
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class TrackApi:
+    def __init__(self, services: Services, settings: Settings) -> None:
+        self._directory = services.directory
+        self._keys = services.keys
+        self._ingestor = services.web_ingestor
+        self._signer = ReceiptSigner(services.store)
+        self._max_body_bytes = settings.max_body_bytes
+        self._track_limit = FixedWindowLimiter(settings.track_rate_limit, RATE_WINDOW_SECONDS)
+        self._v1_limit = FixedWindowLimiter(settings.v1_track_rate_limit, RATE_WINDOW_SECONDS)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            cors_route("/track", self.track, methods=["POST"]),
+            cors_route("/track/batch", self.track_batch, methods=["POST"]),
+            cors_route("/v1/track", self.v1_track, methods=["POST"]),
+        ]
+
+    # -- /track and /track/batch
+
+    async def _gateway_id(self, request: Request) -> str:
+        gateway_id = request.headers.get(GATEWAY_HEADER, "").strip() or request.query_params.get("gid", "").strip()
+        if not gateway_id:
+            raise ApiError(400, "Missing gateway id: send the X-Gateway-ID header or ?gid=", field="X-Gateway-ID")
+        if len(gateway_id) > 64 or await self._directory.get(gateway_id) is None:
+            raise ApiError(404, "Gateway Not Configured")
+        return gateway_id
+
+    def _hit_track(self, gateway_id: str, cost: int) -> Verdict:
+        verdict = self._track_limit.hit(gateway_id, cost)
+        if not verdict.allowed:
+            raise ApiError(
+                429,
+                f"Rate limit exceeded. Maximum {verdict.limit} requests per minute.",
+                headers=verdict.headers(),
+                retry_after=verdict.reset_seconds,
+            )
+        return verdict
+
+    def _web_event(self, request: Request, body: TrackEvent) -> WebEvent:
+        user = body.user
+        fbp = user.fbp or request.cookies.get("_fbp")
+        fbc = user.fbc or request.cookies.get("_fbc")
+        return WebEvent(
+            name=body.event_name,
+            source="web",
+            event_id=body.event_id or str(uuid.uuid4()),
+            ts_ms=timestamp_ms(body.timestamp),
+            anonymous_id=body.anonymous_id,
+            session_id=body.session_id,
+            url=body.url or request.headers.get("referer") or None,
+            referrer=body.referrer,
+            properties=body.custom_data,
+            email=user.email,
+            phone=user.phone,
+            external_id=user.external_id,
+            identifiers={name for name, value in (("fbp", fbp), ("fbc", fbc)) if value},
+            client_ip=user.client_ip_address or _client_ip(request),
+            user_agent=user.client_user_agent or request.headers.get("user-agent") or None,
+        )
+
+    async def track(self, request: Request) -> JSONResponse:
+        gateway_id = await self._gateway_id(request)
+        verdict = self._hit_track(gateway_id, 1)
+        try:
+            body = await read_model(request, TrackEvent, limit=self._max_body_bytes, strict_content_type=False)
+        except ApiError as exc:
+            exc.headers.update(verdict.headers())
+            raise
+        [(_, row)] = await self._ingestor.capture(gateway_id, [self._web_event(request, body)])
+        return JSONResponse(await self._signer.confirmation(row), headers=verdict.headers())
+
+    async def track_batch(self, request: Request) -> JSONResponse:
+        gateway_id = await self._gateway_id(request)
+        limit = self._max_body_bytes * BATCH_BODY_FACTOR
+        batch = await read_model(request, TrackBatch, limit=limit, strict_content_type=False)
+        verdict = self._hit_track(gateway_id, len(batch.events))
+        results: list[dict[str, Any] | None] = []
+        valid: list[tuple[int, WebEvent]] = []
+        for index, item in enumerate(batch.events):
+            try:
+                event = TrackEvent.model_validate(item)
+            except ValidationError as exc:
+                first = field_errors(exc)[0]
+                message = f"Invalid {first['field']}: {first['message']}"
+                results.append({"index": index, "status": "error", "error": message, "field": first["field"]})
+                continue
+            results.append(None)
+            valid.append((index, self._web_event(request, event)))
+        if valid:
+            stored = await self._ingestor.capture(gateway_id, [event for _, event in valid])
+            for (index, _), (_, row) in zip(valid, stored, strict=True):
+                results[index] = {"index": index, **await self._signer.confirmation(row)}
+        return JSONResponse({"results": results}, headers=verdict.headers())
+
+    # -- /v1/track
+
+    async def v1_track(self, request: Request) -> JSONResponse:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        key = await self._keys.resolve(token.strip(), TRACK_KEY_KINDS) if scheme.lower() == "bearer" else None
+        gateway = None if key is None else await self._directory.get(key.gateway_id)
+        if key is None or gateway is None:
+            raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        source: Literal["web", "server"] = "web" if key.kind == "pk" else "server"
+        if key.kind == "pk":
+            origin = request.headers.get("origin", "").strip()
+            if not origin or not origin_allowed(origin, gateway.allowed_origins):
+                raise ApiError(403, "origin_not_allowed")
+        verdict = self._v1_limit.hit(key.id)
+        if not verdict.allowed:
+            raise ApiError(429, "rate_limited", headers=verdict.headers(), retry_after=verdict.reset_seconds)
+        body = await self._v1_body(request, verdict)
+        event = WebEvent(
+            name=body.event,
+            source=source,
+            event_id=body.event_id,
+            ts_ms=iso_ms(body.timestamp) if body.timestamp is not None else None,
+            anonymous_id=body.anonymous_id,
+            user_id=body.user_id,
+            session_id=body.session_id,
+            url=body.url,
+            path=body.path,
+            referrer=body.referrer,
+            properties=body.properties,
+            client_ip=_client_ip(request),
+            user_agent=request.headers.get("user-agent") or None,
+        )
+        [(_, row)] = await self._ingestor.capture(gateway.id, [event])
+        return JSONResponse({"ok": True, "event_id": row.id}, status_code=202, headers=verdict.headers())
+
+    async def _v1_body(self, request: Request, verdict: Verdict) -> V1TrackEvent:
+        try:
+            raw = await read_body(request, self._max_body_bytes)
+        except ApiError as exc:
+            raise _v1_error(exc.status, "payload_too_large", "body", exc.message, verdict) from None
+        try:
+            return V1TrackEvent.model_validate_json(raw or b"null")
+        except ValidationError as exc:
+            first = field_errors(exc)[0]
+            raise _v1_error(400, "invalid_payload", first["field"], first["message"], verdict) from None
+
+
+def _v1_error(status: int, code: str, field: str, message: str, verdict: Verdict) -> ApiError:
+    """Seed 004's error shape: `{"error": code, "field", "message"}`."""
+    return ApiError(status, code, headers=verdict.headers(), field=field, message=message)

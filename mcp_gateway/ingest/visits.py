@@ -1,0 +1,426 @@
+"""Seed 001's browser tracking API: sessions, events, engagement, lead capture and `tracker.js`.
+
+    POST /track/session/start  SessionStart -> 200 {"session_id", "visitor_id", "timestamp"}
+    POST /track/event          TrackEventIn -> 200 same, plus "event_id" and "status"
+    POST /track/events/batch   EventBatch   -> 200 same, plus "results": [{"event_id", "session_id", "status"}]
+    POST /track/session/end    SessionEnd   -> 200 same, plus "engagement_score"
+    POST /lead.capture         LeadCapture  -> 200 {"lead_id", "status", "session_id", "visitor_id", "timestamp"}
+    GET  /tracker.js, /v1/tracker.js        -> the browser SDK (`static/tracker.js`)
+
+No authentication: the gateway is named by `X-Gateway-ID` or `?gid=` (missing -> 400, unknown ->
+404 `{"error": "Gateway Not Configured"}`). Every route answers CORS preflights and carries the
+seed's CORS headers (`web.cors_route`). `timestamp` is milliseconds since the epoch.
+
+**Visitor id**: the `visitor_id` (or `anonymous_id`) sent, else `sha256(daily-salted IP hash | user
+agent)`: stable for a browser within a UTC day, never the raw IP.
+
+**Rate limits**: per client IP and route, fixed one-minute windows, `RATE_LIMITS` (the seed's
+numbers; `/lead.capture` is ours). Over the limit -> 429 `{"error", "retry_after"}` with
+`Retry-After`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+
+**Engagement score** (`engagement_score`, 0-100, stored in `$session_end`'s properties):
+40 points for time on site (linear up to 5 minutes), 20 for page views (linear up to 5), 20 for
+scroll depth (percent of the page, 0-100) and 20 for clicks (linear up to 10). Fields not sent
+count 0; without `duration_ms` the time since the session's `$session_start` is used.
+
+Identities (`user.email`, `user.phone`, `user.external_id`, a lead's email and phone) are stored
+only as hashes by `WebIngestor`; sensitive keys in `properties` are hashed (`privacy.Redactor`).
+A lead is business data: `store.book_lead` keeps its email as given, like `book_demo`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
+
+from ..gateways import GatewayDirectory
+from ..privacy import IpHasher, Redactor
+from ..ratelimit import FixedWindowLimiter, Verdict
+from ..store import LeadRecord, Store
+from ..tools.book_demo import DEDUPE_WINDOW_MS, MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME
+from ..web import ApiError, cors_route, read_model
+from .web import WebEvent, WebIngestor, timestamp_ms
+
+if TYPE_CHECKING:  # services imports this package
+    from ..services import Services
+
+GATEWAY_HEADER: Final = "x-gateway-id"
+GATEWAY_QUERY: Final = "gid"
+
+RATE_LIMITS: Final[dict[str, tuple[int, float]]] = {
+    "session_start": (10, 60.0),
+    "session_end": (10, 60.0),
+    "event": (120, 60.0),
+    "batch": (30, 60.0),
+    "lead": (10, 60.0),
+}
+"""Requests allowed per client IP per window: route -> (limit, window seconds). Seed 001, plus `lead`."""
+
+MAX_BATCH: Final = 100
+MAX_ID: Final = 128
+MAX_NAME_CHARS: Final = 200
+MAX_URL_INPUT: Final = 8192
+"""Longest URL accepted; `WebIngestor` keeps the first 2048 characters."""
+BATCH_BODY_FACTOR: Final = 8
+
+SESSION_START: Final = "$session_start"
+SESSION_END: Final = "$session_end"
+LEAD_EVENT: Final = "$lead"
+
+TRACKER_CACHE_SECONDS: Final = 3600
+
+_redactor: Final = Redactor()
+
+
+# -- bodies -------------------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class TrackUser(_Body):
+    """Seed 000's user object, the identifiers this API hashes."""
+
+    email: str | None = Field(default=None, max_length=MAX_EMAIL)
+    phone: str | None = Field(default=None, max_length=64)
+    external_id: str | None = Field(default=None, max_length=MAX_ID)
+
+
+class _Visit(_Body):
+    visitor_id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID, validation_alias=AliasChoices("visitor_id", "anonymous_id")
+    )
+    session_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    url: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    referrer: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    properties: dict[str, Any] | None = None
+    timestamp: float | None = Field(default=None, ge=0, description="Seconds or milliseconds since the epoch.")
+    user: TrackUser | None = None
+
+
+class SessionStart(_Visit):
+    url: str = Field(min_length=1, max_length=MAX_URL_INPUT)
+
+
+class TrackEventIn(_Visit):
+    event_name: str = Field(
+        min_length=1, max_length=MAX_NAME_CHARS, validation_alias=AliasChoices("event_name", "name")
+    )
+    event_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+
+
+class EventBatch(_Body):
+    events: list[TrackEventIn] = Field(min_length=1, max_length=MAX_BATCH)
+    session_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+    """Applies to events that name no session of their own."""
+    visitor_id: str | None = Field(
+        None, min_length=1, max_length=MAX_ID, validation_alias=AliasChoices("visitor_id", "anonymous_id")
+    )
+
+
+class SessionEnd(_Visit):
+    session_id: str = Field(min_length=1, max_length=MAX_ID)
+    duration_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
+    page_views: int | None = Field(default=None, ge=0, le=1_000_000)
+    scroll_depth: float | None = Field(default=None, ge=0, le=100, description="Deepest scroll, percent of the page.")
+    clicks: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
+class LeadCapture(_Visit):
+    email: str = Field(max_length=MAX_EMAIL)
+    name: str | None = Field(default=None, max_length=MAX_NAME)
+    company: str | None = Field(default=None, max_length=MAX_COMPANY)
+    message: str | None = Field(default=None, max_length=MAX_MESSAGE)
+    phone: str | None = Field(default=None, max_length=64)
+    source: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    """Where the form sits (`pricing-page`, ...); the lead's own source is always `web`."""
+    project: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def engagement_score(
+    duration_ms: int | None, page_views: int | None = None, scroll_depth: float | None = None, clicks: int | None = None
+) -> float:
+    """0-100: 40 for time (to 5 min), 20 for page views (to 5), 20 for scroll depth (%), 20 for clicks (to 10)."""
+    score = 40 * min((duration_ms or 0) / 300_000, 1.0)
+    score += 20 * min((page_views or 0) / 5, 1.0)
+    score += 20 * min((scroll_depth or 0) / 100, 1.0)
+    score += 20 * min((clicks or 0) / 10, 1.0)
+    return round(score, 1)
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def _path(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        return urlsplit(url).path or "/"
+    except ValueError:
+        return None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class VisitRoutes:
+    def __init__(
+        self,
+        directory: GatewayDirectory,
+        ingestor: WebIngestor,
+        store: Store,
+        hash_ip: IpHasher,
+        *,
+        max_body_bytes: int,
+        rate_limits: dict[str, tuple[int, float]] | None = None,
+    ) -> None:
+        self._directory = directory
+        self._ingestor = ingestor
+        self._store = store
+        self._hash_ip = hash_ip
+        self._max_body_bytes = max_body_bytes
+        limits = {**RATE_LIMITS, **(rate_limits or {})}
+        self._limiters = {route: FixedWindowLimiter(limit, seconds) for route, (limit, seconds) in limits.items()}
+        self._tracker_js = resources.files(__package__).joinpath("static/tracker.js").read_bytes()
+        self._tracker_etag = '"' + hashlib.sha256(self._tracker_js).hexdigest()[:32] + '"'
+
+    @classmethod
+    def build(
+        cls, services: Services, *, max_body_bytes: int, rate_limits: dict[str, tuple[int, float]] | None = None
+    ) -> VisitRoutes:
+        return cls(
+            services.directory,
+            services.web_ingestor,
+            services.store,
+            services.hash_ip,
+            max_body_bytes=max_body_bytes,
+            rate_limits=rate_limits,
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            cors_route("/track/session/start", self.session_start, ["POST"]),
+            cors_route("/track/event", self.event, ["POST"]),
+            cors_route("/track/events/batch", self.batch, ["POST"]),
+            cors_route("/track/session/end", self.session_end, ["POST"]),
+            cors_route("/lead.capture", self.lead_capture, ["POST"]),
+            cors_route("/tracker.js", self.tracker_js, ["GET"]),
+            cors_route("/v1/tracker.js", self.tracker_js, ["GET"]),
+        ]
+
+    # -- shared steps ---------------------------------------------------------------------------------
+
+    def _limit(self, request: Request, route: str) -> Verdict:
+        ip = request.client.host if request.client else "unknown"
+        verdict = self._limiters[route].hit(ip)
+        if not verdict.allowed:
+            raise ApiError(
+                429,
+                f"Rate limit exceeded. Maximum {verdict.limit} requests per minute.",
+                headers=verdict.headers(),
+                retry_after=verdict.reset_seconds,
+            )
+        return verdict
+
+    async def _gateway_id(self, request: Request) -> str:
+        gateway_id = (request.headers.get(GATEWAY_HEADER) or request.query_params.get(GATEWAY_QUERY) or "").strip()
+        if not gateway_id:
+            raise ApiError(400, "Missing gateway: send X-Gateway-ID or ?gid=", field="X-Gateway-ID")
+        if await self._directory.get(gateway_id) is None:
+            raise ApiError(404, "Gateway Not Configured")
+        return gateway_id
+
+    def _visitor_id(self, request: Request, given: str | None) -> str:
+        if given:
+            return given
+        ip = request.client.host if request.client else ""
+        ip_hash = (self._hash_ip(ip) or "") if ip else ""
+        agent = request.headers.get("user-agent", "")
+        return hashlib.sha256(f"{ip_hash}|{agent}".encode()).hexdigest()
+
+    def _event(
+        self,
+        request: Request,
+        name: str,
+        body: _Visit,
+        *,
+        visitor_id: str,
+        session_id: str | None,
+        event_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> WebEvent:
+        user = body.user or TrackUser()
+        properties = _redactor.redact(body.properties) if body.properties else {}
+        properties.update(extra or {})
+        return WebEvent(
+            name=name,
+            source="web",
+            event_id=event_id,
+            ts_ms=timestamp_ms(body.timestamp),
+            anonymous_id=visitor_id,
+            session_id=session_id,
+            url=_clean(body.url),
+            path=_path(_clean(body.url)),
+            referrer=_clean(body.referrer),
+            properties=properties or None,
+            email=_clean(user.email),
+            phone=_clean(user.phone),
+            external_id=_clean(user.external_id),
+            client_ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+        )
+
+    @staticmethod
+    def _answer(verdict: Verdict, session_id: str | None, visitor_id: str, **extra: Any) -> JSONResponse:
+        body = {"session_id": session_id, "visitor_id": visitor_id, "timestamp": _now_ms(), **extra}
+        return JSONResponse(body, headers=verdict.headers())
+
+    # -- routes ---------------------------------------------------------------------------------------
+
+    async def session_start(self, request: Request) -> JSONResponse:
+        verdict = self._limit(request, "session_start")
+        gateway_id = await self._gateway_id(request)
+        body = await read_model(request, SessionStart, limit=self._max_body_bytes)
+        visitor_id = self._visitor_id(request, body.visitor_id)
+        session_id = body.session_id or str(uuid.uuid4())
+        event = self._event(
+            request, SESSION_START, body, visitor_id=visitor_id, session_id=session_id, event_id=f"ss_{session_id}"
+        )
+        [(status, _)] = await self._ingestor.capture(gateway_id, [event])
+        return self._answer(verdict, session_id, visitor_id, status=status)
+
+    async def event(self, request: Request) -> JSONResponse:
+        verdict = self._limit(request, "event")
+        gateway_id = await self._gateway_id(request)
+        body = await read_model(request, TrackEventIn, limit=self._max_body_bytes)
+        if not body.session_id:
+            raise ApiError(400, "Invalid session_id: Field required", field="session_id")
+        visitor_id = self._visitor_id(request, body.visitor_id)
+        event = self._event(
+            request, body.event_name, body, visitor_id=visitor_id, session_id=body.session_id, event_id=body.event_id
+        )
+        [(status, row)] = await self._ingestor.capture(gateway_id, [event])
+        return self._answer(verdict, row.session_id, visitor_id, event_id=row.id, status=status)
+
+    async def batch(self, request: Request) -> JSONResponse:
+        verdict = self._limit(request, "batch")
+        gateway_id = await self._gateway_id(request)
+        body = await read_model(request, EventBatch, limit=self._max_body_bytes * BATCH_BODY_FACTOR)
+        visitor_id = self._visitor_id(request, body.visitor_id)
+        events = []
+        for index, item in enumerate(body.events):
+            session_id = item.session_id or body.session_id
+            if not session_id:
+                field = f"events.{index}.session_id"
+                raise ApiError(400, f"Invalid {field}: Field required", field=field)
+            events.append(
+                self._event(
+                    request,
+                    item.event_name,
+                    item,
+                    visitor_id=item.visitor_id or visitor_id,
+                    session_id=session_id,
+                    event_id=item.event_id,
+                )
+            )
+        outcome = await self._ingestor.capture(gateway_id, events)
+        results = [{"event_id": row.id, "session_id": row.session_id, "status": status} for status, row in outcome]
+        return self._answer(verdict, body.session_id, visitor_id, results=results)
+
+    async def session_end(self, request: Request) -> JSONResponse:
+        verdict = self._limit(request, "session_end")
+        gateway_id = await self._gateway_id(request)
+        body = await read_model(request, SessionEnd, limit=self._max_body_bytes)
+        visitor_id = self._visitor_id(request, body.visitor_id)
+        duration_ms = body.duration_ms
+        if duration_ms is None:
+            start = await self._store.get_event(gateway_id, f"ss_{body.session_id}")
+            if start is not None:
+                duration_ms = max(0, (timestamp_ms(body.timestamp) or _now_ms()) - start.ts_ms)
+        score = engagement_score(duration_ms, body.page_views, body.scroll_depth, body.clicks)
+        engagement = {
+            "duration_ms": duration_ms,
+            "page_views": body.page_views,
+            "scroll_depth": body.scroll_depth,
+            "clicks": body.clicks,
+            "engagement_score": score,
+        }
+        event = self._event(
+            request,
+            SESSION_END,
+            body,
+            visitor_id=visitor_id,
+            session_id=body.session_id,
+            event_id=f"se_{body.session_id}",
+            extra={key: value for key, value in engagement.items() if value is not None},
+        )
+        [(status, row)] = await self._ingestor.capture(gateway_id, [event])
+        stored_score = (row.properties or {}).get("engagement_score", score)
+        return self._answer(
+            verdict, body.session_id, visitor_id, engagement_score=stored_score, duration_ms=duration_ms, status=status
+        )
+
+    async def lead_capture(self, request: Request) -> JSONResponse:
+        verdict = self._limit(request, "lead")
+        gateway_id = await self._gateway_id(request)
+        body = await read_model(request, LeadCapture, limit=self._max_body_bytes)
+        try:
+            email = validate_email(body.email.strip(), check_deliverability=False).normalized.lower()
+        except EmailNotValidError as exc:
+            raise ApiError(400, f"Invalid email: {exc}", field="email") from None
+        visitor_id = self._visitor_id(request, body.visitor_id)
+        lead, created = await self._store.book_lead(
+            LeadRecord(
+                id=str(uuid.uuid4()),
+                gateway_id=gateway_id,
+                name=_clean(body.name) or "",
+                email=email,
+                company=_clean(body.company),
+                message=_clean(body.message),
+                source="web",
+                created_at_ms=_now_ms(),
+            ),
+            dedupe_window_ms=DEDUPE_WINDOW_MS,
+        )
+        user = TrackUser(email=email, phone=body.phone, external_id=body.user.external_id if body.user else None)
+        extra = {"lead_id": lead.id, "form_source": _clean(body.source), "project": _clean(body.project)}
+        event = self._event(
+            request,
+            LEAD_EVENT,
+            body.model_copy(update={"user": user}),
+            visitor_id=visitor_id,
+            session_id=body.session_id,
+            event_id=f"lead_{lead.id}",
+            extra={key: value for key, value in extra.items() if value is not None},
+        )
+        [(_, row)] = await self._ingestor.capture(gateway_id, [event])
+        return self._answer(
+            verdict, row.session_id, visitor_id, lead_id=lead.id, status="created" if created else "duplicate"
+        )
+
+    async def tracker_js(self, request: Request) -> Response:
+        headers = {
+            "Cache-Control": f"public, max-age={TRACKER_CACHE_SECONDS}",
+            "ETag": self._tracker_etag,
+            "X-Content-Type-Options": "nosniff",
+        }
+        if request.headers.get("if-none-match") == self._tracker_etag:
+            return Response(status_code=304, headers=headers)
+        return Response(self._tracker_js, media_type="application/javascript; charset=utf-8", headers=headers)
