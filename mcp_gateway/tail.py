@@ -64,8 +64,13 @@ def as_line(row: Row) -> str:
         tools = ",".join(row.tools) or "-"
         client = f"{row.client_config}  {row.transport or '-'}"
         return f"{when}  {row.gateway_id}  session {row.id[:8]}  {client}  tools={tools}"
+    session = f"session {row.session_id[:8]}" if row.session_id else ""
+    if row.web is not None:
+        web = row.web
+        where = web.path or web.url or "-"
+        traffic = f"{web.traffic_source}/{web.traffic_medium}"
+        return f"{when}  {row.gateway_id}  {row.source} {row.name}  {where}  {traffic}  {session}".rstrip()
     outcome = "ok " if row.success else f"ERR {row.error_type or ''}".rstrip()
     latency = "-" if row.latency_ms is None else f"{row.latency_ms:.1f}ms"
     kind = f"{row.primitive_type or row.source}{'/list' if row.operation == 'list' else ''}"
-    session = f"session {row.session_id[:8]}" if row.session_id else ""
     return f"{when}  {row.gateway_id}  {kind} {row.name}  {outcome}  {latency}  {session}".rstrip()
