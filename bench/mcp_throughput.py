@@ -41,38 +41,48 @@ import importlib.util
 import json
 import os
 import secrets
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from _common import (
+    ACCEPT,
+    HANDSHAKE_VERSION,
+    HOST,
+    REQUEST_TIMEOUT_S,
+    Children,
+    ChildServer,
+    Connection,
+    RawConnection,
+    Reply,
+    die_with_parent,
+    fmt,
+    median_ratio,
+    message_of,
+    non_negative,
+    open_session,
+    percentile_ms,
+    positive,
+    serve_app,
+    sigterm_interrupts,
+    table,
+    wait_ready,
+)
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
 
-HOST: Final = "127.0.0.1"
 GATEWAY_ID: Final = "demo"
 ECHO_TEXT: Final = "hello"
-HANDSHAKE_VERSION: Final = "2025-11-25"
 MODERN_VERSION: Final = "2026-07-28"
-ACCEPT: Final = "application/json, text/event-stream"
-"""What the SDK's own Streamable HTTP client sends on every POST."""
 
-STARTUP_TIMEOUT_S: Final = 30.0
-REQUEST_TIMEOUT_S: Final = 30.0
 ROW_TIMEOUT_S: Final = 60.0
 ROW_TIMEOUT_PER_REQUEST_S: Final = 0.02
 """A row (warm-up or timed) fails after 60 s plus 20 ms per request: far slower than any server here."""
-STOP_TIMEOUT_S: Final = 5.0
-MAX_HEAD_BYTES: Final = 64 * 1024
-MAX_CHUNKS: Final = 10_000
-"""Most chunks one response may have: every read loop here is bounded."""
 
 ServerKind = Literal["gateway", "sdk-stateful", "sdk-json"]
 SERVER_KINDS: Final[tuple[ServerKind, ...]] = ("gateway", "sdk-stateful", "sdk-json")
@@ -125,192 +135,26 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
     return plain.streamable_http_app(stateless_http=True, json_response=True)
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this process when the bench process dies, however it dies."""
-    if sys.platform == "linux":
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(AttributeError, OSError):  # a libc without prctl: rely on the parent's cleanup
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        sys.exit(1)
-
-
 def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
-    import uvicorn
-
-    sock = socket.socket(fileno=fd)
-    config = uvicorn.Config(
-        _build_app(kind, db_path),
-        loop="uvloop",
-        http="httptools",
-        ws="none",
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    die_with_parent(parent_pid)
+    serve_app(_build_app(kind, db_path), fd)
 
 
 # --------------------------------------------------------------------------------------------------
-# Parent side: start, watch and stop the child servers.
+# Parent side: start the child servers.
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ChildServer:
-    kind: ServerKind
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _spawn(kind: ServerKind, workdir: Path) -> ChildServer:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((HOST, 0))
-        listener.listen(1024)
-        port: int = listener.getsockname()[1]
-        fd = listener.fileno()
-        log_path = workdir / f"{kind}.log"
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            *("--serve", kind, "--fd", str(fd), "--db", str(workdir / f"{kind}.db"), "--parent", str(os.getpid())),
-        ]
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,)
-            )
-    finally:
-        listener.close()  # the child holds its own copy; if it dies, connections are refused, not queued
-    return ChildServer(kind=kind, process=process, port=port, log_path=log_path)
-
-
-def _stop(child: ChildServer) -> None:
-    process = child.process
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 @contextlib.contextmanager
 def running_servers(kinds: Sequence[ServerKind]) -> Iterator[dict[ServerKind, ChildServer]]:
     """The child servers, stopped (then killed if need be) however the block ends."""
-    children: dict[ServerKind, ChildServer] = {}
-    with tempfile.TemporaryDirectory(prefix="mcp-bench-") as tmp:
-        try:
-            for kind in kinds:
-                children[kind] = _spawn(kind, Path(tmp))
-            yield children
-        finally:
-            for child in children.values():
-                _stop(child)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of `pid` so far, from /proc (None where there is no /proc)."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with Children(__file__) as children:
+        yield {kind: children.spawn(kind, ["--db", str(children.workdir / f"{kind}.db")]) for kind in kinds}
 
 
 # --------------------------------------------------------------------------------------------------
-# HTTP clients: one keep-alive connection each.
+# HTTP clients: one keep-alive connection each (`RawConnection` is in `_common`).
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    headers: Mapping[str, str]
-    """Lower-case names."""
-    body: bytes
-
-
-class Connection(Protocol):
-    async def request(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Reply: ...
-
-    async def aclose(self) -> None: ...
-
-
-class RawConnection:
-    """A minimal HTTP/1.1 client on one keep-alive connection: Content-Length and chunked bodies."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._host_header = f"{HOST}:{port}"
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def request(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Reply:
-        if self._reader is not None and self._reader.at_eof():
-            await self.aclose()  # the server closed the idle connection: open a new one
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(HOST, self._port, limit=MAX_HEAD_BYTES)
-        assert self._reader is not None
-        lines = [f"{method} {path} HTTP/1.1", f"host: {self._host_header}", f"content-length: {len(body)}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.items())
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        try:
-            await self._writer.drain()
-            reply = await self._read_reply(self._reader)
-        except BaseException:
-            await self.aclose()  # whatever was half-read makes the connection unusable
-            raise
-        if reply.headers.get("connection", "").lower() == "close":
-            await self.aclose()
-        return reply
-
-    @staticmethod
-    async def _read_reply(reader: asyncio.StreamReader) -> Reply:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        headers: dict[str, str] = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            return Reply(status, headers, await reader.readexactly(int(headers["content-length"])))
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks: list[bytes] = []
-            for _ in range(MAX_CHUNKS):
-                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
-                if size == 0:
-                    await reader.readuntil(b"\r\n")  # no trailers are sent by uvicorn
-                    return Reply(status, headers, b"".join(chunks))
-                chunks.append((await reader.readexactly(size + 2))[:-2])
-            raise ValueError(f"response has more than {MAX_CHUNKS} chunks")
-        if status in (204, 304) or 100 <= status < 200:
-            return Reply(status, headers, b"")
-        headers["connection"] = "close"  # the body runs to the end of the connection
-        return Reply(status, headers, await reader.read())
-
-    async def aclose(self) -> None:
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
 
 class HttpxConnection:
@@ -349,23 +193,8 @@ def _connect(kind: ClientKind, port: int) -> Connection:
 async def _wait_ready(child: ChildServer) -> None:
     """Poll until the child answers HTTP (uvicorn only accepts once its lifespan has started)."""
     # The SDK answers a GET that accepts no event stream with 406 at once, rather than opening one.
-    path = "/health" if child.kind == "gateway" else "/mcp"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise RuntimeError(f"{child.kind} server exited with {child.process.returncode}:\n{child.log_tail()}")
-        connection = RawConnection(child.port)
-        try:
-            async with asyncio.timeout(2.0):
-                reply = await connection.request("GET", path, {"accept": "application/json"})
-            if child.kind != "gateway" or reply.status == 200:
-                return
-        except (OSError, asyncio.IncompleteReadError, TimeoutError):
-            pass
-        finally:
-            await connection.aclose()
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"{child.kind} server not ready after {STARTUP_TIMEOUT_S:.0f}s:\n{child.log_tail()}")
+    gateway = child.name == "gateway"
+    await wait_ready(child, "/health" if gateway else "/mcp", need_200=gateway)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,23 +242,11 @@ class Scenario:
         return json.dumps(message, separators=(",", ":")).encode()
 
 
-def _message_of(reply: Reply) -> Json:
-    """The JSON-RPC message in a reply, whether sent as application/json or as an SSE event."""
-    if reply.headers.get("content-type", "").startswith("text/event-stream"):
-        for line in reversed(reply.body.splitlines()):
-            if line.startswith(b"data:") and line[5:].strip():
-                event: Json = json.loads(line[5:])
-                return event
-        raise ValueError(f"no data in SSE body {reply.body[:200]!r}")
-    message: Json = json.loads(reply.body)
-    return message
-
-
 def _problem(scenario: Scenario, reply: Reply) -> str | None:
     """None if the reply is the expected successful one, else what is wrong with it."""
     if reply.status != 200:
         return f"HTTP {reply.status}: {reply.body[:200]!r}"
-    message = _message_of(reply)
+    message = message_of(reply)
     result = message.get("result")
     if not isinstance(result, dict):
         return f"not a result: {json.dumps(message)[:300]}"
@@ -440,31 +257,6 @@ def _problem(scenario: Scenario, reply: Reply) -> str | None:
     elif scenario.method == "resources/read" and not result.get("contents"):
         return f"no contents: {json.dumps(result)[:300]}"
     return None
-
-
-async def _open_session(connection: Connection, path: str) -> str:
-    """Initialize a Streamable HTTP session as the SDK client does; its `Mcp-Session-Id`."""
-    headers = {"content-type": "application/json", "accept": ACCEPT}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": HANDSHAKE_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "mcp-bench", "version": "0"},
-        },
-    }
-    reply = await connection.request("POST", path, headers, json.dumps(initialize).encode())
-    session_id = reply.headers.get("mcp-session-id")
-    if reply.status != 200 or not session_id or "result" not in _message_of(reply):
-        raise RuntimeError(f"initialize failed: HTTP {reply.status} {reply.body[:300]!r}")
-    headers.update({"mcp-session-id": session_id, "mcp-protocol-version": HANDSHAKE_VERSION})
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    reply = await connection.request("POST", path, headers, json.dumps(initialized).encode())
-    if reply.status != 202:
-        raise RuntimeError(f"notifications/initialized failed: HTTP {reply.status} {reply.body[:300]!r}")
-    return session_id
 
 
 @dataclass
@@ -529,10 +321,7 @@ class RowResult:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     def percentile_ms(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return percentile_ms(self.latencies, q)
 
     @property
     def server_us_per_request(self) -> float | None:
@@ -548,16 +337,16 @@ async def run_row(child: ChildServer, scenario: Scenario, args: argparse.Namespa
     sessions: list[str | None] = [None] * len(connections)
     try:
         if scenario.mode == "session":
-            sessions = [await _open_session(c, scenario.path) for c in connections]
+            sessions = [await open_session(c, scenario.path) for c in connections]
         if args.warmup:
             await _drive(connections, scenario, args.warmup, sessions)
-        cpu_before = _cpu_seconds(child.process.pid)
+        cpu_before = child.cpu_seconds()
         client_before = time.process_time()
         started = time.perf_counter()
         tally = await _drive(connections, scenario, args.requests, sessions)
         seconds = time.perf_counter() - started
         client_cpu = time.process_time() - client_before
-        cpu_after = _cpu_seconds(child.process.pid)
+        cpu_after = child.cpu_seconds()
     finally:
         for connection, session_id in zip(connections, sessions, strict=True):
             if session_id is not None:
@@ -605,10 +394,6 @@ def _what(scenario: Scenario) -> str:
     return f"{scenario.method} {scenario.params.get('uri', '')}".strip()
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
 @dataclass
 class Row:
     """All rounds of one scenario; the table shows the round with the median rate."""
@@ -627,9 +412,8 @@ class Row:
         return statistics.median(values) if values else None
 
 
-def _median_ratio(pairs: Sequence[tuple[float | None, float | None]]) -> str:
-    ratios = [a / b for a, b in pairs if a is not None and b]
-    return f"{statistics.median(ratios):.2f}x" if ratios else "-"
+def _ratio(pairs: Sequence[tuple[float | None, float | None]]) -> str:
+    return fmt(median_ratio(pairs), ".2f", "x")
 
 
 def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
@@ -650,20 +434,11 @@ def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
                 f"{min(rates):.0f}-{max(rates):.0f}",
                 f"{typical.percentile_ms(0.50):.2f}",
                 f"{typical.percentile_ms(0.99):.2f}",
-                _fmt(row.server_us_per_request, ".0f"),
+                fmt(row.server_us_per_request, ".0f"),
                 f"{typical.client_cpu_percent:.0f}%",
                 str(sum(r.errors for r in row.runs)),
             )
         )
-
-    def table(head: Sequence[str], body: Sequence[Sequence[str]], left: int) -> list[str]:
-        widths = [max(len(cells[i]) for cells in [head, *body]) for i in range(len(head))]
-
-        def line(cells: Sequence[str]) -> str:
-            columns = enumerate(zip(cells, widths, strict=True))
-            return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in columns)
-
-        return [line(head), line(["-" * w for w in widths]), *(line(cells) for cells in body)]
 
     pairs: dict[str, dict[ServerKind, Row]] = {}
     for row in rows:
@@ -680,10 +455,10 @@ def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
             (
                 f"{gateway.scenario.transport} {_what(gateway.scenario)}",
                 SERVER_LABELS[plain.scenario.server],
-                _median_ratio([(g.rate, p.rate) for g, p in rounds]),
-                _median_ratio([(g.percentile_ms(0.5), p.percentile_ms(0.5)) for g, p in rounds]),
-                _median_ratio([(g.percentile_ms(0.99), p.percentile_ms(0.99)) for g, p in rounds]),
-                _median_ratio([(g.server_us_per_request, p.server_us_per_request) for g, p in rounds]),
+                _ratio([(g.rate, p.rate) for g, p in rounds]),
+                _ratio([(g.percentile_ms(0.5), p.percentile_ms(0.5)) for g, p in rounds]),
+                _ratio([(g.percentile_ms(0.99), p.percentile_ms(0.99)) for g, p in rounds]),
+                _ratio([(g.server_us_per_request, p.server_us_per_request) for g, p in rounds]),
             )
         )
     out = [
@@ -730,46 +505,18 @@ async def bench(args: argparse.Namespace, children: Mapping[ServerKind, ChildSer
     return rows
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=_positive, default=1500, help="timed requests per row (default 1500)")
-    parser.add_argument("--concurrency", type=_positive, default=16, help="concurrent connections (default 16)")
-    parser.add_argument("--warmup", type=_non_negative, default=150, help="untimed requests per row (default 150)")
-    parser.add_argument("--rounds", type=_positive, default=3, help="times every row is run (default 3)")
+    parser.add_argument("--requests", type=positive, default=1500, help="timed requests per row (default 1500)")
+    parser.add_argument("--concurrency", type=positive, default=16, help="concurrent connections (default 16)")
+    parser.add_argument("--warmup", type=non_negative, default=150, help="untimed requests per row (default 150)")
+    parser.add_argument("--rounds", type=positive, default=3, help="times every row is run (default 3)")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (default raw)")
     parser.add_argument("--serve", choices=SERVER_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     return parser
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, so the `finally` that stops the child servers runs."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -787,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _skip_sniffio_probe()
     try:
         with (
-            _sigterm_interrupts(),
+            sigterm_interrupts(),
             running_servers(SERVER_KINDS) as children,
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
         ):

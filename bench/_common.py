@@ -1,0 +1,494 @@
+"""What the benchmarks in this directory share (not a benchmark itself).
+
+    Children          child server processes of one run, each a uvicorn on a loopback socket the parent
+                      binds and hands over (so no port is ever raced for), all stopped however the run ends
+    serve_app         the child side: die with the parent, then serve an ASGI app on the inherited socket
+    RawConnection     a minimal HTTP/1.1 keep-alive client on asyncio streams (Content-Length, chunked)
+    cpu_seconds       user + system CPU of a process so far, from /proc (Linux)
+    table, percentile_ms, median_ratio, sigterm_interrupts, positive, non_negative
+    message_of, open_session, ACCEPT, HANDSHAKE_VERSION: the JSON-RPC side of MCP over HTTP
+
+Scripts import this as `_common` (Python puts a script's own directory first on `sys.path`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Protocol
+
+HOST: Final = "127.0.0.1"
+HANDSHAKE_VERSION: Final = "2025-11-25"
+ACCEPT: Final = "application/json, text/event-stream"
+"""What the SDK's own Streamable HTTP client sends on every POST."""
+
+STARTUP_TIMEOUT_S: Final = 30.0
+REQUEST_TIMEOUT_S: Final = 30.0
+STOP_TIMEOUT_S: Final = 5.0
+MAX_HEAD_BYTES: Final = 64 * 1024
+MAX_CHUNKS: Final = 10_000
+"""Most chunks one response may have: every read loop here is bounded."""
+
+Json = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------------
+# Child side: one uvicorn server on an inherited listening socket.
+# --------------------------------------------------------------------------------------------------
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when the bench process dies, however it dies."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(AttributeError, OSError):  # a libc without prctl: rely on the parent's cleanup
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        sys.exit(1)
+
+
+def serve_app(app: Any, fd: int) -> None:
+    """Serve `app` with uvicorn (uvloop, httptools, one worker, no access log) on the inherited socket `fd`."""
+    import uvicorn
+
+    sock = socket.socket(fileno=fd)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def gateway_app(db_path: Path) -> Any:
+    """What `mcp-gateway serve --db PATH` serves (`create_app(Settings)`), with its SQLite writer counted.
+
+    The store is `SQLiteStore` with two methods wrapped, nothing else changed: the writer thread's
+    `_commit_batch` (one call per transaction: jobs in it and seconds from BEGIN to after COMMIT,
+    fsync included) and `capture` (events handed to the writer). `GET /bench/writer` answers the
+    running totals `{"commits", "jobs", "events", "busy_s", "max_jobs"}`; `commits` stays 0 if a
+    future store stops calling `_commit_batch`.
+    """
+    import secrets
+    import sqlite3
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from mcp_gateway.app import create_app
+    from mcp_gateway.config import Settings
+    from mcp_gateway.store import CaptureStatus, EventRow, SessionRow, SQLiteStore
+
+    class CountingStore(SQLiteStore):
+        def __init__(self, path: Path) -> None:
+            super().__init__(path)
+            self.counts: dict[str, float] = {"commits": 0, "jobs": 0, "events": 0, "busy_s": 0.0, "max_jobs": 0}
+
+        def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:  # the writer thread
+            started = time.perf_counter()
+            try:
+                super()._commit_batch(conn, batch)
+            finally:
+                counts = self.counts
+                counts["busy_s"] += time.perf_counter() - started
+                counts["commits"] += 1
+                counts["jobs"] += len(batch)
+                counts["max_jobs"] = max(counts["max_jobs"], len(batch))
+
+        async def capture(
+            self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+        ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
+            self.counts["events"] += len(events)
+            return await super().capture(sessions, events)
+
+    store = CountingStore(db_path)
+    app = create_app(Settings.from_env(db_path=db_path, admin_token=secrets.token_urlsafe(24)), store=store)
+
+    async def writer(_: Request) -> JSONResponse:
+        return JSONResponse(dict(store.counts))
+
+    app.router.routes.insert(0, Route("/bench/writer", writer, methods=["GET"]))
+    return app
+
+
+def create_org_key(db_path: Path) -> str:
+    """`mcp-gateway keys create --gateway demo --kind org --db PATH` (which also creates the database)."""
+    script = Path(sys.executable).with_name("mcp-gateway")
+    cli = [str(script)] if script.exists() else [sys.executable, "-c", "from mcp_gateway.cli import main; main()"]
+    done = subprocess.run(
+        [*cli, "keys", "create", "--gateway", "demo", "--kind", "org", "--db", str(db_path)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S,
+        check=False,
+    )
+    key = done.stdout.strip()
+    if done.returncode != 0 or not key.startswith("org_"):
+        raise RuntimeError(f"mcp-gateway keys create failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    return key
+
+
+# --------------------------------------------------------------------------------------------------
+# Parent side: start, watch and stop the child servers.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ChildServer:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def cpu_seconds(self) -> float | None:
+        return cpu_seconds(self.process.pid)
+
+
+def stop(child: ChildServer) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `STOP_TIMEOUT_S`."""
+    process = child.process
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+
+class Children:
+    """The child servers of one run and their scratch directory, all gone when the `with` block ends.
+
+    `spawn(name, args)` starts `python <script> --serve NAME --fd FD --parent PID *args`, with FD a
+    listening socket on 127.0.0.1 (port chosen by the kernel) that only the child keeps open; its
+    output goes to `<workdir>/<name>.log`. The script's `--serve` branch calls `serve_app`.
+    """
+
+    def __init__(self, script: str | Path, *, prefix: str = "mcp-bench-", workdir: Path | None = None) -> None:
+        self._script = str(Path(script).resolve())
+        self._prefix = prefix
+        self._parent_dir = workdir
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.children: dict[str, ChildServer] = {}
+
+    @property
+    def workdir(self) -> Path:
+        if self._tmp is None:
+            raise RuntimeError("Children is not entered")
+        return Path(self._tmp.name)
+
+    def __enter__(self) -> Children:
+        self._tmp = tempfile.TemporaryDirectory(prefix=self._prefix, dir=self._parent_dir)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            for child in self.children.values():
+                with contextlib.suppress(Exception):
+                    stop(child)
+        finally:
+            for child in self.children.values():  # whatever stop() could not, for any reason
+                if child.process.poll() is None:
+                    child.process.kill()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+
+    def spawn(self, name: str, args: Sequence[str] = ()) -> ChildServer:
+        if name in self.children:
+            raise ValueError(f"a child named {name!r} is already running")
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((HOST, 0))
+            listener.listen(1024)
+            port: int = listener.getsockname()[1]
+            fd = listener.fileno()
+            log_path = self.workdir / f"{name}.log"
+            command = [
+                sys.executable,
+                self._script,
+                *("--serve", name, "--fd", str(fd), "--parent", str(os.getpid())),
+                *args,
+            ]
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,)
+                )
+        finally:
+            listener.close()  # the child holds its own copy; if it dies, connections are refused, not queued
+        child = ChildServer(name=name, process=process, port=port, log_path=log_path)
+        self.children[name] = child
+        return child
+
+
+def refused_port() -> tuple[socket.socket, int]:
+    """A loopback port that refuses connections: bound (so no one else takes it) but not listening.
+
+    Keep the socket open for as long as the port should stay refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((HOST, 0))
+    port: int = sock.getsockname()[1]
+    return sock, port
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of `pid` so far, from /proc (None where there is no /proc)."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_ready(child: ChildServer, path: str, *, need_200: bool) -> None:
+    """Poll `GET path` until the child answers (with 200 if `need_200`); uvicorn answers once its lifespan ran."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} server exited with {child.process.returncode}:\n{child.log_tail()}")
+        connection = RawConnection(child.port)
+        try:
+            async with asyncio.timeout(2.0):
+                reply = await connection.request("GET", path, {"accept": "application/json"})
+            if not need_200 or reply.status == 200:
+                return
+        except (OSError, asyncio.IncompleteReadError, TimeoutError):
+            pass
+        finally:
+            await connection.aclose()
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{child.name} server not ready after {STARTUP_TIMEOUT_S:.0f}s:\n{child.log_tail()}")
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP client: one keep-alive connection.
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    """Lower-case names."""
+    body: bytes
+
+
+class Connection(Protocol):
+    async def request(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Reply: ...
+
+    async def aclose(self) -> None: ...
+
+
+class RawConnection:
+    """A minimal HTTP/1.1 client on one keep-alive connection: Content-Length and chunked bodies."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._host_header = f"{HOST}:{port}"
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> Reply:
+        if self._reader is not None and self._reader.at_eof():
+            await self.aclose()  # the server closed the idle connection: open a new one
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(HOST, self._port, limit=MAX_HEAD_BYTES)
+        assert self._reader is not None
+        lines = [f"{method} {path} HTTP/1.1", f"host: {self._host_header}", f"content-length: {len(body)}"]
+        lines.extend(f"{name}: {value}" for name, value in headers.items())
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        try:
+            await self._writer.drain()
+            reply = await self._read_reply(self._reader)
+        except BaseException:
+            await self.aclose()  # whatever was half-read makes the connection unusable
+            raise
+        if reply.headers.get("connection", "").lower() == "close":
+            await self.aclose()
+        return reply
+
+    @staticmethod
+    async def _read_reply(reader: asyncio.StreamReader) -> Reply:
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head[:-4].decode("latin-1").split("\r\n")
+        status = int(status_line.split(" ", 2)[1])
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            return Reply(status, headers, await reader.readexactly(int(headers["content-length"])))
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            for _ in range(MAX_CHUNKS):
+                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")  # no trailers are sent by uvicorn
+                    return Reply(status, headers, b"".join(chunks))
+                chunks.append((await reader.readexactly(size + 2))[:-2])
+            raise ValueError(f"response has more than {MAX_CHUNKS} chunks")
+        if status in (204, 304) or 100 <= status < 200:
+            return Reply(status, headers, b"")
+        headers["connection"] = "close"  # the body runs to the end of the connection
+        return Reply(status, headers, await reader.read())
+
+    async def aclose(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+
+
+# --------------------------------------------------------------------------------------------------
+# MCP over HTTP: the parts of JSON-RPC the benches need.
+# --------------------------------------------------------------------------------------------------
+
+
+def message_of(reply: Reply) -> Json:
+    """The JSON-RPC message in a reply, whether sent as application/json or as an SSE event."""
+    if reply.headers.get("content-type", "").startswith("text/event-stream"):
+        for line in reversed(reply.body.splitlines()):
+            if line.startswith(b"data:") and line[5:].strip():
+                event: Json = json.loads(line[5:])
+                return event
+        raise ValueError(f"no data in SSE body {reply.body[:200]!r}")
+    message: Json = json.loads(reply.body)
+    return message
+
+
+async def open_session(connection: Connection, path: str, client_name: str = "mcp-bench") -> str:
+    """Initialize a Streamable HTTP session as the SDK client does; its `Mcp-Session-Id`."""
+    headers = {"content-type": "application/json", "accept": ACCEPT}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": HANDSHAKE_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": client_name, "version": "0"},
+        },
+    }
+    reply = await connection.request("POST", path, headers, json.dumps(initialize).encode())
+    session_id = reply.headers.get("mcp-session-id")
+    if reply.status != 200 or not session_id or "result" not in message_of(reply):
+        raise RuntimeError(f"initialize failed: HTTP {reply.status} {reply.body[:300]!r}")
+    headers.update({"mcp-session-id": session_id, "mcp-protocol-version": HANDSHAKE_VERSION})
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    reply = await connection.request("POST", path, headers, json.dumps(initialized).encode())
+    if reply.status != 202:
+        raise RuntimeError(f"notifications/initialized failed: HTTP {reply.status} {reply.body[:300]!r}")
+    return session_id
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures and tables.
+# --------------------------------------------------------------------------------------------------
+
+
+def percentile_ms(latencies: Sequence[float], q: float) -> float:
+    """The `q` quantile (nearest rank) of latencies in seconds, in milliseconds; NaN for none."""
+    ordered = sorted(latencies)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def median_ratio(pairs: Sequence[tuple[float | None, float | None]]) -> float | None:
+    """The median of a / b over the pairs where both are known and b is not 0."""
+    ratios = [a / b for a, b in pairs if a is not None and b]
+    return statistics.median(ratios) if ratios else None
+
+
+def fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, spec) + suffix
+
+
+def table(head: Sequence[str], body: Sequence[Sequence[str]], left: int) -> list[str]:
+    """Lines of a plain-text table: the first `left` columns left-aligned, the rest right-aligned."""
+    widths = [max(len(cells[i]) for cells in [head, *body]) for i in range(len(head))]
+
+    def line(cells: Sequence[str]) -> str:
+        columns = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in columns).rstrip()
+
+    return [line(head), line(["-" * w for w in widths]), *(line(cells) for cells in body)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------------------------------
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def add_child_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden arguments `Children.spawn` gives a child: `--serve NAME --fd FD --parent PID`."""
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so the `finally` that stops the child servers runs."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
