@@ -50,6 +50,8 @@ MAX_PAYLOAD_CHARS: Final = 16_384
 """Longest `args` / `result` string kept; longer ones are cut and marked."""
 
 HASH_PREFIX: Final = "sha256:"
+MAX_CACHED_KEYS: Final = 4096
+"""Key names whose sensitivity a `Redactor` remembers (keys repeat: `content`, `text`, `type`, ...)."""
 _HASHED: Final = re.compile(r"sha256:[0-9a-f]{64}")
 
 MAX_DEPTH: Final = 32
@@ -98,10 +100,16 @@ class Redactor:
 
     def __init__(self, sensitive_keys: Iterable[str] = DEFAULT_SENSITIVE_KEYS) -> None:
         self._keys = tuple(sorted({_normalise_key(k) for k in sensitive_keys if k.strip()}))
+        self._verdicts: dict[str, bool] = {}
 
     def is_sensitive(self, key: str) -> bool:
-        norm = _normalise_key(key)
-        return any(norm.startswith(k) or norm.endswith(k) for k in self._keys)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            norm = _normalise_key(key)
+            verdict = any(norm.startswith(k) or norm.endswith(k) for k in self._keys)
+            if len(self._verdicts) < MAX_CACHED_KEYS:
+                self._verdicts[key] = verdict
+        return verdict
 
     @staticmethod
     def hash_value(key: str, value: Any) -> str:

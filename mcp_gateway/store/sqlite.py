@@ -153,6 +153,46 @@ def _event_values(event: EventRow) -> tuple[object, ...]:
 _NO_WEB: Final = WebFields()
 
 
+_ROWS_PER_INSERT: Final = 500
+"""Events per multi-row INSERT (32 parameters each; SQLite allows 32766)."""
+
+
+def _insert_events(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> int:
+    """Insert `_event_values` rows unless (gateway, id) exists, 500 per statement; how many went in.
+
+    One statement is one `sqlite3_step`, so the writer thread gives up and takes back the GIL once
+    per 500 events instead of once per event, which under load (the event loop holds the GIL) is
+    where its time went.
+    """
+    inserted = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        cursor = conn.execute(
+            f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES {', '.join([f'({_EVENT_PLACEHOLDERS})'] * len(chunk))}"
+            " ON CONFLICT (gateway_id, id) DO NOTHING",
+            [value for row in chunk for value in row],
+        )
+        inserted += cursor.rowcount
+    return inserted
+
+
+def _existing(conn: sqlite3.Connection, table: str, keys: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (gateway_id, id) keys `table` holds: one query per gateway and 500 keys, not one per key."""
+    by_gateway: dict[str, list[str]] = {}
+    for gateway_id, item_id in keys:
+        by_gateway.setdefault(gateway_id, []).append(item_id)
+    found: set[tuple[str, str]] = set()
+    for gateway_id, ids in by_gateway.items():
+        for start in range(0, len(ids), _ROWS_PER_INSERT):
+            chunk = ids[start : start + _ROWS_PER_INSERT]
+            rows = conn.execute(
+                f"SELECT id FROM {table} WHERE gateway_id = ? AND id IN ({', '.join('?' * len(chunk))})",
+                (gateway_id, *chunk),
+            )
+            found.update((gateway_id, row[0]) for row in rows)
+    return found
+
+
 def _insert_event(conn: sqlite3.Connection, event: EventRow) -> bool:
     """Insert unless (gateway, id) exists; True if inserted."""
     cursor = conn.execute(
@@ -497,6 +537,8 @@ class SQLiteStore:
             for s in sessions
         ]
 
+        event_values = [_event_values(event) for event in events]  # built on this thread, not the writer's
+
         def job(conn: sqlite3.Connection) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
             session_status: list[CaptureStatus] = []
             for row in session_rows:
@@ -507,20 +549,28 @@ class SQLiteStore:
                 )
                 session_status.append("stored" if cursor.rowcount else "duplicate")
             known: set[tuple[str, str]] = {(s.gateway_id, s.id) for s in sessions}
+            wanted = {(e.gateway_id, e.session_id) for e in events if e.source == "mcp" and e.session_id is not None}
+            known |= _existing(conn, "mcp_sessions", wanted - known)
+            # One event needs no look-up: its INSERT's rowcount says whether it was new.
+            existing = _existing(conn, "events", {(e.gateway_id, e.id) for e in events}) if len(events) > 1 else set()
             event_status: list[CaptureStatus] = []
-            for event in events:
-                if event.source == "mcp" and event.session_id is not None:
-                    key = (event.gateway_id, event.session_id)
-                    if key not in known:
-                        found = conn.execute(
-                            "SELECT 1 FROM mcp_sessions WHERE gateway_id = ? AND id = ?", key
-                        ).fetchone()
-                        if found is None:
-                            event_status.append("unknown_session")
-                            continue
-                        known.add(key)
-                inserted = _insert_event(conn, event)
-                event_status.append("stored" if inserted else "duplicate")
+            fresh: list[tuple[object, ...]] = []
+            for event, values in zip(events, event_values, strict=True):
+                key = (event.gateway_id, event.id)
+                if (
+                    event.source == "mcp"
+                    and event.session_id is not None
+                    and (event.gateway_id, event.session_id) not in known
+                ):
+                    event_status.append("unknown_session")
+                elif key in existing:
+                    event_status.append("duplicate")
+                else:
+                    existing.add(key)  # the same id again later in this batch is a duplicate
+                    event_status.append("stored")
+                    fresh.append(values)
+            if _insert_events(conn, fresh) < len(fresh):  # only possible for a single event
+                event_status[0] = "duplicate"
             return session_status, event_status
 
         return await self.write(job)

@@ -44,6 +44,9 @@ DEFAULT_FLUSH_INTERVAL: Final = 2.0
 DEFAULT_MAX_QUEUE: Final = 10_000
 """Items held in memory awaiting delivery; `submit` refuses more."""
 
+MAX_DELIVERY_ITEMS: Final = 500
+"""Most items one delivery takes off the queue (`batch_size` is the least): a sink behind catches up in big batches."""
+
 DEFAULT_CLOSE_TIMEOUT: Final = 5.0
 """Seconds `aclose()` waits for the queue to drain by default."""
 
@@ -383,9 +386,12 @@ class BatchingSink(ABC):
                     if not await self._wait(self._flush_interval):
                         self._send_partial = True
                     continue
+                urgent = self._urgent()
                 self._send_partial = False
                 with self._lock:
-                    count = min(self._batch_size, len(self._queue))
+                    count = min(max(self._batch_size, MAX_DELIVERY_ITEMS), len(self._queue))
+                    if not urgent:
+                        count -= count % self._batch_size  # whole batches: a partial one waits for company
                     self._in_flight = [self._queue.popleft() for _ in range(count)]
                     batch = list(self._in_flight)
                 await self._guarded(self._deliver(batch), batch)

@@ -37,10 +37,10 @@ async def test_full_batches_leave_at_once_and_the_rest_on_flush() -> None:
     sink = LocalSink(recorder, org_id="org", batch_size=3, flush_interval=60)
     for item in items(7):
         assert sink.submit(item)
-    await recorder.wait_for_calls(2)
-    assert recorder.sizes == [3, 3] and sink.pending == 1
+    await recorder.wait_for_calls(1)
+    assert recorder.sizes == [6] and sink.pending == 1
     assert await sink.flush(5)
-    assert recorder.sizes == [3, 3, 1]
+    assert recorder.sizes == [6, 1]
     await sink.aclose()
     assert sink.stats.sent == 7 and sink.stats.dropped == {}
     assert {org for org, _ in recorder.batches} == {"org"}
