@@ -15,14 +15,20 @@ from importlib import resources
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
+from starlette.requests import Request
 
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .store import GatewayRecord, Store
+from .web import ApiError
 
 GATEWAY_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEMO_GATEWAY_ID: Final = "demo"
 BUILTIN_TOOLS: Final = ("book_demo",)
 """Tools every gateway can offer; the manifest's `enabled_tools` picks among them."""
+
+GATEWAY_HEADER: Final = "x-gateway-id"
+GATEWAY_QUERY: Final = "gid"
+_GATEWAY_ID: Final = re.compile(GATEWAY_ID_PATTERN)
 
 DEFAULT_ALLOWED_ORIGINS: Final = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
 
@@ -197,3 +203,16 @@ class GatewayDirectory:
     def _remember(self, gateway: Gateway) -> Gateway:
         self._cache[gateway.id] = (time.monotonic(), gateway)
         return gateway
+
+
+async def request_gateway(request: Request, directory: GatewayDirectory, gateway_id: str | None = None) -> Gateway:
+    """The gateway a request names (`gateway_id`, else `?gid=`, else `X-Gateway-ID`): 400 if none, 404 if unknown."""
+    gateway_id = (
+        gateway_id or request.query_params.get(GATEWAY_QUERY) or request.headers.get(GATEWAY_HEADER) or ""
+    ).strip()
+    if not gateway_id:
+        raise ApiError(400, "Missing gateway id: pass ?gid= or the X-Gateway-ID header", field="X-Gateway-ID")
+    gateway = await directory.get(gateway_id) if _GATEWAY_ID.match(gateway_id) else None
+    if gateway is None:
+        raise ApiError(404, "Gateway Not Configured")
+    return gateway

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from .web import ApiError
+
 MAX_KEYS: Final = 100_000
 """Keys remembered; past this the expired windows are forgotten, then the oldest."""
 
@@ -23,6 +25,17 @@ class Verdict:
     remaining: int
     reset_seconds: int
     """Seconds until the window resets."""
+
+    def enforce(self) -> Verdict:
+        """This verdict, or 429 with seed 000's body and the rate-limit headers when not allowed."""
+        if not self.allowed:
+            raise ApiError(
+                429,
+                f"Rate limit exceeded. Maximum {self.limit} requests per minute.",
+                headers=self.headers(),
+                retry_after=self.reset_seconds,
+            )
+        return self
 
     def headers(self) -> dict[str, str]:
         headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining)}

@@ -107,7 +107,9 @@ async def test_request_without_gateway_id_gets_400_json(http: httpx.AsyncClient,
     response = await call_route(http, method, path.split("?")[0])
 
     assert response.status_code == 400
-    assert set(error_body(response)) == {"error"}
+    body = error_body(response)
+    assert set(body) == {"error", "field"}
+    assert body["field"] == "X-Gateway-ID"
 
 
 async def test_gateway_id_may_come_from_the_x_gateway_id_header(http: httpx.AsyncClient) -> None:

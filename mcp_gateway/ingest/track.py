@@ -39,7 +39,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 
 from ..config import Settings
-from ..gateways import origin_allowed
+from ..gateways import origin_allowed, request_gateway
 from ..ratelimit import FixedWindowLimiter, Verdict
 from ..store import EventRow, KeyKind, Store
 from ..web import ApiError, cors_route, field_errors, read_body, read_model
@@ -59,7 +59,6 @@ RATE_WINDOW_SECONDS: Final = 60.0
 MAX_TIMESTAMP: Final = 10**14
 """Largest numeric timestamp accepted (milliseconds: around the year 5000)."""
 
-GATEWAY_HEADER: Final = "x-gateway-id"
 TRACK_KEY_KINDS: Final[tuple[KeyKind, ...]] = ("pk", "sk")
 RECEIPT_ALGORITHM: Final = "HMAC-SHA256 of the canonical JSON of receipt.data, keyed with the secret's UTF-8 text"
 RECEIPT_SECRET_SETTING: Final = "receipt_secret:{gateway_id}"
@@ -246,23 +245,10 @@ class TrackApi:
     # -- /track and /track/batch
 
     async def _gateway_id(self, request: Request) -> str:
-        gateway_id = request.headers.get(GATEWAY_HEADER, "").strip() or request.query_params.get("gid", "").strip()
-        if not gateway_id:
-            raise ApiError(400, "Missing gateway id: send the X-Gateway-ID header or ?gid=", field="X-Gateway-ID")
-        if len(gateway_id) > 64 or await self._directory.get(gateway_id) is None:
-            raise ApiError(404, "Gateway Not Configured")
-        return gateway_id
+        return (await request_gateway(request, self._directory)).id
 
     def _hit_track(self, gateway_id: str, cost: int) -> Verdict:
-        verdict = self._track_limit.hit(gateway_id, cost)
-        if not verdict.allowed:
-            raise ApiError(
-                429,
-                f"Rate limit exceeded. Maximum {verdict.limit} requests per minute.",
-                headers=verdict.headers(),
-                retry_after=verdict.reset_seconds,
-            )
-        return verdict
+        return self._track_limit.hit(gateway_id, cost).enforce()
 
     def _web_event(self, request: Request, body: TrackEvent) -> WebEvent:
         user = body.user

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from ..gateways import GatewayDirectory
+from ..gateways import GatewayDirectory, request_gateway
 from ..privacy import IpHasher, Redactor
 from ..ratelimit import FixedWindowLimiter, Verdict
 from ..store import LeadRecord, Store
@@ -54,8 +54,6 @@ from .web import WebEvent, WebIngestor, timestamp_ms
 if TYPE_CHECKING:  # services imports this package
     from ..services import Services
 
-GATEWAY_HEADER: Final = "x-gateway-id"
-GATEWAY_QUERY: Final = "gid"
 
 RATE_LIMITS: Final[dict[str, tuple[int, float]]] = {
     "session_start": (10, 60.0),
@@ -229,23 +227,10 @@ class VisitRoutes:
 
     def _limit(self, request: Request, route: str) -> Verdict:
         ip = request.client.host if request.client else "unknown"
-        verdict = self._limiters[route].hit(ip)
-        if not verdict.allowed:
-            raise ApiError(
-                429,
-                f"Rate limit exceeded. Maximum {verdict.limit} requests per minute.",
-                headers=verdict.headers(),
-                retry_after=verdict.reset_seconds,
-            )
-        return verdict
+        return self._limiters[route].hit(ip).enforce()
 
     async def _gateway_id(self, request: Request) -> str:
-        gateway_id = (request.headers.get(GATEWAY_HEADER) or request.query_params.get(GATEWAY_QUERY) or "").strip()
-        if not gateway_id:
-            raise ApiError(400, "Missing gateway: send X-Gateway-ID or ?gid=", field="X-Gateway-ID")
-        if await self._directory.get(gateway_id) is None:
-            raise ApiError(404, "Gateway Not Configured")
-        return gateway_id
+        return (await request_gateway(request, self._directory)).id
 
     def _visitor_id(self, request: Request, given: str | None) -> str:
         if given:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import re
 from http import HTTPStatus
 from typing import Final
 
@@ -26,18 +25,15 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..gateways import GATEWAY_ID_PATTERN, Gateway, GatewayDirectory
+from ..gateways import GatewayDirectory, request_gateway
 from ..web import ApiError, read_body
 from .jsonrpc import answer_jsonrpc_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 
 logger = logging.getLogger(__name__)
 
-GATEWAY_HEADER: Final = "x-gateway-id"
 SSE_RETRY_AFTER_SECONDS: Final = 10
 """What a client over its SSE connection limit is told to wait."""
-
-_GATEWAY_ID = re.compile(GATEWAY_ID_PATTERN)
 
 
 class ConnectionLimiter:
@@ -122,14 +118,7 @@ class McpRoutes:
         ]
 
     async def _resolve(self, request: Request, gateway_id: str | None = None) -> GatewayRuntime:
-        gateway_id = gateway_id or request.query_params.get("gid") or request.headers.get(GATEWAY_HEADER)
-        if not gateway_id:
-            raise ApiError(400, "Missing gateway id: pass ?gid= or the X-Gateway-ID header")
-        gateway: Gateway | None = None
-        if _GATEWAY_ID.match(gateway_id):
-            gateway = await self._directory.get(gateway_id)
-        if gateway is None:
-            raise ApiError(404, "Gateway Not Configured")
+        gateway = await request_gateway(request, self._directory, gateway_id)
         if not gateway.manifest.mcp_enabled:
             raise ApiError(403, "MCP is not enabled for this gateway")
         runtime = await self._runtimes.get(gateway)
