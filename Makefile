@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/mcp_throughput.py
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/ingest_rate.py
+	$(BIN)/python bench/track_rate.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache

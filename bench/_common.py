@@ -6,6 +6,8 @@
     RawConnection     a minimal HTTP/1.1 keep-alive client on asyncio streams (Content-Length, chunked)
     cpu_seconds       user + system CPU of a process so far, from /proc (Linux)
     table, percentile_ms, median_ratio, sigterm_interrupts, positive, non_negative
+    gateway_app       the child side of the gateway, its SQLite writer counted (`GET /bench/writer`)
+    post_all, measure_load, Tally, Run, Row: sustained POST load on keep-alive connections, per row
     message_of, open_session, ACCEPT, HANDSHAKE_VERSION: the JSON-RPC side of MCP over HTTP
 
 Scripts import this as `_common` (Python puts a script's own directory first on `sys.path`).
@@ -25,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol
@@ -81,14 +83,15 @@ def serve_app(app: Any, fd: int) -> None:
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def gateway_app(db_path: Path) -> Any:
+def gateway_app(db_path: Path, **settings: object) -> Any:
     """What `mcp-gateway serve --db PATH` serves (`create_app(Settings)`), with its SQLite writer counted.
 
-    The store is `SQLiteStore` with two methods wrapped, nothing else changed: the writer thread's
+    `settings` override `Settings` fields (e.g. `track_rate_limit`), as CLI flags would.
+    The store is `SQLiteStore` with three methods wrapped, nothing else changed: the writer thread's
     `_commit_batch` (one call per transaction: jobs in it and seconds from BEGIN to after COMMIT,
-    fsync included) and `capture` (events handed to the writer). `GET /bench/writer` answers the
-    running totals `{"commits", "jobs", "events", "busy_s", "max_jobs"}`; `commits` stays 0 if a
-    future store stops calling `_commit_batch`.
+    fsync included), and `capture` and `capture_web` (events handed to the writer). `GET /bench/writer`
+    answers the running totals `{"commits", "jobs", "events", "busy_s", "max_jobs"}`; `commits` stays 0
+    if a future store stops calling `_commit_batch`.
     """
     import secrets
     import sqlite3
@@ -123,8 +126,13 @@ def gateway_app(db_path: Path) -> Any:
             self.counts["events"] += len(events)
             return await super().capture(sessions, events)
 
+        async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+            self.counts["events"] += len(events)
+            return await super().capture_web(events)
+
     store = CountingStore(db_path)
-    app = create_app(Settings.from_env(db_path=db_path, admin_token=secrets.token_urlsafe(24)), store=store)
+    overrides: dict[str, object] = {"admin_token": secrets.token_urlsafe(24), **settings}
+    app = create_app(Settings.from_env(None, db_path=db_path, **overrides), store=store)
 
     async def writer(_: Request) -> JSONResponse:
         return JSONResponse(dict(store.counts))
@@ -418,6 +426,175 @@ async def open_session(connection: Connection, path: str, client_name: str = "mc
     if reply.status != 202:
         raise RuntimeError(f"notifications/initialized failed: HTTP {reply.status} {reply.body[:300]!r}")
     return session_id
+
+
+# --------------------------------------------------------------------------------------------------
+# Sustained load: requests over keep-alive connections, timed, with the gateway's CPU and writer.
+# --------------------------------------------------------------------------------------------------
+
+
+def compact_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+async def get_json(child: ChildServer, path: str) -> Json:
+    connection = RawConnection(child.port)
+    try:
+        async with asyncio.timeout(10):
+            reply = await connection.request("GET", path, {"accept": "application/json"})
+    finally:
+        await connection.aclose()
+    if reply.status != 200:
+        raise RuntimeError(f"GET {path}: HTTP {reply.status} {reply.body[:200]!r}")
+    data: Json = json.loads(reply.body)
+    return data
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    stored: int = 0
+    errors: int = 0
+    first_error: str | None = None
+
+    def fail(self, problem: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or problem
+
+
+async def post_all(
+    connections: Sequence[RawConnection],
+    path: str,
+    headers: Mapping[str, str],
+    bodies: Iterable[bytes],
+    stored: Callable[[Reply], int | str],
+    *,
+    timeout_s: float,
+) -> Tally:
+    """POST the bodies over the connections, one request at a time on each; time each; count stored events.
+
+    `stored(reply)` of a 200 reply: how many events it acknowledges, or what is wrong with it (a
+    str, counted as an error). A failed request is counted, never retried. All within `timeout_s`.
+    """
+    tally = Tally()
+    todo = iter(bodies)
+
+    async def worker(connection: RawConnection) -> None:
+        for body in todo:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    reply = await connection.request("POST", path, headers, body)
+                tally.latencies.append(time.perf_counter() - started)
+                if reply.status != 200:
+                    tally.fail(f"HTTP {reply.status}: {reply.body[:200]!r}")
+                    continue
+                outcome = stored(reply)
+                if isinstance(outcome, str):
+                    tally.fail(outcome)
+                else:
+                    tally.stored += outcome
+            except Exception as exc:
+                tally.latencies.append(time.perf_counter() - started)
+                tally.fail(f"{type(exc).__name__}: {exc}")
+
+    async with asyncio.timeout(timeout_s):
+        await asyncio.gather(*(worker(c) for c in connections))
+    return tally
+
+
+@dataclass
+class Run:
+    """One row in one round."""
+
+    events: int
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int = 0
+    cpu_s: float | None = None
+    commits: float | None = None
+    writer_events: float | None = None
+    writer_jobs: float | None = None
+    busy_s: float | None = None
+    first_error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def events_per_commit(self) -> float | None:
+        return self.writer_events / self.commits if self.commits and self.writer_events is not None else None
+
+    @property
+    def requests_per_commit(self) -> float | None:
+        return self.writer_jobs / self.commits if self.commits and self.writer_jobs is not None else None
+
+    @property
+    def cpu_us_per_event(self) -> float | None:
+        return None if self.cpu_s is None or not self.events else self.cpu_s / self.events * 1e6
+
+    @property
+    def cpu_percent(self) -> float | None:
+        return None if self.cpu_s is None else 100 * self.cpu_s / self.seconds
+
+    @property
+    def busy_percent(self) -> float | None:
+        return None if self.busy_s is None else 100 * self.busy_s / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return percentile_ms(self.latencies, q)
+
+
+async def measure_load(child: ChildServer, requests: int, load: Callable[[], Awaitable[Tally]]) -> Run:
+    """Run `load` (`requests` requests) against a `gateway_app` child: its time, CPU and writer counters."""
+    writer_before = await get_json(child, "/bench/writer")
+    cpu_before = child.cpu_seconds()
+    started = time.perf_counter()
+    tally = await load()
+    seconds = time.perf_counter() - started
+    cpu_after = child.cpu_seconds()
+    writer_after = await get_json(child, "/bench/writer")
+
+    def delta(key: str) -> float:
+        return float(writer_after[key]) - float(writer_before[key])
+
+    return Run(
+        events=tally.stored,
+        requests=requests,
+        seconds=seconds,
+        latencies=tally.latencies,
+        errors=tally.errors,
+        cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        commits=delta("commits"),
+        writer_events=delta("events"),
+        writer_jobs=delta("jobs"),
+        busy_s=delta("busy_s"),
+        first_error=tally.first_error,
+    )
+
+
+@dataclass
+class Row:
+    """One row of a table: its runs, one per round."""
+
+    key: str
+    label: str
+    kind: str
+    connections: int | None
+    per_request: int | None
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def typical(self) -> Run:
+        """The run with the median rate."""
+        ordered = sorted(self.runs, key=lambda r: r.rate)
+        return ordered[(len(ordered) - 1) // 2]
+
+    def median(self, values: Sequence[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
 
 
 # --------------------------------------------------------------------------------------------------

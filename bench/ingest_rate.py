@@ -37,30 +37,34 @@ import asyncio
 import json
 import os
 import sqlite3
-import statistics
 import sys
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from _common import (
-    REQUEST_TIMEOUT_S,
     Children,
     ChildServer,
     Json,
     RawConnection,
+    Reply,
+    Row,
+    Run,
+    Tally,
     add_child_arguments,
+    compact_json,
     create_org_key,
     die_with_parent,
     fmt,
     gateway_app,
+    measure_load,
     median_ratio,
     non_negative,
-    percentile_ms,
     positive,
+    post_all,
     serve_app,
     sigterm_interrupts,
     table,
@@ -97,9 +101,6 @@ def insert_statement(columns: Sequence[str]) -> str:
     return f"INSERT INTO events ({', '.join(columns)}) VALUES ({placeholders}) ON CONFLICT (gateway_id, id) DO NOTHING"
 
 
-Kind = Literal["single", "batch", "raw"]
-
-
 # --------------------------------------------------------------------------------------------------
 # Gateway load.
 # --------------------------------------------------------------------------------------------------
@@ -120,72 +121,6 @@ def _event(session_id: str) -> Json:
     }
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-@dataclass
-class _Tally:
-    latencies: list[float] = field(default_factory=list)
-    stored: int = 0
-    errors: int = 0
-    first_error: str | None = None
-
-    def fail(self, problem: str) -> None:
-        self.errors += 1
-        self.first_error = self.first_error or problem
-
-
-async def _post_all(
-    connections: Sequence[RawConnection], org_key: str, path: str, bodies: Sequence[bytes], per_request: int
-) -> _Tally:
-    """Send the bodies over the connections, one request at a time on each; time each; count stored events."""
-    tally = _Tally()
-    headers = {"content-type": "application/json", "x-org-id": org_key}
-    todo = iter(bodies)
-
-    async def worker(connection: RawConnection) -> None:
-        for body in todo:
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    reply = await connection.request("POST", path, headers, body)
-                tally.latencies.append(time.perf_counter() - started)
-                if reply.status != 200:
-                    tally.fail(f"HTTP {reply.status}: {reply.body[:200]!r}")
-                    continue
-                answer = json.loads(reply.body)
-                if path == BATCH_PATH:
-                    stored = sum(1 for e in answer["events"] if e["status"] == "stored")
-                    if stored != per_request:
-                        tally.fail(f"{per_request - stored} of {per_request} events not stored: {reply.body[:200]!r}")
-                    tally.stored += stored
-                elif answer.get("success") is True:
-                    tally.stored += 1
-                else:
-                    tally.fail(f"not stored: {reply.body[:200]!r}")
-            except Exception as exc:  # a failed request is counted, never retried
-                tally.latencies.append(time.perf_counter() - started)
-                tally.fail(f"{type(exc).__name__}: {exc}")
-
-    async with asyncio.timeout(ROW_TIMEOUT_S):
-        await asyncio.gather(*(worker(c) for c in connections))
-    return tally
-
-
-async def _get_json(child: ChildServer, path: str) -> Json:
-    connection = RawConnection(child.port)
-    try:
-        async with asyncio.timeout(10):
-            reply = await connection.request("GET", path, {"accept": "application/json"})
-    finally:
-        await connection.aclose()
-    if reply.status != 200:
-        raise RuntimeError(f"GET {path}: HTTP {reply.status} {reply.body[:200]!r}")
-    data: Json = json.loads(reply.body)
-    return data
-
-
 async def create_sessions(child: ChildServer, org_key: str, count: int) -> list[str]:
     connection = RawConnection(child.port)
     ids = [str(uuid.uuid4()) for _ in range(count)]
@@ -199,56 +134,12 @@ async def create_sessions(child: ChildServer, org_key: str, count: int) -> list[
                 "tools": ["echo"],
             }
             headers = {"content-type": "application/json", "x-org-id": org_key}
-            reply = await connection.request("POST", SESSION_PATH, headers, _dumps(session))
+            reply = await connection.request("POST", SESSION_PATH, headers, compact_json(session))
             if reply.status != 200:
                 raise RuntimeError(f"capture-session failed: HTTP {reply.status} {reply.body[:300]!r}")
     finally:
         await connection.aclose()
     return ids
-
-
-@dataclass
-class Run:
-    """One row in one round."""
-
-    events: int
-    requests: int
-    seconds: float
-    latencies: list[float]
-    errors: int = 0
-    cpu_s: float | None = None
-    commits: float | None = None
-    writer_events: float | None = None
-    writer_jobs: float | None = None
-    busy_s: float | None = None
-    first_error: str | None = None
-
-    @property
-    def rate(self) -> float:
-        return self.events / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def events_per_commit(self) -> float | None:
-        return self.writer_events / self.commits if self.commits and self.writer_events is not None else None
-
-    @property
-    def requests_per_commit(self) -> float | None:
-        return self.writer_jobs / self.commits if self.commits and self.writer_jobs is not None else None
-
-    @property
-    def cpu_us_per_event(self) -> float | None:
-        return None if self.cpu_s is None else self.cpu_s / self.events * 1e6
-
-    @property
-    def cpu_percent(self) -> float | None:
-        return None if self.cpu_s is None else 100 * self.cpu_s / self.seconds
-
-    @property
-    def busy_percent(self) -> float | None:
-        return None if self.busy_s is None else 100 * self.busy_s / self.seconds
-
-    def percentile(self, q: float) -> float:
-        return percentile_ms(self.latencies, q)
 
 
 async def run_gateway(
@@ -269,45 +160,34 @@ async def run_gateway(
         for i in range(count):
             session_id = sessions[i % concurrency % len(sessions)]
             if batch == 1:
-                out.append(_dumps(_event(session_id)))
+                out.append(compact_json(_event(session_id)))
             else:
-                out.append(_dumps({"events": [_event(session_id) for _ in range(batch)]}))
+                out.append(compact_json({"events": [_event(session_id) for _ in range(batch)]}))
         return out
+
+    headers = {"content-type": "application/json", "x-org-id": org_key}
+
+    def stored(reply: Reply) -> int | str:
+        answer = json.loads(reply.body)
+        if batch > 1:
+            count = sum(1 for e in answer["events"] if e["status"] == "stored")
+            return count if count == batch else f"{batch - count} of {batch} events not stored: {reply.body[:200]!r}"
+        return 1 if answer.get("success") is True else f"not stored: {reply.body[:200]!r}"
+
+    def send(connections: Sequence[RawConnection], payloads: list[bytes]) -> Awaitable[Tally]:
+        return post_all(connections, path, headers, payloads, stored, timeout_s=ROW_TIMEOUT_S)
 
     connections = [RawConnection(child.port) for _ in range(concurrency)]
     try:
         if warmup:
-            warm = await _post_all(connections, org_key, path, bodies(warmup), batch)
+            warm = await send(connections, bodies(warmup))
             if warm.errors:
                 raise RuntimeError(f"warm-up failed: {warm.first_error}")
         timed = bodies(requests)
-        writer_before = await _get_json(child, "/bench/writer")
-        cpu_before = child.cpu_seconds()
-        started = time.perf_counter()
-        tally = await _post_all(connections, org_key, path, timed, batch)
-        seconds = time.perf_counter() - started
-        cpu_after = child.cpu_seconds()
-        writer_after = await _get_json(child, "/bench/writer")
+        return await measure_load(child, requests, lambda: send(connections, timed))
     finally:
         for connection in connections:
             await connection.aclose()
-
-    def delta(key: str) -> float:
-        return float(writer_after[key]) - float(writer_before[key])
-
-    return Run(
-        events=tally.stored,
-        requests=requests,
-        seconds=seconds,
-        latencies=tally.latencies,
-        errors=tally.errors,
-        cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
-        commits=delta("commits"),
-        writer_events=delta("events"),
-        writer_jobs=delta("jobs"),
-        busy_s=delta("busy_s"),
-        first_error=tally.first_error,
-    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,25 +266,6 @@ def raw_insert(db_path: Path, template: Template, events: int, per_tx: int) -> R
 # --------------------------------------------------------------------------------------------------
 # Report.
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    key: str
-    label: str
-    kind: Kind
-    connections: int | None
-    per_request: int | None
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def typical(self) -> Run:
-        ordered = sorted(self.runs, key=lambda r: r.rate)
-        return ordered[(len(ordered) - 1) // 2]
-
-    def median(self, values: Sequence[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return statistics.median(known) if known else None
 
 
 def render(rows: Sequence[Row], stored: Json, args: argparse.Namespace) -> str:
