@@ -15,9 +15,9 @@ import anyio.to_thread
 import pytest
 
 from mcp_gateway.errors import ConflictError, NotFoundError, StorageError
+from mcp_gateway.leads import DEDUPE_WINDOW_MS
 from mcp_gateway.store import GatewayRecord, LeadRecord, SQLiteStore
 from mcp_gateway.store.migrations import MIGRATIONS
-from mcp_gateway.tools.book_demo import DEDUPE_WINDOW_MS
 
 NOW_MS = 1_800_000_000_000
 WAIT = 20.0

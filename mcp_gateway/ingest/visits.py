@@ -37,17 +37,17 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
+from ..errors import InvalidInputError
 from ..gateways import GatewayDirectory, request_gateway
+from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
 from ..privacy import IpHasher, Redactor
 from ..ratelimit import FixedWindowLimiter, Verdict
-from ..store import LeadRecord, Store
-from ..tools.book_demo import DEDUPE_WINDOW_MS, MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME
+from ..store import Store
 from ..web import ApiError, cors_route, read_model
 from .web import WebEvent, WebIngestor, timestamp_ms
 
@@ -367,23 +367,19 @@ class VisitRoutes:
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, LeadCapture, limit=self._max_body_bytes)
         try:
-            email = validate_email(body.email.strip(), check_deliverability=False).normalized.lower()
-        except EmailNotValidError as exc:
-            raise ApiError(400, f"Invalid email: {exc}", field="email") from None
-        visitor_id = self._visitor_id(request, body.visitor_id)
-        lead, created = await self._store.book_lead(
-            LeadRecord(
-                id=str(uuid.uuid4()),
-                gateway_id=gateway_id,
-                name=_clean(body.name) or "",
-                email=email,
-                company=_clean(body.company),
-                message=_clean(body.message),
+            lead, created = await book_lead(
+                self._store,
+                gateway_id,
+                name=body.name,
+                email=body.email,
+                company=body.company,
+                message=body.message,
                 source="web",
-                created_at_ms=_now_ms(),
-            ),
-            dedupe_window_ms=DEDUPE_WINDOW_MS,
-        )
+            )
+        except InvalidInputError as exc:
+            raise ApiError(400, str(exc), field=exc.field) from None
+        visitor_id = self._visitor_id(request, body.visitor_id)
+        email = lead.email
         user = TrackUser(email=email, phone=body.phone, external_id=body.user.external_id if body.user else None)
         extra = {"lead_id": lead.id, "form_source": _clean(body.source), "project": _clean(body.project)}
         event = self._event(

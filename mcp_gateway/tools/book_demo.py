@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated, Final, Literal
 
-from email_validator import EmailNotValidError, validate_email
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from ..store import LeadRecord, Store
-
-DEDUPE_WINDOW_MS: Final = 10 * 60 * 1000
-"""A second booking from the same email within this window returns the first lead."""
-
-MAX_NAME: Final = 200
-MAX_COMPANY: Final = 200
-MAX_MESSAGE: Final = 5000
-MAX_EMAIL: Final = 254
+from ..errors import InvalidInputError
+from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
+from ..store import Store
 
 DESCRIPTION: Final = (
     "Request a product demo for a person, which creates a sales lead the team will follow up by email. "
@@ -36,23 +27,6 @@ class BookDemoResult(BaseModel):
     lead_id: str = Field(description="Identifier of the demo request; quote it if the user asks.")
     status: Literal["booked", "already_booked"]
     message: str
-
-
-def _clean(value: str | None, field: str, limit: int) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if len(value) > limit:
-        raise ToolError(f"{field} is too long: at most {limit} characters")
-    return value or None
-
-
-def _normalise_email(email: str) -> str:
-    try:
-        checked = validate_email(email.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ToolError(f"email is not a valid address: {exc}") from None
-    return checked.normalized.lower()
 
 
 def register_book_demo(server: MCPServer, gateway_id: str, store: Store, *, source: str = "mcp") -> None:
@@ -78,20 +52,14 @@ def register_book_demo(server: MCPServer, gateway_id: str, store: Store, *, sour
             str | None, Field(description="What they want to see or ask, in their words.", max_length=MAX_MESSAGE)
         ] = None,
     ) -> BookDemoResult:
-        clean_name = _clean(name, "name", MAX_NAME)
-        if not clean_name:
+        if not (name or "").strip():
             raise ToolError("name is required")
-        lead = LeadRecord(
-            id=str(uuid.uuid4()),
-            gateway_id=gateway_id,
-            name=clean_name,
-            email=_normalise_email(email),
-            company=_clean(company, "company", MAX_COMPANY),
-            message=_clean(message, "message", MAX_MESSAGE),
-            source=source,
-            created_at_ms=int(time.time() * 1000),
-        )
-        stored, created = await store.book_lead(lead, dedupe_window_ms=DEDUPE_WINDOW_MS)
+        try:
+            stored, created = await book_lead(
+                store, gateway_id, name=name, email=email, company=company, message=message, source=source
+            )
+        except InvalidInputError as exc:
+            raise ToolError(str(exc)) from None
         if created:
             return BookDemoResult(
                 lead_id=stored.id,
