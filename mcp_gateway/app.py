@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from . import __version__
 from .admin import AdminApi, AdminAuth
+from .analytics.api import AnalyticsApi
 from .config import Settings
 from .ingest import AgnostApi
 from .ingest.track import TrackApi
@@ -65,6 +66,7 @@ def create_app(
         *AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit).routes(),
         *TrackApi(services, settings).routes(),
         *VisitRoutes.build(services, max_body_bytes=body_limit).routes(),
+        *AnalyticsApi(services.keys, services.store).routes(),
         *AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

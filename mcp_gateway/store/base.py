@@ -119,6 +119,24 @@ class EventRow:
     seq: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RollupRow:
+    """One hour of one MCP primitive on one gateway, as the writer keeps it."""
+
+    gateway_id: str
+    hour_ms: int
+    primitive_type: str
+    name: str
+    operation: str
+    calls: int
+    errors: int
+    latency_sum_ms: float
+    latency_max_ms: float
+    histogram: dict[int, int]
+
+
+HOUR_MS = 3600 * 1000
+
 SESSION_INACTIVITY_MS = 30 * 60 * 1000
 """A web visitor's events more than this apart start a new derived session."""
 
@@ -207,6 +225,12 @@ class Store(Protocol):
         ...
 
     async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None: ...
+
+    async def mcp_rollups(
+        self, gateway_id: str, *, since_ms: int, until_ms: int, primitive_type: str | None = None
+    ) -> list[RollupRow]:
+        """The hourly MCP rollups of `gateway_id` whose hour starts in [since_ms, until_ms)."""
+        ...
 
     async def events_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[EventRow]:
         """Events stored after insertion position `seq`, oldest first."""

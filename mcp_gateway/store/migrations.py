@@ -2,7 +2,10 @@
 
 The SQL is kept portable (no SQLite-only types or syntax) so the PostgreSQL store can apply the
 same list. Timestamps are integer milliseconds since the epoch. `seq` columns are insertion
-order (SQLite's rowid), which `events tail` and the live stream follow.
+order (SQLite's rowid), which `events tail` and the live stream follow. `mcp_rollups` holds,
+per gateway, hour and primitive, what the analytics read instead of scanning events: the writer
+updates it in the same transaction as the events (`store.sqlite`), and opening a database whose
+rollups are behind its events rebuilds them.
 """
 
 from __future__ import annotations
@@ -113,6 +116,24 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE events ADD COLUMN external_id_hash TEXT;
         ALTER TABLE events ADD COLUMN emq DOUBLE PRECISION;
         CREATE INDEX events_by_visitor ON events (gateway_id, anonymous_id, ts_ms)
+        """,
+    ),
+    (
+        4,
+        """
+        CREATE TABLE mcp_rollups (
+            gateway_id TEXT NOT NULL,
+            hour_ms BIGINT NOT NULL,
+            primitive_type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            calls BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            latency_sum_ms DOUBLE PRECISION NOT NULL,
+            latency_max_ms DOUBLE PRECISION NOT NULL,
+            histogram TEXT NOT NULL,
+            PRIMARY KEY (gateway_id, hour_ms, primitive_type, name, operation)
+        )
         """,
     ),
 )

@@ -27,7 +27,9 @@ from typing import Any, Final, TypeVar
 import anyio.to_thread
 
 from ..errors import ConflictError, NotFoundError, StorageError
+from . import histogram
 from .base import (
+    HOUR_MS,
     SESSION_INACTIVITY_MS,
     WEB_FIELD_NAMES,
     CaptureStatus,
@@ -35,6 +37,7 @@ from .base import (
     GatewayRecord,
     KeyRecord,
     LeadRecord,
+    RollupRow,
     SessionRow,
     WebFields,
 )
@@ -242,6 +245,7 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
             _apply_migrations(conn)
+            _rebuild_rollups_if_empty(conn)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         return conn
@@ -571,6 +575,7 @@ class SQLiteStore:
                     fresh.append(values)
             if _insert_events(conn, fresh) < len(fresh):  # only possible for a single event
                 event_status[0] = "duplicate"
+            _add_to_rollups(conn, [e for e, status in zip(events, event_status, strict=True) if status == "stored"])
             return session_status, event_status
 
         return await self.write(job)
@@ -599,6 +604,39 @@ class SQLiteStore:
                 f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?", (gateway_id, event_id)
             ).fetchone()
             return None if row is None else _event(row)
+
+        return await self.read(query)
+
+    async def mcp_rollups(
+        self, gateway_id: str, *, since_ms: int, until_ms: int, primitive_type: str | None = None
+    ) -> list[RollupRow]:
+        where = "gateway_id = ? AND hour_ms >= ? AND hour_ms < ?"
+        params: tuple[object, ...] = (gateway_id, since_ms, until_ms)
+        if primitive_type is not None:
+            where += " AND primitive_type = ?"
+            params += (primitive_type,)
+
+        def query(conn: sqlite3.Connection) -> list[RollupRow]:
+            rows = conn.execute(
+                "SELECT gateway_id, hour_ms, primitive_type, name, operation, calls, errors, latency_sum_ms,"
+                f" latency_max_ms, histogram FROM mcp_rollups WHERE {where} ORDER BY hour_ms",
+                params,
+            )
+            return [
+                RollupRow(
+                    gateway_id=row[0],
+                    hour_ms=row[1],
+                    primitive_type=row[2],
+                    name=row[3],
+                    operation=row[4],
+                    calls=row[5],
+                    errors=row[6],
+                    latency_sum_ms=row[7],
+                    latency_max_ms=row[8],
+                    histogram=_hist_of(row[9]),
+                )
+                for row in rows
+            ]
 
         return await self.read(query)
 
@@ -631,6 +669,89 @@ class SQLiteStore:
             return int(sessions), int(events)
 
         return await self.read(query)
+
+
+def _rollup_key(event: EventRow) -> tuple[str, int, str, str, str]:
+    hour = event.ts_ms - event.ts_ms % HOUR_MS
+    return (event.gateway_id, hour, event.primitive_type or "", event.name, event.operation or "call")
+
+
+def _add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+    """Fold stored MCP events into their hourly rollups, in the caller's transaction."""
+    deltas: dict[tuple[str, int, str, str, str], RollupRow] = {}
+    for event in events:
+        if event.source != "mcp" or event.primitive_type is None:
+            continue
+        key = _rollup_key(event)
+        latency = event.latency_ms or 0.0
+        index = histogram.bucket(latency)
+        prior = deltas.get(key)
+        deltas[key] = RollupRow(
+            *key,
+            calls=(prior.calls if prior else 0) + 1,
+            errors=(prior.errors if prior else 0) + (0 if event.success else 1),
+            latency_sum_ms=(prior.latency_sum_ms if prior else 0.0) + latency,
+            latency_max_ms=max(prior.latency_max_ms if prior else 0.0, latency),
+            histogram=histogram.merge([prior.histogram if prior else {}, {index: 1}]),
+        )
+    for key, delta in deltas.items():
+        row = conn.execute(
+            "SELECT calls, errors, latency_sum_ms, latency_max_ms, histogram FROM mcp_rollups"
+            " WHERE gateway_id = ? AND hour_ms = ? AND primitive_type = ? AND name = ? AND operation = ?",
+            key,
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO mcp_rollups (gateway_id, hour_ms, primitive_type, name, operation, calls, errors,"
+                " latency_sum_ms, latency_max_ms, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *key,
+                    delta.calls,
+                    delta.errors,
+                    delta.latency_sum_ms,
+                    delta.latency_max_ms,
+                    _hist_json(delta.histogram),
+                ),
+            )
+            continue
+        merged = histogram.merge([_hist_of(row[4]), delta.histogram])
+        conn.execute(
+            "UPDATE mcp_rollups SET calls = ?, errors = ?, latency_sum_ms = ?, latency_max_ms = ?, histogram = ?"
+            " WHERE gateway_id = ? AND hour_ms = ? AND primitive_type = ? AND name = ? AND operation = ?",
+            (
+                row[0] + delta.calls,
+                row[1] + delta.errors,
+                row[2] + delta.latency_sum_ms,
+                max(row[3], delta.latency_max_ms),
+                _hist_json(merged),
+                *key,
+            ),
+        )
+
+
+def _hist_json(counts: dict[int, int]) -> str:
+    return json.dumps({str(index): count for index, count in sorted(counts.items())}, separators=(",", ":"))
+
+
+def _hist_of(text: str) -> dict[int, int]:
+    return {int(index): int(count) for index, count in json.loads(text).items()}
+
+
+def _rebuild_rollups_if_empty(conn: sqlite3.Connection) -> None:
+    """Build the rollups from the events when the table is empty but MCP events exist (a database
+    from before rollups); the writer keeps them current from then on."""
+    if conn.execute("SELECT 1 FROM mcp_rollups LIMIT 1").fetchone() is not None:
+        return
+    if conn.execute("SELECT 1 FROM events WHERE source = 'mcp' LIMIT 1").fetchone() is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        rows = conn.execute(f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE source = 'mcp' ORDER BY seq")
+        _add_to_rollups(conn, [_event(row) for row in rows])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _visitor_session(conn: sqlite3.Connection, event: EventRow) -> str:
