@@ -463,28 +463,32 @@ class Tally:
 
 
 async def post_all(
-    connections: Sequence[RawConnection],
+    connections: Sequence[Connection],
     path: str,
     headers: Mapping[str, str],
     bodies: Iterable[bytes],
     stored: Callable[[Reply], int | str],
     *,
     timeout_s: float,
+    sessions: Sequence[str | None] | None = None,
 ) -> Tally:
     """POST the bodies over the connections, one request at a time on each; time each; count stored events.
 
     `stored(reply)` of a 200 reply: how many events it acknowledges, or what is wrong with it (a
     str, counted as an error). A failed request is counted, never retried. All within `timeout_s`.
+    `bodies` is consumed lazily, one body per request as it is sent. `sessions`, one per connection:
+    the `Mcp-Session-Id` each connection's requests carry (None: none).
     """
     tally = Tally()
     todo = iter(bodies)
 
-    async def worker(connection: RawConnection) -> None:
+    async def worker(connection: Connection, session_id: str | None) -> None:
+        request_headers = headers if session_id is None else {**headers, "mcp-session-id": session_id}
         for body in todo:
             started = time.perf_counter()
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    reply = await connection.request("POST", path, headers, body)
+                    reply = await connection.request("POST", path, request_headers, body)
                 tally.latencies.append(time.perf_counter() - started)
                 if reply.status != 200:
                     tally.fail(f"HTTP {reply.status}: {reply.body[:200]!r}")
@@ -498,8 +502,9 @@ async def post_all(
                 tally.latencies.append(time.perf_counter() - started)
                 tally.fail(f"{type(exc).__name__}: {exc}")
 
+    per_connection = [None] * len(connections) if sessions is None else sessions
     async with asyncio.timeout(timeout_s):
-        await asyncio.gather(*(worker(c) for c in connections))
+        await asyncio.gather(*(worker(c, s) for c, s in zip(connections, per_connection, strict=True)))
     return tally
 
 

@@ -44,7 +44,7 @@ import secrets
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -59,6 +59,7 @@ from _common import (
     Connection,
     RawConnection,
     Reply,
+    Tally,
     die_with_parent,
     fmt,
     median_ratio,
@@ -67,6 +68,7 @@ from _common import (
     open_session,
     percentile_ms,
     positive,
+    post_all,
     serve_app,
     sigterm_interrupts,
     table,
@@ -242,67 +244,38 @@ class Scenario:
         return json.dumps(message, separators=(",", ":")).encode()
 
 
-def _problem(scenario: Scenario, reply: Reply) -> str | None:
-    """None if the reply is the expected successful one, else what is wrong with it."""
-    if reply.status != 200:
-        return f"HTTP {reply.status}: {reply.body[:200]!r}"
-    message = message_of(reply)
-    result = message.get("result")
-    if not isinstance(result, dict):
-        return f"not a result: {json.dumps(message)[:300]}"
-    if scenario.method == "tools/call":
-        content = result.get("content") or [{}]
-        if result.get("isError") or content[0].get("text") != ECHO_TEXT:
-            return f"unexpected tool result: {json.dumps(result)[:300]}"
-    elif scenario.method == "resources/read" and not result.get("contents"):
-        return f"no contents: {json.dumps(result)[:300]}"
-    return None
+def _checker(scenario: Scenario) -> Callable[[Reply], int | str]:
+    """For `post_all`: 1 if a 200 reply is the expected successful one, else what is wrong with it."""
 
+    def check(reply: Reply) -> int | str:
+        message = message_of(reply)
+        result = message.get("result")
+        if not isinstance(result, dict):
+            return f"not a result: {json.dumps(message)[:300]}"
+        if scenario.method == "tools/call":
+            content = result.get("content") or [{}]
+            if result.get("isError") or content[0].get("text") != ECHO_TEXT:
+                return f"unexpected tool result: {json.dumps(result)[:300]}"
+        elif scenario.method == "resources/read" and not result.get("contents"):
+            return f"no contents: {json.dumps(result)[:300]}"
+        return 1
 
-@dataclass
-class _Tally:
-    remaining: int
-    next_id: int = 0
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    first_error: str | None = None
-
-    def take(self) -> int | None:
-        if self.remaining <= 0:
-            return None
-        self.remaining -= 1
-        self.next_id += 1
-        return self.next_id
+    return check
 
 
 async def _drive(
     connections: Sequence[Connection], scenario: Scenario, requests: int, sessions: Sequence[str | None]
-) -> _Tally:
-    """Send `requests` requests over the connections, one at a time on each; time every one."""
-    tally = _Tally(remaining=requests)
-    base_headers = scenario.headers()
-
-    async def worker(connection: Connection, session_id: str | None) -> None:
-        headers = dict(base_headers)
-        if session_id is not None:
-            headers["mcp-session-id"] = session_id
-        while (request_id := tally.take()) is not None:
-            body = scenario.body(request_id)
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    reply = await connection.request("POST", scenario.path, headers, body)
-                problem = _problem(scenario, reply)
-            except Exception as exc:  # a failed request is counted, never retried
-                problem = f"{type(exc).__name__}: {exc}"
-            tally.latencies.append(time.perf_counter() - started)
-            if problem is not None:
-                tally.errors += 1
-                tally.first_error = tally.first_error or problem
-
-    async with asyncio.timeout(ROW_TIMEOUT_S + ROW_TIMEOUT_PER_REQUEST_S * requests):
-        await asyncio.gather(*(worker(c, s) for c, s in zip(connections, sessions, strict=True)))
-    return tally
+) -> Tally:
+    """Send `requests` requests (ids 1..N) over the connections, one at a time on each; time every one."""
+    return await post_all(
+        connections,
+        scenario.path,
+        scenario.headers(),
+        (scenario.body(request_id) for request_id in range(1, requests + 1)),
+        _checker(scenario),
+        timeout_s=ROW_TIMEOUT_S + ROW_TIMEOUT_PER_REQUEST_S * requests,
+        sessions=sessions,
+    )
 
 
 @dataclass

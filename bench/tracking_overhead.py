@@ -62,6 +62,8 @@ from _common import (
     ChildServer,
     Json,
     RawConnection,
+    Reply,
+    Tally,
     add_child_arguments,
     create_org_key,
     die_with_parent,
@@ -73,6 +75,7 @@ from _common import (
     open_session,
     percentile_ms,
     positive,
+    post_all,
     refused_port,
     serve_app,
     sigterm_interrupts,
@@ -230,52 +233,27 @@ def _call_body(request_id: int) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
-def _problem(status: int, message: Json) -> str | None:
-    if status != 200:
-        return f"HTTP {status}: {json.dumps(message)[:200]}"
+def _echoed(reply: Reply) -> int | str:
+    """For `post_all`: 1 if a 200 reply is the echo, else what is wrong with it."""
+    message = message_of(reply)
     result = message.get("result")
     content = (result.get("content") or [{}]) if isinstance(result, dict) else [{}]
     if not isinstance(result, dict) or result.get("isError") or content[0].get("text") != ECHO_TEXT:
         return f"unexpected reply: {json.dumps(message)[:300]}"
-    return None
+    return 1
 
 
-@dataclass
-class _Tally:
-    remaining: int
-    next_id: int = 0
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    first_error: str | None = None
-
-
-async def _drive(connections: Sequence[RawConnection], sessions: Sequence[str | None], requests: int) -> _Tally:
-    tally = _Tally(remaining=requests)
-    base = {"content-type": "application/json", "accept": ACCEPT, "mcp-protocol-version": HANDSHAKE_VERSION}
-
-    async def worker(connection: RawConnection, session_id: str | None) -> None:
-        headers = dict(base)
-        if session_id is not None:
-            headers["mcp-session-id"] = session_id
-        while tally.remaining > 0:
-            tally.remaining -= 1
-            tally.next_id += 1
-            body = _call_body(tally.next_id)
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    reply = await connection.request("POST", MCP_PATH, headers, body)
-                problem = _problem(reply.status, message_of(reply))
-            except Exception as exc:  # a failed request is counted, never retried
-                problem = f"{type(exc).__name__}: {exc}"
-            tally.latencies.append(time.perf_counter() - started)
-            if problem is not None:
-                tally.errors += 1
-                tally.first_error = tally.first_error or problem
-
-    async with asyncio.timeout(ROW_TIMEOUT_S + ROW_TIMEOUT_PER_REQUEST_S * requests):
-        await asyncio.gather(*(worker(c, s) for c, s in zip(connections, sessions, strict=True)))
-    return tally
+async def _drive(connections: Sequence[RawConnection], sessions: Sequence[str | None], requests: int) -> Tally:
+    """Send `requests` `tools/call echo` (ids 1..N) over the connections, one at a time on each; time every one."""
+    return await post_all(
+        connections,
+        MCP_PATH,
+        {"content-type": "application/json", "accept": ACCEPT, "mcp-protocol-version": HANDSHAKE_VERSION},
+        (_call_body(request_id) for request_id in range(1, requests + 1)),
+        _echoed,
+        timeout_s=ROW_TIMEOUT_S + ROW_TIMEOUT_PER_REQUEST_S * requests,
+        sessions=sessions,
+    )
 
 
 async def _get_json(child: ChildServer, method: str, path: str, timeout: float = 10.0) -> Json:
