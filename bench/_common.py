@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 HOST: Final = "127.0.0.1"
 HANDSHAKE_VERSION: Final = "2025-11-25"
@@ -594,12 +594,10 @@ class Row:
     @property
     def typical(self) -> Run:
         """The run with the median rate."""
-        ordered = sorted(self.runs, key=lambda r: r.rate)
-        return ordered[(len(ordered) - 1) // 2]
+        return median_run(self.runs)
 
     def median(self, values: Sequence[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return statistics.median(known) if known else None
+        return median_known(values)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -613,6 +611,26 @@ def percentile_ms(latencies: Sequence[float], q: float) -> float:
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+class _Rated(Protocol):
+    @property
+    def rate(self) -> float: ...
+
+
+RatedT = TypeVar("RatedT", bound=_Rated)
+
+
+def median_run(runs: Sequence[RatedT]) -> RatedT:
+    """The run with the median rate (the lower middle one of an even count): the one a table shows."""
+    ordered = sorted(runs, key=lambda r: r.rate)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def median_known(values: Sequence[float | None]) -> float | None:
+    """The median of the values that are known, or None if none is."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def median_ratio(pairs: Sequence[tuple[float | None, float | None]]) -> float | None:

@@ -63,6 +63,7 @@ from _common import (
     die_with_parent,
     fmt,
     median_ratio,
+    median_run,
     message_of,
     non_negative,
     open_session,
@@ -376,8 +377,7 @@ class Row:
 
     @property
     def typical(self) -> RowResult:
-        ordered = sorted(self.runs, key=lambda r: r.rate)
-        return ordered[(len(ordered) - 1) // 2]
+        return median_run(self.runs)
 
     @property
     def server_us_per_request(self) -> float | None:

@@ -46,7 +46,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +68,9 @@ from _common import (
     die_with_parent,
     fmt,
     gateway_app,
+    median_known,
     median_ratio,
+    median_run,
     message_of,
     non_negative,
     open_session,
@@ -388,12 +389,10 @@ class Row:
     @property
     def typical(self) -> Run:
         """The round with the median rate."""
-        ordered = sorted(self.runs, key=lambda r: r.rate)
-        return ordered[(len(ordered) - 1) // 2]
+        return median_run(self.runs)
 
     def median(self, values: Sequence[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
-        return statistics.median(known) if known else None
+        return median_known(values)
 
 
 def render(rows: Sequence[Row], sinks: Mapping[str, Json], stored: Json, args: argparse.Namespace) -> str:
