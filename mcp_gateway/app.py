@@ -13,11 +13,12 @@ from starlette.routing import Route
 
 from . import __version__
 from .admin import AdminApi, AdminAuth
-from .analytics.api import AnalyticsApi
+from .analytics import QUESTIONS, AnalyticsApi
 from .config import Settings
 from .ingest import AgnostApi
 from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
+from .openapi import Operation, document
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
@@ -60,13 +61,25 @@ def create_app(
             await services.stop()
 
     body_limit = settings.max_body_bytes
+    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS)
+    operations = [
+        Operation("GET", "/health", "Liveness and readiness", "operations"),
+        Operation("GET", "/openapi.json", "This document", "operations"),
+        *analytics.operations(),
+    ]
+    openapi = document(operations)
+
+    async def openapi_json(_: Request) -> JSONResponse:
+        return JSONResponse(openapi)
+
     routes = [
+        Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         *McpRoutes(settings, services.directory, runtimes).routes(),
         *AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit).routes(),
         *TrackApi(services, settings).routes(),
         *VisitRoutes.build(services, max_body_bytes=body_limit).routes(),
-        *AnalyticsApi(services.keys, services.store).routes(),
+        *analytics.routes(),
         *AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit).routes(),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

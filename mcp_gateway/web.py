@@ -78,6 +78,11 @@ async def read_model(
         data: Any = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder's stack
         raise ApiError(status, "Body is not valid JSON", field="body") from None
+    return validated(model, data, status=status)
+
+
+def validated(model: type[_ModelT], data: Any, *, status: int = 400) -> _ModelT:
+    """`data` as `model`; `status` naming the first bad field otherwise."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,6 +1,24 @@
-"""Answers about the data: one function per question, and the REST routes that serve them."""
+"""Answers about the data: one function per question, and the REST routes that serve them.
 
+`QUESTIONS` lists every analytics route; each module contributes its own.
+"""
+
+from typing import Any
+
+from . import primitives
+from .api import AnalyticsApi, Asked, Question
 from .primitives import PrimitiveStats, primitive_stats
-from .window import TimeWindow, parse_window
+from .window import TimeWindow, WindowArgs
 
-__all__ = ["PrimitiveStats", "TimeWindow", "parse_window", "primitive_stats"]
+QUESTIONS: list[Question[Any]] = [*primitives.QUESTIONS]
+
+__all__ = [
+    "QUESTIONS",
+    "AnalyticsApi",
+    "Asked",
+    "PrimitiveStats",
+    "Question",
+    "TimeWindow",
+    "WindowArgs",
+    "primitive_stats",
+]

@@ -7,11 +7,14 @@ merged log-bucketed histograms, within `store.histogram.RELATIVE_ERROR` (±2.5%)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ..store import Store, histogram
 from ..store.base import HOUR_MS
-from .window import TimeWindow
+from .api import Asked, Question
+from .window import TimeWindow, WindowArgs
+
+PrimitiveType = Literal["tool", "resource", "prompt"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +69,33 @@ async def primitive_stats(
             )
         )
     return sorted(stats, key=lambda s: (-s.calls, s.primitive_type, s.name))
+
+
+class ToolsArgs(WindowArgs):
+    primitive: PrimitiveType | None = None
+    """Only tools, resources or prompts."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsAnswer:
+    gateway_id: str
+    window: dict[str, int]
+    latency_relative_error: float
+    primitives: list[PrimitiveStats]
+
+
+async def tools(asked: Asked, args: ToolsArgs) -> ToolsAnswer:
+    window = args.window(asked.now_ms)
+    stats = await primitive_stats(asked.store, asked.gateway_id, window, primitive_type=args.primitive)
+    return ToolsAnswer(asked.gateway_id, window.as_json(), round(histogram.RELATIVE_ERROR, 4), stats)
+
+
+QUESTIONS = [
+    Question(
+        "/analytics/tools",
+        "Per tool, resource and prompt: calls, errors, error rate, average and p50/p95/p99 latency",
+        ToolsArgs,
+        tools,
+        ToolsAnswer,
+    )
+]

@@ -1,12 +1,14 @@
-"""The time range of a question: `since`/`until` (ms since the epoch or ISO 8601) or `period=7d|30d|90d`."""
+"""The time range of a question: `since`/`until` (ms since the epoch or ISO 8601) or `period=24h|7d|30d|90d`,
+and the base model every question's parameters extend."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Final
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 from ..web import ApiError
 
@@ -14,38 +16,76 @@ PERIODS: Final = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}
 """Named periods, in days (24h is one day)."""
 DEFAULT_PERIOD: Final = "7d"
 DAY_MS: Final = 24 * 3600 * 1000
+HOUR_MS: Final = 3600 * 1000
+
+Period = Literal["24h", "7d", "30d", "90d"]
 
 
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
+    """[since_ms, until_ms): what a question counts."""
+
     since_ms: int
     until_ms: int
+
+    @property
+    def length_ms(self) -> int:
+        return self.until_ms - self.since_ms
+
+    def previous(self) -> TimeWindow:
+        """The window of the same length just before this one (what insights compare with)."""
+        return TimeWindow(self.since_ms - self.length_ms, self.since_ms)
 
     def as_json(self) -> dict[str, int]:
         return {"since": self.since_ms, "until": self.until_ms}
 
 
-def _instant(name: str, raw: str) -> int:
+def _instant(raw: object) -> object:
+    """ms since the epoch, or an ISO 8601 time (a naive one is UTC), as ms."""
+    if not isinstance(raw, str):
+        return raw
     if raw.isdecimal() and len(raw) <= 15:
         return int(raw)
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, f"{name} must be milliseconds since the epoch or an ISO 8601 time", field=name) from None
+        raise ValueError("must be milliseconds since the epoch or an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
     return int(parsed.timestamp() * 1000)
 
 
-def parse_window(query: Mapping[str, str], now_ms: int | None = None) -> TimeWindow:
-    """The window a query asks for; 400 naming `period`, `since` or `until` when it makes no sense."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    until_ms = _instant("until", query["until"]) if "until" in query else now_ms
-    if "since" in query:
-        since_ms = _instant("since", query["since"])
-    else:
-        period = query.get("period", DEFAULT_PERIOD)
-        if period not in PERIODS:
-            raise ApiError(400, f"period must be one of {', '.join(PERIODS)}", field="period")
-        since_ms = until_ms - PERIODS[period] * DAY_MS
-    if since_ms >= until_ms:
-        raise ApiError(400, "since must be before until", field="since")
-    return TimeWindow(since_ms, until_ms)
+Instant = Annotated[
+    int,
+    BeforeValidator(_instant),
+    WithJsonSchema({"type": "string", "description": "Milliseconds since the epoch, or an ISO 8601 time (UTC)"}),
+]
+
+
+class Args(BaseModel):
+    """The parameters of a question: the query string of a GET, the JSON body of a POST.
+
+    Unknown parameters are ignored (clients of the seeds' APIs send `project` and the like).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class WindowArgs(Args):
+    """A question over a time range: `since`/`until`, or `period` ending now (default 7d)."""
+
+    period: Period | None = None
+    since: Instant | None = None
+    until: Instant | None = None
+
+    def window(self, now_ms: int | None = None) -> TimeWindow:
+        """The window asked for; 400 naming `since` when it is not before `until`."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        until_ms = self.until if self.until is not None else now_ms
+        if self.since is not None:
+            since_ms = self.since
+        else:
+            since_ms = until_ms - PERIODS[self.period or DEFAULT_PERIOD] * DAY_MS
+        if since_ms >= until_ms:
+            raise ApiError(400, "since must be before until", field="since")
+        return TimeWindow(since_ms, until_ms)

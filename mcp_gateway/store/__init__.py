@@ -2,6 +2,7 @@
 
 from .base import (
     CaptureStatus,
+    Dialect,
     EventRow,
     GatewayRecord,
     KeyKind,
@@ -16,6 +17,7 @@ from .sqlite import SQLiteStore
 
 __all__ = [
     "CaptureStatus",
+    "Dialect",
     "EventRow",
     "GatewayRecord",
     "KeyKind",

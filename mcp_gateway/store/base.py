@@ -33,6 +33,8 @@ class LeadRecord:
     created_at_ms: int
 
 
+Dialect = Literal["sqlite", "postgresql"]
+
 KeyKind = Literal["org", "pk", "sk", "read"]
 """`org`: the Agnost ingestion API (`X-Org-Id`); `pk`/`sk`: publishable/secret tracking keys; `read`: analytics."""
 
@@ -238,4 +240,15 @@ class Store(Protocol):
 
     async def last_seq(self) -> tuple[int, int]:
         """The newest (session seq, event seq), 0 when empty: where a live tail starts."""
+        ...
+
+    dialect: Dialect
+    """Which SQL dialect `fetch` speaks, for the few expressions that differ (`analytics.sql`)."""
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one read-only query (`?` placeholders) and return its rows: the analytics' way in.
+
+        The SQL must be portable between SQLite and PostgreSQL; `analytics.sql` holds the
+        expressions that are not.
+        """
         ...

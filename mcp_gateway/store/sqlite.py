@@ -33,6 +33,7 @@ from .base import (
     SESSION_INACTIVITY_MS,
     WEB_FIELD_NAMES,
     CaptureStatus,
+    Dialect,
     EventRow,
     GatewayRecord,
     KeyRecord,
@@ -221,6 +222,8 @@ _LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, c
 
 class SQLiteStore:
     """`Store` on one SQLite file."""
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -661,6 +664,9 @@ class SQLiteStore:
             return [_event(row) for row in rows]
 
         return await self.read(query)
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return await self.read(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
     async def last_seq(self) -> tuple[int, int]:
         def query(conn: sqlite3.Connection) -> tuple[int, int]:

@@ -1,0 +1,69 @@
+"""The SQL every question shares: the event filter and the few expressions SQLite and PostgreSQL spell differently.
+
+Queries use `?` placeholders (the PostgreSQL store rewrites them) and integer milliseconds, so time
+buckets are plain arithmetic: `ts_ms - ts_ms % 3600000` is the hour, in UTC, on both databases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from ..store import Dialect
+from .window import TimeWindow
+
+HOUR_MS: Final = 3600 * 1000
+DAY_MS: Final = 24 * HOUR_MS
+
+
+def bucket(column: str, size_ms: int) -> str:
+    """The start of the `size_ms` bucket `column` falls in (UTC)."""
+    return f"({column} - {column} % {int(size_ms)})"
+
+
+def property_text(dialect: Dialect, key: str) -> tuple[str, str]:
+    """An expression for the text of `properties[key]` (NULL when absent), and its one parameter."""
+    if dialect == "postgresql":
+        return "(properties::jsonb ->> ?)", key
+    escaped = key.replace("\\", "\\\\").replace('"', '\\"')
+    return "CAST(json_extract(properties, ?) AS TEXT)", f'$."{escaped}"'
+
+
+@dataclass(slots=True)
+class Where:
+    """A WHERE clause built up condition by condition, with its parameters in order."""
+
+    conditions: list[str] = field(default_factory=list)
+    params: list[object] = field(default_factory=list)
+
+    def add(self, condition: str, *params: object) -> Where:
+        self.conditions.append(condition)
+        self.params.extend(params)
+        return self
+
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) or "1 = 1"
+
+
+def events_where(
+    gateway_id: str,
+    window: TimeWindow,
+    *,
+    source: str | None = None,
+    name: str | None = None,
+    primitive_type: str | None = None,
+) -> Where:
+    """The events of one gateway in `window`, optionally of one source, event name or primitive type.
+
+    Starts with `gateway_id` and `ts_ms`, so `events_by_time` (or `events_by_name`) serves it.
+    """
+    where = (
+        Where().add("gateway_id = ?", gateway_id).add("ts_ms >= ?", window.since_ms).add("ts_ms < ?", window.until_ms)
+    )
+    if source is not None:
+        where.add("source = ?", source)
+    if name is not None:
+        where.add("name = ?", name)
+    if primitive_type is not None:
+        where.add("primitive_type = ?", primitive_type)
+    return where
