@@ -12,11 +12,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
+import anyio.to_thread
 from mcp.server import MCPServer
 
 from .config import Settings
 from .gateways import GatewayDirectory
-from .ingest import Ingestor, WebIngestor
+from .ingest import Ingestor, WebIngestor, geo
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import SQLiteStore, Store
@@ -64,6 +65,7 @@ class Services:
         self.hash_ip.use(bytes.fromhex(secret))
         if await self.directory.ensure_demo():
             logger.info("created gateway 'demo' from the bundled default content")
+        await anyio.to_thread.run_sync(geo.warm)
         self.tracking_sink.start()
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ from typing import Final
 from ..privacy import IpHasher, Redactor, cap_text
 from ..store import CaptureStatus, EventRow, SessionRow, Store
 from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
+from .geo import country_of
 
 SECONDS_CUTOFF: Final = 100_000_000_000
 """Timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
@@ -49,6 +50,7 @@ class Ingestor:
             connection_type=session.connection_type,
             transport=session.transport,
             ip_hash=self._hash_ip(session.ip),
+            country=country_of(session.ip),
             tools=tuple(session.tools),
             user_data=None if session.user_data is None else self._redactor.redact(session.user_data),
             started_at_ms=_ms(session.timestamp, now_ms),

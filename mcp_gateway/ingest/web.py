@@ -16,6 +16,7 @@ from typing import Any, Final, Literal
 from ..privacy import IpHasher
 from ..store import CaptureStatus, EventRow, Store, WebFields
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
+from .geo import country_of
 
 SECONDS_CUTOFF: Final = 100_000_000_000
 """Numeric timestamps below this are seconds, above it milliseconds."""
@@ -111,6 +112,7 @@ class WebIngestor:
                 phone_hash=hash_phone(event.phone),
                 external_id_hash=hash_external_id(event.external_id),
                 emq=match_quality(present),
+                country=country_of(event.client_ip),
             ),
         )
 

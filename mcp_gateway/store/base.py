@@ -69,6 +69,8 @@ class SessionRow:
     user_data: dict[str, Any] | None
     started_at_ms: int
     received_at_ms: int
+    country: str | None = None
+    """ISO 3166 alpha-2 code of the client's IP (geo-IP at ingest), or None."""
     seq: int | None = None
 
 
@@ -93,6 +95,8 @@ class WebFields:
     phone_hash: str | None = None
     external_id_hash: str | None = None
     emq: float | None = None
+    country: str | None = None
+    """ISO 3166 alpha-2 code from geo-IP at ingest (`ingest.geo`), or None when unknown."""
 
 
 WEB_FIELD_NAMES: tuple[str, ...] = tuple(WebFields.__dataclass_fields__)

@@ -136,4 +136,11 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         )
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE events ADD COLUMN country TEXT;
+        ALTER TABLE mcp_sessions ADD COLUMN country TEXT
+        """,
+    ),
 )

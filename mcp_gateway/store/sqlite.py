@@ -209,7 +209,7 @@ def _insert_event(conn: sqlite3.Connection, event: EventRow) -> bool:
 _KEY_COLUMNS: Final = "id, gateway_id, kind, name, key_hash, prefix, created_at_ms, revoked_at_ms"
 _SESSION_COLUMNS: Final = (
     "gateway_id, id, client_config, connection_type, transport, ip_hash, tools, user_data, started_at_ms,"
-    " received_at_ms"
+    " received_at_ms, country"
 )
 _EVENT_COLUMNS: Final = (
     "gateway_id, id, source, session_id, name, primitive_type, operation, latency_ms, success, error_type, args,"
@@ -540,6 +540,7 @@ class SQLiteStore:
                 None if s.user_data is None else json.dumps(s.user_data),
                 s.started_at_ms,
                 s.received_at_ms,
+                s.country,
             )
             for s in sessions
         ]
@@ -550,7 +551,7 @@ class SQLiteStore:
             session_status: list[CaptureStatus] = []
             for row in session_rows:
                 cursor = conn.execute(
-                    f"INSERT INTO mcp_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    f"INSERT INTO mcp_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (gateway_id, id) DO NOTHING",
                     row,
                 )
