@@ -17,6 +17,7 @@ from mcp_gateway.ingest import Ingestor
 from mcp_gateway.privacy import IpHasher
 from mcp_gateway.store import SQLiteStore, histogram
 from mcp_gateway.store.base import HOUR_MS
+from mcp_gateway.store.rollups import ROLLUP_TABLES
 from mcp_gateway.tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 
 from .support import DEMO, admin_json, create_key
@@ -156,13 +157,18 @@ async def test_opening_a_database_whose_rollups_are_missing_rebuilds_them(tmp_pa
     await Ingestor(store, IpHasher(b"secret")).capture("g1", batch)
     await store.close()
     with sqlite3.connect(path) as conn:
-        conn.execute("DELETE FROM mcp_rollups")
+        for table in ROLLUP_TABLES:  # as in a database from before the rollups
+            conn.execute(f"DELETE FROM {table}")
 
     reopened = SQLiteStore(path)
     await reopened.open()
     try:
         rows = await reopened.mcp_rollups("g1", since_ms=0, until_ms=2**62)
+        counts = await reopened.fetch("SELECT name, events FROM event_rollups WHERE dimension = ''")
+        actors = await reopened.fetch("SELECT actor, events FROM activity_rollups")
     finally:
         await reopened.close()
 
     assert sum(r.calls for r in rows) == 3
+    assert counts == [("search", 3)]
+    assert actors == [(SESSION, 3)]

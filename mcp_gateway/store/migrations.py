@@ -2,10 +2,10 @@
 
 The SQL is kept portable (no SQLite-only types or syntax) so the PostgreSQL store can apply the
 same list. Timestamps are integer milliseconds since the epoch. `seq` columns are insertion
-order (SQLite's rowid), which `events tail` and the live stream follow. `mcp_rollups` holds,
-per gateway, hour and primitive, what the analytics read instead of scanning events: the writer
-updates it in the same transaction as the events (`store.sqlite`), and opening a database whose
-rollups are behind its events rebuilds them.
+order (SQLite's rowid), which `events tail` and the live stream follow. The `*_rollups` tables
+hold, per gateway and hour, what the analytics read instead of scanning events: the writer
+updates them in the same transaction as the events (`store.rollups`), and opening a database
+whose rollups are missing rebuilds them.
 """
 
 from __future__ import annotations
@@ -141,6 +141,30 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         """
         ALTER TABLE events ADD COLUMN country TEXT;
         ALTER TABLE mcp_sessions ADD COLUMN country TEXT
+        """,
+    ),
+    (
+        6,
+        """
+        CREATE TABLE event_rollups (
+            gateway_id TEXT NOT NULL,
+            dimension TEXT NOT NULL,
+            hour_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            events BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, dimension, hour_ms, source, name, value)
+        );
+        CREATE TABLE activity_rollups (
+            gateway_id TEXT NOT NULL,
+            hour_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            events BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, hour_ms, source, actor, session_id)
+        )
         """,
     ),
 )

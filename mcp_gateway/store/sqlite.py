@@ -27,9 +27,7 @@ from typing import Any, Final, TypeVar
 import anyio.to_thread
 
 from ..errors import ConflictError, NotFoundError, StorageError
-from . import histogram
 from .base import (
-    HOUR_MS,
     SESSION_INACTIVITY_MS,
     WEB_FIELD_NAMES,
     CaptureStatus,
@@ -43,6 +41,7 @@ from .base import (
     WebFields,
 )
 from .migrations import MIGRATIONS
+from .rollups import add_to_rollups, hist_of, rebuild_rollups_if_stale
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +247,7 @@ class SQLiteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
             _apply_migrations(conn)
-            _rebuild_rollups_if_empty(conn)
+            rebuild_rollups_if_stale(conn, lambda after, limit: _events_after(conn, after, limit))
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         return conn
@@ -579,7 +578,7 @@ class SQLiteStore:
                     fresh.append(values)
             if _insert_events(conn, fresh) < len(fresh):  # only possible for a single event
                 event_status[0] = "duplicate"
-            _add_to_rollups(conn, [e for e, status in zip(events, event_status, strict=True) if status == "stored"])
+            add_to_rollups(conn, [e for e, status in zip(events, event_status, strict=True) if status == "stored"])
             return session_status, event_status
 
         return await self.write(job)
@@ -587,17 +586,20 @@ class SQLiteStore:
     async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
         def job(conn: sqlite3.Connection) -> list[tuple[CaptureStatus, EventRow]]:
             results: list[tuple[CaptureStatus, EventRow]] = []
+            fresh: list[EventRow] = []
             for event in events:
                 if event.session_id is None and event.web is not None and event.web.anonymous_id is not None:
                     event = dataclasses.replace(event, session_id=_visitor_session(conn, event))
                 if _insert_event(conn, event):
                     results.append(("stored", event))
+                    fresh.append(event)
                     continue
                 stored = conn.execute(
                     f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?",
                     (event.gateway_id, event.id),
                 ).fetchone()
                 results.append(("duplicate", _event(stored)))
+            add_to_rollups(conn, fresh)
             return results
 
         return await self.write(job)
@@ -637,7 +639,7 @@ class SQLiteStore:
                     errors=row[6],
                     latency_sum_ms=row[7],
                     latency_max_ms=row[8],
-                    histogram=_hist_of(row[9]),
+                    histogram=hist_of(row[9]),
                 )
                 for row in rows
             ]
@@ -678,87 +680,9 @@ class SQLiteStore:
         return await self.read(query)
 
 
-def _rollup_key(event: EventRow) -> tuple[str, int, str, str, str]:
-    hour = event.ts_ms - event.ts_ms % HOUR_MS
-    return (event.gateway_id, hour, event.primitive_type or "", event.name, event.operation or "call")
-
-
-def _add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
-    """Fold stored MCP events into their hourly rollups, in the caller's transaction."""
-    deltas: dict[tuple[str, int, str, str, str], RollupRow] = {}
-    for event in events:
-        if event.source != "mcp" or event.primitive_type is None:
-            continue
-        key = _rollup_key(event)
-        latency = event.latency_ms or 0.0
-        index = histogram.bucket(latency)
-        prior = deltas.get(key)
-        deltas[key] = RollupRow(
-            *key,
-            calls=(prior.calls if prior else 0) + 1,
-            errors=(prior.errors if prior else 0) + (0 if event.success else 1),
-            latency_sum_ms=(prior.latency_sum_ms if prior else 0.0) + latency,
-            latency_max_ms=max(prior.latency_max_ms if prior else 0.0, latency),
-            histogram=histogram.merge([prior.histogram if prior else {}, {index: 1}]),
-        )
-    for key, delta in deltas.items():
-        row = conn.execute(
-            "SELECT calls, errors, latency_sum_ms, latency_max_ms, histogram FROM mcp_rollups"
-            " WHERE gateway_id = ? AND hour_ms = ? AND primitive_type = ? AND name = ? AND operation = ?",
-            key,
-        ).fetchone()
-        if row is None:
-            conn.execute(
-                "INSERT INTO mcp_rollups (gateway_id, hour_ms, primitive_type, name, operation, calls, errors,"
-                " latency_sum_ms, latency_max_ms, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    *key,
-                    delta.calls,
-                    delta.errors,
-                    delta.latency_sum_ms,
-                    delta.latency_max_ms,
-                    _hist_json(delta.histogram),
-                ),
-            )
-            continue
-        merged = histogram.merge([_hist_of(row[4]), delta.histogram])
-        conn.execute(
-            "UPDATE mcp_rollups SET calls = ?, errors = ?, latency_sum_ms = ?, latency_max_ms = ?, histogram = ?"
-            " WHERE gateway_id = ? AND hour_ms = ? AND primitive_type = ? AND name = ? AND operation = ?",
-            (
-                row[0] + delta.calls,
-                row[1] + delta.errors,
-                row[2] + delta.latency_sum_ms,
-                max(row[3], delta.latency_max_ms),
-                _hist_json(merged),
-                *key,
-            ),
-        )
-
-
-def _hist_json(counts: dict[int, int]) -> str:
-    return json.dumps({str(index): count for index, count in sorted(counts.items())}, separators=(",", ":"))
-
-
-def _hist_of(text: str) -> dict[int, int]:
-    return {int(index): int(count) for index, count in json.loads(text).items()}
-
-
-def _rebuild_rollups_if_empty(conn: sqlite3.Connection) -> None:
-    """Build the rollups from the events when the table is empty but MCP events exist (a database
-    from before rollups); the writer keeps them current from then on."""
-    if conn.execute("SELECT 1 FROM mcp_rollups LIMIT 1").fetchone() is not None:
-        return
-    if conn.execute("SELECT 1 FROM events WHERE source = 'mcp' LIMIT 1").fetchone() is None:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        rows = conn.execute(f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE source = 'mcp' ORDER BY seq")
-        _add_to_rollups(conn, [_event(row) for row in rows])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def _events_after(conn: sqlite3.Connection, seq: int, limit: int) -> list[EventRow]:
+    rows = conn.execute(f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+    return [_event(row) for row in rows]
 
 
 def _visitor_session(conn: sqlite3.Connection, event: EventRow) -> str:
