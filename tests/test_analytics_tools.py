@@ -171,4 +171,4 @@ async def test_opening_a_database_whose_rollups_are_missing_rebuilds_them(tmp_pa
 
     assert sum(r.calls for r in rows) == 3
     assert counts == [("search", 3)]
-    assert actors == [(SESSION, 3)]
+    assert actors == [("", 3)]  # MCP calls count sessions, not users

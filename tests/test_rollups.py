@@ -52,7 +52,7 @@ async def test_mcp_calls_are_counted_by_client_and_duplicates_add_nothing(app: S
     actors = await store.fetch("SELECT actor, session_id, events FROM activity_rollups ORDER BY actor")
 
     assert clients == [("claude-desktop 1.0", 1), ("cursor 1.2", 1)]
-    assert actors == [("s1", "s1", 1), ("s2", "s2", 1)]
+    assert actors == [("", "s1", 1), ("", "s2", 1)]  # MCP calls: sessions, no users
 
 
 def test_referrer_host_drops_www_and_tolerates_junk() -> None:

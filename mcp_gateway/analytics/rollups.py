@@ -171,7 +171,7 @@ async def event_series(
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """Distinct actors (web visitors, else sessions) and sessions active in a time bucket."""
+    """Distinct users (`sql.USER_KEY`: web visitor, else hashed user id) and sessions active in a time bucket."""
 
     bucket_ms: int
     actors: int
@@ -202,7 +202,7 @@ async def activity(
     for edge in parts.edges:
         where = _edge_where(gateway_id, edge, source, None)
         selects.append(
-            "SELECT e.ts_ms AS at, COALESCE(e.anonymous_id, e.session_id, '') AS actor,"
+            "SELECT e.ts_ms AS at, COALESCE(e.anonymous_id, e.user_id_hash, '') AS actor,"
             f" COALESCE(e.session_id, '') AS sid FROM events e WHERE {where.sql()}"
         )
         params += where.params

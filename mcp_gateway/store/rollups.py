@@ -7,9 +7,8 @@ the events, so a committed event is always counted exactly once:
   log-bucketed latency histogram (`histogram.py`) that percentiles come from.
 - `event_rollups`: event counts per (source, name) and, per `DIMENSIONS`, per value of that
   dimension (dimension '' is the plain count per name).
-- `activity_rollups`: which actors (web visitor, else session; the session for MCP) and sessions
-  were active in each hour, with their event counts, for distinct visitors and sessions over any
-  run of hours.
+- `activity_rollups`: which users (web visitor, else hashed user id) and sessions were active in
+  each hour, with their event counts, for distinct users and sessions over any run of hours.
 
 Hours are UTC hours of the event's own timestamp. The SQL is portable (`ON CONFLICT ... DO
 UPDATE`), so the PostgreSQL store can share it.
@@ -61,9 +60,11 @@ def referrer_host(referrer: str | None) -> str | None:
 
 
 def actor_of(event: EventRow) -> str:
-    """Who did it: the web visitor if known, else the session; '' when neither (server events)."""
-    visitor = event.web.anonymous_id if event.web is not None else None
-    return visitor or event.session_id or _TOTAL
+    """The user who did it: the web visitor, else the hashed user id; '' when neither (MCP calls, whose
+    unit is the session, and anonymous server events). `analytics.sql.USER_KEY` is the same rule in SQL."""
+    if event.web is None:
+        return _TOTAL
+    return event.web.anonymous_id or event.web.user_id_hash or _TOTAL
 
 
 def _dimension_values(event: EventRow, client: str | None) -> Iterable[tuple[str, str | None]]:
