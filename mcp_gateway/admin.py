@@ -23,18 +23,20 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
+from typing_extensions import TypedDict
 
-from .gateways import AgentManifest, GatewayCreate, GatewayDirectory, Origin
+from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory, Origin
 from .ingest.track import RECEIPT_ALGORITHM, receipt_secret
 from .keys import KeyService
-from .store import KeyKind, KeyRecord, Store
-from .web import ApiError, read_model
+from .openapi import GatewayId, Method, Operation, Param
+from .store import KeyKind, KeyRecord, LeadRecord, Store
+from .web import ApiError, read_model, validated
 
 ADMIN_TOKEN_SETTING: Final = "admin_token_sha256"
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
@@ -82,14 +84,63 @@ class KeyCreate(BaseModel):
     name: str = Field(default="", max_length=200)
 
 
-def key_json(record: KeyRecord) -> dict[str, object]:
-    return {field: value for field, value in dataclasses.asdict(record).items() if field != "key_hash"}
+class KeyView(TypedDict):
+    """A key as the API shows it: never the key itself, nor its hash."""
+
+    id: str
+    gateway_id: str
+    kind: KeyKind
+    name: str
+    prefix: str
+    created_at_ms: int
+    revoked_at_ms: int | None
+
+
+class KeyCreated(KeyView):
+    key: str
+    """The key itself, shown this once."""
+
+
+def key_json(record: KeyRecord) -> KeyView:
+    return KeyView(
+        id=record.id,
+        gateway_id=record.gateway_id,
+        kind=record.kind,
+        name=record.name,
+        prefix=record.prefix,
+        created_at_ms=record.created_at_ms,
+        revoked_at_ms=record.revoked_at_ms,
+    )
 
 
 class OriginsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     allowed_origins: list[Origin] = Field(max_length=100)
+
+
+class LeadsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=100, ge=1, le=1000, description="How many leads, newest first")
+
+
+class GatewayList(TypedDict):
+    gateways: list[Gateway]
+
+
+class LeadList(TypedDict):
+    leads: list[LeadRecord]
+
+
+class KeyList(TypedDict):
+    keys: list[KeyView]
+
+
+class ReceiptSecret(TypedDict):
+    gateway_id: str
+    secret: str
+    algorithm: str
 
 
 class AdminApi:
@@ -118,6 +169,79 @@ class AdminApi:
             Route("/v1/gateways/{gid}/keys", self.create_key, methods=["POST"]),
             Route("/v1/gateways/{gid}/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
             Route("/v1/gateways/{gid}/receipt-secret", self.get_receipt_secret, methods=["GET"]),
+        ]
+
+    def operations(self) -> list[Operation]:
+        gid = (Param("gid", "path", "The gateway's id", GatewayId),)
+        read = (403, 404)
+        write = (403, 404, 413, 422)
+
+        def admin(method: Method, path: str, summary: str, **described: Any) -> Operation:
+            defaults: dict[str, Any] = {"params": gid if "{gid}" in path else (), "errors": read}
+            return Operation(method, path, summary, "admin", security="admin", **{**defaults, **described})
+
+        return [
+            admin("GET", "/v1/gateways", "List gateways", response=GatewayList, errors=(403,)),
+            admin(
+                "POST",
+                "/v1/gateways",
+                "Create a gateway",
+                body=GatewayCreate,
+                response=Gateway,
+                status=201,
+                errors=(403, 409, 413, 422),
+            ),
+            admin("GET", "/v1/gateways/{gid}", "One gateway", response=Gateway),
+            admin(
+                "PUT",
+                "/v1/gateways/{gid}/origins",
+                "Replace the browser origins a gateway accepts",
+                body=OriginsUpdate,
+                response=Gateway,
+                errors=(400, *write),
+            ),
+            admin("GET", "/v1/gateways/{gid}/manifest", "A gateway's agent manifest", response=AgentManifest),
+            admin(
+                "PUT",
+                "/v1/gateways/{gid}/manifest",
+                "Replace a gateway's agent manifest",
+                body=AgentManifest,
+                response=AgentManifest,
+                errors=write,
+            ),
+            admin(
+                "GET",
+                "/v1/gateways/{gid}/leads",
+                "The leads a gateway captured, newest first",
+                query=LeadsQuery,
+                response=LeadList,
+                errors=(400, *read),
+            ),
+            admin(
+                "GET", "/v1/gateways/{gid}/keys", "A gateway's API keys (never the keys themselves)", response=KeyList
+            ),
+            admin(
+                "POST",
+                "/v1/gateways/{gid}/keys",
+                "Create an API key; the answer shows it this once",
+                body=KeyCreate,
+                response=KeyCreated,
+                status=201,
+                errors=write,
+            ),
+            admin(
+                "DELETE",
+                "/v1/gateways/{gid}/keys/{key_id}",
+                "Revoke an API key",
+                response=KeyView,
+                params=(*gid, Param("key_id", "path", "The key's id")),
+            ),
+            admin(
+                "GET",
+                "/v1/gateways/{gid}/receipt-secret",
+                "The secret `/track` receipts are signed with",
+                response=ReceiptSecret,
+            ),
         ]
 
     async def list_gateways(self, request: Request) -> JSONResponse:
@@ -158,10 +282,8 @@ class AdminApi:
     async def list_leads(self, request: Request) -> JSONResponse:
         self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
-        raw_limit = request.query_params.get("limit", "100")
-        if not (raw_limit.isdecimal() and len(raw_limit) <= 4 and 1 <= int(raw_limit) <= 1000):
-            raise ApiError(400, "limit must be an integer from 1 to 1000", field="limit")
-        leads = await self._store.list_leads(gateway.id, limit=int(raw_limit))
+        query = validated(LeadsQuery, dict(request.query_params))
+        leads = await self._store.list_leads(gateway.id, limit=query.limit)
         return JSONResponse({"leads": [dataclasses.asdict(lead) for lead in leads]})
 
     async def list_keys(self, request: Request) -> JSONResponse:
@@ -174,7 +296,7 @@ class AdminApi:
         gateway = await self._directory.require(request.path_params["gid"])
         spec = await self._body(request, KeyCreate)
         record, plaintext = await self._keys.create(gateway.id, spec.kind, spec.name)
-        return JSONResponse({"key": plaintext, **key_json(record)}, status_code=201)
+        return JSONResponse(KeyCreated(key=plaintext, **key_json(record)), status_code=201)
 
     async def revoke_key(self, request: Request) -> JSONResponse:
         self._auth.check(request)
@@ -186,4 +308,4 @@ class AdminApi:
         self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         secret = await receipt_secret(self._store, gateway.id)
-        return JSONResponse({"gateway_id": gateway.id, "secret": secret, "algorithm": RECEIPT_ALGORITHM})
+        return JSONResponse(ReceiptSecret(gateway_id=gateway.id, secret=secret, algorithm=RECEIPT_ALGORITHM))

@@ -37,9 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
+from typing_extensions import TypedDict
 
 from ..config import Settings
 from ..gateways import origin_allowed, request_gateway
+from ..openapi import GATEWAY_PARAMS, Operation
 from ..ratelimit import FixedWindowLimiter, Verdict
 from ..store import EventRow, KeyKind, Store
 from ..web import ApiError, cors_route, field_errors, read_body, read_model
@@ -67,6 +69,25 @@ TX_NAMESPACE: Final = uuid.UUID("6f1d4a52-8f0e-5b8e-9a55-3c2f3b0e7a11")
 
 
 # -- receipts ------------------------------------------------------------------------------------------
+
+
+class ReceiptData(TypedDict):
+    id: str
+    ts: int
+    owner: str
+
+
+class Receipt(TypedDict):
+    data: ReceiptData
+    signature: str
+
+
+class Confirmation(TypedDict):
+    """What `/track` answers for a stored event."""
+
+    status: Literal["confirmed"]
+    receipt: Receipt
+    tx_id: str
 
 
 def canonical_json(data: dict[str, Any]) -> bytes:
@@ -111,16 +132,16 @@ class ReceiptSigner:
         self._store = store
         self._secrets: dict[str, str] = {}
 
-    async def confirmation(self, row: EventRow) -> dict[str, Any]:
+    async def confirmation(self, row: EventRow) -> Confirmation:
         secret = self._secrets.get(row.gateway_id)
         if secret is None:
             secret = self._secrets[row.gateway_id] = await receipt_secret(self._store, row.gateway_id)
-        data = {"id": row.id, "ts": row.ts_ms, "owner": row.gateway_id}
-        return {
-            "status": "confirmed",
-            "receipt": {"data": data, "signature": sign_receipt(data, secret)},
-            "tx_id": tx_id(row.gateway_id, row.id),
-        }
+        data = ReceiptData(id=row.id, ts=row.ts_ms, owner=row.gateway_id)
+        return Confirmation(
+            status="confirmed",
+            receipt=Receipt(data=data, signature=sign_receipt(dict(data), secret)),
+            tx_id=tx_id(row.gateway_id, row.id),
+        )
 
 
 # -- bodies --------------------------------------------------------------------------------------------
@@ -171,7 +192,11 @@ class TrackEvent(BaseModel):
 class TrackBatch(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    events: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+    events: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_EVENTS,
+        description="`/track` bodies, each checked alone: a bad one gets its own error, the others are stored",
+    )
 
 
 class V1TrackEvent(BaseModel):
@@ -202,6 +227,31 @@ class V1TrackEvent(BaseModel):
     @classmethod
     def _small_properties(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return _check_json_size(value, "properties")
+
+
+# -- answers -------------------------------------------------------------------------------------------
+
+
+class BatchItemConfirmed(Confirmation):
+    index: int
+
+
+class BatchItemError(TypedDict):
+    index: int
+    status: Literal["error"]
+    error: str
+    field: str
+
+
+class BatchResults(TypedDict):
+    """What `/track/batch` answers: one result per event, in order."""
+
+    results: list[BatchItemConfirmed | BatchItemError]
+
+
+class V1Accepted(TypedDict):
+    ok: Literal[True]
+    event_id: str
 
 
 def iso_ms(value: str) -> int:
@@ -240,6 +290,43 @@ class TrackApi:
             cors_route("/track", self.track, methods=["POST"]),
             cors_route("/track/batch", self.track_batch, methods=["POST"]),
             cors_route("/v1/track", self.v1_track, methods=["POST"]),
+        ]
+
+    def operations(self) -> list[Operation]:
+        return [
+            Operation(
+                "POST",
+                "/track",
+                "Record one event and get a signed receipt",
+                "tracking",
+                body=TrackEvent,
+                response=Confirmation,
+                params=GATEWAY_PARAMS,
+                errors=(400, 404, 413, 429),
+                description="The body may be sent as text/plain too (navigator.sendBeacon).",
+            ),
+            Operation(
+                "POST",
+                "/track/batch",
+                "Record up to 100 events, each confirmed or refused on its own",
+                "tracking",
+                body=TrackBatch,
+                response=BatchResults,
+                params=GATEWAY_PARAMS,
+                errors=(400, 404, 413, 429),
+            ),
+            Operation(
+                "POST",
+                "/v1/track",
+                "Record one event with a publishable or secret tracking key",
+                "tracking",
+                security="track",
+                body=V1TrackEvent,
+                response=V1Accepted,
+                status=202,
+                errors=(400, 403, 413, 429),
+                description="A `pk_` key needs an `Origin` among its gateway's allowed origins (403 otherwise).",
+            ),
         ]
 
     # -- /track and /track/batch
@@ -288,7 +375,7 @@ class TrackApi:
         limit = self._max_body_bytes * BATCH_BODY_FACTOR
         batch = await read_model(request, TrackBatch, limit=limit, strict_content_type=False)
         verdict = self._hit_track(gateway_id, len(batch.events))
-        results: list[dict[str, Any] | None] = []
+        results: list[BatchItemConfirmed | BatchItemError | None] = []
         valid: list[tuple[int, WebEvent]] = []
         for index, item in enumerate(batch.events):
             try:
@@ -296,15 +383,16 @@ class TrackApi:
             except ValidationError as exc:
                 first = field_errors(exc)[0]
                 message = f"Invalid {first['field']}: {first['message']}"
-                results.append({"index": index, "status": "error", "error": message, "field": first["field"]})
+                results.append(BatchItemError(index=index, status="error", error=message, field=first["field"]))
                 continue
             results.append(None)
             valid.append((index, self._web_event(request, event)))
         if valid:
             stored = await self._ingestor.capture(gateway_id, [event for _, event in valid])
             for (index, _), (_, row) in zip(valid, stored, strict=True):
-                results[index] = {"index": index, **await self._signer.confirmation(row)}
-        return JSONResponse({"results": results}, headers=verdict.headers())
+                results[index] = BatchItemConfirmed(index=index, **await self._signer.confirmation(row))
+        answered = [result for result in results if result is not None]
+        return JSONResponse(BatchResults(results=answered), headers=verdict.headers())
 
     # -- /v1/track
 
@@ -339,7 +427,7 @@ class TrackApi:
             user_agent=request.headers.get("user-agent") or None,
         )
         [(_, row)] = await self._ingestor.capture(gateway.id, [event])
-        return JSONResponse({"ok": True, "event_id": row.id}, status_code=202, headers=verdict.headers())
+        return JSONResponse(V1Accepted(ok=True, event_id=row.id), status_code=202, headers=verdict.headers())
 
     async def _v1_body(self, request: Request, verdict: Verdict) -> V1TrackEvent:
         try:

@@ -1,11 +1,13 @@
 """Seed 001's browser tracking API: sessions, events, engagement, lead capture and `tracker.js`.
 
-    POST /track/session/start  SessionStart -> 200 {"session_id", "visitor_id", "timestamp"}
-    POST /track/event          TrackEventIn -> 200 same, plus "event_id" and "status"
-    POST /track/events/batch   EventBatch   -> 200 same, plus "results": [{"event_id", "session_id", "status"}]
-    POST /track/session/end    SessionEnd   -> 200 same, plus "engagement_score"
-    POST /lead.capture         LeadCapture  -> 200 {"lead_id", "status", "session_id", "visitor_id", "timestamp"}
-    GET  /tracker.js, /v1/tracker.js        -> the browser SDK (`static/tracker.js`)
+    POST /track/session/start  SessionStart   -> 200 {"session_id", "visitor_id", "timestamp", "status"}
+    POST /track/event          SessionEventIn -> 200 same, plus "event_id"
+    POST /track/events/batch   EventBatch     -> 200 the first three, "results": [{"event_id", "session_id", "status"}]
+    POST /track/session/end    SessionEnd     -> 200 same, plus "engagement_score" and "duration_ms"
+    POST /lead.capture         LeadCapture    -> 200 {"lead_id", "status", "session_id", "visitor_id", "timestamp"}
+    GET  /tracker.js, /v1/tracker.js          -> the browser SDK (`static/tracker.js`)
+
+The answers are the TypedDicts below (`SessionStarted`, ...), which `operations()` documents.
 
 No authentication: the gateway is named by `X-Gateway-ID` or `?gid=` (missing -> 400, unknown ->
 404 `{"error": "Gateway Not Configured"}`). Every route answers CORS preflights and carries the
@@ -34,20 +36,22 @@ import hashlib
 import time
 import uuid
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
+from typing_extensions import TypedDict
 
 from ..errors import InvalidInputError
 from ..gateways import GatewayDirectory, request_gateway
 from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
+from ..openapi import GATEWAY_PARAMS, Operation, Param, Reply
 from ..privacy import IpHasher, Redactor
 from ..ratelimit import FixedWindowLimiter, Verdict
-from ..store import Store
+from ..store import CaptureStatus, Store
 from ..web import ApiError, cors_route, read_model
 from .web import WebEvent, WebIngestor, timestamp_ms
 
@@ -112,10 +116,18 @@ class SessionStart(_Visit):
 
 
 class TrackEventIn(_Visit):
+    """An event of a batch: without a `session_id`, the batch's applies."""
+
     event_name: str = Field(
         min_length=1, max_length=MAX_NAME_CHARS, validation_alias=AliasChoices("event_name", "name")
     )
     event_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID)
+
+
+class SessionEventIn(TrackEventIn):
+    """The body of `POST /track/event`: an event alone names its session."""
+
+    session_id: str = Field(min_length=1, max_length=MAX_ID)
 
 
 class EventBatch(_Body):
@@ -144,6 +156,46 @@ class LeadCapture(_Visit):
     source: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
     """Where the form sits (`pricing-page`, ...); the lead's own source is always `web`."""
     project: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+
+
+# -- answers ------------------------------------------------------------------------------------------
+
+
+class VisitAnswer(TypedDict):
+    session_id: str | None
+    visitor_id: str
+    timestamp: int
+    """When the gateway answered, ms since the epoch."""
+
+
+class SessionStarted(VisitAnswer):
+    status: CaptureStatus
+
+
+class EventTracked(VisitAnswer):
+    event_id: str
+    status: CaptureStatus
+
+
+class BatchItemTracked(TypedDict):
+    event_id: str
+    session_id: str | None
+    status: CaptureStatus
+
+
+class BatchTracked(VisitAnswer):
+    results: list[BatchItemTracked]
+
+
+class SessionEnded(VisitAnswer):
+    engagement_score: float
+    duration_ms: int | None
+    status: CaptureStatus
+
+
+class LeadCaptured(VisitAnswer):
+    lead_id: str
+    status: Literal["created", "duplicate"]
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -223,6 +275,37 @@ class VisitRoutes:
             cors_route("/v1/tracker.js", self.tracker_js, ["GET"]),
         ]
 
+    def operations(self) -> list[Operation]:
+        errors = (400, 404, 413, 415, 429)
+
+        def visit(path: str, summary: str, body: type[_Body], response: Any) -> Operation:
+            return Operation(
+                "POST", path, summary, "tracking", body=body, response=response, params=GATEWAY_PARAMS, errors=errors
+            )
+
+        def tracker(path: str) -> Operation:
+            return Operation(
+                "GET",
+                path,
+                "The browser tracking SDK",
+                "tracking",
+                response=str,
+                content_type="application/javascript",
+                params=(Param("If-None-Match", "header", "The ETag of a cached copy"),),
+                replies=(Reply(304, "The cached copy is current"),),
+                errors=(),
+            )
+
+        return [
+            visit("/track/session/start", "Start a visit: a session and its visitor", SessionStart, SessionStarted),
+            visit("/track/event", "Record one event of a session", SessionEventIn, EventTracked),
+            visit("/track/events/batch", "Record up to 100 events of a session", EventBatch, BatchTracked),
+            visit("/track/session/end", "End a visit with its engagement", SessionEnd, SessionEnded),
+            visit("/lead.capture", "Capture a lead from a form", LeadCapture, LeadCaptured),
+            tracker("/tracker.js"),
+            tracker("/v1/tracker.js"),
+        ]
+
     # -- shared steps ---------------------------------------------------------------------------------
 
     def _limit(self, request: Request, route: str) -> Verdict:
@@ -273,8 +356,7 @@ class VisitRoutes:
         )
 
     @staticmethod
-    def _answer(verdict: Verdict, session_id: str | None, visitor_id: str, **extra: Any) -> JSONResponse:
-        body = {"session_id": session_id, "visitor_id": visitor_id, "timestamp": _now_ms(), **extra}
+    def _answer(verdict: Verdict, body: VisitAnswer) -> JSONResponse:
         return JSONResponse(body, headers=verdict.headers())
 
     # -- routes ---------------------------------------------------------------------------------------
@@ -289,20 +371,22 @@ class VisitRoutes:
             request, SESSION_START, body, visitor_id=visitor_id, session_id=session_id, event_id=f"ss_{session_id}"
         )
         [(status, _)] = await self._ingestor.capture(gateway_id, [event])
-        return self._answer(verdict, session_id, visitor_id, status=status)
+        answer = SessionStarted(session_id=session_id, visitor_id=visitor_id, timestamp=_now_ms(), status=status)
+        return self._answer(verdict, answer)
 
     async def event(self, request: Request) -> JSONResponse:
         verdict = self._limit(request, "event")
         gateway_id = await self._gateway_id(request)
-        body = await read_model(request, TrackEventIn, limit=self._max_body_bytes)
-        if not body.session_id:
-            raise ApiError(400, "Invalid session_id: Field required", field="session_id")
+        body = await read_model(request, SessionEventIn, limit=self._max_body_bytes)
         visitor_id = self._visitor_id(request, body.visitor_id)
         event = self._event(
             request, body.event_name, body, visitor_id=visitor_id, session_id=body.session_id, event_id=body.event_id
         )
         [(status, row)] = await self._ingestor.capture(gateway_id, [event])
-        return self._answer(verdict, row.session_id, visitor_id, event_id=row.id, status=status)
+        answer = EventTracked(
+            session_id=row.session_id, visitor_id=visitor_id, timestamp=_now_ms(), event_id=row.id, status=status
+        )
+        return self._answer(verdict, answer)
 
     async def batch(self, request: Request) -> JSONResponse:
         verdict = self._limit(request, "batch")
@@ -326,8 +410,11 @@ class VisitRoutes:
                 )
             )
         outcome = await self._ingestor.capture(gateway_id, events)
-        results = [{"event_id": row.id, "session_id": row.session_id, "status": status} for status, row in outcome]
-        return self._answer(verdict, body.session_id, visitor_id, results=results)
+        results = [
+            BatchItemTracked(event_id=row.id, session_id=row.session_id, status=status) for status, row in outcome
+        ]
+        answer = BatchTracked(session_id=body.session_id, visitor_id=visitor_id, timestamp=_now_ms(), results=results)
+        return self._answer(verdict, answer)
 
     async def session_end(self, request: Request) -> JSONResponse:
         verdict = self._limit(request, "session_end")
@@ -358,9 +445,15 @@ class VisitRoutes:
         )
         [(status, row)] = await self._ingestor.capture(gateway_id, [event])
         stored_score = (row.properties or {}).get("engagement_score", score)
-        return self._answer(
-            verdict, body.session_id, visitor_id, engagement_score=stored_score, duration_ms=duration_ms, status=status
+        answer = SessionEnded(
+            session_id=body.session_id,
+            visitor_id=visitor_id,
+            timestamp=_now_ms(),
+            engagement_score=stored_score,
+            duration_ms=duration_ms,
+            status=status,
         )
+        return self._answer(verdict, answer)
 
     async def lead_capture(self, request: Request) -> JSONResponse:
         verdict = self._limit(request, "lead")
@@ -392,9 +485,14 @@ class VisitRoutes:
             extra={key: value for key, value in extra.items() if value is not None},
         )
         [(_, row)] = await self._ingestor.capture(gateway_id, [event])
-        return self._answer(
-            verdict, row.session_id, visitor_id, lead_id=lead.id, status="created" if created else "duplicate"
+        answer = LeadCaptured(
+            session_id=row.session_id,
+            visitor_id=visitor_id,
+            timestamp=_now_ms(),
+            lead_id=lead.id,
+            status="created" if created else "duplicate",
         )
+        return self._answer(verdict, answer)
 
     async def tracker_js(self, request: Request) -> Response:
         headers = {

@@ -16,9 +16,12 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import uuid
 from http import HTTPStatus
-from typing import Final
+from typing import Annotated, Final
 
+from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
+from pydantic import Field
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -26,14 +29,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..config import Settings
 from ..gateways import GatewayDirectory, request_gateway
+from ..openapi import GATEWAY_PARAMS, Empty, ErrorBody, GatewayId, Operation, Param, Reply
 from ..web import ApiError, read_body
-from .jsonrpc import answer_jsonrpc_post
+from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 
 logger = logging.getLogger(__name__)
 
 SSE_RETRY_AFTER_SECONDS: Final = 10
 """What a client over its SSE connection limit is told to wait."""
+
+# -- what the routes read and answer, for the OpenAPI document: the SDK's own JSON-RPC models
+
+JsonRpcCall = JSONRPCRequest | JSONRPCNotification
+PlainJsonRpcBody = JsonRpcCall | Annotated[list[JsonRpcCall], Field(min_length=1, max_length=MAX_BATCH)]
+"""What `POST /v1/mcp/sse` reads (`jsonrpc.answer_jsonrpc_post`): one request or notification, or a batch."""
+JsonRpcReply = JSONRPCResponse | JSONRPCError
+McpError = ErrorBody | JSONRPCError
+"""Our HTTP-level errors, or the SDK's JSON-RPC error objects (a parse error, an invalid request)."""
+
+SESSION_HEADER: Final = Param("Mcp-Session-Id", "header", "The session the server gave in its `initialize` answer")
+VERSION_HEADER: Final = Param("MCP-Protocol-Version", "header", "The negotiated protocol revision")
 
 
 class ConnectionLimiter:
@@ -65,7 +81,7 @@ class _Asgi:
         await self._app(scope, receive, send)
 
 
-class _JsonErrors:
+class JsonErrors:
     """Wraps an ASGI `send` so an SDK error answered as plain text (or with no body) leaves as JSON.
 
     The SDK's transports answer some HTTP-level errors (unknown SSE session, bad Accept header, …)
@@ -117,6 +133,92 @@ class McpRoutes:
             Route("/v1/mcp/{gid}/messages", _Asgi(self.sse_message), methods=["POST"]),
         ]
 
+    def operations(self) -> list[Operation]:
+        checked = (400, 403, 404, 421)  # before any SDK code: gateway given, known, MCP on, Host and Origin allowed
+        streamable = (*GATEWAY_PARAMS, SESSION_HEADER, VERSION_HEADER)
+        accept = "`Accept` must list both `application/json` and `text/event-stream` (406 otherwise)."
+        sse = "text/event-stream"
+        return [
+            Operation(
+                "POST",
+                MCP_PATH,
+                "Streamable HTTP: send one JSON-RPC message",
+                "mcp",
+                body=JSONRPCMessage,
+                response=JsonRpcReply,
+                params=streamable,
+                replies=(
+                    Reply(200, "The reply, after any messages the server sends first", str, sse),
+                    Reply(202, "A notification or a response: accepted, nothing to answer"),
+                ),
+                errors=(*checked, 406, 413, 415),
+                error_type=McpError,
+                description=accept,
+            ),
+            Operation(
+                "GET",
+                MCP_PATH,
+                "Streamable HTTP: a session's stream of server-initiated messages",
+                "mcp",
+                response=str,
+                content_type=sse,
+                params=streamable,
+                errors=(*checked, 405, 406, 409),
+                error_type=McpError,
+                description="405 for the sessionless revision (2026-07-28), which has no such stream.",
+            ),
+            Operation(
+                "DELETE",
+                MCP_PATH,
+                "Streamable HTTP: end a session",
+                "mcp",
+                response=Empty,
+                params=streamable,
+                errors=(*checked, 405),
+                error_type=McpError,
+            ),
+            Operation(
+                "POST",
+                "/v1/mcp/sse",
+                "Plain JSON-RPC: one request (or a batch) answered as JSON, no session",
+                "mcp",
+                body=PlainJsonRpcBody,
+                response=JsonRpcReply | list[JsonRpcReply],
+                params=(*GATEWAY_PARAMS, VERSION_HEADER),
+                replies=(Reply(202, "Only notifications: nothing to answer"),),
+                errors=(*checked, 413, 415),
+                error_type=McpError,
+            ),
+            Operation(
+                "GET",
+                "/v1/mcp/sse",
+                "SSE transport: an `endpoint` event naming where to POST messages, then the server's messages",
+                "mcp",
+                response=str,
+                content_type=sse,
+                params=GATEWAY_PARAMS,
+                errors=(*checked, 429),
+                error_type=McpError,
+            ),
+            Operation(
+                "POST",
+                "/v1/mcp/{gid}/messages",
+                "SSE transport: one client message for an open SSE session",
+                "mcp",
+                body=JSONRPCMessage,
+                response=str,
+                status=202,
+                content_type="text/plain",
+                params=(
+                    Param("gid", "path", "The gateway's id", GatewayId),
+                    Param("session_id", "query", "The session the `endpoint` event named", uuid.UUID, required=True),
+                ),
+                errors=checked,
+                error_type=McpError,
+                description="The answer comes on the SSE stream.",
+            ),
+        ]
+
     async def _resolve(self, request: Request, gateway_id: str | None = None) -> GatewayRuntime:
         gateway = await request_gateway(request, self._directory, gateway_id)
         if not gateway.manifest.mcp_enabled:
@@ -129,7 +231,7 @@ class McpRoutes:
 
     async def streamable_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = await self._resolve(Request(scope, receive))
-        await runtime.session_manager.handle_request(scope, receive, _JsonErrors(send))
+        await runtime.session_manager.handle_request(scope, receive, JsonErrors(send))
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -162,7 +264,7 @@ class McpRoutes:
             )
         try:
             lowlevel = runtime.lowlevel
-            async with runtime.sse.connect_sse(scope, receive, _JsonErrors(send)) as (read_stream, write_stream):
+            async with runtime.sse.connect_sse(scope, receive, JsonErrors(send)) as (read_stream, write_stream):
                 await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         finally:
             self.sse_limiter.release(client_ip)
@@ -170,4 +272,4 @@ class McpRoutes:
     async def sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         runtime = await self._resolve(request, request.path_params["gid"])
-        await runtime.sse.handle_post_message(scope, receive, _JsonErrors(send))
+        await runtime.sse.handle_post_message(scope, receive, JsonErrors(send))
