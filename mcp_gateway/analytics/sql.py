@@ -6,6 +6,7 @@ buckets are plain arithmetic: `ts_ms - ts_ms % 3600000` is the hour, in UTC, on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -14,6 +15,13 @@ from .window import TimeWindow
 
 HOUR_MS: Final = 3600 * 1000
 DAY_MS: Final = 24 * HOUR_MS
+
+USER_KEY: Final = "COALESCE(anonymous_id, user_id_hash)"
+"""Who an event's user is: the web visitor (`anonymous_id`), else the hashed user id. MCP calls carry neither,
+so they count no users: their unit is the session."""
+
+PAGE_VIEW_NAMES: Final = ("page_view", "PageView", "$pageview")
+"""The event names that are page views: seed 002 and `POST /track/event`, seed 000's tracker.js `page()`, seed 004."""
 
 
 def bucket(column: str, size_ms: int) -> str:
@@ -27,6 +35,33 @@ def property_text(dialect: Dialect, key: str) -> tuple[str, str]:
         return "(properties::jsonb ->> ?)", key
     escaped = key.replace("\\", "\\\\").replace('"', '\\"')
     return "CAST(json_extract(properties, ?) AS TEXT)", f'$."{escaped}"'
+
+
+def json_keys(dialect: Dialect, column: str, alias: str) -> str:
+    """A table expression for the FROM clause: one row per top-level key of the JSON object in `column`,
+    the key in `<alias>.key` (no rows when `column` is NULL)."""
+    if dialect == "postgresql":
+        return f"jsonb_object_keys({column}::jsonb) AS {alias}(key)"
+    return f"json_each({column}) AS {alias}"
+
+
+def property_number(dialect: Dialect, key: str) -> tuple[str, list[object]]:
+    """An expression for `properties[key]` as a number, NULL when absent or not a JSON number; its parameters.
+
+    Never fails on text a client sent where a number was expected (PostgreSQL's cast would).
+    """
+    if dialect == "postgresql":
+        expr = "(CASE WHEN jsonb_typeof(properties::jsonb -> ?) = 'number' THEN (properties::jsonb ->> ?)::float8 END)"
+        return expr, [key, key]
+    escaped = key.replace("\\", "\\\\").replace('"', '\\"')
+    path = f'$."{escaped}"'
+    expr = "(CASE WHEN json_type(properties, ?) IN ('integer', 'real') THEN json_extract(properties, ?) END)"
+    return expr, [path, path]
+
+
+def in_list(column: str, values: Sequence[object]) -> tuple[str, list[object]]:
+    """`column IN (?, ?, ...)` and its parameters (`values` must not be empty)."""
+    return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
 
 
 @dataclass(slots=True)

@@ -1,0 +1,586 @@
+"""Seed 002's questions about events: stats, the raw log, property discovery, breakdowns and insights.
+
+    GET /stats                 totals, top events and a time series (`groupBy`=hour|day), vs the previous window
+    GET /events                the raw event log, newest first (`limit`, no cursor: page with `until`)
+    GET /properties            event names with counts, and the property keys seen
+    GET /properties/received   property keys by event name
+    GET /breakdown             top values of a column or a custom property, with counts and unique users
+    GET /insights              period-over-period metrics: traffic, bounce rate, session length, MCP calls and errors
+
+(POST /query, the flexible one, is `analytics.query`.) Every event counts alike: web and server events,
+and MCP invocations (`source` "mcp", the name is the tool, resource or prompt name).
+
+**Users** are distinct `sql.USER_KEY`: the web visitor (`anonymous_id`), else the hashed user id; MCP
+calls carry neither and count no users. **Sessions** are distinct `session_id`s (web sessions derived
+by the writer, MCP sessions by the client's connection). Period comparisons are `Comparison`s:
+`change_pct` is the percentage change, null when the previous value is 0 (seed 002).
+
+Every query filters `gateway_id` and a `ts_ms` range first, so `events_by_time` serves it, and
+aggregates in the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final, Literal
+
+from pydantic import AliasChoices, Field
+
+from ..store import Store
+from ..web import ApiError
+from .api import Asked, Question
+from .sql import DAY_MS, HOUR_MS, PAGE_VIEW_NAMES, USER_KEY, Where, bucket, events_where, json_keys, property_text
+from .window import TimeWindow, WindowArgs
+
+Source = Literal["mcp", "web", "server"]
+PrimitiveType = Literal["tool", "resource", "prompt"]
+
+MAX_NAME_CHARS: Final = 200
+"""Longest event name or property key a question accepts (the ingest APIs accept no longer names)."""
+MAX_SERIES_POINTS: Final = 5000
+"""Most buckets one /stats time series may have (90 days by hour is 2,160)."""
+DEFAULT_PROPERTY_SAMPLE: Final = 1000
+"""How many of each event name's most recent events the property discovery reads."""
+
+IS_PAGE_VIEW: Final = "name IN (" + ", ".join(f"'{name}'" for name in PAGE_VIEW_NAMES) + ")"
+"""True for page views. The names are our constants, so they are inlined rather than bound."""
+
+
+class EventFilterArgs(WindowArgs):
+    """A time range and the usual event filters."""
+
+    event: str | None = Field(None, min_length=1, max_length=MAX_NAME_CHARS, description="Only events of this name")
+    source: Source | None = Field(None, description="Only events from MCP calls, web pages or servers")
+    primitive: PrimitiveType | None = Field(None, description="Only MCP calls of tools, resources or prompts")
+
+    def where(self, gateway_id: str, window: TimeWindow) -> Where:
+        return events_where(gateway_id, window, source=self.source, name=self.event, primitive_type=self.primitive)
+
+
+def number(value: Any) -> Any:
+    """A database number as JSON wants it: PostgreSQL's AVG answers `Decimal`."""
+    return float(value) if isinstance(value, Decimal) else value
+
+
+def rate(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+# -- period comparisons --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A metric now and in the previous window of the same length."""
+
+    current: float
+    previous: float
+    change: float
+    change_pct: float | None
+    """Percent change from `previous`; null when `previous` is 0."""
+
+    @classmethod
+    def of(cls, current: float, previous: float) -> Comparison:
+        change_pct = round((current - previous) / previous * 100, 2) if previous else None
+        return cls(current, previous, current - previous, change_pct)
+
+
+@dataclass(frozen=True, slots=True)
+class EventTotals:
+    events: int
+    users: int
+    sessions: int
+    page_views: int
+    tool_calls: int
+    mcp_outcomes: int
+    """MCP events whose success is known: what `error_rate` divides by."""
+    mcp_errors: int
+
+    @property
+    def error_rate(self) -> float:
+        return rate(self.mcp_errors, self.mcp_outcomes)
+
+
+async def event_totals(store: Store, where: Where) -> EventTotals:
+    """Counts over the events `where` selects, in one pass."""
+    sql = f"""
+        SELECT COUNT(*), COUNT(DISTINCT {USER_KEY}), COUNT(DISTINCT session_id),
+            SUM(CASE WHEN {IS_PAGE_VIEW} THEN 1 ELSE 0 END),
+            SUM(CASE WHEN source = 'mcp' AND primitive_type = 'tool' AND operation = 'call' THEN 1 ELSE 0 END),
+            SUM(CASE WHEN source = 'mcp' AND success IS NOT NULL THEN 1 ELSE 0 END),
+            SUM(CASE WHEN source = 'mcp' AND success = 0 THEN 1 ELSE 0 END)
+        FROM events WHERE {where.sql()}
+    """
+    [row] = await store.fetch(sql, where.params)
+    return EventTotals(*(int(value or 0) for value in row))
+
+
+# -- GET /stats ----------------------------------------------------------------------------------------
+
+
+class StatsArgs(EventFilterArgs):
+    group_by: Literal["hour", "day"] = Field(
+        "day",
+        validation_alias=AliasChoices("groupBy", "group_by"),
+        description="Time series buckets (UTC); `group_by` works too",
+    )
+    limit: int = Field(10, ge=1, le=100, description="How many event names to list")
+
+
+@dataclass(frozen=True, slots=True)
+class EventCount:
+    event: str
+    count: int
+    unique_users: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    timestamp: int
+    """The bucket's start, ms since the epoch."""
+    events: int
+    unique_users: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatsAnswer:
+    window: dict[str, int]
+    previous_window: dict[str, int]
+    group_by: str
+    total_events: int
+    unique_users: int
+    total_sessions: int
+    metrics: dict[str, Comparison]
+    """total_events, unique_users and total_sessions against the previous window."""
+    top_events: list[EventCount]
+    timeseries: list[SeriesPoint]
+    """Every bucket of the window, empty ones included."""
+
+
+async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
+    window = args.window(asked.now_ms)
+    size = HOUR_MS if args.group_by == "hour" else DAY_MS
+    first_bucket = window.since_ms - window.since_ms % size
+    if (window.until_ms - first_bucket) // size > MAX_SERIES_POINTS:
+        raise ApiError(
+            400, f"More than {MAX_SERIES_POINTS} buckets: group by day or ask a shorter window", field="groupBy"
+        )
+    where = args.where(asked.gateway_id, window)
+    now = await event_totals(asked.store, where)
+    before = await event_totals(asked.store, args.where(asked.gateway_id, window.previous()))
+    top_rows = await asked.store.fetch(
+        f"""SELECT name, COUNT(*), COUNT(DISTINCT {USER_KEY}) FROM events WHERE {where.sql()}
+            GROUP BY name ORDER BY COUNT(*) DESC, name LIMIT ?""",
+        [*where.params, args.limit],
+    )
+    series_rows = await asked.store.fetch(
+        f"""SELECT {bucket("ts_ms", size)}, COUNT(*), COUNT(DISTINCT {USER_KEY}), COUNT(DISTINCT session_id)
+            FROM events WHERE {where.sql()} GROUP BY {bucket("ts_ms", size)}""",
+        where.params,
+    )
+    by_bucket = {int(row[0]): row for row in series_rows}
+    series = []
+    for start in range(first_bucket, window.until_ms, size):
+        row = by_bucket.get(start, (start, 0, 0, 0))
+        series.append(SeriesPoint(start, int(row[1]), int(row[2]), int(row[3])))
+    return StatsAnswer(
+        window=window.as_json(),
+        previous_window=window.previous().as_json(),
+        group_by=args.group_by,
+        total_events=now.events,
+        unique_users=now.users,
+        total_sessions=now.sessions,
+        metrics={
+            "total_events": Comparison.of(now.events, before.events),
+            "unique_users": Comparison.of(now.users, before.users),
+            "total_sessions": Comparison.of(now.sessions, before.sessions),
+        },
+        top_events=[EventCount(name, int(count), int(users)) for name, count, users in top_rows],
+        timeseries=series,
+    )
+
+
+# -- GET /events ---------------------------------------------------------------------------------------
+
+
+class EventsArgs(EventFilterArgs):
+    session_id: str | None = Field(None, min_length=1, max_length=128, description="Only this session's events")
+    limit: int = Field(100, ge=1, le=1000, description="How many events, newest first")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One event as the log shows it. An MCP call's arguments and result are not part of the log."""
+
+    id: str
+    event: str
+    source: str
+    timestamp: int
+    session_id: str | None
+    visitor_id: str | None
+    properties: dict[str, Any] | None
+    primitive_type: str | None
+    operation: str | None
+    latency_ms: float | None
+    success: bool | None
+    error_type: str | None
+    url: str | None
+    path: str | None
+    referrer: str | None
+    traffic_source: str | None
+    traffic_medium: str | None
+    traffic_campaign: str | None
+    device_type: str | None
+    browser: str | None
+    os: str | None
+    country: str | None
+
+
+_LOG_COLUMNS: Final = (
+    "id, name, source, ts_ms, session_id, anonymous_id, properties, primitive_type, operation, latency_ms, success,"
+    " error_type, url, path, referrer, traffic_source, traffic_medium, traffic_campaign, device_type, browser, os,"
+    " country"
+)
+
+
+def _event_record(row: Sequence[Any]) -> EventRecord:
+    values = list(row)
+    properties = values[6]
+    values[6] = json.loads(properties) if isinstance(properties, str) else properties
+    values[9] = None if values[9] is None else float(values[9])
+    values[10] = None if values[10] is None else bool(values[10])
+    return EventRecord(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class EventsAnswer:
+    window: dict[str, int]
+    limit: int
+    events: list[EventRecord]
+
+
+async def events(asked: Asked, args: EventsArgs) -> EventsAnswer:
+    window = args.window(asked.now_ms)
+    where = args.where(asked.gateway_id, window)
+    if args.session_id is not None:
+        where.add("session_id = ?", args.session_id)
+    rows = await asked.store.fetch(
+        f"SELECT {_LOG_COLUMNS} FROM events WHERE {where.sql()} ORDER BY ts_ms DESC, seq DESC LIMIT ?",
+        [*where.params, args.limit],
+    )
+    return EventsAnswer(window.as_json(), args.limit, [_event_record(row) for row in rows])
+
+
+# -- GET /properties and /properties/received ---------------------------------------------------------
+
+
+class PropertiesArgs(WindowArgs):
+    event: str | None = Field(None, min_length=1, max_length=MAX_NAME_CHARS, description="Only events of this name")
+    sample: int = Field(
+        DEFAULT_PROPERTY_SAMPLE,
+        ge=1,
+        le=10_000,
+        description="How many of each event name's most recent events to read property keys from",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NameStats:
+    event: str
+    count: int
+    first_seen: int
+    last_seen: int
+
+
+async def _name_stats(asked: Asked, where: Where) -> list[NameStats]:
+    rows = await asked.store.fetch(
+        f"""SELECT name, COUNT(*), MIN(ts_ms), MAX(ts_ms) FROM events WHERE {where.sql()}
+            GROUP BY name ORDER BY COUNT(*) DESC, name""",
+        where.params,
+    )
+    return [NameStats(name, int(count), int(first), int(last)) for name, count, first, last in rows]
+
+
+async def _sampled_keys(asked: Asked, where: Where, sample: int) -> dict[str, dict[str, int]]:
+    """Per event name, how many of its `sample` most recent events carry each property key."""
+    keys = json_keys(asked.store.dialect, "recent.properties", "k")
+    rows = await asked.store.fetch(
+        f"""WITH recent AS (
+                SELECT name, properties, ROW_NUMBER() OVER (PARTITION BY name ORDER BY ts_ms DESC, seq DESC) AS n
+                FROM events WHERE {where.sql()}
+            )
+            SELECT recent.name, k.key, COUNT(*) FROM recent, {keys}
+            WHERE recent.n <= ? GROUP BY recent.name, k.key""",
+        [*where.params, sample],
+    )
+    by_name: dict[str, dict[str, int]] = {}
+    for name, key, count in rows:
+        by_name.setdefault(name, {})[key] = int(count)
+    return by_name
+
+
+@dataclass(frozen=True, slots=True)
+class EventProperties:
+    event: str
+    count: int
+    first_seen: int
+    last_seen: int
+    properties: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PropertiesAnswer:
+    window: dict[str, int]
+    sample: int
+    events: list[EventProperties]
+    """Busiest first; `properties` are the keys seen in the event's `sample` most recent occurrences."""
+    property_keys: list[str]
+    """Every key seen, over all event names."""
+
+
+async def properties(asked: Asked, args: PropertiesArgs) -> PropertiesAnswer:
+    window = args.window(asked.now_ms)
+    where = events_where(asked.gateway_id, window, name=args.event)
+    names = await _name_stats(asked, where)
+    keys = await _sampled_keys(asked, where, args.sample)
+    return PropertiesAnswer(
+        window=window.as_json(),
+        sample=args.sample,
+        events=[
+            EventProperties(n.event, n.count, n.first_seen, n.last_seen, sorted(keys.get(n.event, {}))) for n in names
+        ],
+        property_keys=sorted({key for by_key in keys.values() for key in by_key}),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCount:
+    key: str
+    count: int
+    """How many of the sampled events carry the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedProperties:
+    event: str
+    count: int
+    sampled: int
+    properties: list[KeyCount]
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedAnswer:
+    window: dict[str, int]
+    sample: int
+    events: list[ReceivedProperties]
+
+
+async def properties_received(asked: Asked, args: PropertiesArgs) -> ReceivedAnswer:
+    window = args.window(asked.now_ms)
+    where = events_where(asked.gateway_id, window, name=args.event)
+    names = await _name_stats(asked, where)
+    keys = await _sampled_keys(asked, where, args.sample)
+    received = []
+    for n in names:
+        counts = keys.get(n.event, {})
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        received.append(
+            ReceivedProperties(n.event, n.count, min(n.count, args.sample), [KeyCount(k, c) for k, c in ordered])
+        )
+    return ReceivedAnswer(window.as_json(), args.sample, received)
+
+
+# -- GET /breakdown ------------------------------------------------------------------------------------
+
+BREAKDOWN_COLUMNS: Final = {
+    "event": "name",
+    "name": "name",
+    "source": "source",
+    "primitive_type": "primitive_type",
+    "error_type": "error_type",
+    "path": "path",
+    "url": "url",
+    "referrer": "referrer",
+    "traffic_source": "traffic_source",
+    "traffic_medium": "traffic_medium",
+    "traffic_campaign": "traffic_campaign",
+    "device_type": "device_type",
+    "browser": "browser",
+    "os": "os",
+    "country": "country",
+}
+"""The built-in columns a breakdown may name; any other name is a custom property key."""
+PROPERTY_PREFIX: Final = "properties."
+
+
+def event_dimension(asked: Asked, name: str) -> tuple[str, list[object]]:
+    """The SQL expression (and its parameters) for a built-in column or, otherwise, a custom property.
+
+    `properties.<key>` always means the custom property, even when `key` is also a column's name.
+    """
+    if name.startswith(PROPERTY_PREFIX):
+        name = name.removeprefix(PROPERTY_PREFIX)
+    elif name in BREAKDOWN_COLUMNS:
+        return BREAKDOWN_COLUMNS[name], []
+    expr, param = property_text(asked.store.dialect, name)
+    return expr, [param]
+
+
+class BreakdownArgs(EventFilterArgs):
+    property: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="A column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or a custom property key (`properties.<key>`)",
+    )
+    limit: int = Field(10, ge=1, le=1000, description="How many values, most frequent first")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownValue:
+    value: str | None
+    """null: events without the property."""
+    count: int
+    unique_users: int
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownAnswer:
+    window: dict[str, int]
+    property: str
+    event: str | None
+    total_events: int
+    values: list[BreakdownValue]
+
+
+async def breakdown(asked: Asked, args: BreakdownArgs) -> BreakdownAnswer:
+    window = args.window(asked.now_ms)
+    if args.property == PROPERTY_PREFIX:
+        raise ApiError(400, "Name a property after 'properties.'", field="property")
+    where = args.where(asked.gateway_id, window)
+    expr, expr_params = event_dimension(asked, args.property)
+    rows = await asked.store.fetch(
+        f"""SELECT picked_value, COUNT(*) AS hits, COUNT(DISTINCT user_key) FROM (
+                SELECT {expr} AS picked_value, {USER_KEY} AS user_key FROM events WHERE {where.sql()}
+            ) AS picked
+            GROUP BY picked_value
+            ORDER BY hits DESC, CASE WHEN picked_value IS NULL THEN 1 ELSE 0 END, picked_value LIMIT ?""",
+        [*expr_params, *where.params, args.limit],
+    )
+    totals = await event_totals(asked.store, where)
+    return BreakdownAnswer(
+        window=window.as_json(),
+        property=args.property,
+        event=args.event,
+        total_events=totals.events,
+        values=[BreakdownValue(None if v is None else str(v), int(c), int(u)) for v, c, u in rows],
+    )
+
+
+# -- GET /insights -------------------------------------------------------------------------------------
+
+
+class InsightsArgs(WindowArgs):
+    source: Source | None = Field(None, description="Only events from MCP calls, web pages or servers")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTotals:
+    sessions_with_views: int
+    bounced: int
+    """Sessions with exactly one page view."""
+    avg_duration_ms: float
+
+    @property
+    def bounce_rate(self) -> float:
+        return rate(self.bounced, self.sessions_with_views)
+
+
+async def session_totals(store: Store, where: Where) -> SessionTotals:
+    """Bounces and the average session length (first to last event in the window) over `where`'s sessions."""
+    sql = f"""
+        SELECT SUM(CASE WHEN views > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN views = 1 THEN 1 ELSE 0 END),
+            AVG(last_ms - first_ms)
+        FROM (
+            SELECT session_id, MIN(ts_ms) AS first_ms, MAX(ts_ms) AS last_ms,
+                SUM(CASE WHEN {IS_PAGE_VIEW} THEN 1 ELSE 0 END) AS views
+            FROM events WHERE {where.sql()} AND session_id IS NOT NULL GROUP BY session_id
+        ) AS sessions
+    """
+    [(with_views, bounced, avg_duration)] = await store.fetch(sql, where.params)
+    return SessionTotals(int(with_views or 0), int(bounced or 0), float(avg_duration or 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class InsightsAnswer:
+    window: dict[str, int]
+    previous_window: dict[str, int]
+    metrics: dict[str, Comparison]
+    """total_events, unique_users, total_sessions, page_views, bounce_rate (0-1: sessions with one page view
+    of those with any), avg_session_duration_ms, tool_calls and error_rate (0-1, of MCP calls)."""
+
+
+async def insights(asked: Asked, args: InsightsArgs) -> InsightsAnswer:
+    window = args.window(asked.now_ms)
+    current, previous = window, window.previous()
+    now_where = events_where(asked.gateway_id, current, source=args.source)
+    before_where = events_where(asked.gateway_id, previous, source=args.source)
+    now, before = await event_totals(asked.store, now_where), await event_totals(asked.store, before_where)
+    now_s, before_s = await session_totals(asked.store, now_where), await session_totals(asked.store, before_where)
+    return InsightsAnswer(
+        window=current.as_json(),
+        previous_window=previous.as_json(),
+        metrics={
+            "total_events": Comparison.of(now.events, before.events),
+            "unique_users": Comparison.of(now.users, before.users),
+            "total_sessions": Comparison.of(now.sessions, before.sessions),
+            "page_views": Comparison.of(now.page_views, before.page_views),
+            "bounce_rate": Comparison.of(now_s.bounce_rate, before_s.bounce_rate),
+            "avg_session_duration_ms": Comparison.of(now_s.avg_duration_ms, before_s.avg_duration_ms),
+            "tool_calls": Comparison.of(now.tool_calls, before.tool_calls),
+            "error_rate": Comparison.of(now.error_rate, before.error_rate),
+        },
+    )
+
+
+QUESTIONS: list[Question[Any]] = [
+    Question(
+        "/stats",
+        "Aggregated stats: totals against the previous window, top events, a time series",
+        StatsArgs,
+        stats,
+        StatsAnswer,
+    ),
+    Question("/events", "The raw event log, newest first", EventsArgs, events, EventsAnswer),
+    Question(
+        "/properties",
+        "Event names with counts, and the property keys seen",
+        PropertiesArgs,
+        properties,
+        PropertiesAnswer,
+    ),
+    Question(
+        "/properties/received",
+        "Property keys by event name, from each name's most recent events",
+        PropertiesArgs,
+        properties_received,
+        ReceivedAnswer,
+    ),
+    Question(
+        "/breakdown",
+        "Top values of a column or custom property, with counts and unique users",
+        BreakdownArgs,
+        breakdown,
+        BreakdownAnswer,
+    ),
+    Question(
+        "/insights",
+        "Period-over-period comparison of traffic, bounce rate, session length and MCP calls",
+        InsightsArgs,
+        insights,
+        InsightsAnswer,
+    ),
+]

@@ -1,0 +1,248 @@
+"""POST /query (seed 002): metrics over events, grouped by columns, time buckets or custom properties, filtered.
+
+    {"metrics": ["event_count", "unique_users"], "group_by": ["day", "properties.plan"],
+     "filters": [{"field": "source", "op": "eq", "value": "web"}], "since": ..., "until": ..., "limit": 100}
+    -> {"metrics": [...], "group_by": [...], "rows": [{"day": 1767225600000, "properties.plan": "pro",
+                                                      "event_count": 12, "unique_users": 3}, ...]}
+
+A row's keys are the echoed `group_by` names and `metrics` names. Metrics, columns and operators come
+from fixed lists (`METRICS`, `COLUMNS`, `TIME_BUCKETS`); a custom property is `properties.<key>`, its key
+bound as a parameter like every value, so nothing a client sends becomes SQL. Rows are ordered by
+`order_by` (a metric or a group, default the first metric) with nulls last, then by the groups.
+
+Filters: `eq`, `neq` (true for events without the field, too), `in` (a list), `contains`
+(case-insensitive substring), `gt`/`lt` (numbers: `latency_ms`, or a property holding a JSON number).
+Property values compare as text: the number 5 matches "5". `success` takes `eq`/`neq` with true or false.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AliasChoices, Field
+
+from ..store import Dialect
+from ..web import ApiError
+from .api import Asked, Question
+from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, number
+from .sql import DAY_MS, HOUR_MS, USER_KEY, bucket, events_where, property_number, property_text
+from .window import Args, WindowArgs
+
+Metric = Literal[
+    "event_count", "unique_users", "session_count", "avg_latency_ms", "max_latency_ms", "error_count", "error_rate"
+]
+
+METRICS: Final[dict[str, str]] = {
+    "event_count": "COUNT(*)",
+    "unique_users": "COUNT(DISTINCT user_key)",
+    "session_count": "COUNT(DISTINCT session_id)",
+    "avg_latency_ms": "AVG(latency_ms)",
+    "max_latency_ms": "MAX(latency_ms)",
+    "error_count": "SUM(CASE WHEN success = 0 THEN 1 ELSE 0 END)",
+    "error_rate": "AVG(CASE WHEN success = 0 THEN 1.0 WHEN success = 1 THEN 0.0 END)",
+}
+"""Each metric over the columns the inner query selects. error_rate is 0-1 over events whose success is known
+(MCP calls), null when there are none; the latency metrics are null without MCP calls too."""
+COUNT_METRICS: Final = frozenset({"event_count", "unique_users", "session_count", "error_count"})
+
+COLUMNS: Final = {**BREAKDOWN_COLUMNS, "operation": "operation", "session_id": "session_id"}
+"""Text columns to group or filter by."""
+TIME_BUCKETS: Final = {
+    "day": bucket("ts_ms", DAY_MS),
+    "date": bucket("ts_ms", DAY_MS),
+    "hour": bucket("ts_ms", HOUR_MS),
+}
+"""Groups by UTC day or hour; the value is the bucket's start in ms. Filter on time with since/until."""
+NUMBER_COLUMNS: Final = {"latency_ms": "latency_ms"}
+FLAG_COLUMNS: Final = {"success": "success"}
+
+MAX_GROUPS: Final = 3
+MAX_FILTERS: Final = 20
+MAX_IN_VALUES: Final = 100
+MAX_FIELD_CHARS: Final = len(PROPERTY_PREFIX) + MAX_NAME_CHARS
+
+Scalar = Annotated[str, Field(max_length=1000)] | int | float | bool
+FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS)]
+Kind = Literal["text", "time", "number", "flag", "property"]
+
+
+class QueryFilter(Args):
+    field: FieldName
+    op: Literal["eq", "neq", "in", "contains", "gt", "lt"] = "eq"
+    value: Scalar | list[Scalar]
+
+
+class QueryArgs(WindowArgs):
+    metrics: list[Metric] = Field(
+        default_factory=lambda: list[Metric](["event_count"]),
+        min_length=1,
+        max_length=len(METRICS),
+        description="What to compute",
+    )
+    group_by: list[FieldName] = Field(
+        default_factory=list,
+        max_length=MAX_GROUPS,
+        validation_alias=AliasChoices("group_by", "groupBy"),
+        description="Columns, day/hour, or properties.<key>",
+    )
+    filters: list[QueryFilter] = Field(default_factory=list, max_length=MAX_FILTERS)
+    order_by: FieldName | None = Field(None, description="A requested metric or group; default the first metric")
+    order: Literal["asc", "desc"] = "desc"
+    limit: int = Field(100, ge=1, le=1000, description="Most rows to answer")
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    sql: str
+    params: list[object]
+    kind: Kind
+    key: str | None = None
+    """The custom property's key."""
+
+
+def _field(dialect: Dialect, name: str) -> _Field | None:
+    if name.startswith(PROPERTY_PREFIX) and len(name) > len(PROPERTY_PREFIX):
+        key = name.removeprefix(PROPERTY_PREFIX)
+        expr, param = property_text(dialect, key)
+        return _Field(expr, [param], "property", key)
+    if name in COLUMNS:
+        return _Field(COLUMNS[name], [], "text")
+    if name in TIME_BUCKETS:
+        return _Field(TIME_BUCKETS[name], [], "time")
+    if name in NUMBER_COLUMNS:
+        return _Field(NUMBER_COLUMNS[name], [], "number")
+    if name in FLAG_COLUMNS:
+        return _Field(FLAG_COLUMNS[name], [], "flag")
+    return None
+
+
+def _group(dialect: Dialect, index: int, name: str) -> _Field:
+    field = _field(dialect, name)
+    if field is None or field.kind not in ("text", "time", "property"):
+        raise ApiError(400, f"Cannot group by {name!r}", field=f"group_by.{index}")
+    return field
+
+
+def _bad_value(loc: str, why: str) -> ApiError:
+    return ApiError(400, f"Invalid {loc}.value: {why}", field=f"{loc}.value")
+
+
+def _scalar(loc: str, kind: Kind, value: object) -> object:
+    """`value` as the filtered field compares it."""
+    if kind == "flag":
+        if not isinstance(value, bool):
+            raise _bad_value(loc, "must be true or false")
+        return int(value)
+    if isinstance(value, bool) or isinstance(value, list):
+        raise _bad_value(loc, "must be a string or a number")
+    if kind == "number":
+        if not isinstance(value, int | float):
+            raise _bad_value(loc, "must be a number")
+        return value
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _condition(dialect: Dialect, index: int, spec: QueryFilter) -> tuple[str, list[object]]:
+    loc = f"filters.{index}"
+    field = _field(dialect, spec.field)
+    if field is None or field.kind == "time":
+        raise ApiError(400, f"Cannot filter on {spec.field!r}", field=f"{loc}.field")
+    expr, params = field.sql, field.params
+    if spec.op in ("gt", "lt"):
+        if field.kind == "property" and field.key is not None:
+            expr, params = property_number(dialect, field.key)
+        elif field.kind != "number":
+            raise ApiError(400, f"{spec.op} needs a number field", field=f"{loc}.op")
+        if isinstance(spec.value, bool) or not isinstance(spec.value, int | float):
+            raise _bad_value(loc, "must be a number")
+        return f"{expr} {'>' if spec.op == 'gt' else '<'} ?", [*params, spec.value]
+    if field.kind == "flag" and spec.op not in ("eq", "neq"):
+        raise ApiError(400, f"{spec.op} does not apply to {spec.field!r}", field=f"{loc}.op")
+    if spec.op == "in":
+        if not isinstance(spec.value, list) or not 1 <= len(spec.value) <= MAX_IN_VALUES:
+            raise _bad_value(loc, f"must be a list of 1 to {MAX_IN_VALUES} values")
+        values = [_scalar(loc, field.kind, item) for item in spec.value]
+        return f"{expr} IN ({', '.join('?' for _ in values)})", [*params, *values]
+    if spec.op == "contains":
+        if field.kind not in ("text", "property") or not isinstance(spec.value, str):
+            raise _bad_value(loc, "contains needs a text field and a string")
+        escaped = spec.value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"LOWER({expr}) LIKE ? ESCAPE '\\'", [*params, f"%{escaped}%"]
+    value = _scalar(loc, field.kind, spec.value)
+    if spec.op == "eq":
+        return f"{expr} = ?", [*params, value]
+    return f"({expr} IS NULL OR {expr} <> ?)", [*params, *params, value]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAnswer:
+    window: dict[str, int]
+    metrics: list[str]
+    group_by: list[str]
+    order_by: str
+    order: str
+    rows: list[dict[str, Any]]
+    """One object per group: each `group_by` name and each `metrics` name as a key."""
+
+
+def _metric_value(metric: str, value: Any) -> Any:
+    if metric in COUNT_METRICS:
+        return int(value or 0)
+    return None if value is None else float(number(value))
+
+
+async def query(asked: Asked, args: QueryArgs) -> QueryAnswer:
+    window = args.window(asked.now_ms)
+    dialect = asked.store.dialect
+    metrics: list[str] = list(dict.fromkeys(args.metrics))
+    groups = list(dict.fromkeys(args.group_by))
+    fields = [_group(dialect, i, name) for i, name in enumerate(groups)]
+    where = events_where(asked.gateway_id, window)
+    for index, spec in enumerate(args.filters):
+        condition, params = _condition(dialect, index, spec)
+        where.add(condition, *params)
+
+    order_by = args.order_by or metrics[0]
+    if order_by in metrics:
+        order_column = f"m{metrics.index(order_by)}"
+    elif order_by in groups:
+        order_column = f"d{groups.index(order_by)}"
+    else:
+        raise ApiError(400, "order_by must be one of the requested metrics or group_by", field="order_by")
+
+    dims = [f"d{i}" for i in range(len(fields))]
+    inner = ", ".join([*(f"{f.sql} AS {d}" for f, d in zip(fields, dims, strict=True)), f"{USER_KEY} AS user_key"])
+    outer = ", ".join([*dims, *(f"{METRICS[m]} AS m{i}" for i, m in enumerate(metrics))])
+    group_clause = f"GROUP BY {', '.join(dims)}" if dims else ""
+    tie_breaks = "".join(f", CASE WHEN {d} IS NULL THEN 1 ELSE 0 END, {d}" for d in dims)
+    sql = f"""
+        SELECT * FROM (
+            SELECT {outer} FROM (
+                SELECT {inner}, session_id, latency_ms, success FROM events WHERE {where.sql()}
+            ) AS picked {group_clause}
+        ) AS grouped
+        ORDER BY CASE WHEN {order_column} IS NULL THEN 1 ELSE 0 END, {order_column} {args.order.upper()}{tie_breaks}
+        LIMIT ?
+    """
+    rows = await asked.store.fetch(sql, [*(p for f in fields for p in f.params), *where.params, args.limit])
+    answer_rows = []
+    for row in rows:
+        values = dict(zip(groups, row[: len(groups)], strict=True))
+        for metric, value in zip(metrics, row[len(groups) :], strict=True):
+            values[metric] = _metric_value(metric, value)
+        answer_rows.append(values)
+    return QueryAnswer(window.as_json(), metrics, groups, order_by, args.order, answer_rows)
+
+
+QUESTIONS: list[Question[Any]] = [
+    Question(
+        "/query",
+        "Flexible analytics query: metrics grouped by columns, day/hour or custom properties, with filters",
+        QueryArgs,
+        query,
+        QueryAnswer,
+        method="POST",
+    )
+]
