@@ -167,4 +167,14 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         )
         """,
     ),
+    (
+        7,
+        # Funnels and retention ask "who did event X when": with the actor columns in the index,
+        # SQLite answers from the index alone instead of looking up every matching row.
+        """
+        DROP INDEX events_by_name;
+        CREATE INDEX events_by_name ON events
+            (gateway_id, source, primitive_type, name, ts_ms, anonymous_id, session_id)
+        """,
+    ),
 )

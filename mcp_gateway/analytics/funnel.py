@@ -1,0 +1,399 @@
+"""POST /funnel (seed 002): how many actors went through ordered steps, and where they dropped off.
+
+    {"steps": ["page_view", "signup", {"event": "book_demo", "filters": [...]}], "conversion_window_hours": 24,
+     "since": ..., "until": ..., "breakdown": "traffic_source", "source": "web"}
+    -> {"steps": [{"step": 1, "event": "page_view", "users": 100, "conversion_rate": 1.0,
+                   "overall_conversion_rate": 1.0, "drop_off": 0}, ...], "overall_conversion_rate": 0.12, ...}
+
+The actor is `COALESCE(anonymous_id, session_id)`: the web visitor, else the session (an MCP session
+is one agent). An actor reaches step k when they did steps 1..k in that order (each event after the
+previous one: by time, equal times in stored order), all inside the window, and each step no later
+than `conversion_window_hours` after the step-1 event that started the chain. Every step-1 event may
+start a chain; an actor counts with the chain that gets furthest. Rates are 0-1: `conversion_rate`
+from the previous step, `overall_conversion_rate` from step 1; `drop_off` is the actors lost since
+the previous step.
+
+A step is an event name (any source unless `source` is given), or an object with `filters` on a
+column or `properties.<key>` (`eq`/`neq`, compared as text; `value` null tests for absence).
+
+With `breakdown` (a column, or `properties.<key>`), each value gets its own funnel: the chains that
+start with a step-1 event carrying that value. An actor whose step-1 events carry several values
+counts under each, so the values' users may add up to more than the total.
+
+How it stays fast at a million events: step 1 is usually the busiest event (page views), and an
+actor who never did step 2 is done at step 1. So step 1 is counted in SQL (`COUNT(DISTINCT actor)`
+over `events_by_name`), and only the events of actors who did step 2 in the window (found through
+`events_by_name`, then read per actor through `events_by_visitor` / `events_by_session`) come to
+Python, where one pass over each actor's events in time order finds the furthest chain: for each
+step it keeps the latest start of a chain that has reached it (a later start leaves more of the
+conversion window, so it dominates), which makes the walk linear. A pure-SQL version of "the best
+starting event" needs a self-join per step over the step-1 events, which is quadratic per actor.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator
+
+from .api import Asked, Question
+from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, Source, event_dimension
+from .sql import HOUR_MS, in_list
+from .window import Args, TimeWindow, WindowArgs
+
+MIN_STEPS: Final = 2
+MAX_STEPS: Final = 10
+MAX_FILTERS: Final = 10
+DEFAULT_CONVERSION_WINDOW_HOURS: Final = 24
+MAX_CONVERSION_WINDOW_HOURS: Final = 720
+MAX_BREAKDOWN_VALUES: Final = 20
+"""Breakdown values answered, the most step-1 actors first; `breakdown_truncated` says when there were more."""
+
+ACTOR: Final = "COALESCE(anonymous_id, session_id)"
+
+_SOURCE_BRANCHES: Final[dict[str, str]] = {
+    "web": "source = 'web' AND primitive_type IS NULL",
+    "server": "source = 'server' AND primitive_type IS NULL",
+    "mcp": "source = 'mcp' AND primitive_type IN ('tool', 'resource', 'prompt')",
+}
+"""Each source as the leading columns of `events_by_name` (gateway_id, source, primitive_type, name, ts_ms):
+web and server events have no primitive type, MCP calls always have one."""
+_ALL_SOURCES: Final = (
+    "source IN ('web', 'server') AND primitive_type IS NULL",
+    _SOURCE_BRANCHES["mcp"],
+)
+
+
+def _check_property(name: str) -> str:
+    if name == PROPERTY_PREFIX:
+        raise ValueError("name a property after 'properties.'")
+    if not name.startswith(PROPERTY_PREFIX) and name not in BREAKDOWN_COLUMNS:
+        raise ValueError(f"must be one of {', '.join(BREAKDOWN_COLUMNS)} or properties.<key>")
+    return name
+
+
+class StepFilter(Args):
+    property: str = Field(
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="A column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or a custom property (`properties.<key>`)",
+    )
+    op: Literal["eq", "neq"] = Field("eq", description="eq: equal; neq: different or absent")
+    value: str | None = Field(description="Compared as text; null: the property is absent (eq) or present (neq)")
+
+    @field_validator("property")
+    @classmethod
+    def _known_property(cls, name: str) -> str:
+        return _check_property(name)
+
+
+class FunnelStep(Args):
+    event: str = Field(min_length=1, max_length=MAX_NAME_CHARS, description="The event name")
+    filters: list[StepFilter] = Field(
+        default_factory=list, max_length=MAX_FILTERS, description="All must hold for an event to be this step"
+    )
+
+
+def _step_kind(step: object) -> str:
+    return "event" if isinstance(step, str) else "step"
+
+
+StepSpec = Annotated[
+    Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS), Tag("event")] | Annotated[FunnelStep, Tag("step")],
+    Discriminator(_step_kind),
+]
+"""An event name, or {event, filters}; a bad one is reported as `steps.<i>.event` or `steps.<i>.step.<field>`."""
+
+
+class FunnelArgs(WindowArgs):
+    steps: list[StepSpec] = Field(
+        min_length=MIN_STEPS, max_length=MAX_STEPS, description="Event names (or {event, filters}) in order"
+    )
+    conversion_window_hours: int = Field(
+        DEFAULT_CONVERSION_WINDOW_HOURS,
+        ge=1,
+        le=MAX_CONVERSION_WINDOW_HOURS,
+        description="Longest time from the step-1 event to the last step",
+    )
+    breakdown: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_NAME_CHARS,
+        description="A funnel per value of a column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or `properties.<key>`",
+    )
+    source: Source | None = Field(None, description="Only events from MCP calls, web pages or servers")
+
+    @field_validator("breakdown")
+    @classmethod
+    def _known_breakdown(cls, name: str | None) -> str | None:
+        return None if name is None else _check_property(name)
+
+    def step_list(self) -> list[FunnelStep]:
+        return [FunnelStep(event=step) if isinstance(step, str) else step for step in self.steps]
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: int
+    event: str
+    users: int
+    conversion_rate: float
+    """From the previous step, 0-1 (step 1: 1.0 when anyone did it)."""
+    overall_conversion_rate: float
+    """From step 1, 0-1."""
+    drop_off: int
+    """Actors who reached the previous step but not this one."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownFunnel:
+    value: str | None
+    """null: step-1 events without the breakdown property."""
+    steps: list[StepResult]
+    overall_conversion_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelAnswer:
+    gateway_id: str
+    window: dict[str, int]
+    conversion_window_hours: int
+    steps: list[StepResult]
+    overall_conversion_rate: float
+    """Actors who reached the last step / actors who did step 1, 0-1."""
+    breakdown: str | None
+    breakdowns: list[BreakdownFunnel] | None
+    breakdown_truncated: bool
+
+
+# -- SQL ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Sql:
+    """An SQL fragment and its parameters."""
+
+    text: str
+    params: tuple[object, ...] = ()
+
+
+def _step_condition(asked: Asked, step: FunnelStep) -> _Sql:
+    parts = ["name = ?"]
+    params: list[object] = [step.event]
+    for flt in step.filters:
+        expr, expr_params = event_dimension(asked, flt.property)
+        if flt.value is None:
+            parts.append(f"{expr} IS {'NULL' if flt.op == 'eq' else 'NOT NULL'}")
+            params += expr_params
+        elif flt.op == "eq":
+            parts.append(f"{expr} = ?")
+            params += [*expr_params, flt.value]
+        else:
+            parts.append(f"({expr} IS NULL OR {expr} <> ?)")
+            params += [*expr_params, *expr_params, flt.value]
+    return _Sql(" AND ".join(parts), tuple(params))
+
+
+def _step_mask(conditions: Sequence[_Sql]) -> _Sql:
+    """An integer whose bit j is set when the event is step j + 1."""
+    terms = [f"(CASE WHEN {c.text} THEN {1 << j} ELSE 0 END)" for j, c in enumerate(conditions)]
+    return _Sql(" + ".join(terms), tuple(p for c in conditions for p in c.params))
+
+
+def _branches(source: str | None) -> tuple[str, ...]:
+    return _ALL_SOURCES if source is None else (_SOURCE_BRANCHES[source],)
+
+
+def _step_events(asked: Asked, window: TimeWindow, source: str | None, condition: _Sql, columns: _Sql) -> _Sql:
+    """`columns` of one step's events in `window`: one indexed SELECT per source branch, UNION ALL."""
+    selects = []
+    params: list[object] = []
+    for branch in _branches(source):
+        selects.append(
+            f"SELECT {columns.text} FROM events WHERE gateway_id = ? AND {branch}"
+            f" AND ts_ms >= ? AND ts_ms < ? AND {condition.text}"
+        )
+        params += [*columns.params, asked.gateway_id, window.since_ms, window.until_ms, *condition.params]
+    return _Sql(" UNION ALL ".join(selects), tuple(params))
+
+
+async def _first_step_users(
+    asked: Asked, window: TimeWindow, source: str | None, first: _Sql, value: _Sql | None
+) -> tuple[int, dict[str | None, int]]:
+    """Distinct actors who did step 1: in all, and per breakdown value."""
+    columns = _Sql(f"{ACTOR} AS actor, {value.text if value else 'NULL'} AS value", value.params if value else ())
+    inner = _step_events(asked, window, source, first, columns)
+    if value is None:
+        rows = await asked.store.fetch(
+            f"SELECT COUNT(DISTINCT actor) FROM ({inner.text}) steps WHERE actor IS NOT NULL", inner.params
+        )
+        return int(rows[0][0]), {}
+    rows = await asked.store.fetch(
+        f"WITH steps AS ({inner.text})"
+        " SELECT 0, NULL, COUNT(DISTINCT actor) FROM steps WHERE actor IS NOT NULL"
+        " UNION ALL SELECT 1, value, COUNT(DISTINCT actor) FROM steps WHERE actor IS NOT NULL GROUP BY value",
+        inner.params,
+    )
+    total = next(int(n) for kind, _, n in rows if kind == 0)
+    return total, {None if v is None else str(v): int(n) for kind, v, n in rows if kind == 1}
+
+
+async def _movers_events(
+    asked: Asked, args: FunnelArgs, window: TimeWindow, conditions: Sequence[_Sql], value: _Sql | None
+) -> dict[str, list[tuple[int, int, int, str | None]]]:
+    """Per actor who did step 2 in the window: their step events as (ts_ms, seq, step mask, breakdown value)."""
+    movers = _step_events(asked, window, args.source, conditions[1], _Sql(f"{ACTOR} AS actor"))
+    mask = _step_mask(conditions)
+    names, name_params = in_list("name", sorted({step.event for step in args.step_list()}))
+    value_sql = value or _Sql("NULL")
+    source = " AND source = ?" if args.source else ""
+    source_params: tuple[object, ...] = (args.source,) if args.source else ()
+    selects = []
+    params: list[object] = []
+    # The actor column leads an index (events_by_visitor, events_by_session), so each mover is a seek; an
+    # event found by its session belongs to that actor only when it has no visitor.
+    for actor_column, keep in (
+        ("anonymous_id", "1"),
+        ("session_id", "CASE WHEN anonymous_id IS NULL THEN 1 ELSE 0 END"),
+    ):
+        selects.append(
+            f"SELECT {actor_column}, {keep}, ts_ms, seq, {mask.text}, {value_sql.text} FROM events"
+            f" WHERE gateway_id = ? AND {actor_column} IN (SELECT actor FROM movers)"
+            f" AND ts_ms >= ? AND ts_ms < ? AND {names}{source}"
+        )
+        params += [
+            *mask.params,
+            *value_sql.params,
+            asked.gateway_id,
+            window.since_ms,
+            window.until_ms,
+            *name_params,
+            *source_params,
+        ]
+    rows = await asked.store.fetch(
+        f"WITH movers AS ({movers.text}) {' UNION ALL '.join(selects)}", [*movers.params, *params]
+    )
+    by_actor: dict[str, list[tuple[int, int, int, str | None]]] = defaultdict(list)
+    for actor, keep_row, ts_ms, seq, step_mask, step_value in rows:
+        if keep_row and step_mask:
+            by_actor[str(actor)].append(
+                (int(ts_ms), int(seq), int(step_mask), None if step_value is None else str(step_value))
+            )
+    return by_actor
+
+
+# -- the walk -----------------------------------------------------------------------------------------
+
+
+def furthest_steps(events: Iterable[tuple[int, int, str | None]], steps: int, window_ms: int) -> dict[str | None, int]:
+    """For one actor's events (ts_ms, step mask, value of the event), in time order: per value of the
+    step-1 event that starts a chain, how many steps the furthest such chain reached."""
+    latest_start: dict[str | None, list[int | None]] = {}
+    for ts_ms, mask, value in events:
+        for j in range(steps - 1, 0, -1):
+            if not mask & (1 << j):
+                continue
+            for starts in latest_start.values():
+                start = starts[j - 1]
+                reached = starts[j]
+                if start is not None and ts_ms - start <= window_ms and (reached is None or reached < start):
+                    starts[j] = start
+        if mask & 1:
+            latest_start.setdefault(value, [None] * steps)[0] = ts_ms
+    return {
+        value: max(j + 1 for j, start in enumerate(starts) if start is not None)
+        for value, starts in latest_start.items()
+    }
+
+
+def _results(events: Sequence[str], reached: Sequence[int]) -> list[StepResult]:
+    """Step results from the actors reaching each step."""
+    first = reached[0]
+    results = []
+    for j, (event, users) in enumerate(zip(events, reached, strict=True)):
+        previous = reached[j - 1] if j else first
+        results.append(
+            StepResult(
+                step=j + 1,
+                event=event,
+                users=users,
+                conversion_rate=users / previous if previous else 0.0,
+                overall_conversion_rate=users / first if first else 0.0,
+                drop_off=previous - users,
+            )
+        )
+    return results
+
+
+def _overall(reached: Sequence[int]) -> float:
+    return reached[-1] / reached[0] if reached[0] else 0.0
+
+
+async def funnel(asked: Asked, args: FunnelArgs) -> FunnelAnswer:
+    window = args.window(asked.now_ms)
+    steps = args.step_list()
+    conditions = [_step_condition(asked, step) for step in steps]
+    value = None
+    if args.breakdown is not None:
+        expr, expr_params = event_dimension(asked, args.breakdown)
+        value = _Sql(expr, tuple(expr_params))
+    first_total, first_by_value = await _first_step_users(asked, window, args.source, conditions[0], value)
+    by_actor = await _movers_events(asked, args, window, conditions, value)
+
+    window_ms = args.conversion_window_hours * HOUR_MS
+    deepest: list[int] = []
+    deepest_by_value: dict[str | None, list[int]] = defaultdict(list)
+    for events in by_actor.values():
+        events.sort()
+        timeline = [(ts_ms, mask, step_value) for ts_ms, _, mask, step_value in events]
+        overall = furthest_steps(((ts, mask, None) for ts, mask, _ in timeline), len(steps), window_ms)
+        deepest.append(overall.get(None, 0))
+        if value is not None:
+            for step_value, depth in furthest_steps(timeline, len(steps), window_ms).items():
+                deepest_by_value[step_value].append(depth)
+
+    names = [step.event for step in steps]
+    reached = _reached(first_total, deepest, len(steps))
+    breakdowns = None
+    truncated = False
+    if value is not None:
+        ranked = sorted(first_by_value.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
+        truncated = len(ranked) > MAX_BREAKDOWN_VALUES
+        breakdowns = []
+        for step_value, users in ranked[:MAX_BREAKDOWN_VALUES]:
+            value_reached = _reached(users, deepest_by_value.get(step_value, []), len(steps))
+            breakdowns.append(BreakdownFunnel(step_value, _results(names, value_reached), _overall(value_reached)))
+    return FunnelAnswer(
+        gateway_id=asked.gateway_id,
+        window=window.as_json(),
+        conversion_window_hours=args.conversion_window_hours,
+        steps=_results(names, reached),
+        overall_conversion_rate=_overall(reached),
+        breakdown=args.breakdown,
+        breakdowns=breakdowns,
+        breakdown_truncated=truncated,
+    )
+
+
+def _reached(first_step_users: int, deepest: Iterable[int], steps: int) -> list[int]:
+    """Actors reaching each step: step 1 from SQL, the later ones from the walked actors' furthest steps."""
+    reached = [first_step_users] + [0] * (steps - 1)
+    for depth in deepest:
+        for j in range(1, depth):
+            reached[j] += 1
+    return reached
+
+
+QUESTIONS: list[Question[Any]] = [
+    Question(
+        "/funnel",
+        "Funnel: actors completing ordered steps within a conversion window, per step and per breakdown value",
+        FunnelArgs,
+        funnel,
+        FunnelAnswer,
+        method="POST",
+    )
+]
