@@ -1,0 +1,455 @@
+"""Seed 001's site analytics: what the browser tracker recorded, plus the agent side's headline numbers.
+
+    GET /analytics/overview        sessions, events, visitors, page views, leads, MCP sessions, tool calls
+    GET /analytics/sessions/daily  per UTC day: web sessions and visitors, every day of the window
+    GET /analytics/pages/top       most viewed paths
+    GET /analytics/geo             web sessions, visitors and MCP sessions per country
+    GET /analytics/engagement      `$session_end` engagement scores in five buckets of 20
+    GET /analytics/sources         traffic source/medium of each session's first event, ranked
+    GET /analytics/realtime        active sessions now, events per minute, top pages now
+
+A web session is a `session_id` of `source='web'` events (the tracker's, or the one the writer
+derives with a 30-minute inactivity gap); a visitor is an `anonymous_id`. Page views are events
+named one of `sql.PAGE_VIEW_NAMES`. Everything is read from `events` through `events_by_time` (or
+`events_by_name` for one event name), `mcp_sessions` and `leads`, each filtered by gateway and time.
+
+Seed 001's `GET /analytics/storage` (R2 bucket statistics) is left out: the gateway keeps no R2 storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pydantic import Field
+
+from ..ingest.visits import SESSION_END
+from ..web import ApiError
+from .api import Asked, Question
+from .sql import DAY_MS, PAGE_VIEW_NAMES, Where, bucket, events_where, in_list, property_number
+from .window import Args, TimeWindow, WindowArgs
+
+MAX_DAILY_DAYS: Final = 366
+"""Longest window `sessions/daily` answers, in days (one row per day)."""
+ENGAGEMENT_BUCKETS: Final = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100))
+"""Engagement score ranges: [low, high), the last one includes 100 (and any score above it)."""
+REALTIME_ACTIVE_MS: Final = 5 * 60 * 1000
+"""A session with an event (or an MCP session started) this recently is active."""
+REALTIME_MINUTES: Final = 30
+"""Minutes of events-per-minute `realtime` answers, the current minute last."""
+REALTIME_TOP_PAGES: Final = 5
+MINUTE_MS: Final = 60 * 1000
+UNKNOWN_COUNTRY: Final = "unknown"
+
+
+# -- overview -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    gateway_id: str
+    window: dict[str, int]
+    sessions: int
+    """Web sessions with an event in the window."""
+    events: int
+    """Every event in the window: web, server and MCP."""
+    unique_visitors: int
+    page_views: int
+    leads: int
+    """Leads created in the window, from agents and web forms."""
+    mcp_sessions: int
+    """MCP sessions started in the window."""
+    tool_calls: int
+    tool_errors: int
+    error_rate: float
+    """tool_errors / tool_calls (0 without calls)."""
+    avg_engagement: float | None
+    """Mean engagement score of the sessions that ended in the window; None when none did."""
+
+
+async def overview(asked: Asked, args: WindowArgs) -> Overview:
+    window = args.window(asked.now_ms)
+    where = events_where(asked.gateway_id, window)
+    page_view, page_params = in_list("name", PAGE_VIEW_NAMES)
+    tool_call = "source = 'mcp' AND primitive_type = 'tool' AND operation = 'call'"
+    [(events, sessions, visitors, page_views, tool_calls, tool_errors)] = await asked.store.fetch(
+        "SELECT COUNT(*),"
+        " COUNT(DISTINCT CASE WHEN source = 'web' THEN session_id END),"
+        " COUNT(DISTINCT CASE WHEN source = 'web' THEN anonymous_id END),"
+        f" COALESCE(SUM(CASE WHEN source <> 'mcp' AND {page_view} THEN 1 ELSE 0 END), 0),"
+        f" COALESCE(SUM(CASE WHEN {tool_call} THEN 1 ELSE 0 END), 0),"
+        f" COALESCE(SUM(CASE WHEN {tool_call} AND success = 0 THEN 1 ELSE 0 END), 0)"
+        f" FROM events WHERE {where.sql()}",
+        [*page_params, *where.params],
+    )
+    [(leads,)] = await asked.store.fetch(
+        "SELECT COUNT(*) FROM leads WHERE gateway_id = ? AND created_at_ms >= ? AND created_at_ms < ?",
+        [asked.gateway_id, window.since_ms, window.until_ms],
+    )
+    [(mcp_sessions,)] = await asked.store.fetch(
+        "SELECT COUNT(*) FROM mcp_sessions WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ?",
+        [asked.gateway_id, window.since_ms, window.until_ms],
+    )
+    score, score_params = property_number(asked.store.dialect, "engagement_score")
+    ended = _session_ends(asked.gateway_id, window)
+    [(avg_engagement,)] = await asked.store.fetch(
+        f"SELECT AVG({score}) FROM events WHERE {ended.sql()}", [*score_params, *ended.params]
+    )
+    return Overview(
+        gateway_id=asked.gateway_id,
+        window=window.as_json(),
+        sessions=sessions,
+        events=events,
+        unique_visitors=visitors,
+        page_views=page_views,
+        leads=leads,
+        mcp_sessions=mcp_sessions,
+        tool_calls=tool_calls,
+        tool_errors=tool_errors,
+        error_rate=tool_errors / tool_calls if tool_calls else 0.0,
+        avg_engagement=None if avg_engagement is None else round(float(avg_engagement), 1),
+    )
+
+
+def _session_ends(gateway_id: str, window: TimeWindow) -> Where:
+    """The `$session_end` events in `window`, in `events_by_name` order (web events have no primitive type)."""
+    return events_where(gateway_id, window, source="web", name=SESSION_END).add("primitive_type IS NULL")
+
+
+# -- sessions/daily -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DaySessions:
+    date: str
+    """The UTC day, YYYY-MM-DD."""
+    sessions: int
+    visitors: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailySessions:
+    gateway_id: str
+    window: dict[str, int]
+    days: list[DaySessions]
+
+
+async def sessions_daily(asked: Asked, args: WindowArgs) -> DailySessions:
+    """A session with events on both sides of midnight counts on both days."""
+    window = args.window(asked.now_ms)
+    first_day = window.since_ms - window.since_ms % DAY_MS
+    day_starts = range(first_day, window.until_ms, DAY_MS)
+    if len(day_starts) > MAX_DAILY_DAYS:
+        raise ApiError(400, f"sessions/daily covers at most {MAX_DAILY_DAYS} days", field="since")
+    where = events_where(asked.gateway_id, window, source="web")
+    rows = await asked.store.fetch(
+        f"SELECT {bucket('ts_ms', DAY_MS)}, COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id)"
+        f" FROM events WHERE {where.sql()} GROUP BY 1",
+        where.params,
+    )
+    counted = {int(day): (sessions, visitors) for day, sessions, visitors in rows}
+    days = [DaySessions(_date(day), *counted.get(day, (0, 0))) for day in day_starts]
+    return DailySessions(asked.gateway_id, window.as_json(), days)
+
+
+def _date(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
+
+
+# -- pages/top ----------------------------------------------------------------------------------------
+
+
+class TopPagesArgs(WindowArgs):
+    limit: int = Field(10, ge=1, le=100, description="How many pages, the most viewed first.")
+
+
+@dataclass(frozen=True, slots=True)
+class PageViews:
+    path: str
+    views: int
+    unique_visitors: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopPages:
+    gateway_id: str
+    window: dict[str, int]
+    limit: int
+    pages: list[PageViews]
+
+
+async def top_pages(asked: Asked, args: TopPagesArgs) -> TopPages:
+    window = args.window(asked.now_ms)
+    pages = await _most_viewed(asked, window, args.limit)
+    return TopPages(asked.gateway_id, window.as_json(), args.limit, pages)
+
+
+async def _most_viewed(asked: Asked, window: TimeWindow, limit: int) -> list[PageViews]:
+    page_view, page_params = in_list("name", PAGE_VIEW_NAMES)
+    where = events_where(asked.gateway_id, window).add(page_view, *page_params)
+    where.add("source <> 'mcp'").add("path IS NOT NULL")
+    rows = await asked.store.fetch(
+        f"SELECT path, COUNT(*), COUNT(DISTINCT anonymous_id) FROM events WHERE {where.sql()}"
+        " GROUP BY path ORDER BY 2 DESC, path LIMIT ?",
+        [*where.params, limit],
+    )
+    return [PageViews(path, views, visitors) for path, views, visitors in rows]
+
+
+# -- geo ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CountryTraffic:
+    country: str
+    """ISO 3166 alpha-2 code, or "unknown"."""
+    sessions: int
+    visitors: int
+    mcp_sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class Geo:
+    gateway_id: str
+    window: dict[str, int]
+    countries: list[CountryTraffic]
+
+
+async def geo(asked: Asked, args: WindowArgs) -> Geo:
+    window = args.window(asked.now_ms)
+    where = events_where(asked.gateway_id, window, source="web")
+    web_rows = await asked.store.fetch(
+        f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id)"
+        f" FROM events WHERE {where.sql()} GROUP BY 1",
+        where.params,
+    )
+    agent_rows = await asked.store.fetch(
+        f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(*) FROM mcp_sessions"
+        " WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ? GROUP BY 1",
+        [asked.gateway_id, window.since_ms, window.until_ms],
+    )
+    web = {country: (sessions, visitors) for country, sessions, visitors in web_rows}
+    agents = {country: sessions for country, sessions in agent_rows}
+    countries = [
+        CountryTraffic(country, *web.get(country, (0, 0)), agents.get(country, 0)) for country in set(web) | set(agents)
+    ]
+    countries.sort(key=lambda c: (-(c.sessions + c.mcp_sessions), c.country))
+    return Geo(asked.gateway_id, window.as_json(), countries)
+
+
+# -- engagement ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementBucket:
+    range: str
+    """"0-20", "20-40", ... "80-100"."""
+    min_score: int
+    max_score: int
+    sessions: int
+    share: float
+    """Of the scored sessions (0 without any)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Engagement:
+    gateway_id: str
+    window: dict[str, int]
+    sessions: int
+    """Sessions that ended (`$session_end` with a score) in the window."""
+    average_score: float | None
+    buckets: list[EngagementBucket]
+
+
+async def engagement(asked: Asked, args: WindowArgs) -> Engagement:
+    window = args.window(asked.now_ms)
+    score, score_params = property_number(asked.store.dialect, "engagement_score")
+    ended = _session_ends(asked.gateway_id, window)
+    index = " ".join(f"WHEN score < {high} THEN {i}" for i, (_, high) in enumerate(ENGAGEMENT_BUCKETS[:-1]))
+    rows = await asked.store.fetch(
+        f"SELECT CASE {index} ELSE {len(ENGAGEMENT_BUCKETS) - 1} END, COUNT(*), SUM(score)"
+        f" FROM (SELECT {score} AS score FROM events WHERE {ended.sql()}) scores"
+        " WHERE score IS NOT NULL GROUP BY 1",
+        [*score_params, *ended.params],
+    )
+    counts = {int(i): (int(n), float(total)) for i, n, total in rows}
+    sessions = sum(n for n, _ in counts.values())
+    buckets = []
+    for i, (low, high) in enumerate(ENGAGEMENT_BUCKETS):
+        ended_here = counts.get(i, (0, 0.0))[0]
+        share = ended_here / sessions if sessions else 0.0
+        buckets.append(EngagementBucket(f"{low}-{high}", low, high, ended_here, share))
+    average = round(sum(total for _, total in counts.values()) / sessions, 1) if sessions else None
+    return Engagement(asked.gateway_id, window.as_json(), sessions, average, buckets)
+
+
+# -- sources ------------------------------------------------------------------------------------------
+
+
+class SourcesArgs(WindowArgs):
+    limit: int = Field(20, ge=1, le=100, description="How many source/medium pairs, the most sessions first.")
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSource:
+    source: str
+    """`traffic_source` of the session's first event: "google", "chatgpt", "(direct)", a referring host, ..."""
+    medium: str
+    """"organic", "cpc", "ai", "social", "referral", "(none)", ..."""
+    sessions: int
+    visitors: int
+    share: float
+    """Of all sessions in the window."""
+    referrer_host: str | None
+    """The host that referred most of these sessions; None when none had a referrer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    gateway_id: str
+    window: dict[str, int]
+    sessions: int
+    sources: list[TrafficSource]
+
+
+async def sources(asked: Asked, args: SourcesArgs) -> Sources:
+    """Sessions are attributed to their first stored web event in the window (the landing, before navigation)."""
+    window = args.window(asked.now_ms)
+    landing = events_where(asked.gateway_id, window, source="web").add("session_id IS NOT NULL")
+    first_events = f"gateway_id = ? AND seq IN (SELECT MIN(seq) FROM events WHERE {landing.sql()} GROUP BY session_id)"
+    params = [asked.gateway_id, *landing.params]
+    source_medium = "COALESCE(traffic_source, '(unknown)'), COALESCE(traffic_medium, '(none)')"
+    ranked = await asked.store.fetch(
+        f"SELECT {source_medium}, COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id)"
+        f" FROM events WHERE {first_events} GROUP BY 1, 2",
+        params,
+    )
+    referrers = await asked.store.fetch(
+        f"SELECT {source_medium}, referrer, COUNT(*) FROM events"
+        f" WHERE {first_events} AND referrer IS NOT NULL GROUP BY 1, 2, 3",
+        params,
+    )
+    hosts: dict[tuple[str, str], dict[str, int]] = {}
+    for source, medium, referrer, sessions in referrers:
+        host = _host(referrer)
+        if host:
+            counts = hosts.setdefault((source, medium), {})
+            counts[host] = counts.get(host, 0) + sessions
+    total = sum(row[2] for row in ranked)
+    ranking = [
+        TrafficSource(
+            source,
+            medium,
+            sessions,
+            visitors,
+            sessions / total if total else 0.0,
+            _top_host(hosts.get((source, medium), {})),
+        )
+        for source, medium, sessions, visitors in ranked
+    ]
+    ranking.sort(key=lambda s: (-s.sessions, -s.visitors, s.source, s.medium))
+    return Sources(asked.gateway_id, window.as_json(), total, ranking[: args.limit])
+
+
+def _host(url: str) -> str | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
+
+
+def _top_host(counts: dict[str, int]) -> str | None:
+    return min(counts, key=lambda host: (-counts[host], host)) if counts else None
+
+
+# -- realtime -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteEvents:
+    minute: int
+    """Start of the minute, ms since the epoch (UTC)."""
+    events: int
+
+
+@dataclass(frozen=True, slots=True)
+class Realtime:
+    gateway_id: str
+    now: int
+    active_since: int
+    active_web_sessions: int
+    active_visitors: int
+    active_mcp_sessions: int
+    """MCP sessions with a call, or started, since `active_since`."""
+    events_per_minute: list[MinuteEvents]
+    """The last `REALTIME_MINUTES` minutes, oldest first, the current (partial) minute last."""
+    top_pages: list[PageViews]
+    """Most viewed pages since `active_since`."""
+
+
+async def realtime(asked: Asked, args: Args) -> Realtime:
+    now = asked.now_ms
+    active = TimeWindow(now - REALTIME_ACTIVE_MS, now + 1)
+    web = events_where(asked.gateway_id, active, source="web")
+    [(web_sessions, visitors)] = await asked.store.fetch(
+        f"SELECT COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id) FROM events WHERE {web.sql()}", web.params
+    )
+    calls = events_where(asked.gateway_id, active, source="mcp").add("session_id IS NOT NULL")
+    [(mcp_sessions,)] = await asked.store.fetch(
+        f"SELECT COUNT(*) FROM (SELECT session_id FROM events WHERE {calls.sql()}"
+        " UNION SELECT id FROM mcp_sessions WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ?) active",
+        [*calls.params, asked.gateway_id, active.since_ms, active.until_ms],
+    )
+    first_minute = now - now % MINUTE_MS - (REALTIME_MINUTES - 1) * MINUTE_MS
+    recent = events_where(asked.gateway_id, TimeWindow(first_minute, now + 1))
+    rows = await asked.store.fetch(
+        f"SELECT {bucket('ts_ms', MINUTE_MS)}, COUNT(*) FROM events WHERE {recent.sql()} GROUP BY 1", recent.params
+    )
+    counted = {int(minute): events for minute, events in rows}
+    per_minute = [MinuteEvents(minute, counted.get(minute, 0)) for minute in range(first_minute, now + 1, MINUTE_MS)]
+    pages = await _most_viewed(asked, active, REALTIME_TOP_PAGES)
+    return Realtime(asked.gateway_id, now, active.since_ms, web_sessions, visitors, mcp_sessions, per_minute, pages)
+
+
+QUESTIONS: list[Question[Any]] = [
+    Question(
+        "/analytics/overview",
+        "Summary: web sessions, events, unique visitors, page views, leads, MCP sessions, tool calls and errors",
+        WindowArgs,
+        overview,
+        Overview,
+    ),
+    Question(
+        "/analytics/sessions/daily",
+        "Web sessions and visitors per UTC day, every day of the window",
+        WindowArgs,
+        sessions_daily,
+        DailySessions,
+    ),
+    Question("/analytics/pages/top", "Most viewed pages: views and unique visitors", TopPagesArgs, top_pages, TopPages),
+    Question("/analytics/geo", "Web sessions, visitors and MCP sessions per country", WindowArgs, geo, Geo),
+    Question(
+        "/analytics/engagement",
+        "Ended sessions per engagement score bucket (0-20 ... 80-100)",
+        WindowArgs,
+        engagement,
+        Engagement,
+    ),
+    Question(
+        "/analytics/sources",
+        "Traffic source/medium ranking: sessions, visitors, referring host",
+        SourcesArgs,
+        sources,
+        Sources,
+    ),
+    Question(
+        "/analytics/realtime",
+        "Active web and MCP sessions in the last 5 minutes, events per minute, top pages now",
+        Args,
+        realtime,
+        Realtime,
+    ),
+]
