@@ -1,0 +1,192 @@
+"""The analytics as an MCP server: `/analytics/mcp` (Streamable HTTP), one tool per analytics `Question`.
+
+Tools are made from the questions the app is created with: the name is the path (`/analytics/tools` ->
+`analytics_tools`, `/stats` -> `stats`), the description its summary, the input schema its arguments' JSON
+schema. A call validates the arguments with the same model as the REST route (a bad one is an `isError` result
+naming the field, as the route's 400 would) and answers the same `answer(asked, args)`, as JSON text plus
+structured content (a JSON object; an answer that is not one comes as `{"result": ...}`).
+
+The read key (`Authorization: Bearer rk_…` or `X-API-Key`) is checked before the SDK sees a request: none or
+an unknown one is 401 with `WWW-Authenticate: Bearer`. Its gateway travels in the request's ASGI scope to the
+tool handler, so one SDK server serves every gateway and each request sees only its own key's. The server is
+stateless (no session to hand over between keys or processes) and answers JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Final
+
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp.types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    CallToolRequestParams,
+    CallToolResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
+from pydantic_core import to_jsonable_python
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from .. import __version__
+from ..config import Settings
+from ..keys import KeyService
+from ..openapi import Operation
+from ..store import Store
+from ..transports.http import JsonErrors
+from ..web import ApiError, validated
+from .api import READ_KINDS, Asked, Question
+
+logger = logging.getLogger(__name__)
+
+ANALYTICS_MCP_PATH: Final = "/analytics/mcp"
+GATEWAY_SCOPE_KEY: Final = "mcp_gateway.analytics_gateway_id"
+"""Where a request's ASGI scope carries the gateway its read key belongs to, for the tool handler."""
+
+INSTRUCTIONS: Final = (
+    "Analytics of one gateway (the read key's): MCP tool calls, web traffic, sessions and leads. Each tool answers "
+    "one question of the REST API under the same name; times are ms since the epoch or ISO 8601 (UTC)."
+)
+
+
+def tool_name(path: str) -> str:
+    """The tool name of a question's path: `/analytics/tools` -> `analytics_tools`, `/a/{id}` -> `a_id`."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_")
+
+
+def _key_of(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key", "").strip()
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionTool:
+    question: Question[Any]
+    tool: Tool
+
+
+def question_tools(questions: Sequence[Question[Any]]) -> dict[str, QuestionTool]:
+    """One tool per question, by name; a second question on the same path gets its method appended."""
+    tools: dict[str, QuestionTool] = {}
+    for question in questions:
+        name = tool_name(question.path)
+        if name in tools:
+            name = f"{name}_{question.method.lower()}"
+        tool = Tool(
+            name=name,
+            description=question.summary,
+            input_schema=question.args.model_json_schema(),
+            annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
+        )
+        tools[name] = QuestionTool(question, tool)
+    return tools
+
+
+def _result(value: Any, *, error: bool = False) -> CallToolResult:
+    structured = to_jsonable_python(value)
+    if not isinstance(structured, dict):
+        structured = {"result": structured}
+    text = json.dumps(structured, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(text=text)], structured_content=structured, is_error=error)
+
+
+class AnalyticsMcp:
+    """The MCP server at `/analytics/mcp` and its SDK session manager; `run()` it in the app's lifespan."""
+
+    def __init__(self, settings: Settings, keys: KeyService, store: Store, questions: Sequence[Question[Any]]) -> None:
+        self._keys = keys
+        self._store = store
+        self._tools = question_tools(questions)
+        self.server: Server[Any] = Server(
+            "mcp-gateway-analytics",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            get_tool_input_schema=self._input_schema,
+        )
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=list(settings.allowed_hosts), allowed_origins=[]
+        )
+        self._sessions = StreamableHTTPSessionManager(
+            app=self.server,
+            stateless=True,
+            json_response=True,
+            security_settings=security,
+            max_request_body_size=settings.max_body_bytes,
+        )
+
+    def run(self) -> AbstractAsyncContextManager[None]:
+        return self._sessions.run()
+
+    def routes(self) -> list[BaseRoute]:
+        """POST only: the server is stateless, so there is no standalone GET stream and no session to DELETE."""
+        return [Route(ANALYTICS_MCP_PATH, self, methods=["POST"])]
+
+    def operation(self) -> Operation:
+        return Operation(
+            "POST",
+            ANALYTICS_MCP_PATH,
+            "MCP (Streamable HTTP): every analytics question as a tool of the same name",
+            "analytics",
+            security="read",
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        presented = _key_of(request)
+        key = await self._keys.resolve(presented, READ_KINDS) if presented else None
+        if key is None:
+            raise ApiError(
+                401,
+                "A read key is required: Authorization: Bearer rk_… or X-API-Key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        scope[GATEWAY_SCOPE_KEY] = key.gateway_id
+        await self._sessions.handle_request(scope, receive, JsonErrors(send))
+
+    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        entry = self._tools.get(name)
+        return entry.tool.input_schema if entry else None
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+    ) -> ListToolsResult:
+        return ListToolsResult(tools=[entry.tool for entry in self._tools.values()])
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> CallToolResult:
+        entry = self._tools.get(params.name)
+        if entry is None:
+            raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        request = ctx.request
+        gateway_id = request.scope.get(GATEWAY_SCOPE_KEY) if isinstance(request, Request) else None
+        if not isinstance(gateway_id, str):
+            raise MCPError(code=INVALID_REQUEST, message="A read key is required")
+        question = entry.question
+        try:
+            args = validated(question.args, params.arguments or {})
+            answer = await question.answer(Asked(self._store, gateway_id, int(time.time() * 1000)), args)
+        except ApiError as exc:
+            return _result({"error": exc.message, **exc.extra}, error=True)
+        except Exception:
+            logger.exception("analytics tool %s failed", params.name)
+            return _result({"error": "Internal error"}, error=True)
+        return _result(answer)
