@@ -14,11 +14,14 @@ from starlette.routing import Route
 from . import __version__
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
+from .analytics.live import LiveFeed, LiveStream
+from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
+from .dashboard import Dashboard
 from .ingest import AgnostApi
 from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
-from .openapi import Operation, document
+from .openapi import OpenApiDocument, Operation
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
@@ -53,7 +56,7 @@ def create_app(
                 sys.stderr.write(
                     f"\nAdmin token (shown once; set MCP_GATEWAY_ADMIN_TOKEN to choose your own):\n  {token}\n\n"
                 )
-            async with runtimes.run():
+            async with runtimes.run(), live_feed.run(), analytics_mcp.run():
                 ready = True
                 yield
                 ready = False
@@ -62,25 +65,42 @@ def create_app(
 
     body_limit = settings.max_body_bytes
     analytics = AnalyticsApi(services.keys, services.store, QUESTIONS)
+    live_feed = LiveFeed(services.store)
+    live_stream = LiveStream(services.keys, live_feed)
+    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS)
+    mcp = McpRoutes(settings, services.directory, runtimes)
+    agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
+    track = TrackApi(services, settings)
+    visits = VisitRoutes.build(services, max_body_bytes=body_limit)
+    admin = AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit)
+    dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),
         Operation("GET", "/openapi.json", "This document", "operations"),
+        *mcp.operations(),
+        *agnost.operations(),
+        *track.operations(),
+        *visits.operations(),
+        *admin.operations(),
         *analytics.operations(),
+        live_stream.operation(),
+        analytics_mcp.operation(),
+        *dashboard.operations(),
     ]
-    openapi = document(operations)
-
-    async def openapi_json(_: Request) -> JSONResponse:
-        return JSONResponse(openapi)
+    openapi = OpenApiDocument(operations)
 
     routes = [
-        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
-        *McpRoutes(settings, services.directory, runtimes).routes(),
-        *AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit).routes(),
-        *TrackApi(services, settings).routes(),
-        *VisitRoutes.build(services, max_body_bytes=body_limit).routes(),
+        *mcp.routes(),
+        *agnost.routes(),
+        *track.routes(),
+        *visits.routes(),
         *analytics.routes(),
-        *AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit).routes(),
+        *live_stream.routes(),
+        *analytics_mcp.routes(),
+        *dashboard.routes(),
+        *admin.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.services = services

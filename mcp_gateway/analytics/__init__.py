@@ -5,12 +5,24 @@
 
 from typing import Any
 
-from . import primitives
+from . import agents, anomalies, events, funnel, leads, live, primitives, query, retention, site, traffic
 from .api import AnalyticsApi, Asked, Question
 from .primitives import PrimitiveStats, primitive_stats
 from .window import TimeWindow, WindowArgs
 
-QUESTIONS: list[Question[Any]] = [*primitives.QUESTIONS]
+QUESTIONS: list[Question[Any]] = [
+    *primitives.QUESTIONS,
+    *events.QUESTIONS,
+    *query.QUESTIONS,
+    *traffic.QUESTIONS,
+    *site.QUESTIONS,
+    *leads.QUESTIONS,
+    *agents.QUESTIONS,
+    *funnel.QUESTIONS,
+    *retention.QUESTIONS,
+    *anomalies.QUESTIONS,
+    *live.QUESTIONS,
+]
 
 __all__ = [
     "QUESTIONS",

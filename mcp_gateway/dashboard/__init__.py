@@ -1,0 +1,9 @@
+"""The dashboard at /dashboard: a read-key login, then one server-rendered page of the gateway's analytics.
+
+Every figure comes from the analytics questions (`mcp_gateway.analytics.QUESTIONS`), charts are SVG
+drawn on the server, and the only script is the live feed's `EventSource` on `/stream`.
+"""
+
+from .routes import Dashboard
+
+__all__ = ["Dashboard"]

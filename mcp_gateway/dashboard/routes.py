@@ -1,0 +1,249 @@
+"""The dashboard's routes: the page, read-key login and logout, and its two static files.
+
+    GET  /dashboard                 the dashboard of the cookie's gateway; without a valid key, the login form
+    POST /dashboard/login           form field `key` (rk_…): 303 to /dashboard with the cookie, or the form again (401)
+    POST /dashboard/logout          clears the cookie, 303 to /dashboard
+    GET  /dashboard/static/dashboard.css, /dashboard/static/live.js   (cached; linked by content hash)
+
+The cookie (`READ_KEY_COOKIE`) holds the read key itself, HttpOnly, SameSite=Strict, Path=/, and
+Secure over https; the analytics API and `/stream` accept it too, which is what the live feed uses.
+Login and logout are form POSTs: SameSite=Strict keeps the cookie off cross-site requests, and a
+POST whose Origin (or, without one, Referer) names another host than the request's is refused (403),
+so another site can neither log a browser out nor into its own key.
+Pages are `no-store` and carry a Content-Security-Policy allowing only this origin's CSS and script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..analytics import Asked, Question
+from ..analytics.api import READ_KEY_COOKIE, READ_KINDS
+from ..gateways import GatewayDirectory
+from ..keys import KeyService
+from ..openapi import Empty, Operation, Reply
+from ..store import Store
+from ..web import ApiError, read_body, validated
+from . import page
+from .answers import Answers
+from .markup import Markup
+
+COOKIE_MAX_AGE_SECONDS: Final = 7 * 24 * 3600
+"""How long the login lasts in the browser; revoking the key ends it at once."""
+MAX_FORM_BYTES: Final = 4096
+TAG: Final = "dashboard"
+STATIC_PATH: Final = "/dashboard/static"
+STATIC_FILES: Final = {"dashboard.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+STATIC_CACHE_SECONDS: Final = 7 * 24 * 3600
+PAGE_HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _StaticFile:
+    body: bytes
+    media_type: str
+    etag: str
+
+
+def _load_static() -> dict[str, _StaticFile]:
+    folder = resources.files(__package__).joinpath("static")
+    files = {}
+    for name, media_type in STATIC_FILES.items():
+        body = folder.joinpath(name).read_bytes()
+        files[name] = _StaticFile(body, media_type, hashlib.sha256(body).hexdigest()[:16])
+    return files
+
+
+def _same_origin(request: Request) -> bool:
+    """False when the request's Origin (or Referer) names another host than the one it was sent to.
+
+    The host it was sent to is `Host`, or `X-Forwarded-Host` behind a proxy that rewrites `Host`: a
+    cross-site form cannot set either, so accepting both keeps forged posts out.
+    """
+    claimed = request.headers.get("origin") or request.headers.get("referer")
+    if claimed is None:
+        return True  # an old browser or a non-browser client; the SameSite=Strict cookie still holds
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "").split(",")[0].strip()}
+    return urlsplit(claimed).netloc.lower() in {host.lower() for host in hosts if host}
+
+
+def _html(body: Markup, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+
+class Dashboard:
+    """The dashboard of the gateway whose read key the browser logged in with."""
+
+    def __init__(
+        self, keys: KeyService, store: Store, directory: GatewayDirectory, questions: Sequence[Question[Any]]
+    ) -> None:
+        self._keys = keys
+        self._store = store
+        self._directory = directory
+        self._answers = Answers(questions)
+        self._static = _load_static()
+        self._assets = page.Assets(
+            css=f"{STATIC_PATH}/dashboard.css?v={self._static['dashboard.css'].etag}",
+            js=f"{STATIC_PATH}/live.js?v={self._static['live.js'].etag}",
+        )
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/dashboard", self.dashboard, methods=["GET"]),
+            Route("/dashboard/login", self.login, methods=["POST"]),
+            Route("/dashboard/logout", self.logout, methods=["POST"]),
+            *(Route(f"{STATIC_PATH}/{name}", self._static_file(name), methods=["GET"]) for name in STATIC_FILES),
+        ]
+
+    def operations(self) -> list[Operation]:
+        """The routes in the OpenAPI document: HTML pages and form posts, not JSON, but served all the same."""
+        refused = Reply(400, "A bad query parameter: an HTML page naming it", str, "text/html")
+        statics = [
+            Operation(
+                "GET",
+                f"{STATIC_PATH}/{name}",
+                f"The dashboard's {name}",
+                TAG,
+                response=str,
+                content_type=media_type,
+                replies=(Reply(304, "Not Modified (If-None-Match)"),),
+                errors=(),
+            )
+            for name, media_type in STATIC_FILES.items()
+        ]
+        return [
+            Operation(
+                "GET",
+                "/dashboard",
+                "The dashboard (HTML) of the read key in the login cookie; without one, the login form",
+                TAG,
+                query=page.DashboardArgs,
+                response=str,
+                content_type="text/html",
+                replies=(refused,),
+                errors=(),
+            ),
+            Operation(
+                "POST",
+                "/dashboard/login",
+                "Log in: the form field `key` (a read key, application/x-www-form-urlencoded) becomes the cookie",
+                TAG,
+                response=Empty,
+                status=303,
+                replies=(
+                    Reply(401, "Not a read key: the login form again", str, "text/html"),
+                    Reply(403, "A cross-site form post", str, "text/html"),
+                ),
+                errors=(),
+            ),
+            Operation(
+                "POST",
+                "/dashboard/logout",
+                "Log out: the cookie is cleared, then 303 to /dashboard",
+                TAG,
+                response=Empty,
+                status=303,
+                replies=(Reply(403, "A cross-site form post", str, "text/html"),),
+                errors=(),
+            ),
+            *statics,
+        ]
+
+    async def _gateway_of(self, key: str) -> str | None:
+        record = await self._keys.resolve(key.strip(), READ_KINDS) if key.strip() else None
+        return None if record is None else record.gateway_id
+
+    async def dashboard(self, request: Request) -> Response:
+        started = time.perf_counter()
+        cookie = request.cookies.get(READ_KEY_COOKIE, "")
+        gateway_id = await self._gateway_of(cookie)
+        if gateway_id is None:
+            response = _html(page.login(self._assets))
+            if cookie:
+                response.delete_cookie(READ_KEY_COOKIE, path="/")  # revoked or unknown: forget it
+            return response
+        try:
+            args = validated(page.DashboardArgs, dict(request.query_params))
+            now_ms = int(time.time() * 1000)
+            window = args.window(now_ms)
+        except ApiError as exc:
+            return _html(page.error(self._assets, exc.message, exc.extra.get("field")), exc.status)
+        gateway = await self._directory.get(gateway_id)
+        asked = Asked(self._store, gateway_id, now_ms)
+        body = await page.dashboard(
+            self._answers,
+            asked,
+            self._assets,
+            gateway_name=gateway.name if gateway else gateway_id,
+            args=args,
+            window=window,
+        )
+        response = _html(body)
+        response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
+        return response
+
+    async def login(self, request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(page.error(self._assets, "Cross-site login refused", None), 403)
+        try:
+            form = parse_qs((await read_body(request, MAX_FORM_BYTES)).decode("utf-8", "replace"))
+        except ApiError as exc:
+            return _html(page.error(self._assets, exc.message, None), exc.status)
+        key = (form.get("key") or [""])[0].strip()
+        if await self._gateway_of(key) is None:
+            return _html(page.login(self._assets, error="That is not a valid read key."), 401)
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.set_cookie(
+            READ_KEY_COOKIE,
+            key,
+            max_age=COOKIE_MAX_AGE_SECONDS,
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        if not _same_origin(request):
+            return _html(page.error(self._assets, "Cross-site logout refused", None), 403)
+        response = RedirectResponse("/dashboard", status_code=303)
+        response.delete_cookie(
+            READ_KEY_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+        )
+        return response
+
+    def _static_file(self, name: str) -> Callable[[Request], Awaitable[Response]]:
+        file = self._static[name]
+        etag = f'"{file.etag}"'
+        headers = {
+            "Cache-Control": f"public, max-age={STATIC_CACHE_SECONDS}, immutable",
+            "ETag": etag,
+            "X-Content-Type-Options": "nosniff",
+        }
+
+        async def serve(request: Request) -> Response:
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers=headers)
+            return Response(file.body, media_type=file.media_type, headers=headers)
+
+        return serve
