@@ -9,10 +9,19 @@ from collections import Counter
 
 from starlette.applications import Starlette
 
-from mcp_gateway.analytics.rollups import activity, counts_by, counts_by_name, event_series, split
+from mcp_gateway.analytics.rollups import (
+    DAYS,
+    HOURS,
+    Split,
+    activity,
+    counts_by,
+    counts_by_name,
+    event_series,
+    split,
+)
 from mcp_gateway.analytics.window import TimeWindow
 from mcp_gateway.store import EventRow
-from mcp_gateway.store.rollups import referrer_host
+from mcp_gateway.store.session_rollup import referrer_host
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, seed, store_of, web_event
 
@@ -81,12 +90,19 @@ async def test_rollup_reads_equal_a_count_of_every_event(app: Starlette) -> None
         }
 
 
-def test_a_window_splits_into_whole_hours_and_partial_edges() -> None:
-    parts = split(TimeWindow(T0 + 30 * MINUTE, T0 + 3 * HOUR + 15 * MINUTE))
-    assert parts.whole == TimeWindow(T0 + HOUR, T0 + 3 * HOUR)
-    assert parts.edges == (
-        TimeWindow(T0 + 30 * MINUTE, T0 + HOUR),
-        TimeWindow(T0 + 3 * HOUR, T0 + 3 * HOUR + 15 * MINUTE),
+def test_a_window_splits_into_whole_days_whole_hours_and_partial_edges() -> None:
+    window = TimeWindow(T0 - 90 * MINUTE, T0 + 2 * DAY + 3 * HOUR + 15 * MINUTE)
+
+    parts = split(window)
+
+    assert parts.rollups == (
+        (DAYS, TimeWindow(T0, T0 + 2 * DAY)),
+        (HOURS, TimeWindow(T0 - HOUR, T0)),
+        (HOURS, TimeWindow(T0 + 2 * DAY, T0 + 2 * DAY + 3 * HOUR)),
     )
-    assert split(TimeWindow(T0, T0 + HOUR)) == split(TimeWindow(T0, T0 + HOUR))
-    assert split(TimeWindow(T0, T0 + HOUR)).edges == ()
+    assert parts.edges == (
+        TimeWindow(T0 - 90 * MINUTE, T0 - HOUR),
+        TimeWindow(T0 + 2 * DAY + 3 * HOUR, T0 + 2 * DAY + 3 * HOUR + 15 * MINUTE),
+    )
+    assert split(window, days=False).rollups == ((HOURS, TimeWindow(T0 - HOUR, T0 + 2 * DAY + 3 * HOUR)),)
+    assert split(TimeWindow(T0 + MINUTE, T0 + 2 * MINUTE)) == Split((), (TimeWindow(T0 + MINUTE, T0 + 2 * MINUTE),))

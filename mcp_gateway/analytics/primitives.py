@@ -1,6 +1,7 @@
-"""How each tool, resource and prompt did: calls, errors, latency percentiles — from the hourly rollups.
+"""How each tool, resource and prompt did: calls, errors, latency percentiles — from the rollups.
 
-Hours are whole: a window starting mid-hour includes that hour's rollup. Percentiles come from the
+Whole days come from the daily rollups, whole hours from the hourly ones, the partial hours at the
+window's ends from the events (`rollups.split`), so counts are exact. Percentiles come from the
 merged log-bucketed histograms, within `store.histogram.RELATIVE_ERROR` (±2.5%) of the exact value.
 """
 
@@ -9,9 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from ..store import Store, histogram
-from ..store.base import HOUR_MS
+from ..store import RollupRow, Store, histogram
 from .api import Asked, Question
+from .rollups import DAYS, split
+from .sql import events_where
 from .window import TimeWindow, WindowArgs
 
 PrimitiveType = Literal["tool", "resource", "prompt"]
@@ -38,13 +40,19 @@ async def primitive_stats(
     store: Store, gateway_id: str, window: TimeWindow, *, primitive_type: str | None = None, operation: str = "call"
 ) -> list[PrimitiveStats]:
     """Per primitive (busiest first): calls, errors, error rate and latency over `window`."""
-    rows = await store.mcp_rollups(
-        gateway_id,
-        since_ms=window.since_ms - window.since_ms % HOUR_MS,
-        until_ms=window.until_ms,
-        primitive_type=primitive_type,
-    )
-    grouped: dict[tuple[str, str], list[Any]] = {}
+    parts = split(window)
+    rows: list[RollupRow] = []
+    for level, period in parts.rollups:
+        rows += await store.mcp_rollups(
+            gateway_id,
+            since_ms=period.since_ms,
+            until_ms=period.until_ms,
+            primitive_type=primitive_type,
+            daily=level is DAYS,
+        )
+    for edge in parts.edges:
+        rows += await _edge_rows(store, gateway_id, edge, primitive_type)
+    grouped: dict[tuple[str, str], list[RollupRow]] = {}
     for row in rows:
         if row.operation != operation:
             continue
@@ -69,6 +77,32 @@ async def primitive_stats(
             )
         )
     return sorted(stats, key=lambda s: (-s.calls, s.primitive_type, s.name))
+
+
+async def _edge_rows(store: Store, gateway_id: str, edge: TimeWindow, primitive_type: str | None) -> list[RollupRow]:
+    """The MCP events of a partial hour, each as a one-call rollup row."""
+    where = events_where(gateway_id, edge, source="mcp", primitive_type=primitive_type)
+    where.add("primitive_type IS NOT NULL")
+    rows = await store.fetch(
+        "SELECT primitive_type, name, COALESCE(operation, 'call'), latency_ms, success"
+        f" FROM events WHERE {where.sql()}",
+        where.params,
+    )
+    return [
+        RollupRow(
+            gateway_id,
+            edge.since_ms,
+            kind,
+            name,
+            operation,
+            calls=1,
+            errors=0 if success else 1,
+            latency_sum_ms=latency or 0.0,
+            latency_max_ms=latency or 0.0,
+            histogram={histogram.bucket(latency or 0.0): 1},
+        )
+        for kind, name, operation, latency, success in rows
+    ]
 
 
 class ToolsArgs(WindowArgs):

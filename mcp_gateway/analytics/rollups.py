@@ -1,8 +1,9 @@
-"""Reading the writer's hourly rollups (`store.rollups`) for any window, exactly.
+"""Reading the writer's rollups (`store.rollups`) for any window, exactly.
 
-A window rarely starts and ends on the hour, so it is split: the whole hours inside it come from
-the rollups (a few rows per hour, however busy the hour was), and the partial hours at either end
-from the events themselves (at most two hours of rows, through the `(gateway_id, ts_ms)` index).
+A window rarely starts and ends on the day or the hour, so it is split: the whole UTC days inside
+it come from the daily rollups, the whole hours around them from the hourly ones (a few rows per
+hour, however busy the hour was), and the partial hours at either end from the events themselves
+(at most two hours of rows, through the `(gateway_id, ts_ms)` index).
 The answers are exact, the same as a scan of every event, at a fraction of the cost.
 """
 
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..store import Store
-from ..store.rollups import DIMENSIONS, referrer_host
-from .sql import HOUR_MS, Where, bucket
+from ..store.rollups import DIMENSIONS
+from ..store.session_rollup import referrer_host
+from .sql import DAY_MS, HOUR_MS, Where, bucket
 from .window import TimeWindow
 
 _EVENT_COLUMN: Final = {
@@ -33,33 +35,61 @@ assert set(_EVENT_COLUMN) == set(DIMENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
-class Split:
-    """A window as whole hours (rollups) and the partial hours around them (events)."""
+class Level:
+    """One grain of rollups: which tables hold it and their time column."""
 
-    whole: TimeWindow | None
+    events_table: str
+    mcp_table: str
+    column: str
+
+
+HOURS: Final = Level("event_rollups", "mcp_rollups", "hour_ms")
+DAYS: Final = Level("event_rollups_daily", "mcp_rollups_daily", "day_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A window as whole UTC days (daily rollups), whole hours (hourly rollups) and the partial hours
+    at its ends (events)."""
+
+    rollups: tuple[tuple[Level, TimeWindow], ...]
     edges: tuple[TimeWindow, ...]
 
 
-def split(window: TimeWindow) -> Split:
-    first_whole = -(-window.since_ms // HOUR_MS) * HOUR_MS
-    last_whole = window.until_ms - window.until_ms % HOUR_MS
-    if first_whole >= last_whole:
-        return Split(None, (window,))
-    edges = tuple(
-        edge
-        for edge in (TimeWindow(window.since_ms, first_whole), TimeWindow(last_whole, window.until_ms))
-        if edge.since_ms < edge.until_ms
-    )
-    return Split(TimeWindow(first_whole, last_whole), edges)
+def _aligned(window: TimeWindow, size_ms: int) -> tuple[TimeWindow | None, tuple[TimeWindow, ...]]:
+    """The whole `size_ms` periods inside `window`, and the (at most two) pieces left around them."""
+    first = -(-window.since_ms // size_ms) * size_ms
+    last = window.until_ms - window.until_ms % size_ms
+    if first >= last:
+        return None, (window,)
+    rest = (TimeWindow(window.since_ms, first), TimeWindow(last, window.until_ms))
+    return TimeWindow(first, last), tuple(piece for piece in rest if piece.since_ms < piece.until_ms)
 
 
-def _rollup_where(table: str, gateway_id: str, hours: TimeWindow, source: str | None, name: str | None) -> Where:
-    where = Where().add(f"{table}.gateway_id = ?", gateway_id)
-    where.add(f"{table}.hour_ms >= ?", hours.since_ms).add(f"{table}.hour_ms < ?", hours.until_ms)
+def split(window: TimeWindow, *, days: bool = True) -> Split:
+    """`window` cut for reading: whole days (when `days`), then whole hours, then edges."""
+    rollups: list[tuple[Level, TimeWindow]] = []
+    pieces: tuple[TimeWindow, ...] = (window,)
+    if days:
+        whole_days, pieces = _aligned(window, DAY_MS)
+        if whole_days is not None:
+            rollups.append((DAYS, whole_days))
+    edges: list[TimeWindow] = []
+    for piece in pieces:
+        whole_hours, rest = _aligned(piece, HOUR_MS)
+        if whole_hours is not None:
+            rollups.append((HOURS, whole_hours))
+        edges.extend(rest)
+    return Split(tuple(rollups), tuple(edges))
+
+
+def _rollup_where(level: Level, gateway_id: str, period: TimeWindow, source: str | None, name: str | None) -> Where:
+    where = Where().add("r.gateway_id = ?", gateway_id)
+    where.add(f"r.{level.column} >= ?", period.since_ms).add(f"r.{level.column} < ?", period.until_ms)
     if source is not None:
-        where.add(f"{table}.source = ?", source)
+        where.add("r.source = ?", source)
     if name is not None:
-        where.add(f"{table}.name = ?", name)
+        where.add("r.name = ?", name)
     return where
 
 
@@ -88,10 +118,11 @@ async def counts_by(
         raise ValueError(f"unknown rollup dimension {dimension!r}")
     parts = split(window)
     counts: Counter[str] = Counter()
-    if parts.whole is not None:
-        where = _rollup_where("r", gateway_id, parts.whole, source, name).add("r.dimension = ?", dimension)
+    for level, period in parts.rollups:
+        where = _rollup_where(level, gateway_id, period, source, name).add("r.dimension = ?", dimension)
         rows = await store.fetch(
-            f"SELECT r.value, SUM(r.events) FROM event_rollups r WHERE {where.sql()} GROUP BY r.value", where.params
+            f"SELECT r.value, SUM(r.events) FROM {level.events_table} r WHERE {where.sql()} GROUP BY r.value",
+            where.params,
         )
         counts.update({str(value): int(n) for value, n in rows})
     column = _EVENT_COLUMN[dimension]
@@ -120,10 +151,10 @@ async def counts_by_name(
     """Events in `window` per (source, name)."""
     parts = split(window)
     counts: Counter[tuple[str, str]] = Counter()
-    if parts.whole is not None:
-        where = _rollup_where("r", gateway_id, parts.whole, source, None).add("r.dimension = ''")
+    for level, period in parts.rollups:
+        where = _rollup_where(level, gateway_id, period, source, None).add("r.dimension = ''")
         rows = await store.fetch(
-            "SELECT r.source, r.name, SUM(r.events) FROM event_rollups r"
+            f"SELECT r.source, r.name, SUM(r.events) FROM {level.events_table} r"
             f" WHERE {where.sql()} GROUP BY r.source, r.name",
             where.params,
         )
@@ -151,13 +182,13 @@ async def event_series(
     """Events in `window` per time bucket of `bucket_ms` (a whole number of hours), keyed by the bucket's start."""
     if bucket_ms % HOUR_MS:
         raise ValueError("buckets are whole hours")
-    parts = split(window)
+    parts = split(window, days=bucket_ms % DAY_MS == 0)
     series: Counter[int] = Counter()
-    if parts.whole is not None:
-        where = _rollup_where("r", gateway_id, parts.whole, source, name).add("r.dimension = ''")
-        at = bucket("r.hour_ms", bucket_ms)
+    for level, period in parts.rollups:
+        where = _rollup_where(level, gateway_id, period, source, name).add("r.dimension = ''")
+        at = bucket(f"r.{level.column}", bucket_ms)
         rows = await store.fetch(
-            f"SELECT {at}, SUM(r.events) FROM event_rollups r WHERE {where.sql()} GROUP BY {at}", where.params
+            f"SELECT {at}, SUM(r.events) FROM {level.events_table} r WHERE {where.sql()} GROUP BY {at}", where.params
         )
         series.update({int(b): int(n) for b, n in rows})
     for edge in parts.edges:
@@ -190,11 +221,11 @@ async def activity(
     (a whole number of hours; buckets with no activity are absent), oldest first."""
     if bucket_ms is not None and bucket_ms % HOUR_MS:
         raise ValueError("buckets are whole hours")
-    parts = split(window)
+    parts = split(window, days=False)  # who was active is kept per hour only
     selects: list[str] = []
     params: list[object] = []
-    if parts.whole is not None:
-        where = _rollup_where("r", gateway_id, parts.whole, source, None)
+    for _, period in parts.rollups:
+        where = _rollup_where(HOURS, gateway_id, period, source, None)
         selects.append(
             f"SELECT r.hour_ms AS at, r.actor AS actor, r.session_id AS sid FROM activity_rollups r WHERE {where.sql()}"
         )

@@ -233,9 +233,10 @@ class Store(Protocol):
     async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None: ...
 
     async def mcp_rollups(
-        self, gateway_id: str, *, since_ms: int, until_ms: int, primitive_type: str | None = None
+        self, gateway_id: str, *, since_ms: int, until_ms: int, primitive_type: str | None = None, daily: bool = False
     ) -> list[RollupRow]:
-        """The hourly MCP rollups of `gateway_id` whose hour starts in [since_ms, until_ms)."""
+        """The hourly (or `daily`) MCP rollups of `gateway_id` whose period starts in [since_ms, until_ms);
+        a daily row's `hour_ms` is its day's start."""
         ...
 
     async def events_after(self, seq: int, *, gateway_id: str | None = None, limit: int = 500) -> list[EventRow]:

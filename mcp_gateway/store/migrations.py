@@ -177,4 +177,60 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             (gateway_id, source, primitive_type, name, ts_ms, anonymous_id, session_id)
         """,
     ),
+    (
+        8,
+        # Daily copies of the hourly rollups (a month is 30 rows, not 720), and one row per session.
+        """
+        CREATE TABLE mcp_rollups_daily (
+            gateway_id TEXT NOT NULL,
+            day_ms BIGINT NOT NULL,
+            primitive_type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            calls BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            latency_sum_ms DOUBLE PRECISION NOT NULL,
+            latency_max_ms DOUBLE PRECISION NOT NULL,
+            histogram TEXT NOT NULL,
+            PRIMARY KEY (gateway_id, day_ms, primitive_type, name, operation)
+        );
+        CREATE TABLE event_rollups_daily (
+            gateway_id TEXT NOT NULL,
+            dimension TEXT NOT NULL,
+            day_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            name TEXT NOT NULL,
+            value TEXT NOT NULL,
+            events BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, dimension, day_ms, source, name, value)
+        );
+        CREATE TABLE sessions (
+            gateway_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            started_ms BIGINT NOT NULL,
+            last_ms BIGINT NOT NULL,
+            events BIGINT NOT NULL,
+            page_views BIGINT NOT NULL,
+            entry_ms BIGINT,
+            entry_path TEXT,
+            exit_ms BIGINT,
+            exit_path TEXT,
+            attr_ms BIGINT,
+            traffic_source TEXT,
+            traffic_medium TEXT,
+            referrer_host TEXT,
+            country TEXT,
+            device_type TEXT,
+            calls BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            booked_ms BIGINT,
+            client TEXT,
+            PRIMARY KEY (gateway_id, id)
+        );
+        CREATE INDEX sessions_by_start ON sessions (gateway_id, started_ms);
+        CREATE INDEX sessions_by_last ON sessions (gateway_id, last_ms)
+        """,
+    ),
 )

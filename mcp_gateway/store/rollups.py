@@ -21,10 +21,12 @@ import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
-from urllib.parse import urlsplit
 
 from . import histogram
 from .base import HOUR_MS, EventRow, RollupRow
+from .session_rollup import add_to_sessions, referrer_host
+
+DAY_MS: Final = 24 * HOUR_MS
 
 DIMENSIONS: Final = (
     "path",
@@ -44,19 +46,6 @@ _TOTAL: Final = ""
 
 def hour_of(ts_ms: int) -> int:
     return ts_ms - ts_ms % HOUR_MS
-
-
-def referrer_host(referrer: str | None) -> str | None:
-    """The host of a referrer URL, without `www.`; None for none or a malformed one."""
-    if not referrer:
-        return None
-    try:
-        host = urlsplit(referrer).hostname
-    except ValueError:
-        return None
-    if not host:
-        return None
-    return host.removeprefix("www.")
 
 
 def actor_of(event: EventRow) -> str:
@@ -86,8 +75,10 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
     """Fold newly stored events into every rollup, in the caller's transaction."""
     if not events:
         return
-    _add_to_mcp_rollups(conn, events)
+    _add_to_mcp_rollups(conn, events, "mcp_rollups", "hour_ms", HOUR_MS)
+    _add_to_mcp_rollups(conn, events, "mcp_rollups_daily", "day_ms", DAY_MS)
     clients = _session_clients(conn, events)
+    add_to_sessions(conn, events, clients)
     counts: Counter[tuple[str, int, str, str, str, str]] = Counter()
     activity: Counter[tuple[str, int, str, str, str]] = Counter()
     for event in events:
@@ -103,6 +94,15 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, dimension, hour_ms, source, name, value)"
         " DO UPDATE SET events = event_rollups.events + excluded.events",
         [(*key, n) for key, n in counts.items()],
+    )
+    daily: Counter[tuple[str, int, str, str, str, str]] = Counter()
+    for (gateway_id, hour, source, name, dimension, value), n in counts.items():
+        daily[(gateway_id, hour - hour % DAY_MS, source, name, dimension, value)] += n
+    conn.executemany(
+        "INSERT INTO event_rollups_daily (gateway_id, day_ms, source, name, dimension, value, events)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, dimension, day_ms, source, name, value)"
+        " DO UPDATE SET events = event_rollups_daily.events + excluded.events",
+        [(*key, n) for key, n in daily.items()],
     )
     conn.executemany(
         "INSERT INTO activity_rollups (gateway_id, hour_ms, source, actor, session_id, events)"
@@ -132,16 +132,15 @@ def _session_clients(conn: sqlite3.Connection, events: Sequence[EventRow]) -> di
     return found
 
 
-def _mcp_key(event: EventRow) -> tuple[str, int, str, str, str]:
-    return (event.gateway_id, hour_of(event.ts_ms), event.primitive_type or "", event.name, event.operation or "call")
-
-
-def _add_to_mcp_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+def _add_to_mcp_rollups(
+    conn: sqlite3.Connection, events: Sequence[EventRow], table: str, column: str, period_ms: int
+) -> None:
     deltas: dict[tuple[str, int, str, str, str], RollupRow] = {}
     for event in events:
         if event.source != "mcp" or event.primitive_type is None:
             continue
-        key = _mcp_key(event)
+        start = event.ts_ms - event.ts_ms % period_ms
+        key = (event.gateway_id, start, event.primitive_type, event.name, event.operation or "call")
         latency = event.latency_ms or 0.0
         prior = deltas.get(key)
         deltas[key] = RollupRow(
@@ -154,13 +153,13 @@ def _add_to_mcp_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) ->
         )
     for key, delta in deltas.items():
         row = conn.execute(
-            "SELECT calls, errors, latency_sum_ms, latency_max_ms, histogram FROM mcp_rollups"
-            " WHERE gateway_id = ? AND hour_ms = ? AND primitive_type = ? AND name = ? AND operation = ?",
+            f"SELECT calls, errors, latency_sum_ms, latency_max_ms, histogram FROM {table}"
+            f" WHERE gateway_id = ? AND {column} = ? AND primitive_type = ? AND name = ? AND operation = ?",
             key,
         ).fetchone()
         if row is None:
             conn.execute(
-                "INSERT INTO mcp_rollups (gateway_id, hour_ms, primitive_type, name, operation, calls, errors,"
+                f"INSERT INTO {table} (gateway_id, {column}, primitive_type, name, operation, calls, errors,"
                 " latency_sum_ms, latency_max_ms, histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     *key,
@@ -174,8 +173,8 @@ def _add_to_mcp_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) ->
             continue
         merged = histogram.merge([hist_of(row[4]), delta.histogram])
         conn.execute(
-            "UPDATE mcp_rollups SET calls = ?, errors = ?, latency_sum_ms = ?, latency_max_ms = ?, histogram = ?"
-            " WHERE gateway_id = ? AND hour_ms = ? AND primitive_type = ? AND name = ? AND operation = ?",
+            f"UPDATE {table} SET calls = ?, errors = ?, latency_sum_ms = ?, latency_max_ms = ?, histogram = ?"
+            f" WHERE gateway_id = ? AND {column} = ? AND primitive_type = ? AND name = ? AND operation = ?",
             (
                 row[0] + delta.calls,
                 row[1] + delta.errors,
@@ -195,19 +194,30 @@ def hist_of(text: str) -> dict[int, int]:
     return {int(index): int(count) for index, count in json.loads(text).items()}
 
 
-ROLLUP_TABLES: Final = ("mcp_rollups", "event_rollups", "activity_rollups")
+ROLLUP_TABLES: Final = (
+    "mcp_rollups",
+    "event_rollups",
+    "activity_rollups",
+    "mcp_rollups_daily",
+    "event_rollups_daily",
+    "sessions",
+)
 _REBUILD_CHUNK: Final = 20_000
 
 
-def rebuild_rollups_if_stale(conn: sqlite3.Connection, load: Callable[[int, int], list[EventRow]]) -> None:
-    """Rebuild all rollups from the events when some rollup table is empty but events exist (a
-    database from before that table); the writer keeps them current from then on.
+def rebuild_rollups_if_stale(
+    conn: sqlite3.Connection, load: Callable[[int, int], list[EventRow]], *, migrated: bool = False
+) -> None:
+    """Rebuild all rollups from the events when this open `migrated` the database to a version with
+    new rollup tables, or the rollups are empty while events exist; the writer keeps them current
+    from then on.
 
     `load(after_seq, limit)` reads the next events in insertion order, as `EventRow`s with their seq.
     """
     if conn.execute("SELECT 1 FROM events LIMIT 1").fetchone() is None:
         return
-    if all(conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() for table in ROLLUP_TABLES[1:]):
+    always_filled = ("event_rollups", "activity_rollups", "event_rollups_daily")  # by any event
+    if not migrated and all(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in always_filled):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

@@ -72,11 +72,13 @@ def _connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def _apply_migrations(conn: sqlite3.Connection) -> None:
+def _apply_migrations(conn: sqlite3.Connection) -> set[int]:
+    """Apply pending migrations; the versions this call applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT)")
     conn.execute("BEGIN IMMEDIATE")
     try:
         applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        pending = {version for version, _ in MIGRATIONS} - applied
         for version, script in MIGRATIONS:
             if version in applied:
                 continue
@@ -88,6 +90,21 @@ def _apply_migrations(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return pending
+
+
+ROLLUP_MIGRATIONS: Final = frozenset({4, 6, 8})
+"""Migrations that add rollup tables: applying one to a database with events rebuilds the rollups."""
+STATISTICS_EVERY_CHANGES: Final = 500_000
+"""The writer refreshes the planner's statistics after this many changed rows (events and rollups)."""
+
+
+def _refresh_statistics(conn: sqlite3.Connection) -> None:
+    """Let the query planner know the tables' shapes (ANALYZE, sampling at most 1000 rows an index,
+    a few milliseconds): without statistics SQLite can join through the wrong index and turn a
+    10 ms question into a minute."""
+    conn.execute("PRAGMA analysis_limit = 1000")
+    conn.execute("ANALYZE")
 
 
 def _gateway(row: sqlite3.Row | tuple[Any, ...]) -> GatewayRecord:
@@ -246,8 +263,10 @@ class SQLiteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(self.path)
-            _apply_migrations(conn)
-            rebuild_rollups_if_stale(conn, lambda after, limit: _events_after(conn, after, limit))
+            new_versions = _apply_migrations(conn)
+            migrated = bool(new_versions & ROLLUP_MIGRATIONS)
+            rebuild_rollups_if_stale(conn, lambda after, limit: _events_after(conn, after, limit), migrated=migrated)
+            _refresh_statistics(conn)
         except (sqlite3.Error, OSError) as exc:
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         return conn
@@ -274,6 +293,7 @@ class SQLiteStore:
         return await asyncio.wrap_future(future)
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
+        changes_at_statistics = conn.total_changes
         try:
             while True:
                 first = self._jobs.get()
@@ -291,6 +311,12 @@ class SQLiteStore:
                         break
                     batch.append(job)  # type: ignore[arg-type]
                 self._commit_batch(conn, batch)
+                if conn.total_changes - changes_at_statistics > STATISTICS_EVERY_CHANGES:
+                    changes_at_statistics = conn.total_changes
+                    try:
+                        _refresh_statistics(conn)
+                    except sqlite3.Error:
+                        logger.exception("refreshing the query planner's statistics failed")
                 if stop:
                     return
         finally:
@@ -614,9 +640,10 @@ class SQLiteStore:
         return await self.read(query)
 
     async def mcp_rollups(
-        self, gateway_id: str, *, since_ms: int, until_ms: int, primitive_type: str | None = None
+        self, gateway_id: str, *, since_ms: int, until_ms: int, primitive_type: str | None = None, daily: bool = False
     ) -> list[RollupRow]:
-        where = "gateway_id = ? AND hour_ms >= ? AND hour_ms < ?"
+        table, column = ("mcp_rollups_daily", "day_ms") if daily else ("mcp_rollups", "hour_ms")
+        where = f"gateway_id = ? AND {column} >= ? AND {column} < ?"
         params: tuple[object, ...] = (gateway_id, since_ms, until_ms)
         if primitive_type is not None:
             where += " AND primitive_type = ?"
@@ -624,8 +651,8 @@ class SQLiteStore:
 
         def query(conn: sqlite3.Connection) -> list[RollupRow]:
             rows = conn.execute(
-                "SELECT gateway_id, hour_ms, primitive_type, name, operation, calls, errors, latency_sum_ms,"
-                f" latency_max_ms, histogram FROM mcp_rollups WHERE {where} ORDER BY hour_ms",
+                f"SELECT gateway_id, {column}, primitive_type, name, operation, calls, errors, latency_sum_ms,"
+                f" latency_max_ms, histogram FROM {table} WHERE {where} ORDER BY {column}",
                 params,
             )
             return [
