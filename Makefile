@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: serve test lint typecheck chromium pytest conformance bench clean
 
@@ -37,11 +38,16 @@ conformance: $(STAMP)
 
 test: lint typecheck pytest conformance
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/mcp_throughput.py
 	$(BIN)/python bench/tracking_overhead.py
 	$(BIN)/python bench/ingest_rate.py
 	$(BIN)/python bench/track_rate.py
+	$(BIN)/python bench/analytics_questions.py
 
 clean:
 	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
