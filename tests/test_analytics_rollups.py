@@ -7,8 +7,10 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
 from starlette.applications import Starlette
 
+from mcp_gateway.analytics import rollups
 from mcp_gateway.analytics.rollups import (
     DAYS,
     HOURS,
@@ -20,7 +22,7 @@ from mcp_gateway.analytics.rollups import (
     split,
 )
 from mcp_gateway.analytics.window import TimeWindow
-from mcp_gateway.store import EventRow
+from mcp_gateway.store import EventRow, sketch
 from mcp_gateway.store.session_rollup import referrer_host
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, seed, store_of, web_event
@@ -106,3 +108,30 @@ def test_a_window_splits_into_whole_days_whole_hours_and_partial_edges() -> None
     )
     assert split(window, days=False).rollups == ((HOURS, TimeWindow(T0 - HOUR, T0 + 2 * DAY + 3 * HOUR)),)
     assert split(TimeWindow(T0 + MINUTE, T0 + 2 * MINUTE)) == Split((), (TimeWindow(T0 + MINUTE, T0 + 2 * MINUTE),))
+
+
+async def test_large_windows_estimate_distinct_counts_from_sketches(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    events = [
+        web_event("page_view", T0 + rng.randrange(3 * DAY), visitor=f"v{rng.randrange(600)}", session=f"s{i % 900}")
+        for i in range(2000)
+    ]
+    await seed(app, events=events)
+    store = store_of(app)
+    window = TimeWindow(T0 - HOUR, T0 + 3 * DAY)
+    [exact] = await activity(store, "demo", window)
+    exact_daily = await activity(store, "demo", window, bucket_ms=DAY)
+    monkeypatch.setattr(rollups, "EXACT_BELOW", 10)  # as if this were a big site
+
+    [estimated] = await activity(store, "demo", window)
+    estimated_daily = await activity(store, "demo", window, bucket_ms=DAY)
+
+    tolerance = 4 * sketch.STANDARD_ERROR  # a 4-sigma bound: fails by chance about once in 15,000 data sets
+    assert (exact.actors, exact.sessions) == (len({e.web.anonymous_id for e in events if e.web}), 900)
+    assert abs(estimated.actors - exact.actors) <= tolerance * exact.actors
+    assert abs(estimated.sessions - exact.sessions) <= tolerance * exact.sessions
+    assert [a.bucket_ms for a in estimated_daily] == [a.bucket_ms for a in exact_daily]
+    for guess, truth in zip(estimated_daily, exact_daily, strict=True):
+        assert abs(guess.actors - truth.actors) <= tolerance * truth.actors

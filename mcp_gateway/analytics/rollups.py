@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Final
 
-from ..store import Store
+from ..store import Store, sketch
 from ..store.rollups import DIMENSIONS
 from ..store.session_rollup import referrer_host
 from .sql import DAY_MS, HOUR_MS, Where, bucket
@@ -209,6 +209,10 @@ class Activity:
     sessions: int
 
 
+EXACT_BELOW: Final = 5_000
+"""Windows with fewer (estimated) distinct users and sessions than this are counted exactly."""
+
+
 async def activity(
     store: Store,
     gateway_id: str,
@@ -217,10 +221,69 @@ async def activity(
     source: str | None = None,
     bucket_ms: int | None = None,
 ) -> list[Activity]:
-    """Distinct actors and sessions in `window` (one row, bucket 0), or per bucket of `bucket_ms`
-    (a whole number of hours; buckets with no activity are absent), oldest first."""
+    """Distinct users and sessions in `window` (one row, bucket 0), or per bucket of `bucket_ms`
+    (a whole number of hours; buckets with no activity are absent), oldest first.
+
+    Exact (a distinct count over the hourly activity rows) while the window holds fewer than
+    `EXACT_BELOW` of either; beyond that, for windows spanning whole days and day-sized buckets,
+    estimated from the HyperLogLog sketches (`store.sketch`, ±1.6% standard error) in a few
+    milliseconds instead of reading a row per user and hour.
+    """
     if bucket_ms is not None and bucket_ms % HOUR_MS:
         raise ValueError("buckets are whole hours")
+    if (bucket_ms is None or bucket_ms % DAY_MS == 0) and any(level is DAYS for level, _ in split(window).rollups):
+        total = await _estimate(store, gateway_id, window, source)
+        if max(total.actors, total.sessions) >= EXACT_BELOW:
+            if bucket_ms is None:
+                return [total]
+            estimates = [
+                await _estimate(store, gateway_id, piece, source, start) for start, piece in _buckets(window, bucket_ms)
+            ]
+            return [e for e in estimates if e.actors or e.sessions]
+    return await _exact_activity(store, gateway_id, window, source, bucket_ms)
+
+
+def _buckets(window: TimeWindow, bucket_ms: int) -> list[tuple[int, TimeWindow]]:
+    """Each bucket's start and its part of `window`."""
+    start = window.since_ms - window.since_ms % bucket_ms
+    pieces = []
+    while start < window.until_ms:
+        pieces.append((start, TimeWindow(max(start, window.since_ms), min(start + bucket_ms, window.until_ms))))
+        start += bucket_ms
+    return pieces
+
+
+async def _estimate(
+    store: Store, gateway_id: str, window: TimeWindow, source: str | None, bucket_ms: int = 0
+) -> Activity:
+    """Distinct users and sessions of `window` from the day and hour sketches plus the edges' events."""
+    parts = split(window)
+    found: dict[str, list[bytes]] = {"users": [], "sessions": []}
+    for level, period in parts.rollups:
+        where = Where().add("gateway_id = ?", gateway_id).add("grain = ?", "day" if level is DAYS else "hour")
+        where.add("bucket_ms >= ?", period.since_ms).add("bucket_ms < ?", period.until_ms)
+        if source is not None:
+            where.add("source = ?", source)
+        for kind, registers in await store.fetch(
+            f"SELECT kind, registers FROM distinct_sketches WHERE {where.sql()}", where.params
+        ):
+            found[kind].append(bytes(registers))
+    for edge in parts.edges:
+        where = _edge_where(gateway_id, edge, source, None)
+        rows = await store.fetch(
+            f"SELECT DISTINCT COALESCE(e.anonymous_id, e.user_id_hash), e.session_id FROM events e WHERE {where.sql()}",
+            where.params,
+        )
+        found["users"].append(sketch.add(sketch.EMPTY, (sketch.position(u) for u, _ in rows if u)))
+        found["sessions"].append(sketch.add(sketch.EMPTY, (sketch.position(s) for _, s in rows if s)))
+    return Activity(
+        bucket_ms, sketch.estimate(sketch.merge(found["users"])), sketch.estimate(sketch.merge(found["sessions"]))
+    )
+
+
+async def _exact_activity(
+    store: Store, gateway_id: str, window: TimeWindow, source: str | None, bucket_ms: int | None
+) -> list[Activity]:
     parts = split(window, days=False)  # who was active is kept per hour only
     selects: list[str] = []
     params: list[object] = []

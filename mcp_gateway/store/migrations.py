@@ -233,4 +233,19 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX sessions_by_last ON sessions (gateway_id, last_ms)
         """,
     ),
+    (
+        9,
+        # HyperLogLog registers (store/sketch.py) of the users and sessions active per hour and day.
+        """
+        CREATE TABLE distinct_sketches (
+            gateway_id TEXT NOT NULL,
+            grain TEXT NOT NULL,
+            bucket_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            registers BYTEA NOT NULL,
+            PRIMARY KEY (gateway_id, grain, bucket_ms, source, kind)
+        )
+        """,
+    ),
 )

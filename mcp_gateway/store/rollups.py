@@ -9,6 +9,9 @@ the events, so a committed event is always counted exactly once:
   dimension (dimension '' is the plain count per name).
 - `activity_rollups`: which users (web visitor, else hashed user id) and sessions were active in
   each hour, with their event counts, for distinct users and sessions over any run of hours.
+- `distinct_sketches`: the same users and sessions as HyperLogLog registers per hour and day
+  (`sketch.py`), for distinct counts over long windows without reading a row per user.
+- `sessions` (`session_rollup.py`) and daily copies of `mcp_rollups` and `event_rollups`.
 
 Hours are UTC hours of the event's own timestamp. The SQL is portable (`ON CONFLICT ... DO
 UPDATE`), so the PostgreSQL store can share it.
@@ -22,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
-from . import histogram
+from . import histogram, sketch
 from .base import HOUR_MS, EventRow, RollupRow
 from .session_rollup import add_to_sessions, referrer_host
 
@@ -79,6 +82,7 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
     _add_to_mcp_rollups(conn, events, "mcp_rollups_daily", "day_ms", DAY_MS)
     clients = _session_clients(conn, events)
     add_to_sessions(conn, events, clients)
+    _add_to_sketches(conn, events)
     counts: Counter[tuple[str, int, str, str, str, str]] = Counter()
     activity: Counter[tuple[str, int, str, str, str]] = Counter()
     for event in events:
@@ -110,6 +114,35 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
         " DO UPDATE SET events = activity_rollups.events + excluded.events",
         [(*key, n) for key, n in activity.items()],
     )
+
+
+def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+    """Add each event's user and session to the sketches of its hour and day."""
+    items: dict[tuple[str, str, int, str, str], set[tuple[int, int]]] = {}
+    positions: dict[str, tuple[int, int]] = {}
+    for event in events:
+        hour = hour_of(event.ts_ms)
+        for kind, item in (("users", actor_of(event)), ("sessions", event.session_id or "")):
+            if not item:
+                continue
+            at = positions.get(item)
+            if at is None:
+                at = positions[item] = sketch.position(item)
+            for grain, start in (("hour", hour), ("day", hour - hour % DAY_MS)):
+                items.setdefault((event.gateway_id, grain, start, event.source, kind), set()).add(at)
+    for key, new in items.items():
+        row = conn.execute(
+            "SELECT registers FROM distinct_sketches"
+            " WHERE gateway_id = ? AND grain = ? AND bucket_ms = ? AND source = ? AND kind = ?",
+            key,
+        ).fetchone()
+        registers = sketch.add(row[0] if row else sketch.EMPTY, new)
+        conn.execute(
+            "INSERT INTO distinct_sketches (gateway_id, grain, bucket_ms, source, kind, registers)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, grain, bucket_ms, source, kind)"
+            " DO UPDATE SET registers = excluded.registers",
+            (*key, registers),
+        )
 
 
 def _session_clients(conn: sqlite3.Connection, events: Sequence[EventRow]) -> dict[tuple[str, str], str]:
@@ -201,6 +234,7 @@ ROLLUP_TABLES: Final = (
     "mcp_rollups_daily",
     "event_rollups_daily",
     "sessions",
+    "distinct_sketches",
 )
 _REBUILD_CHUNK: Final = 20_000
 
