@@ -105,14 +105,14 @@ async def test_stats_count_events_users_and_sessions_against_the_previous_window
     assert body["metrics"]["total_events"] == {"current": 10, "previous": 1, "change": 9, "change_pct": 900.0}
     assert body["metrics"]["unique_users"] == {"current": 4, "previous": 1, "change": 3, "change_pct": 300.0}
     assert body["previous_window"] == {"since": T0 - 2 * DAY, "until": T0}
-    # page_view: e1 e2 e4 e5 by v1 v2 v3; signup: e3 e6 by v1 v3; then the ones, by name.
-    assert [(e["event"], e["count"], e["unique_users"]) for e in body["top_events"]] == [
-        ("page_view", 4, 3),
-        ("signup", 2, 2),
-        ("book_demo", 1, 0),
-        ("invoice_paid", 1, 1),
-        ("pricing://current", 1, 0),
-        ("search", 1, 0),
+    # page_view: e1 e2 e4 e5; signup: e3 e6; then the ones, by name.
+    assert body["top_events"] == [
+        {"event": "page_view", "count": 4},
+        {"event": "signup", "count": 2},
+        {"event": "book_demo", "count": 1},
+        {"event": "invoice_paid", "count": 1},
+        {"event": "pricing://current", "count": 1},
+        {"event": "search", "count": 1},
     ]
     # Thursday: e1-e4 and c1-c3 (users v1 v2; sessions s1 s2 m1). Friday: e5 e6 e7 (v3 u9; s3).
     assert body["group_by"] == "day"

@@ -24,7 +24,7 @@ async def seed_site(app: Starlette) -> None:
     Thursday (day 4):  s1 v1  01:00 page_view /   01:05 page_view /pricing   01:06 signup     (US)
                        s2 v2  02:00 page_view /                                               (DE)
                        m1     05:00 book_demo, 05:01 search, 05:02 pricing://current (claude-desktop)
-    Friday (day 5):    s3 v3  03:00 $pageview /docs   03:01 signup                            (US)
+    Friday (day 5):    s3 v3  03:00 $pageview /docs (direct)   03:01 signup                   (US)
                        04:00 invoice_paid (server, user u9, no session)
     Saturday (day 6):  s5 v5  01:00 page_view /blog   01:45 click
     Sunday (day 0):    s4 v4  23:00 PageView /
@@ -40,7 +40,15 @@ async def seed_site(app: Starlette) -> None:
             mcp_call("m1", "book_demo", T0 + 5 * HOUR, 100.0),
             mcp_call("m1", "search", T0 + 5 * HOUR + MINUTE, 300.0, success=False),
             mcp_call("m1", "pricing://current", T0 + 5 * HOUR + 2 * MINUTE, 20.0, primitive_type="resource"),
-            web_event("$pageview", T0 + DAY + 3 * HOUR, visitor="v3", session="s3", path="/docs", country="US"),
+            web_event(
+                "$pageview",
+                T0 + DAY + 3 * HOUR,
+                visitor="v3",
+                session="s3",
+                path="/docs",
+                country="US",
+                traffic_source="(direct)",
+            ),  # fmt: skip
             web_event("signup", T0 + DAY + 3 * HOUR + MINUTE, visitor="v3", session="s3", country="US"),
             web_event("invoice_paid", T0 + DAY + 4 * HOUR, source="server", user_id_hash="u9"),
             web_event("page_view", T0 + 2 * DAY + HOUR, visitor="v5", session="s5", path="/blog"),
@@ -70,6 +78,7 @@ async def ask(
 async def test_sessions_list_web_and_mcp_sessions_newest_first(http: httpx.AsyncClient, site: dict[str, str]) -> None:
     body = await ask(http, site, "/sessions", TWO_DAYS)
 
+    # A session's country is its first attributed (traffic-classified) event's: s3's page view.
     s3, m1, s2, s1 = body["sessions"]
     assert s3 == {
         "session_id": "s3", "source": "web", "started_at": T0 + DAY + 3 * HOUR,
@@ -148,11 +157,9 @@ async def test_pages_count_views_entries_exits_and_bounces(http: httpx.AsyncClie
     # Page views: s1 / then /pricing; s2 /; s3 /docs ($pageview).
     # /: entered by s1 and s2, left by s2, which bounced. /pricing: s1's exit. /docs: s3 entered, bounced, left.
     assert by_views["pages"] == [
-        {"path": "/", "views": 2, "sessions": 2, "entries": 2, "exits": 1, "bounces": 1, "bounce_rate": 0.5,
-         "exit_rate": 0.5},
-        {"path": "/docs", "views": 1, "sessions": 1, "entries": 1, "exits": 1, "bounces": 1, "bounce_rate": 1.0,
-         "exit_rate": 1.0},
-        {"path": "/pricing", "views": 1, "sessions": 1, "entries": 0, "exits": 1, "bounces": 0, "bounce_rate": None,
+        {"path": "/", "views": 2, "entries": 2, "exits": 1, "bounces": 1, "bounce_rate": 0.5, "exit_rate": 0.5},
+        {"path": "/docs", "views": 1, "entries": 1, "exits": 1, "bounces": 1, "bounce_rate": 1.0, "exit_rate": 1.0},
+        {"path": "/pricing", "views": 1, "entries": 0, "exits": 1, "bounces": 0, "bounce_rate": None,
          "exit_rate": 1.0},
     ]  # fmt: skip
     assert [(p["path"], p["entries"]) for p in by_entries["pages"]] == [("/", 2), ("/docs", 1), ("/pricing", 0)]
@@ -209,7 +216,10 @@ async def test_another_gateways_read_key_sees_only_its_own_visits(
     await seed(
         app,
         sessions=[mcp_session("om", T0 + HOUR, gateway_id="other")],
-        events=[web_event("page_view", T0 + HOUR, visitor="o1", session="o1", path="/o", gateway_id="other")],
+        events=[
+            web_event("page_view", T0 + HOUR, visitor="o1", session="o1", path="/o", gateway_id="other"),
+            mcp_call("om", "search", T0 + HOUR + MINUTE, 50.0, gateway_id="other"),
+        ],
     )
     other = await read_headers(http, "other")
 
@@ -220,9 +230,10 @@ async def test_another_gateways_read_key_sees_only_its_own_visits(
     demo_pages = await ask(http, site, "/pages", TWO_DAYS)
 
     assert sorted(s["session_id"] for s in sessions["sessions"]) == ["o1", "om"]
-    assert distribution["total_sessions"] == 1
+    assert distribution["total_sessions"] == 2
     assert [p["path"] for p in pages["pages"]] == ["/o"]
-    assert heatmap["heatmap"] == [{"day": 4, "hour": 1, "events": 1, "users": 1}]
+    # o1's page view and om's call, Thursday 01:00; the call has no user.
+    assert heatmap["heatmap"] == [{"day": 4, "hour": 1, "events": 2, "users": 1}]
     assert "/o" not in [p["path"] for p in demo_pages["pages"]]
 
 

@@ -15,13 +15,17 @@ calls carry neither and count no users. **Sessions** are distinct `session_id`s 
 by the writer, MCP sessions by the client's connection). Period comparisons are `Comparison`s:
 `change_pct` is the percentage change, null when the previous value is 0 (seed 002).
 
-Every query filters `gateway_id` and a `ts_ms` range first, so `events_by_time` serves it, and
-aggregates in the database.
+/stats and /insights read the write-time rollups (`analytics.rollups`: exact for any window) and the
+sessions table; they scan events only for an event name or primitive type filter, through the
+indexes. Bounce rate and session length are over the sessions overlapping the window
+(`started_ms < until AND last_ms >= since`), whole: a session's length is its first to last event.
+/events, /properties, /breakdown filter `gateway_id` and a `ts_ms` range first, so the indexes serve them.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +36,7 @@ from pydantic import AliasChoices, Field
 from ..store import Store
 from ..web import ApiError
 from .api import Asked, Question
+from .rollups import activity, counts_by_name, event_series, split
 from .sql import DAY_MS, HOUR_MS, PAGE_VIEW_NAMES, USER_KEY, Where, bucket, events_where, json_keys, property_text
 from .window import TimeWindow, WindowArgs
 
@@ -134,7 +139,6 @@ class StatsArgs(EventFilterArgs):
 class EventCount:
     event: str
     count: int
-    unique_users: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,19 +165,58 @@ class StatsAnswer:
     """Every bucket of the window, empty ones included."""
 
 
-async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
-    window = args.window(asked.now_ms)
-    size = HOUR_MS if args.group_by == "hour" else DAY_MS
-    first_bucket = window.since_ms - window.since_ms % size
-    if (window.until_ms - first_bucket) // size > MAX_SERIES_POINTS:
-        raise ApiError(
-            400, f"More than {MAX_SERIES_POINTS} buckets: group by day or ask a shorter window", field="groupBy"
-        )
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Events, distinct users and distinct sessions."""
+
+    events: int
+    users: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatsParts:
+    now: Traffic
+    before: Traffic
+    top: list[EventCount]
+    series: dict[int, Traffic]
+    """By bucket start; buckets without events are absent."""
+
+
+async def _traffic(store: Store, gateway_id: str, window: TimeWindow, source: str | None) -> Traffic:
+    """Events, users and sessions from the rollups."""
+    counts = await counts_by_name(store, gateway_id, window, source=source)
+    [active] = await activity(store, gateway_id, window, source=source)
+    return Traffic(sum(counts.values()), active.actors, active.sessions)
+
+
+async def _stats_from_rollups(
+    asked: Asked, window: TimeWindow, size: int, source: str | None, limit: int
+) -> StatsParts:
+    """Totals, names and series from the rollups."""
+    store, gateway_id = asked.store, asked.gateway_id
+    now = await _traffic(store, gateway_id, window, source)
+    before = await _traffic(store, gateway_id, window.previous(), source)
+    by_name: Counter[str] = Counter()
+    for (_, name), count in (await counts_by_name(store, gateway_id, window, source=source)).items():
+        by_name[name] += count
+    top = [EventCount(name, by_name[name]) for name in sorted(by_name, key=lambda n: (-by_name[n], n))[:limit]]
+    events_at = await event_series(store, gateway_id, window, size, source=source)
+    series = {
+        point.bucket_ms: Traffic(events_at[point.bucket_ms], point.actors, point.sessions)
+        for point in await activity(store, gateway_id, window, source=source, bucket_ms=size)
+    }
+    return StatsParts(now, before, top, series)
+
+
+async def _stats_from_events(asked: Asked, args: StatsArgs, window: TimeWindow, size: int) -> StatsParts:
+    """The same from the events, for an event name or primitive type filter (which the rollups do not
+    keep users and sessions by): the filter narrows the scan through `events_by_name`."""
     where = args.where(asked.gateway_id, window)
     now = await event_totals(asked.store, where)
     before = await event_totals(asked.store, args.where(asked.gateway_id, window.previous()))
     top_rows = await asked.store.fetch(
-        f"""SELECT name, COUNT(*), COUNT(DISTINCT {USER_KEY}) FROM events WHERE {where.sql()}
+        f"""SELECT name, COUNT(*) FROM events WHERE {where.sql()}
             GROUP BY name ORDER BY COUNT(*) DESC, name LIMIT ?""",
         [*where.params, args.limit],
     )
@@ -182,11 +225,32 @@ async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
             FROM events WHERE {where.sql()} GROUP BY {bucket("ts_ms", size)}""",
         where.params,
     )
-    by_bucket = {int(row[0]): row for row in series_rows}
+    return StatsParts(
+        Traffic(now.events, now.users, now.sessions),
+        Traffic(before.events, before.users, before.sessions),
+        [EventCount(name, int(count)) for name, count in top_rows],
+        {int(at): Traffic(int(n), int(users), int(sessions)) for at, n, users, sessions in series_rows},
+    )
+
+
+async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
+    window = args.window(asked.now_ms)
+    size = HOUR_MS if args.group_by == "hour" else DAY_MS
+    first_bucket = window.since_ms - window.since_ms % size
+    if (window.until_ms - first_bucket) // size > MAX_SERIES_POINTS:
+        raise ApiError(
+            400, f"More than {MAX_SERIES_POINTS} buckets: group by day or ask a shorter window", field="groupBy"
+        )
+    if args.event is None and args.primitive is None:
+        parts = await _stats_from_rollups(asked, window, size, args.source, args.limit)
+    else:
+        parts = await _stats_from_events(asked, args, window, size)
+    empty = Traffic(0, 0, 0)
     series = []
     for start in range(first_bucket, window.until_ms, size):
-        row = by_bucket.get(start, (start, 0, 0, 0))
-        series.append(SeriesPoint(start, int(row[1]), int(row[2]), int(row[3])))
+        point = parts.series.get(start, empty)
+        series.append(SeriesPoint(start, point.events, point.users, point.sessions))
+    now, before = parts.now, parts.before
     return StatsAnswer(
         window=window.as_json(),
         previous_window=window.previous().as_json(),
@@ -199,7 +263,7 @@ async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
             "unique_users": Comparison.of(now.users, before.users),
             "total_sessions": Comparison.of(now.sessions, before.sessions),
         },
-        top_events=[EventCount(name, int(count), int(users)) for name, count, users in top_rows],
+        top_events=parts.top,
         timeseries=series,
     )
 
@@ -488,6 +552,66 @@ class InsightsArgs(WindowArgs):
 
 
 @dataclass(frozen=True, slots=True)
+class McpCounts:
+    tool_calls: int
+    calls: int
+    """MCP invocations of any primitive and operation: what `error_rate` divides by."""
+    errors: int
+
+
+async def mcp_counts(store: Store, gateway_id: str, window: TimeWindow) -> McpCounts:
+    """MCP invocations in `window`, exactly: the MCP rollups for the whole days and hours, the events for
+    the partial hours at the edges. An invocation without a known success counts as an error, as in the rollups."""
+    parts = split(window)
+    tool_calls = calls = errors = 0
+    selects: list[str] = []
+    params: list[object] = []
+    for level, period in parts.rollups:
+        selects.append(
+            f"SELECT primitive_type, operation, calls AS n, errors AS bad FROM {level.mcp_table}"
+            f" WHERE gateway_id = ? AND {level.column} >= ? AND {level.column} < ?"
+        )
+        params += [gateway_id, period.since_ms, period.until_ms]
+    for edge in parts.edges:
+        selects.append(
+            "SELECT primitive_type, COALESCE(operation, 'call') AS operation, 1 AS n,"
+            " CASE WHEN success = 1 THEN 0 ELSE 1 END AS bad FROM events"
+            " WHERE gateway_id = ? AND ts_ms >= ? AND ts_ms < ? AND source = 'mcp' AND primitive_type IS NOT NULL"
+        )
+        params += [gateway_id, edge.since_ms, edge.until_ms]
+    rows = await store.fetch(
+        f"SELECT primitive_type, operation, SUM(n), SUM(bad) FROM ({' UNION ALL '.join(selects)}) AS m"
+        " GROUP BY primitive_type, operation",
+        params,
+    )
+    for kind, operation, n, bad in rows:
+        calls += int(n)
+        errors += int(bad)
+        if kind == "tool" and operation == "call":
+            tool_calls += int(n)
+    return McpCounts(tool_calls, calls, errors)
+
+
+def overlapping_sessions(gateway_id: str, window: TimeWindow, columns: str, source: str | None = None) -> Where:
+    """A query (in `.conditions[0]`) of `columns` over the sessions table's sessions in `window`:
+    those that overlap it (`started_ms < until AND last_ms >= since`), as the two disjoint sets that
+    the indexes serve: sessions started in the window (`sessions_by_start`), and sessions started
+    before it and still going at its start (`sessions_by_last`)."""
+    kind = "" if source is None else " AND source = ?"
+    kinds = [] if source is None else [source]
+    return Where(
+        [
+            f"SELECT {columns} FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?{kind}"
+            f" UNION ALL SELECT {columns} FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ?{kind}"
+        ],
+        [
+            *(gateway_id, window.since_ms, window.until_ms, *kinds),
+            *(gateway_id, window.since_ms, window.since_ms, *kinds),
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class SessionTotals:
     sessions_with_views: int
     bounced: int
@@ -499,19 +623,42 @@ class SessionTotals:
         return rate(self.bounced, self.sessions_with_views)
 
 
-async def session_totals(store: Store, where: Where) -> SessionTotals:
-    """Bounces and the average session length (first to last event in the window) over `where`'s sessions."""
-    sql = f"""
-        SELECT SUM(CASE WHEN views > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN views = 1 THEN 1 ELSE 0 END),
-            AVG(last_ms - first_ms)
-        FROM (
-            SELECT session_id, MIN(ts_ms) AS first_ms, MAX(ts_ms) AS last_ms,
-                SUM(CASE WHEN {IS_PAGE_VIEW} THEN 1 ELSE 0 END) AS views
-            FROM events WHERE {where.sql()} AND session_id IS NOT NULL GROUP BY session_id
-        ) AS sessions
-    """
-    [(with_views, bounced, avg_duration)] = await store.fetch(sql, where.params)
+async def session_totals(store: Store, gateway_id: str, window: TimeWindow, source: str | None) -> SessionTotals:
+    """Bounces and the average session length (first to last event) over the sessions overlapping `window`
+    (of `source`: the source of a session's first event), from the sessions table."""
+    sessions = overlapping_sessions(gateway_id, window, "page_views, last_ms - started_ms AS length_ms", source)
+    [(with_views, bounced, avg_duration)] = await store.fetch(
+        f"""SELECT SUM(CASE WHEN page_views > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN page_views = 1 THEN 1 ELSE 0 END),
+                AVG(length_ms)
+            FROM ({sessions.conditions[0]}) AS s""",
+        sessions.params,
+    )
     return SessionTotals(int(with_views or 0), int(bounced or 0), float(avg_duration or 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class InsightTotals:
+    traffic: Traffic
+    page_views: int
+    mcp: McpCounts
+    sessions: SessionTotals
+
+    @property
+    def error_rate(self) -> float:
+        return rate(self.mcp.errors, self.mcp.calls)
+
+
+async def insight_totals(store: Store, gateway_id: str, window: TimeWindow, source: str | None) -> InsightTotals:
+    counts = await counts_by_name(store, gateway_id, window, source=source)
+    [active] = await activity(store, gateway_id, window, source=source)
+    page_views = sum(n for (_, name), n in counts.items() if name in PAGE_VIEW_NAMES)
+    mcp = await mcp_counts(store, gateway_id, window) if source in (None, "mcp") else McpCounts(0, 0, 0)
+    return InsightTotals(
+        Traffic(sum(counts.values()), active.actors, active.sessions),
+        page_views,
+        mcp,
+        await session_totals(store, gateway_id, window, source),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,21 +673,19 @@ class InsightsAnswer:
 async def insights(asked: Asked, args: InsightsArgs) -> InsightsAnswer:
     window = args.window(asked.now_ms)
     current, previous = window, window.previous()
-    now_where = events_where(asked.gateway_id, current, source=args.source)
-    before_where = events_where(asked.gateway_id, previous, source=args.source)
-    now, before = await event_totals(asked.store, now_where), await event_totals(asked.store, before_where)
-    now_s, before_s = await session_totals(asked.store, now_where), await session_totals(asked.store, before_where)
+    now = await insight_totals(asked.store, asked.gateway_id, current, args.source)
+    before = await insight_totals(asked.store, asked.gateway_id, previous, args.source)
     return InsightsAnswer(
         window=current.as_json(),
         previous_window=previous.as_json(),
         metrics={
-            "total_events": Comparison.of(now.events, before.events),
-            "unique_users": Comparison.of(now.users, before.users),
-            "total_sessions": Comparison.of(now.sessions, before.sessions),
+            "total_events": Comparison.of(now.traffic.events, before.traffic.events),
+            "unique_users": Comparison.of(now.traffic.users, before.traffic.users),
+            "total_sessions": Comparison.of(now.traffic.sessions, before.traffic.sessions),
             "page_views": Comparison.of(now.page_views, before.page_views),
-            "bounce_rate": Comparison.of(now_s.bounce_rate, before_s.bounce_rate),
-            "avg_session_duration_ms": Comparison.of(now_s.avg_duration_ms, before_s.avg_duration_ms),
-            "tool_calls": Comparison.of(now.tool_calls, before.tool_calls),
+            "bounce_rate": Comparison.of(now.sessions.bounce_rate, before.sessions.bounce_rate),
+            "avg_session_duration_ms": Comparison.of(now.sessions.avg_duration_ms, before.sessions.avg_duration_ms),
+            "tool_calls": Comparison.of(now.mcp.tool_calls, before.mcp.tool_calls),
             "error_rate": Comparison.of(now.error_rate, before.error_rate),
         },
     )

@@ -1,30 +1,30 @@
 """Seed 002's questions about visits: sessions, how long they last, where they enter and leave, and when.
 
-    GET /sessions               web sessions (events grouped by session_id) and MCP sessions, newest first
+    GET /sessions               sessions (web, server and MCP), newest first
     GET /sessions/distribution  a histogram of session lengths in fixed buckets, and the median
     GET /pages                  per path: page views, entries, exits, bounces
     GET /heatmap                events by UTC day of week (0 = Sunday) and hour, and the peak cell
 
-A session's length is the time from its first to its last event in the window (a one-event session
-lasts 0 s); only /sessions starts an MCP session when its client connected, and lists it with all its
-calls. Page views are the events named in
-`sql.PAGE_VIEW_NAMES`; a session enters on its first page view and exits on its last, and bounces
-when it has just one. Users are `sql.USER_KEY`, as in `analytics.events`.
-
-Each question reads one `gateway_id` and a `ts_ms` range (`events_by_time`; MCP sessions by
-`mcp_sessions_by_time`) and aggregates in the database.
+Sessions come from the writer's sessions table (one row per session id with events; an MCP session
+that connected but made no call has none): the sessions **in a window** are those overlapping it,
+`started_ms < until AND last_ms >= since`, whole — a session's length is its first to last event,
+its source that of its first event. A session enters on the path of its first event with a path and
+exits on its last's; it bounces when it has one page view (`sql.PAGE_VIEW_NAMES`). Page views per
+path and the heatmap's events come from the rollups (`analytics.rollups`); users are `sql.USER_KEY`.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import Field
 
 from .api import Asked, Question
-from .events import IS_PAGE_VIEW, EventFilterArgs, Source, rate
-from .sql import DAY_MS, HOUR_MS, USER_KEY, Where, events_where, in_list
+from .events import EventFilterArgs, Source, overlapping_sessions, rate
+from .rollups import activity, counts_by, event_series
+from .sql import DAY_MS, HOUR_MS, PAGE_VIEW_NAMES, USER_KEY
 from .window import TimeWindow, WindowArgs
 
 SECOND_MS: Final = 1000
@@ -49,10 +49,6 @@ class SessionSourceArgs(WindowArgs):
     source: Source | None = Field(None, description="Only MCP, web or server sessions")
 
 
-def _session_where(gateway_id: str, window: TimeWindow, source: str | None) -> Where:
-    return events_where(gateway_id, window, source=source).add("session_id IS NOT NULL")
-
-
 # -- GET /sessions -------------------------------------------------------------------------------------
 
 
@@ -72,6 +68,7 @@ class ListedSession:
     entry_page: str | None
     exit_page: str | None
     visitor_id: str | None
+    """The session's user: the web visitor, else the hashed user id; null for MCP sessions."""
     client: str | None
     """The MCP client (`client_config`, e.g. "claude-desktop 1.0"); null for web sessions."""
     country: str | None
@@ -84,94 +81,50 @@ class SessionsAnswer:
     sessions: list[ListedSession]
 
 
-async def _web_sessions(asked: Asked, window: TimeWindow, source: str | None, limit: int) -> list[ListedSession]:
-    """Sessions of web and server events in the window, by their first event there, newest first."""
-    where = _session_where(asked.gateway_id, window, source)
-    if source is None:
-        where.add("source <> 'mcp'")
-    rows = await asked.store.fetch(
-        f"""SELECT session_id, MIN(source), MIN(ts_ms) AS started, MAX(ts_ms), COUNT(*),
-                SUM(CASE WHEN {IS_PAGE_VIEW} THEN 1 ELSE 0 END), MIN(anonymous_id), MIN(country)
-            FROM events WHERE {where.sql()} GROUP BY session_id ORDER BY started DESC, session_id LIMIT ?""",
-        [*where.params, limit],
-    )
-    if not rows:
-        return []
-    ids = [row[0] for row in rows]
-    listed, ids_params = in_list("session_id", ids)
-    pages = events_where(asked.gateway_id, window).add(listed, *ids_params).add(IS_PAGE_VIEW)
-    ends = await asked.store.fetch(
-        f"""SELECT session_id, path, first_n, last_n FROM (
-                SELECT session_id, path,
-                    ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY ts_ms, seq) AS first_n,
-                    ROW_NUMBER() OVER (PARTITION BY session_id ORDER BY ts_ms DESC, seq DESC) AS last_n
-                FROM events WHERE {pages.sql()}
-            ) AS ranked WHERE first_n = 1 OR last_n = 1""",
-        pages.params,
-    )
-    entry = {session: path for session, path, first_n, _ in ends if first_n == 1}
-    exit_ = {session: path for session, path, _, last_n in ends if last_n == 1}
-    return [
-        ListedSession(
-            session_id=session,
-            source=kind,
-            started_at=int(started),
-            ended_at=int(ended),
-            duration_ms=int(ended) - int(started),
-            events=int(count),
-            page_views=int(views or 0),
-            entry_page=entry.get(session),
-            exit_page=exit_.get(session),
-            visitor_id=visitor,
-            client=None,
-            country=country,
-        )
-        for session, kind, started, ended, count, views, visitor, country in rows
-    ]
+_LISTED: Final = "id, source, started_ms, last_ms, events, page_views, entry_path, exit_path, actor, client, country"
 
 
-async def _mcp_sessions(asked: Asked, window: TimeWindow, limit: int) -> list[ListedSession]:
-    """MCP sessions that started in the window, newest first, with all their calls."""
-    rows = await asked.store.fetch(
-        """SELECT s.id, s.client_config, s.started_at_ms, s.country, COUNT(e.id), MAX(e.ts_ms)
-           FROM mcp_sessions AS s
-           LEFT JOIN events AS e ON e.gateway_id = s.gateway_id AND e.session_id = s.id AND e.source = 'mcp'
-           WHERE s.gateway_id = ? AND s.started_at_ms >= ? AND s.started_at_ms < ?
-           GROUP BY s.id, s.client_config, s.started_at_ms, s.country
-           ORDER BY s.started_at_ms DESC, s.id LIMIT ?""",
-        [asked.gateway_id, window.since_ms, window.until_ms, limit],
-    )
-    sessions = []
-    for session, client, started, country, count, last in rows:
-        ended = max(int(started), int(last if last is not None else started))
-        sessions.append(
-            ListedSession(
-                session_id=session,
-                source="mcp",
-                started_at=int(started),
-                ended_at=ended,
-                duration_ms=ended - int(started),
-                events=int(count),
-                page_views=0,
-                entry_page=None,
-                exit_page=None,
-                visitor_id=None,
-                client=client,
-                country=country,
-            )
-        )
-    return sessions
+def _source_condition(source: str | None) -> tuple[str, list[object]]:
+    return ("", []) if source is None else (" AND source = ?", [source])
 
 
 async def sessions(asked: Asked, args: SessionListArgs) -> SessionsAnswer:
+    """The newest sessions overlapping the window, by start: first those started in it (`sessions_by_start`,
+    newest first), then, when fewer than `limit`, those started before it and still going at its start."""
     window = args.window(asked.now_ms)
-    found: list[ListedSession] = []
-    if args.source != "mcp":
-        found += await _web_sessions(asked, window, args.source, args.limit)
-    if args.source in (None, "mcp"):
-        found += await _mcp_sessions(asked, window, args.limit)
-    found.sort(key=lambda s: (-s.started_at, s.session_id))
-    return SessionsAnswer(window.as_json(), args.limit, found[: args.limit])
+    kind, kinds = _source_condition(args.source)
+    rows = await asked.store.fetch(
+        f"""SELECT {_LISTED} FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?{kind}
+            ORDER BY started_ms DESC, id LIMIT ?""",
+        [asked.gateway_id, window.since_ms, window.until_ms, *kinds, args.limit],
+    )
+    if len(rows) < args.limit:
+        rows += await asked.store.fetch(
+            f"""SELECT {_LISTED} FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ?{kind}
+                ORDER BY started_ms DESC, id LIMIT ?""",
+            [asked.gateway_id, window.since_ms, window.since_ms, *kinds, args.limit - len(rows)],
+        )
+    return SessionsAnswer(
+        window.as_json(),
+        args.limit,
+        [
+            ListedSession(
+                session_id=session,
+                source=source,
+                started_at=int(started),
+                ended_at=int(last),
+                duration_ms=int(last) - int(started),
+                events=int(count),
+                page_views=int(views),
+                entry_page=entry,
+                exit_page=exit_,
+                visitor_id=actor or None,
+                client=client,
+                country=country,
+            )
+            for session, source, started, last, count, views, entry, exit_, actor, client, country in rows
+        ],
+    )
 
 
 # -- GET /sessions/distribution ------------------------------------------------------------------------
@@ -208,11 +161,11 @@ def _bucket_case(column: str) -> str:
 
 async def distribution(asked: Asked, args: SessionSourceArgs) -> DistributionAnswer:
     window = args.window(asked.now_ms)
-    where = _session_where(asked.gateway_id, window, args.source)
-    lengths = f"SELECT MAX(ts_ms) - MIN(ts_ms) AS duration_ms FROM events WHERE {where.sql()} GROUP BY session_id"
+    overlapping = overlapping_sessions(asked.gateway_id, window, "last_ms - started_ms AS duration_ms", args.source)
+    lengths = overlapping.conditions[0]
     rows = await asked.store.fetch(
         f"SELECT {_bucket_case('duration_ms')} AS b, COUNT(*) FROM ({lengths}) AS lengths GROUP BY b",
-        where.params,
+        overlapping.params,
     )
     counts = {int(index): int(count) for index, count in rows}
     total = sum(counts.values())
@@ -220,7 +173,7 @@ async def distribution(asked: Asked, args: SessionSourceArgs) -> DistributionAns
     if total:
         middle = await asked.store.fetch(
             f"SELECT duration_ms FROM ({lengths}) AS lengths ORDER BY duration_ms LIMIT ? OFFSET ?",
-            [*where.params, 2 - total % 2, (total - 1) // 2],
+            [*overlapping.params, 2 - total % 2, (total - 1) // 2],
         )
         median = sum(float(value) for (value,) in middle) / len(middle)
     buckets = [
@@ -242,13 +195,12 @@ class PagesArgs(WindowArgs):
 class PageStats:
     path: str
     views: int
-    sessions: int
     entries: int
-    """Sessions whose first page view was this path."""
+    """Sessions with page views that entered on this path."""
     exits: int
-    """Sessions whose last page view was this path."""
+    """Sessions with page views that left from this path."""
     bounces: int
-    """Sessions with this path as their only page view."""
+    """Sessions with one page view that entered on this path."""
     bounce_rate: float | None
     """bounces / entries, 0-1; null without entries."""
     exit_rate: float
@@ -264,41 +216,39 @@ class PagesAnswer:
 
 async def pages(asked: Asked, args: PagesArgs) -> PagesAnswer:
     window = args.window(asked.now_ms)
-    where = events_where(asked.gateway_id, window).add(IS_PAGE_VIEW).add("path IS NOT NULL")
-    # A page view without a session is a session of its own.
-    visit = "COALESCE(session_id, id)"
+    views: Counter[str] = Counter()
+    for name in PAGE_VIEW_NAMES:
+        views += await counts_by(asked.store, asked.gateway_id, window, "path", name=name)
+    overlapping = overlapping_sessions(asked.gateway_id, window, "entry_path, exit_path, page_views")
     rows = await asked.store.fetch(
-        f"""SELECT path, COUNT(*) AS views, COUNT(DISTINCT visit) AS sessions,
-                SUM(CASE WHEN first_n = 1 THEN 1 ELSE 0 END) AS entries,
-                SUM(CASE WHEN last_n = 1 THEN 1 ELSE 0 END) AS exits,
-                SUM(CASE WHEN first_n = 1 AND visit_views = 1 THEN 1 ELSE 0 END) AS bounces
-            FROM (
-                SELECT path, {visit} AS visit,
-                    ROW_NUMBER() OVER (PARTITION BY {visit} ORDER BY ts_ms, seq) AS first_n,
-                    ROW_NUMBER() OVER (PARTITION BY {visit} ORDER BY ts_ms DESC, seq DESC) AS last_n,
-                    COUNT(*) OVER (PARTITION BY {visit}) AS visit_views
-                FROM events WHERE {where.sql()}
-            ) AS page_views
-            GROUP BY path ORDER BY {args.sort} DESC, path LIMIT ?""",
-        [*where.params, args.limit],
+        f"""SELECT entry_path, exit_path, CASE WHEN page_views = 1 THEN 1 ELSE 0 END AS single, COUNT(*)
+            FROM ({overlapping.conditions[0]}) AS s WHERE page_views > 0
+            GROUP BY entry_path, exit_path, CASE WHEN page_views = 1 THEN 1 ELSE 0 END""",
+        overlapping.params,
     )
-    return PagesAnswer(
-        window.as_json(),
-        args.sort,
-        [
-            PageStats(
-                path=path,
-                views=int(views),
-                sessions=int(visits),
-                entries=int(entries),
-                exits=int(exits),
-                bounces=int(bounces),
-                bounce_rate=int(bounces) / int(entries) if entries else None,
-                exit_rate=rate(int(exits), int(views)),
-            )
-            for path, views, visits, entries, exits, bounces in rows
-        ],
-    )
+    entries: Counter[str] = Counter()
+    exits: Counter[str] = Counter()
+    bounces: Counter[str] = Counter()
+    for entry, exit_, single, count in rows:
+        if entry:
+            entries[entry] += int(count)
+            bounces[entry] += int(count) * int(single)
+        if exit_:
+            exits[exit_] += int(count)
+    stats = [
+        PageStats(
+            path=path,
+            views=views[path],
+            entries=entries[path],
+            exits=exits[path],
+            bounces=bounces[path],
+            bounce_rate=bounces[path] / entries[path] if entries[path] else None,
+            exit_rate=rate(exits[path], views[path]),
+        )
+        for path in views.keys() | entries.keys() | exits.keys()
+    ]
+    stats.sort(key=lambda page: (-getattr(page, args.sort), page.path))
+    return PagesAnswer(window.as_json(), args.sort, stats[: args.limit])
 
 
 # -- GET /heatmap --------------------------------------------------------------------------------------
@@ -312,6 +262,8 @@ class HeatmapCell:
     """0-23, UTC."""
     events: int
     users: int
+    """Distinct users per hour, summed over the cell's hours (one hour per cell in a week or less); distinct
+    users over the whole cell when filtered by event name or primitive type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,8 +276,27 @@ class HeatmapAnswer:
     """The busiest cell (the earliest of equals); null when the window has no events."""
 
 
-async def heatmap(asked: Asked, args: EventFilterArgs) -> HeatmapAnswer:
-    window = args.window(asked.now_ms)
+async def _cells_from_rollups(asked: Asked, window: TimeWindow, source: str | None) -> list[HeatmapCell]:
+    """Events per hour from the rollups, folded into weekday × hour; users are summed over the cell's hours."""
+    events_at = await event_series(asked.store, asked.gateway_id, window, HOUR_MS, source=source)
+    users_at = await activity(asked.store, asked.gateway_id, window, source=source, bucket_ms=HOUR_MS)
+    events: Counter[tuple[int, int]] = Counter()
+    users: Counter[tuple[int, int]] = Counter()
+    for at, count in events_at.items():
+        events[_cell(at)] += count
+    for point in users_at:
+        users[_cell(point.bucket_ms)] += point.actors
+    return [HeatmapCell(day, hour, events[(day, hour)], users[(day, hour)]) for day, hour in sorted(events)]
+
+
+def _cell(at_ms: int) -> tuple[int, int]:
+    """(UTC weekday with Sunday 0, UTC hour) of an instant."""
+    return (at_ms // DAY_MS + EPOCH_WEEKDAY) % 7, at_ms % DAY_MS // HOUR_MS
+
+
+async def _cells_from_events(asked: Asked, args: EventFilterArgs, window: TimeWindow) -> list[HeatmapCell]:
+    """The cells from the events, for an event name or primitive type filter (`events_by_name` narrows the
+    scan); users are distinct per cell."""
     where = args.where(asked.gateway_id, window)
     rows = await asked.store.fetch(
         f"""SELECT weekday, hour_of_day, COUNT(*), COUNT(DISTINCT user_key) FROM (
@@ -335,7 +306,15 @@ async def heatmap(asked: Asked, args: EventFilterArgs) -> HeatmapAnswer:
             ) AS cells GROUP BY weekday, hour_of_day ORDER BY weekday, hour_of_day""",
         where.params,
     )
-    cells = [HeatmapCell(int(day), int(hour), int(count), int(users)) for day, hour, count, users in rows]
+    return [HeatmapCell(int(day), int(hour), int(count), int(users)) for day, hour, count, users in rows]
+
+
+async def heatmap(asked: Asked, args: EventFilterArgs) -> HeatmapAnswer:
+    window = args.window(asked.now_ms)
+    if args.event is None and args.primitive is None:
+        cells = await _cells_from_rollups(asked, window, args.source)
+    else:
+        cells = await _cells_from_events(asked, args, window)
     peak = max(cells, key=lambda cell: cell.events, default=None)
     return HeatmapAnswer(window.as_json(), sum(cell.events for cell in cells), cells, peak)
 
