@@ -156,6 +156,40 @@ async def test_daily_sessions_cover_every_day_of_the_window_with_zeros(
     ]
 
 
+async def test_sessions_across_midnight_and_the_window_start_count_where_they_were_active(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    events = [
+        # n1: 23:50 on Jan 1 to 00:10 on Jan 2, in Germany then (a later event) in France
+        web_event("page_view", T0 + DAY - 10 * MINUTE, session="n1", visitor="w1", path="/", country="DE",
+                  traffic_source="(direct)", traffic_medium="(none)"),
+        web_event("page_view", T0 + DAY + 10 * MINUTE, session="n1", visitor="w1", path="/a", country="FR",
+                  traffic_source="(internal)", traffic_medium="(none)"),
+        # n2: started the evening before the window, still going in it
+        web_event("page_view", T0 - 10 * MINUTE, session="n2", visitor="w2", path="/"),
+        web_event("page_view", T0 + 5 * MINUTE, session="n2", visitor="w2", path="/b"),
+        # n3: ended before the window
+        web_event("page_view", T0 - HOUR, session="n3", visitor="w3", path="/"),
+    ]  # fmt: skip
+    await seed(app, events=events)
+    headers = await read_headers(http)
+    window = {"since": str(T0), "until": str(T0 + 2 * DAY)}
+
+    daily = (await http.get("/analytics/sessions/daily", params=window, headers=headers)).json()
+    geo = (await http.get("/analytics/geo", params=window, headers=headers)).json()
+    overview = (await http.get("/analytics/overview", params=window, headers=headers)).json()
+
+    # Jan 1: n1 (23:50) and n2 (00:05); Jan 2: n1 again (00:10); n3 ended before the window
+    assert [(d["date"], d["sessions"], d["visitors"]) for d in daily["days"]] == [
+        ("2026-01-01", 2, 2),
+        ("2026-01-02", 1, 1),
+    ]
+    # a session counts once, in the country of its first event (n1: DE, not FR); n2 has none
+    assert [(c["country"], c["sessions"]) for c in geo["countries"]] == [("DE", 1), ("unknown", 1)]
+    # sessions with an event in the window: n1, n2; events: n1 2, n2 1 (its 23:50 the day before is outside)
+    assert (overview["sessions"], overview["unique_visitors"], overview["events"]) == (2, 2, 3)
+
+
 async def test_top_pages_rank_paths_by_views_with_unique_visitors(
     http: httpx.AsyncClient, seeded: dict[str, str]
 ) -> None:

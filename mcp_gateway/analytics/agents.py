@@ -7,14 +7,16 @@
 
 A client is the name in a session's `client_config` ("claude-desktop 1.0" -> "claude-desktop",
 version "1.0"), shown by `KNOWN_CLIENTS`' display name when it is a known one. Sessions are the
-ones started in the window (`mcp_sessions_by_time`); calls are `operation='call'` events
-(tools/call, resources/read, prompts/get), joined to their session on (gateway_id, session_id). A
-session booked a demo when it made a successful `book_demo` tools/call; the lead id is read from
-that call's recorded result (`structuredContent.lead_id`).
+ones started in the window (`mcp_sessions_by_time`). What each session did — its calls
+(tools/call, resources/read, prompts/get), errors, last activity and first successful `book_demo`
+call — is read from the writer's `sessions` row of the same id, not from its events; only the
+calls' latency and a booking's lead id (from that call's recorded result, `structuredContent.lead_id`)
+come from the events.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import statistics
@@ -25,7 +27,7 @@ from pydantic import BeforeValidator, Field
 
 from ..web import ApiError
 from .api import Asked, Question
-from .sql import in_list
+from .sql import Where, in_list
 from .window import Args, TimeWindow, WindowArgs
 
 KNOWN_CLIENTS: Final[dict[str, str]] = {
@@ -119,31 +121,60 @@ class Clients:
 
 
 async def clients(asked: Asked, args: WindowArgs) -> Clients:
+    """Sessions are those started in the window; calls and errors those of the sessions active in it (the
+    `sessions` rows overlapping it); latency that of the calls made in it."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
+    active = mcp_sessions_in(asked.gateway_id, window)
     call_rows = await asked.store.fetch(
-        "SELECT s.client_config, COUNT(*), COALESCE(SUM(CASE WHEN e.success = 0 THEN 1 ELSE 0 END), 0),"
-        " SUM(e.latency_ms), COUNT(e.latency_ms)"
+        f"SELECT client, SUM(calls), SUM(errors) FROM sessions WHERE {active.sql()} AND client IS NOT NULL"
+        " GROUP BY client",
+        active.params,
+    )
+    calls = mcp_calls(asked.gateway_id, window)
+    latency_rows = await asked.store.fetch(
+        "SELECT s.client_config, SUM(e.latency_ms), COUNT(e.latency_ms)"
         " FROM events e JOIN mcp_sessions s ON s.gateway_id = e.gateway_id AND s.id = e.session_id"
-        " WHERE e.gateway_id = ? AND e.ts_ms >= ? AND e.ts_ms < ? AND e.source = 'mcp' AND e.operation = 'call'"
-        " GROUP BY s.client_config",
-        [asked.gateway_id, window.since_ms, window.until_ms],
+        f" WHERE {calls.sql()} GROUP BY s.client_config",
+        calls.params,
     )
     grouped: dict[str, _ClientTally] = {}
+
+    def tally_of(config: str) -> _ClientTally:
+        client = parse_client(config)
+        return grouped.setdefault(client.name, _ClientTally(client.display_name))
+
     for config, sessions in started.items():
-        client = parse_client(config)
-        tally = grouped.setdefault(client.name, _ClientTally(client.display_name))
-        tally.versions[client.version] = tally.versions.get(client.version, 0) + sessions
-    for config, calls, errors, latency_sum, latency_count in call_rows:
-        client = parse_client(config)
-        tally = grouped.setdefault(client.name, _ClientTally(client.display_name))
-        tally.calls += calls
-        tally.errors += errors
+        versions = tally_of(config).versions
+        version = parse_client(config).version
+        versions[version] = versions.get(version, 0) + sessions
+    for config, n, errors in call_rows:
+        tally = tally_of(config)
+        tally.calls += int(n)
+        tally.errors += int(errors)
+    for config, latency_sum, latency_count in latency_rows:
+        tally = tally_of(config)
         tally.latency_sum += latency_sum or 0.0
         tally.latency_count += latency_count
     stats = [tally.stats(name) for name, tally in grouped.items()]
     stats.sort(key=lambda c: (-c.sessions, -c.calls, c.client))
     return Clients(asked.gateway_id, window.as_json(), stats)
+
+
+def mcp_sessions_in(gateway_id: str, window: TimeWindow) -> Where:
+    """The MCP sessions with calls in `window`: the `sessions` rows that overlap it (`started_ms < until AND
+    last_ms >= since`, served by `sessions_by_last`) and began with an MCP event."""
+    where = Where().add("gateway_id = ?", gateway_id).add("last_ms >= ?", window.since_ms)
+    return where.add("started_ms < ?", window.until_ms).add("source = 'mcp'")
+
+
+def mcp_calls(gateway_id: str, window: TimeWindow) -> Where:
+    """The MCP calls (tools/call, resources/read, prompts/get) in `window`, on events aliased `e`, in
+    `events_by_name` order."""
+    kinds, kind_params = in_list("e.primitive_type", ("tool", "resource", "prompt"))
+    where = Where().add("e.gateway_id = ?", gateway_id).add("e.source = 'mcp'").add(kinds, *kind_params)
+    where.add("e.ts_ms >= ?", window.since_ms).add("e.ts_ms < ?", window.until_ms)
+    return where.add("e.operation = 'call'")
 
 
 @dataclass(slots=True)
@@ -227,22 +258,16 @@ async def sessions(asked: Asked, args: SessionsArgs) -> Sessions:
         condition, config_params = in_list("s.client_config", configs)
         conditions.append(condition)
         params += config_params
-    booked = f"MAX(CASE WHEN {BOOKED_CALL} THEN 1 ELSE 0 END)"
-    having = "" if args.booked is None else f" HAVING {booked} = {int(args.booked)}"
+    if args.booked is not None:
+        conditions.append(f"x.booked_ms IS {'NOT ' if args.booked else ''}NULL")
     rows = await asked.store.fetch(
-        "SELECT s.id, s.client_config, s.transport, s.country, s.started_at_ms,"
-        " COALESCE(MAX(e.ts_ms), s.started_at_ms),"
-        " COALESCE(SUM(CASE WHEN e.operation = 'call' THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN e.operation = 'call' AND e.success = 0 THEN 1 ELSE 0 END), 0),"
-        f" {booked}"
-        " FROM mcp_sessions s LEFT JOIN events e"
-        " ON e.gateway_id = s.gateway_id AND e.session_id = s.id AND e.source = 'mcp'"
-        f" WHERE {' AND '.join(conditions)}"
-        " GROUP BY s.seq, s.id, s.client_config, s.transport, s.country, s.started_at_ms"
-        f"{having} ORDER BY s.started_at_ms DESC, s.seq DESC LIMIT ?",
+        "SELECT s.id, s.client_config, s.transport, s.country, s.started_at_ms, COALESCE(x.last_ms, s.started_at_ms),"
+        " COALESCE(x.calls, 0), COALESCE(x.errors, 0), x.booked_ms"
+        f" FROM mcp_sessions s LEFT JOIN sessions x ON x.gateway_id = s.gateway_id AND x.id = s.id"
+        f" WHERE {' AND '.join(conditions)} ORDER BY s.started_at_ms DESC, s.seq DESC LIMIT ?",
         [*params, args.limit],
     )
-    for session_id, config, transport, country, started, last, calls, errors, booked_demo in rows:
+    for session_id, config, transport, country, started, last, calls, errors, booked_ms in rows:
         client = parse_client(config)
         answer.sessions.append(
             SessionSummary(
@@ -256,7 +281,7 @@ async def sessions(asked: Asked, args: SessionsArgs) -> Sessions:
                 last_activity_at=max(started, last),
                 calls=calls,
                 errors=errors,
-                booked_demo=bool(booked_demo),
+                booked_demo=booked_ms is not None,
             )
         )
     return answer
@@ -415,33 +440,38 @@ async def conversions(asked: Asked, args: ConversionsArgs) -> Conversions:
     """A session's conversion is its first successful `book_demo` call; sessions count where they started."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
+    # Only sessions with a book_demo call since the window's start can have booked: their ids come from
+    # `events_by_name` alone (it holds session_id), so only those sessions are looked up in `sessions`.
     rows = await asked.store.fetch(
-        "SELECT s.id, s.client_config, s.started_at_ms, e.ts_ms, e.result"
-        " FROM mcp_sessions s JOIN events e ON e.gateway_id = s.gateway_id AND e.session_id = s.id"
-        f" WHERE s.gateway_id = ? AND s.started_at_ms >= ? AND s.started_at_ms < ? AND {BOOKED_CALL}"
-        " ORDER BY e.ts_ms, e.seq",
-        [asked.gateway_id, window.since_ms, window.until_ms],
+        "SELECT s.id, s.client_config, s.started_at_ms, x.booked_ms"
+        " FROM mcp_sessions s JOIN sessions x ON x.gateway_id = s.gateway_id AND x.id = s.id"
+        " WHERE s.gateway_id = ? AND s.started_at_ms >= ? AND s.started_at_ms < ? AND x.booked_ms IS NOT NULL"
+        " AND s.id IN (SELECT e.session_id FROM events e WHERE e.gateway_id = ? AND e.source = 'mcp'"
+        f" AND e.primitive_type = 'tool' AND e.name = '{BOOK_DEMO}' AND e.ts_ms >= ?)",
+        [asked.gateway_id, window.since_ms, window.until_ms, asked.gateway_id, window.since_ms],
     )
-    first: dict[str, Conversion] = {}
-    for session_id, config, started_at, booked_at, result in rows:
-        if session_id in first:
-            continue
+    booked_sessions = []
+    for session_id, config, started_at, booked_at in rows:
         client = parse_client(config)
-        first[session_id] = Conversion(
-            session_id,
-            client.name,
-            client.display_name,
-            lead_id_in(result),
-            started_at,
-            booked_at,
-            max(0, booked_at - started_at),
+        booked_sessions.append(
+            Conversion(
+                session_id,
+                client.name,
+                client.display_name,
+                None,
+                started_at,
+                booked_at,
+                max(0, booked_at - started_at),
+            )
         )
+    latest = sorted(booked_sessions, key=lambda c: (-c.booked_at, c.session_id))[: args.limit]
+    lead_ids = await _booked_lead_ids(asked, [c.session_id for c in latest])
     per_client: dict[str, tuple[str, int, int]] = {}
     for config, count in started.items():
         client = parse_client(config)
         display, total, booked = per_client.get(client.name, (client.display_name, 0, 0))
         per_client[client.name] = (display, total + count, booked)
-    for conversion in first.values():
+    for conversion in booked_sessions:
         display, total, booked = per_client.get(conversion.client, (conversion.display_name, 0, 0))
         per_client[conversion.client] = (display, total, booked + 1)
     by_client = [
@@ -450,17 +480,32 @@ async def conversions(asked: Asked, args: ConversionsArgs) -> Conversions:
     ]
     by_client.sort(key=lambda c: (-c.booked_sessions, -c.sessions, c.client))
     total_sessions = sum(started.values())
-    latest = sorted(first.values(), key=lambda c: (-c.booked_at, c.session_id))
     return Conversions(
         gateway_id=asked.gateway_id,
         window=window.as_json(),
         sessions=total_sessions,
-        booked_sessions=len(first),
-        conversion_rate=len(first) / total_sessions if total_sessions else 0.0,
-        median_time_to_book_ms=statistics.median(c.time_to_book_ms for c in first.values()) if first else None,
+        booked_sessions=len(booked_sessions),
+        conversion_rate=len(booked_sessions) / total_sessions if total_sessions else 0.0,
+        median_time_to_book_ms=(
+            statistics.median(c.time_to_book_ms for c in booked_sessions) if booked_sessions else None
+        ),
         clients=by_client,
-        conversions=latest[: args.limit],
+        conversions=[dataclasses.replace(c, lead_id=lead_ids.get(c.session_id)) for c in latest],
     )
+
+
+async def _booked_lead_ids(asked: Asked, session_ids: list[str]) -> dict[str, str | None]:
+    """The lead id each session's first successful `book_demo` call recorded (`events_by_session`): the calls come
+    latest first, so the first call's lead id is the one left in the dict."""
+    if not session_ids:
+        return {}
+    sessions, session_params = in_list("e.session_id", session_ids)
+    rows = await asked.store.fetch(
+        f"SELECT e.session_id, e.result FROM events e WHERE e.gateway_id = ? AND {sessions} AND {BOOKED_CALL}"
+        " ORDER BY e.ts_ms DESC, e.seq DESC",
+        [asked.gateway_id, *session_params],
+    )
+    return {session_id: lead_id_in(result) for session_id, result in rows}
 
 
 def lead_id_in(result: str | None) -> str | None:

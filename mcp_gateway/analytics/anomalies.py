@@ -13,10 +13,11 @@ Counts per day (mean and population standard deviation of the baseline days):
 - `submission_drop`: leads <= half the mean and below mean - 3 sd, with a mean of at least 2 a day.
   warning; critical when there were none.
 Rates:
-- `bounce_rate_spike` (seed 002): the share of web sessions with exactly one page view, current vs
-  the pooled baseline, change_pct above +20%, with at least 10 sessions on each side. warning.
+- `bounce_rate_spike` (seed 002): the share of sessions with page views that had exactly one (the
+  writer's `sessions` rows), those started in the current window vs the others of the baseline
+  (pooled), change_pct above +20%, with at least 10 sessions on each side. warning.
 - `anonymous_only_tracking` (seed 002's "zero unique users with nonzero events"): web or server
-  events in the window, none with a visitor or user id. warning.
+  events in the window (event rollups), none with a visitor or user id (activity rollups). warning.
 - `retention_cliff` (seed 002): daily retention over the baseline days, average_rates[1] below 10%,
   with at least 20 actors in the cohorts that reached day 1. critical.
 - `stale_data` (seed 002's stale heatmap): no events at all in the last 7 days. info.
@@ -43,8 +44,8 @@ from pydantic import Field
 from .api import Asked, Question
 from .primitives import PrimitiveStats, primitive_stats
 from .retention import RetentionArgs, retention
-from .rollups import event_series
-from .sql import DAY_MS, HOUR_MS, PAGE_VIEW_NAMES, in_list
+from .rollups import activity, counts_by_name, event_series
+from .sql import DAY_MS, HOUR_MS
 from .window import Args, Instant, TimeWindow
 
 Severity = Literal["info", "warning", "critical"]
@@ -182,14 +183,12 @@ async def _daily_leads(asked: Asked, end_ms: int, days: int) -> list[int]:
 
 
 async def _bounce_rates(asked: Asked, current: TimeWindow, since_ms: int) -> list[Anomaly]:
-    names, params = in_list("name", PAGE_VIEW_NAMES)
+    """Over the sessions with page views that overlap [since_ms, current's end) (`sessions` rows): those that
+    started in the current window against the others."""
     rows = await asked.store.fetch(
-        "SELECT is_current, COUNT(*), SUM(CASE WHEN views = 1 THEN 1 ELSE 0 END) FROM ("
-        " SELECT CASE WHEN ts_ms >= ? THEN 1 ELSE 0 END AS is_current, session_id, COUNT(*) AS views FROM events"
-        " WHERE gateway_id = ? AND source IN ('web', 'server') AND primitive_type IS NULL"
-        f" AND {names} AND ts_ms >= ? AND ts_ms < ? AND session_id IS NOT NULL"
-        " GROUP BY 1, session_id) sessions GROUP BY is_current",
-        [current.since_ms, asked.gateway_id, *params, since_ms, current.until_ms],
+        "SELECT CASE WHEN started_ms >= ? THEN 1 ELSE 0 END, COUNT(*), SUM(CASE WHEN page_views = 1 THEN 1 ELSE 0 END)"
+        " FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ? AND page_views > 0 GROUP BY 1",
+        [current.since_ms, asked.gateway_id, since_ms, current.until_ms],
     )
     sessions = {int(is_current): (int(n), int(bounced)) for is_current, n, bounced in rows}
     (now_sessions, now_bounced), (then_sessions, then_bounced) = sessions.get(1, (0, 0)), sessions.get(0, (0, 0))
@@ -213,11 +212,9 @@ async def _bounce_rates(asked: Asked, current: TimeWindow, since_ms: int) -> lis
 
 
 async def _anonymous_only(asked: Asked, current: TimeWindow) -> list[Anomaly]:
-    [(events, identified)] = await asked.store.fetch(
-        "SELECT COUNT(*), COUNT(COALESCE(anonymous_id, user_id_hash)) FROM events"
-        " WHERE gateway_id = ? AND ts_ms >= ? AND ts_ms < ? AND source <> 'mcp'",
-        [asked.gateway_id, current.since_ms, current.until_ms],
-    )
+    per_name = await counts_by_name(asked.store, asked.gateway_id, current)
+    events = sum(n for (source, _), n in per_name.items() if source != "mcp")
+    identified = sum(a.actors for a in await activity(asked.store, asked.gateway_id, current))
     if not events or identified:
         return []
     return [

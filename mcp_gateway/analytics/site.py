@@ -5,29 +5,43 @@
     GET /analytics/pages/top       most viewed paths
     GET /analytics/geo             web sessions, visitors and MCP sessions per country
     GET /analytics/engagement      `$session_end` engagement scores in five buckets of 20
-    GET /analytics/sources         traffic source/medium of each session's first event, ranked
+    GET /analytics/sources         traffic source/medium of each session's landing, ranked
     GET /analytics/realtime        active sessions now, events per minute, top pages now
 
 A web session is a `session_id` of `source='web'` events (the tracker's, or the one the writer
-derives with a 30-minute inactivity gap); a visitor is an `anonymous_id`. Page views are events
-named one of `sql.PAGE_VIEW_NAMES`. Everything is read from `events` through `events_by_time` (or
-`events_by_name` for one event name), `mcp_sessions` and `leads`, each filtered by gateway and time.
+derives with a 30-minute inactivity gap); a visitor is an `anonymous_id` (else the hashed user id).
+Page views are events named one of `sql.PAGE_VIEW_NAMES`. The answers read, rather than events:
+
+- event and page-view counts come from the event rollups (`rollups.counts_by*`), tool calls and
+  errors from the MCP rollups (`primitives.primitive_stats`), both exact for any window;
+- web sessions and visitors active in the window, or per day, from `rollups.activity` (exact below
+  `rollups.EXACT_BELOW`, beyond it HyperLogLog estimates within ±1.6%);
+- per country and per traffic source, from the writer's `sessions` table: the sessions in a window
+  are the rows overlapping it (`started_ms < until AND last_ms >= since`) whose first event was a
+  web one, each counted once with the attributes of its first attributed event (its landing);
+- MCP sessions and leads by their start time (`mcp_sessions_by_time`, `leads_by_gateway_time`).
+
+Two answers still read events of the window: engagement scores are in the `$session_end` events' properties
+(`events_by_name` finds them; each is then read), and unique visitors per page, which no rollup
+keeps, from the page views of the `limit` most viewed paths. `realtime` looks at five minutes of events.
 
 Seed 001's `GET /analytics/storage` (R2 bucket statistics) is left out: the gateway keeps no R2 storage.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from ..ingest.visits import SESSION_END
 from ..web import ApiError
 from .api import Asked, Question
+from .primitives import primitive_stats
+from .rollups import activity, counts_by, counts_by_name
 from .sql import DAY_MS, PAGE_VIEW_NAMES, Where, bucket, events_where, in_list, property_number
 from .window import Args, TimeWindow, WindowArgs
 
@@ -56,6 +70,7 @@ class Overview:
     events: int
     """Every event in the window: web, server and MCP."""
     unique_visitors: int
+    """Web visitors (else hashed user ids) with an event in the window."""
     page_views: int
     leads: int
     """Leads created in the window, from agents and web forms."""
@@ -71,19 +86,11 @@ class Overview:
 
 async def overview(asked: Asked, args: WindowArgs) -> Overview:
     window = args.window(asked.now_ms)
-    where = events_where(asked.gateway_id, window)
-    page_view, page_params = in_list("name", PAGE_VIEW_NAMES)
-    tool_call = "source = 'mcp' AND primitive_type = 'tool' AND operation = 'call'"
-    [(events, sessions, visitors, page_views, tool_calls, tool_errors)] = await asked.store.fetch(
-        "SELECT COUNT(*),"
-        " COUNT(DISTINCT CASE WHEN source = 'web' THEN session_id END),"
-        " COUNT(DISTINCT CASE WHEN source = 'web' THEN anonymous_id END),"
-        f" COALESCE(SUM(CASE WHEN source <> 'mcp' AND {page_view} THEN 1 ELSE 0 END), 0),"
-        f" COALESCE(SUM(CASE WHEN {tool_call} THEN 1 ELSE 0 END), 0),"
-        f" COALESCE(SUM(CASE WHEN {tool_call} AND success = 0 THEN 1 ELSE 0 END), 0)"
-        f" FROM events WHERE {where.sql()}",
-        [*page_params, *where.params],
-    )
+    per_name = await counts_by_name(asked.store, asked.gateway_id, window)
+    page_views = sum(n for (source, name), n in per_name.items() if source != "mcp" and name in PAGE_VIEW_NAMES)
+    [web] = await activity(asked.store, asked.gateway_id, window, source="web")
+    tools = await primitive_stats(asked.store, asked.gateway_id, window, primitive_type="tool")
+    tool_calls, tool_errors = sum(t.calls for t in tools), sum(t.errors for t in tools)
     [(leads,)] = await asked.store.fetch(
         "SELECT COUNT(*) FROM leads WHERE gateway_id = ? AND created_at_ms >= ? AND created_at_ms < ?",
         [asked.gateway_id, window.since_ms, window.until_ms],
@@ -100,9 +107,9 @@ async def overview(asked: Asked, args: WindowArgs) -> Overview:
     return Overview(
         gateway_id=asked.gateway_id,
         window=window.as_json(),
-        sessions=sessions,
-        events=events,
-        unique_visitors=visitors,
+        sessions=web.sessions,
+        events=sum(per_name.values()),
+        unique_visitors=web.actors,
         page_views=page_views,
         leads=leads,
         mcp_sessions=mcp_sessions,
@@ -111,6 +118,14 @@ async def overview(asked: Asked, args: WindowArgs) -> Overview:
         error_rate=tool_errors / tool_calls if tool_calls else 0.0,
         avg_engagement=None if avg_engagement is None else round(float(avg_engagement), 1),
     )
+
+
+def web_sessions(gateway_id: str, window: TimeWindow) -> Where:
+    """The web sessions in `window`: the `sessions` rows that overlap it (`started_ms < until AND last_ms >= since`)
+    whose first event was a web one. `sessions_by_last` serves it: for a window that ends now, every session
+    that was active since its start, and nothing else."""
+    where = Where().add("gateway_id = ?", gateway_id).add("last_ms >= ?", window.since_ms)
+    return where.add("started_ms < ?", window.until_ms).add("source = 'web'")
 
 
 def _session_ends(gateway_id: str, window: TimeWindow) -> Where:
@@ -143,13 +158,8 @@ async def sessions_daily(asked: Asked, args: WindowArgs) -> DailySessions:
     day_starts = range(first_day, window.until_ms, DAY_MS)
     if len(day_starts) > MAX_DAILY_DAYS:
         raise ApiError(400, f"sessions/daily covers at most {MAX_DAILY_DAYS} days", field="since")
-    where = events_where(asked.gateway_id, window, source="web")
-    rows = await asked.store.fetch(
-        f"SELECT {bucket('ts_ms', DAY_MS)}, COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id)"
-        f" FROM events WHERE {where.sql()} GROUP BY 1",
-        where.params,
-    )
-    counted = {int(day): (sessions, visitors) for day, sessions, visitors in rows}
+    active = await activity(asked.store, asked.gateway_id, window, source="web", bucket_ms=DAY_MS)
+    counted = {day.bucket_ms: (day.sessions, day.actors) for day in active}
     days = [DaySessions(_date(day), *counted.get(day, (0, 0))) for day in day_starts]
     return DailySessions(asked.gateway_id, window.as_json(), days)
 
@@ -181,15 +191,37 @@ class TopPages:
 
 
 async def top_pages(asked: Asked, args: TopPagesArgs) -> TopPages:
+    """Views per path from the rollups; unique visitors, which no rollup keeps per path, from the page views of
+    the `limit` most viewed paths only."""
     window = args.window(asked.now_ms)
-    pages = await _most_viewed(asked, window, args.limit)
+    views: Counter[str] = Counter()
+    for name in PAGE_VIEW_NAMES:
+        views.update(await counts_by(asked.store, asked.gateway_id, window, "path", name=name))
+    top = sorted(views, key=lambda path: (-views[path], path))[: args.limit]
+    visitors: dict[str, int] = {}
+    if top:
+        where = _page_views(asked.gateway_id, window)
+        paths, path_params = in_list("path", top)
+        rows = await asked.store.fetch(
+            f"SELECT path, COUNT(DISTINCT anonymous_id) FROM events WHERE {where.sql()} AND {paths} GROUP BY path",
+            [*where.params, *path_params],
+        )
+        visitors = {path: int(n) for path, n in rows}
+    pages = [PageViews(path, views[path], visitors.get(path, 0)) for path in top]
     return TopPages(asked.gateway_id, window.as_json(), args.limit, pages)
 
 
+def _page_views(gateway_id: str, window: TimeWindow) -> Where:
+    """Web and server page views in `window`, in `events_by_name` order (they have no primitive type)."""
+    where = Where().add("gateway_id = ?", gateway_id)
+    sources, source_params = in_list("source", ("web", "server"))
+    names, name_params = in_list("name", PAGE_VIEW_NAMES)
+    where.add(sources, *source_params).add("primitive_type IS NULL").add(names, *name_params)
+    return where.add("ts_ms >= ?", window.since_ms).add("ts_ms < ?", window.until_ms)
+
+
 async def _most_viewed(asked: Asked, window: TimeWindow, limit: int) -> list[PageViews]:
-    page_view, page_params = in_list("name", PAGE_VIEW_NAMES)
-    where = events_where(asked.gateway_id, window).add(page_view, *page_params)
-    where.add("source <> 'mcp'").add("path IS NOT NULL")
+    where = _page_views(asked.gateway_id, window).add("path IS NOT NULL")
     rows = await asked.store.fetch(
         f"SELECT path, COUNT(*), COUNT(DISTINCT anonymous_id) FROM events WHERE {where.sql()}"
         " GROUP BY path ORDER BY 2 DESC, path LIMIT ?",
@@ -218,12 +250,13 @@ class Geo:
 
 
 async def geo(asked: Asked, args: WindowArgs) -> Geo:
+    """A web session counts in the country of its first attributed event."""
     window = args.window(asked.now_ms)
-    where = events_where(asked.gateway_id, window, source="web")
+    in_window = web_sessions(asked.gateway_id, window)
     web_rows = await asked.store.fetch(
-        f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id)"
-        f" FROM events WHERE {where.sql()} GROUP BY 1",
-        where.params,
+        f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(*), COUNT(DISTINCT NULLIF(actor, ''))"
+        f" FROM sessions WHERE {in_window.sql()} GROUP BY 1",
+        in_window.params,
     )
     agent_rows = await asked.store.fetch(
         f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(*) FROM mcp_sessions"
@@ -295,7 +328,8 @@ class SourcesArgs(WindowArgs):
 @dataclass(frozen=True, slots=True)
 class TrafficSource:
     source: str
-    """`traffic_source` of the session's first event: "google", "chatgpt", "(direct)", a referring host, ..."""
+    """`traffic_source` of the session's first attributed event: "google", "chatgpt", "(direct)", a referring host,
+    ..."""
     medium: str
     """"organic", "cpc", "ai", "social", "referral", "(none)", ..."""
     sessions: int
@@ -315,28 +349,24 @@ class Sources:
 
 
 async def sources(asked: Asked, args: SourcesArgs) -> Sources:
-    """Sessions are attributed to their first stored web event in the window (the landing, before navigation)."""
+    """Each session in the window counts once, for the source, medium and referrer of its first event that has a
+    traffic source (its landing, before any navigation), kept on its `sessions` row."""
     window = args.window(asked.now_ms)
-    landing = events_where(asked.gateway_id, window, source="web").add("session_id IS NOT NULL")
-    first_events = f"gateway_id = ? AND seq IN (SELECT MIN(seq) FROM events WHERE {landing.sql()} GROUP BY session_id)"
-    params = [asked.gateway_id, *landing.params]
+    web = web_sessions(asked.gateway_id, window)
     source_medium = "COALESCE(traffic_source, '(unknown)'), COALESCE(traffic_medium, '(none)')"
     ranked = await asked.store.fetch(
-        f"SELECT {source_medium}, COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id)"
-        f" FROM events WHERE {first_events} GROUP BY 1, 2",
-        params,
+        f"SELECT {source_medium}, COUNT(*), COUNT(DISTINCT NULLIF(actor, '')) FROM sessions WHERE {web.sql()}"
+        " GROUP BY 1, 2",
+        web.params,
     )
     referrers = await asked.store.fetch(
-        f"SELECT {source_medium}, referrer, COUNT(*) FROM events"
-        f" WHERE {first_events} AND referrer IS NOT NULL GROUP BY 1, 2, 3",
-        params,
+        f"SELECT {source_medium}, referrer_host, COUNT(*) FROM sessions"
+        f" WHERE {web.sql()} AND referrer_host IS NOT NULL GROUP BY 1, 2, 3",
+        web.params,
     )
     hosts: dict[tuple[str, str], dict[str, int]] = {}
-    for source, medium, referrer, sessions in referrers:
-        host = _host(referrer)
-        if host:
-            counts = hosts.setdefault((source, medium), {})
-            counts[host] = counts.get(host, 0) + sessions
+    for source, medium, host, sessions in referrers:
+        hosts.setdefault((source, medium), {})[host] = sessions
     total = sum(row[2] for row in ranked)
     ranking = [
         TrafficSource(
@@ -351,14 +381,6 @@ async def sources(asked: Asked, args: SourcesArgs) -> Sources:
     ]
     ranking.sort(key=lambda s: (-s.sessions, -s.visitors, s.source, s.medium))
     return Sources(asked.gateway_id, window.as_json(), total, ranking[: args.limit])
-
-
-def _host(url: str) -> str | None:
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return None
-    return host.removeprefix("www.") if host else None
 
 
 def _top_host(counts: dict[str, int]) -> str | None:
@@ -394,7 +416,7 @@ async def realtime(asked: Asked, args: Args) -> Realtime:
     now = asked.now_ms
     active = TimeWindow(now - REALTIME_ACTIVE_MS, now + 1)
     web = events_where(asked.gateway_id, active, source="web")
-    [(web_sessions, visitors)] = await asked.store.fetch(
+    [(active_sessions, visitors)] = await asked.store.fetch(
         f"SELECT COUNT(DISTINCT session_id), COUNT(DISTINCT anonymous_id) FROM events WHERE {web.sql()}", web.params
     )
     calls = events_where(asked.gateway_id, active, source="mcp").add("session_id IS NOT NULL")
@@ -411,7 +433,7 @@ async def realtime(asked: Asked, args: Args) -> Realtime:
     counted = {int(minute): events for minute, events in rows}
     per_minute = [MinuteEvents(minute, counted.get(minute, 0)) for minute in range(first_minute, now + 1, MINUTE_MS)]
     pages = await _most_viewed(asked, active, REALTIME_TOP_PAGES)
-    return Realtime(asked.gateway_id, now, active.since_ms, web_sessions, visitors, mcp_sessions, per_minute, pages)
+    return Realtime(asked.gateway_id, now, active.since_ms, active_sessions, visitors, mcp_sessions, per_minute, pages)
 
 
 QUESTIONS: list[Question[Any]] = [
