@@ -221,6 +221,53 @@ async def test_query_computes_latency_and_errors_of_mcp_calls(http: httpx.AsyncC
     ]
 
 
+async def test_query_counts_by_day_and_country_from_the_rollups(http: httpx.AsyncClient, shop: dict[str, str]) -> None:
+    rows = await query(http, shop, {"group_by": ["day", "country"], "order_by": "day", "order": "asc"})
+    users = await query(http, shop, {"metrics": ["unique_users", "session_count", "event_count"], "group_by": ["day"]})
+
+    # Thursday: DE e4, US e1 e2 e3, none c1 c2 c3; Friday: US e5 e6, none e7. By day, then country, none last.
+    assert rows == [
+        {"day": T0, "country": "DE", "event_count": 1},
+        {"day": T0, "country": "US", "event_count": 3},
+        {"day": T0, "country": None, "event_count": 3},
+        {"day": T0 + DAY, "country": "US", "event_count": 2},
+        {"day": T0 + DAY, "country": None, "event_count": 1},
+    ]
+    # Thursday: users v1 v2, sessions s1 s2 m1; Friday: users v3 u9, session s3. Equal users: by day.
+    assert users == [
+        {"day": T0, "unique_users": 2, "session_count": 3, "event_count": 7},
+        {"day": T0 + DAY, "unique_users": 2, "session_count": 1, "event_count": 3},
+    ]
+
+
+EVERY_EVENT = {"field": "event", "op": "neq", "value": "no such event"}
+"""A filter every event passes that the rollups cannot apply: the same query, answered from the events."""
+ROLLUP_SHAPES: list[dict[str, Any]] = [
+    {"group_by": ["hour"]},
+    {"group_by": ["day", "path"], "filters": [{"field": "event", "op": "eq", "value": "page_view"}]},
+    {"group_by": ["event", "source"], "order_by": "event"},
+    {"group_by": ["hour", "event"], "filters": [{"field": "source", "op": "eq", "value": "mcp"}]},
+    {"group_by": ["source"], "metrics": ["session_count", "unique_users"]},
+    {"group_by": ["traffic_source"], "order": "asc"},
+    {"metrics": ["unique_users", "event_count"]},
+]
+
+
+async def test_query_shapes_from_the_rollups_answer_as_the_events_do(
+    http: httpx.AsyncClient, shop: dict[str, str]
+) -> None:
+    # From 1h03 to 1d3h30: the partial hours at both ends come from the events, the rest from the rollups.
+    window = {"since": T0 + HOUR + 3 * MINUTE, "until": T0 + DAY + 3 * HOUR + 30 * MINUTE}
+    for body in ROLLUP_SHAPES:
+        fast = await http.post("/query", json={**window, **body}, headers=shop)
+        scanned = await http.post(
+            "/query", json={**window, **body, "filters": [*body.get("filters", []), EVERY_EVENT]}, headers=shop
+        )
+        assert fast.status_code == scanned.status_code == 200
+        assert fast.json()["rows"] == scanned.json()["rows"], body
+        assert fast.json()["rows"], body
+
+
 FILTER_CASES: list[tuple[dict[str, Any], int]] = [
     ({"field": "properties.price", "op": "gt", "value": 10}, 1),  # e2 (30)
     ({"field": "properties.price", "op": "lt", "value": 10}, 1),  # e4 (0)
@@ -317,14 +364,17 @@ async def test_breakdown_of_a_column_counts_events_and_users_per_value(
     everything = await ask(http, shop, "/breakdown", property="country")
     page_views = await ask(http, shop, "/breakdown", property="country", event="page_view")
     top = await ask(http, shop, "/breakdown", property="country", limit="1")
+    tools = await ask(http, shop, "/breakdown", property="country", primitive="tool")
 
-    # US: e1 e2 e3 e5 e6 (v1 v3); none: e7 c1 c2 c3 (u9); DE: e4 (v2).
+    # US: e1 e2 e3 e5 e6; none: e7 c1 c2 c3; DE: e4. From the rollups, which keep no users per value.
     assert everything["total_events"] == 10
     assert [(v["value"], v["count"], v["unique_users"]) for v in everything["values"]] == [
-        ("US", 5, 2),
-        (None, 4, 1),
-        ("DE", 1, 1),
+        ("US", 5, None),
+        (None, 4, None),
+        ("DE", 1, None),
     ]
+    # A primitive filter reads the events: tool calls c1 c2, no country, no users.
+    assert (tools["total_events"], tools["values"]) == (2, [{"value": None, "count": 2, "unique_users": 0}])
     assert [(v["value"], v["count"]) for v in page_views["values"]] == [("US", 3), ("DE", 1)]
     assert page_views["total_events"] == 4
     assert [v["value"] for v in top["values"]] == ["US"]
@@ -334,9 +384,24 @@ async def test_breakdown_of_a_custom_property(http: httpx.AsyncClient, shop: dic
     prefixed = await ask(http, shop, "/breakdown", property="properties.plan", event="signup")
     bare = await ask(http, shop, "/breakdown", property="plan", event="signup")
 
-    # signups: e3 pro, e6 free; equal counts, so by value.
-    assert [(v["value"], v["count"]) for v in prefixed["values"]] == [("free", 1), ("pro", 1)]
+    # signups: e3 pro (v1), e6 free (v3); equal counts, so by value.
+    assert [(v["value"], v["count"], v["unique_users"]) for v in prefixed["values"]] == [("free", 1, 1), ("pro", 1, 1)]
     assert bare["values"] == prefixed["values"]
+
+
+async def test_breakdown_by_referrer_is_by_referring_site_and_by_name_from_the_rollups(
+    http: httpx.AsyncClient, shop: dict[str, str]
+) -> None:
+    referrers = await ask(http, shop, "/breakdown", property="referrer")
+    names = await ask(http, shop, "/breakdown", property="event", source="web")
+
+    # Only e1 has a referrer, https://google.com/: its host. The other 9 events have none.
+    assert [(v["value"], v["count"]) for v in referrers["values"]] == [(None, 9), ("google.com", 1)]
+    # web events: page_view e1 e2 e4 e5, signup e3 e6.
+    assert (names["total_events"], [(v["value"], v["count"]) for v in names["values"]]) == (
+        6,
+        [("page_view", 4), ("signup", 2)],
+    )
 
 
 # -- /insights -----------------------------------------------------------------------------------------

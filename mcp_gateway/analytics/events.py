@@ -4,7 +4,7 @@
     GET /events                the raw event log, newest first (`limit`, no cursor: page with `until`)
     GET /properties            event names with counts, and the property keys seen
     GET /properties/received   property keys by event name
-    GET /breakdown             top values of a column or a custom property, with counts and unique users
+    GET /breakdown             top values of a column or a custom property, with counts (and unique users)
     GET /insights              period-over-period metrics: traffic, bounce rate, session length, MCP calls and errors
 
 (POST /query, the flexible one, is `analytics.query`.) Every event counts alike: web and server events,
@@ -19,7 +19,17 @@ by the writer, MCP sessions by the client's connection). Period comparisons are 
 sessions table; they scan events only for an event name or primitive type filter, through the
 indexes. Bounce rate and session length are over the sessions overlapping the window
 (`started_ms < until AND last_ms >= since`), whole: a session's length is its first to last event.
-/events, /properties, /breakdown filter `gateway_id` and a `ts_ms` range first, so the indexes serve them.
+/events filters `gateway_id` and a `ts_ms` range first, so the indexes serve it.
+
+/properties and /properties/received count events per name from the rollups; each name's first and
+last time and its most recent events (whose property keys are counted) are read at the ends of its
+`events_by_name` ranges (gateway, source, primitive type, name, time), a few small reads per name.
+
+/breakdown by event name, source, path, referrer (the referring host, e.g. "google.com"), traffic
+source or medium, country, device type, browser or os answers from the rollups (`rollups.counts_by`):
+exact counts, the events without a value as the null value, and `unique_users` null, as the rollups
+keep no users per value. Custom properties, other columns and a `primitive` filter scan the window's
+events and count unique users.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from pydantic import AliasChoices, Field
 from ..store import Store
 from ..web import ApiError
 from .api import Asked, Question
-from .rollups import activity, counts_by_name, event_series, split
+from .rollups import activity, counts_by, counts_by_name, event_series, split
 from .sql import DAY_MS, HOUR_MS, PAGE_VIEW_NAMES, USER_KEY, Where, bucket, events_where, json_keys, property_text
 from .window import TimeWindow, WindowArgs
 
@@ -360,31 +370,107 @@ class NameStats:
     last_seen: int
 
 
-async def _name_stats(asked: Asked, where: Where) -> list[NameStats]:
-    rows = await asked.store.fetch(
-        f"""SELECT name, COUNT(*), MIN(ts_ms), MAX(ts_ms) FROM events WHERE {where.sql()}
-            GROUP BY name ORDER BY COUNT(*) DESC, name""",
-        where.params,
-    )
-    return [NameStats(name, int(count), int(first), int(last)) for name, count, first, last in rows]
+@dataclass(frozen=True, slots=True)
+class _Stream:
+    """The events of one (source, primitive type, name): one range of the `events_by_name` index."""
+
+    source: str
+    primitive_type: str | None
+    name: str
+
+    def where(self, gateway_id: str, window: TimeWindow) -> Where:
+        where = Where().add("gateway_id = ?", gateway_id).add("source = ?", self.source)
+        if self.primitive_type is None:
+            where.add("primitive_type IS NULL")
+        else:
+            where.add("primitive_type = ?", self.primitive_type)
+        return where.add("name = ?", self.name).add("ts_ms >= ?", window.since_ms).add("ts_ms < ?", window.until_ms)
 
 
-async def _sampled_keys(asked: Asked, where: Where, sample: int) -> dict[str, dict[str, int]]:
-    """Per event name, how many of its `sample` most recent events carry each property key."""
-    keys = json_keys(asked.store.dialect, "recent.properties", "k")
-    rows = await asked.store.fetch(
-        f"""WITH recent AS (
-                SELECT name, properties, ROW_NUMBER() OVER (PARTITION BY name ORDER BY ts_ms DESC, seq DESC) AS n
-                FROM events WHERE {where.sql()}
+_PRIMITIVE_TYPES: Final[tuple[str | None, ...]] = ("tool", "resource", "prompt", None)
+"""What an MCP event's primitive_type may be; web and server events have none."""
+_BATCH: Final = 50
+"""Index ranges per UNION ALL query."""
+
+
+def _union(branches: list[tuple[str, list[object]]]) -> tuple[str, list[object]]:
+    return " UNION ALL ".join(sql for sql, _ in branches), [p for _, params in branches for p in params]
+
+
+async def _name_stats(asked: Asked, window: TimeWindow, event: str | None) -> tuple[list[NameStats], list[_Stream]]:
+    """Each event name's count (from the rollups) and first and last time seen (the ends of its
+    `events_by_name` ranges), busiest first; and the index ranges that hold events in `window`."""
+    counts: Counter[str] = Counter()
+    candidates: list[_Stream] = []
+    for (source, name), n in (await counts_by_name(asked.store, asked.gateway_id, window)).items():
+        if event is None or name == event:
+            counts[name] += n
+            kinds = _PRIMITIVE_TYPES if source == "mcp" else (None,)
+            candidates.extend(_Stream(source, kind, name) for kind in kinds)
+    seen: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(candidates), _BATCH):
+        branches = []
+        for i, stream in enumerate(candidates[start : start + _BATCH], start):
+            where = stream.where(asked.gateway_id, window)
+            branches.append(
+                (
+                    f"SELECT {i}, (SELECT MIN(ts_ms) FROM events WHERE {where.sql()}),"
+                    f" (SELECT MAX(ts_ms) FROM events WHERE {where.sql()})",
+                    [*where.params, *where.params],
+                )
             )
-            SELECT recent.name, k.key, COUNT(*) FROM recent, {keys}
-            WHERE recent.n <= ? GROUP BY recent.name, k.key""",
-        [*where.params, sample],
-    )
-    by_name: dict[str, dict[str, int]] = {}
-    for name, key, count in rows:
-        by_name.setdefault(name, {})[key] = int(count)
-    return by_name
+        sql, params = _union(branches)
+        seen.update(
+            {
+                int(i): (int(first), int(last))
+                for i, first, last in await asked.store.fetch(sql, params)
+                if first is not None
+            }
+        )
+    spans: dict[str, tuple[int, int]] = {}
+    for i, (first, last) in seen.items():
+        name = candidates[i].name
+        before = spans.get(name)
+        spans[name] = (first, last) if before is None else (min(first, before[0]), max(last, before[1]))
+    names = [NameStats(n, counts[n], *spans[n]) for n in sorted(counts, key=lambda n: (-counts[n], n)) if n in spans]
+    return names, [candidates[i] for i in sorted(seen)]
+
+
+def _recent_where(gateway_id: str, window: TimeWindow, streams: list[_Stream]) -> Where:
+    """One name's events: its single index range, or (a name used by several sources or primitive types,
+    rare) the name in the window."""
+    if len(streams) == 1:
+        return streams[0].where(gateway_id, window)
+    return events_where(gateway_id, window, name=streams[0].name)
+
+
+async def _sampled_keys(
+    asked: Asked, window: TimeWindow, streams: list[_Stream], sample: int
+) -> dict[str, dict[str, int]]:
+    """Per event name, how many of its `sample` most recent events carry each property key; the newest
+    events are read backwards through `events_by_name`, their keys counted in SQL."""
+    by_name: dict[str, list[_Stream]] = {}
+    for stream in streams:
+        by_name.setdefault(stream.name, []).append(stream)
+    names = list(by_name)
+    keys = json_keys(asked.store.dialect, "r.properties", "k")
+    found: dict[str, dict[str, int]] = {}
+    for start in range(0, len(names), _BATCH):
+        branches = []
+        for i, name in enumerate(names[start : start + _BATCH], start):
+            where = _recent_where(asked.gateway_id, window, by_name[name])
+            branches.append(
+                (
+                    f"""SELECT {i}, k.key, COUNT(*) FROM (
+                        SELECT properties FROM events WHERE {where.sql()} ORDER BY ts_ms DESC LIMIT ?
+                    ) AS r, {keys} GROUP BY k.key""",
+                    [*where.params, sample],
+                )
+            )
+        sql, params = _union(branches)
+        for i, key, count in await asked.store.fetch(sql, params):
+            found.setdefault(names[int(i)], {})[str(key)] = int(count)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,9 +494,8 @@ class PropertiesAnswer:
 
 async def properties(asked: Asked, args: PropertiesArgs) -> PropertiesAnswer:
     window = args.window(asked.now_ms)
-    where = events_where(asked.gateway_id, window, name=args.event)
-    names = await _name_stats(asked, where)
-    keys = await _sampled_keys(asked, where, args.sample)
+    names, streams = await _name_stats(asked, window, args.event)
+    keys = await _sampled_keys(asked, window, streams, args.sample)
     return PropertiesAnswer(
         window=window.as_json(),
         sample=args.sample,
@@ -445,9 +530,8 @@ class ReceivedAnswer:
 
 async def properties_received(asked: Asked, args: PropertiesArgs) -> ReceivedAnswer:
     window = args.window(asked.now_ms)
-    where = events_where(asked.gateway_id, window, name=args.event)
-    names = await _name_stats(asked, where)
-    keys = await _sampled_keys(asked, where, args.sample)
+    names, streams = await _name_stats(asked, window, args.event)
+    keys = await _sampled_keys(asked, window, streams, args.sample)
     received = []
     for n in names:
         counts = keys.get(n.event, {})
@@ -494,11 +578,27 @@ def event_dimension(asked: Asked, name: str) -> tuple[str, list[object]]:
     return expr, [param]
 
 
+ROLLUP_BREAKDOWNS: Final = {
+    "path": "path",
+    "referrer": "referrer_host",
+    "traffic_source": "traffic_source",
+    "traffic_medium": "traffic_medium",
+    "country": "country",
+    "device_type": "device_type",
+    "browser": "browser",
+    "os": "os",
+}
+"""Breakdowns the rollups answer (`rollups.counts_by`), by their rollup dimension. `referrer` is the
+referring site (host, e.g. "google.com"), which is what a breakdown by referrer asks: where visitors
+came from, not every distinct referring URL."""
+
+
 class BreakdownArgs(EventFilterArgs):
     property: str = Field(
         min_length=1,
         max_length=MAX_NAME_CHARS,
-        description="A column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or a custom property key (`properties.<key>`)",
+        description="A column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or a custom property key (`properties.<key>`);"
+        " `referrer` breaks down by referring host",
     )
     limit: int = Field(10, ge=1, le=1000, description="How many values, most frequent first")
 
@@ -508,7 +608,9 @@ class BreakdownValue:
     value: str | None
     """null: events without the property."""
     count: int
-    unique_users: int
+    unique_users: int | None
+    """null when the breakdown comes from the rollups (event name, source, path, referrer, traffic source
+    and medium, country, device type, browser, os), which keep counts per value but not who."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,10 +622,36 @@ class BreakdownAnswer:
     values: list[BreakdownValue]
 
 
-async def breakdown(asked: Asked, args: BreakdownArgs) -> BreakdownAnswer:
-    window = args.window(asked.now_ms)
-    if args.property == PROPERTY_PREFIX:
-        raise ApiError(400, "Name a property after 'properties.'", field="property")
+def _top(counts: dict[str | None, int], limit: int) -> list[BreakdownValue]:
+    """The `limit` most frequent values; ties by value, events without one last."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+    return [BreakdownValue(value, count, None) for value, count in ordered[:limit] if count > 0]
+
+
+async def _breakdown_from_rollups(
+    asked: Asked, args: BreakdownArgs, window: TimeWindow
+) -> tuple[int, list[BreakdownValue]]:
+    """Event totals and top values from the rollups: exact counts, no users."""
+    by_name = await counts_by_name(asked.store, asked.gateway_id, window, source=args.source)
+    total = sum(n for (_, name), n in by_name.items() if args.event is None or name == args.event)
+    counts: dict[str | None, int] = {}
+    if args.property in ("event", "name", "source"):
+        for (source, name), n in by_name.items():
+            if args.event is None or name == args.event:
+                value = source if args.property == "source" else name
+                counts[value] = counts.get(value, 0) + n
+    else:
+        dimension = ROLLUP_BREAKDOWNS[args.property]
+        found = await counts_by(asked.store, asked.gateway_id, window, dimension, source=args.source, name=args.event)
+        counts.update(found)
+        counts[None] = total - sum(found.values())
+    return total, _top(counts, args.limit)
+
+
+async def _breakdown_from_events(
+    asked: Asked, args: BreakdownArgs, window: TimeWindow
+) -> tuple[int, list[BreakdownValue]]:
+    """Event totals and top values with their distinct users, scanning the window's events."""
     where = args.where(asked.gateway_id, window)
     expr, expr_params = event_dimension(asked, args.property)
     rows = await asked.store.fetch(
@@ -535,13 +663,21 @@ async def breakdown(asked: Asked, args: BreakdownArgs) -> BreakdownAnswer:
         [*expr_params, *where.params, args.limit],
     )
     totals = await event_totals(asked.store, where)
-    return BreakdownAnswer(
-        window=window.as_json(),
-        property=args.property,
-        event=args.event,
-        total_events=totals.events,
-        values=[BreakdownValue(None if v is None else str(v), int(c), int(u)) for v, c, u in rows],
+    return totals.events, [BreakdownValue(None if v is None else str(v), int(c), int(u)) for v, c, u in rows]
+
+
+async def breakdown(asked: Asked, args: BreakdownArgs) -> BreakdownAnswer:
+    window = args.window(asked.now_ms)
+    if args.property == PROPERTY_PREFIX:
+        raise ApiError(400, "Name a property after 'properties.'", field="property")
+    from_rollups = args.primitive is None and (
+        args.property in ROLLUP_BREAKDOWNS or args.property in ("event", "name", "source")
     )
+    if from_rollups:
+        total, values = await _breakdown_from_rollups(asked, args, window)
+    else:
+        total, values = await _breakdown_from_events(asked, args, window)
+    return BreakdownAnswer(window.as_json(), args.property, args.event, total, values)
 
 
 # -- GET /insights -------------------------------------------------------------------------------------

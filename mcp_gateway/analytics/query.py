@@ -13,6 +13,19 @@ bound as a parameter like every value, so nothing a client sends becomes SQL. Ro
 Filters: `eq`, `neq` (true for events without the field, too), `in` (a list), `contains`
 (case-insensitive substring), `gt`/`lt` (numbers: `latency_ms`, or a property holding a JSON number).
 Property values compare as text: the number 5 matches "5". `success` takes `eq`/`neq` with true or false.
+
+Fast shapes, answered from the write-time rollups (`analytics.rollups`) instead of the events, with
+filters only `eq` on `event`/`name` and `source`:
+- `event_count` grouped by any of `event`/`name`, `source`, and one of `day`/`date`/`hour`;
+- `event_count` grouped by one of path, traffic_source, traffic_medium, country, device_type, browser,
+  os (events without a value, or with an empty one, form the null group), optionally by day or hour too;
+  (a time bucket with other groups: under `MAX_ROLLUP_PIECES` buckets, each read from the rollups);
+- `unique_users` and `session_count` (with `event_count`) grouped by `source` and/or a time bucket,
+  with no event name filter. These come from `rollups.activity`: exact under its `EXACT_BELOW` distinct
+  users or sessions, beyond that (windows spanning whole days, day buckets) HyperLogLog estimates
+  (±1.6%), as /stats gives.
+Every other query (unique users per column value, custom properties, latency and error metrics, other
+filters) scans the window's events, through the `(gateway_id, ts_ms)` index.
 """
 
 from __future__ import annotations
@@ -27,8 +40,9 @@ from ..store import Dialect
 from ..web import ApiError
 from .api import Asked, Question
 from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, number
+from .rollups import activity, counts_by, counts_by_name, event_series
 from .sql import DAY_MS, HOUR_MS, USER_KEY, bucket, events_where, property_number, property_text
-from .window import Args, WindowArgs
+from .window import Args, TimeWindow, WindowArgs
 
 Metric = Literal[
     "event_count", "unique_users", "session_count", "avg_latency_ms", "max_latency_ms", "error_count", "error_rate"
@@ -49,11 +63,8 @@ COUNT_METRICS: Final = frozenset({"event_count", "unique_users", "session_count"
 
 COLUMNS: Final = {**BREAKDOWN_COLUMNS, "operation": "operation", "session_id": "session_id"}
 """Text columns to group or filter by."""
-TIME_BUCKETS: Final = {
-    "day": bucket("ts_ms", DAY_MS),
-    "date": bucket("ts_ms", DAY_MS),
-    "hour": bucket("ts_ms", HOUR_MS),
-}
+TIME_SIZES: Final = {"day": DAY_MS, "date": DAY_MS, "hour": HOUR_MS}
+TIME_BUCKETS: Final = {name: bucket("ts_ms", size) for name, size in TIME_SIZES.items()}
 """Groups by UTC day or hour; the value is the bucket's start in ms. Filter on time with since/until."""
 NUMBER_COLUMNS: Final = {"latency_ms": "latency_ms"}
 FLAG_COLUMNS: Final = {"success": "success"}
@@ -176,6 +187,165 @@ def _condition(dialect: Dialect, index: int, spec: QueryFilter) -> tuple[str, li
     return f"({expr} IS NULL OR {expr} <> ?)", [*params, *params, value]
 
 
+# -- the shapes the rollups answer -----------------------------------------------------------------------
+
+ROLLUP_DIMENSIONS: Final = frozenset(
+    {"path", "traffic_source", "traffic_medium", "country", "device_type", "browser", "os"}
+)
+"""Columns the rollups count events by (`rollups.counts_by`), under the same names."""
+NAME_GROUPS: Final = frozenset({"event", "name"})
+SOURCES: Final = ("mcp", "web", "server")
+ACTIVITY_METRICS: Final = frozenset({"unique_users", "session_count"})
+MAX_ROLLUP_PIECES: Final = 2200
+"""Most time buckets the rollups are read for one by one (90 days by hour is 2,160); beyond, the events."""
+
+GroupKey = tuple[str | int | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A query the rollups answer: its event name and source filters, time bucket and dimension."""
+
+    name: str | None
+    source: str | None
+    bucket_ms: int | None
+    dimension: str | None
+
+
+def _rollup_plan(window: TimeWindow, metrics: list[str], groups: list[str], filters: list[QueryFilter]) -> _Plan | None:
+    """How the rollups answer this query, or None when only the events can."""
+    wanted: dict[str, str] = {}
+    for spec in filters:
+        field = "name" if spec.field in NAME_GROUPS else spec.field
+        if field not in ("name", "source") or spec.op != "eq" or not isinstance(spec.value, str):
+            return None
+        if wanted.setdefault(field, spec.value) != spec.value:
+            return None
+    times = [TIME_SIZES[g] for g in groups if g in TIME_SIZES]
+    dimensions = [g for g in groups if g in ROLLUP_DIMENSIONS]
+    by_name = any(g in NAME_GROUPS for g in groups)
+    if (
+        len(times) > 1
+        or len(dimensions) > 1
+        or len(times) + len(dimensions) + by_name + ("source" in groups) < len(groups)
+    ):
+        return None
+    bucket_ms = times[0] if times else None
+    if ACTIVITY_METRICS & set(metrics):
+        if set(metrics) - ACTIVITY_METRICS - {"event_count"} or dimensions or by_name or "name" in wanted:
+            return None
+    elif metrics != ["event_count"]:
+        return None
+    if dimensions and (by_name or "source" in groups):
+        return None
+    by_piece = dimensions or by_name or "source" in groups
+    if by_piece and bucket_ms is not None and (window.until_ms - window.since_ms) // bucket_ms >= MAX_ROLLUP_PIECES:
+        return None
+    return _Plan(wanted.get("name"), wanted.get("source"), bucket_ms, dimensions[0] if dimensions else None)
+
+
+def _pieces(window: TimeWindow, bucket_ms: int) -> list[tuple[int, TimeWindow]]:
+    """Each bucket's start and its part of `window`."""
+    start = window.since_ms - window.since_ms % bucket_ms
+    return [
+        (at, TimeWindow(max(at, window.since_ms), min(at + bucket_ms, window.until_ms)))
+        for at in range(start, window.until_ms, bucket_ms)
+    ]
+
+
+def _key(
+    groups: list[str],
+    *,
+    at: int | None = None,
+    source: str | None = None,
+    name: str | None = None,
+    value: str | None = None,
+) -> GroupKey:
+    """A group's values in `groups` order."""
+    picked: list[str | int | None] = []
+    for group in groups:
+        if group in TIME_SIZES:
+            picked.append(at)
+        elif group in NAME_GROUPS:
+            picked.append(name)
+        elif group == "source":
+            picked.append(source)
+        else:
+            picked.append(value)
+    return tuple(picked)
+
+
+async def _counts(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[str]) -> dict[GroupKey, dict[str, int]]:
+    """event_count per group, from `rollups.counts_by_name`, `event_series` and `counts_by`."""
+    store, gateway_id = asked.store, asked.gateway_id
+    found: dict[GroupKey, dict[str, int]] = {}
+
+    def add(key: GroupKey, n: int) -> None:
+        if n:
+            found.setdefault(key, {"event_count": 0})["event_count"] += n
+
+    async def names_in(piece: TimeWindow) -> list[tuple[tuple[str, str], int]]:
+        by_name = await counts_by_name(store, gateway_id, piece, source=plan.source)
+        return [(sn, n) for sn, n in by_name.items() if plan.name is None or sn[1] == plan.name]
+
+    if plan.dimension is not None:
+        pieces = [(None, window)] if plan.bucket_ms is None else _pieces(window, plan.bucket_ms)
+        for at, piece in pieces:
+            total = sum(n for _, n in await names_in(piece))
+            values = await counts_by(store, gateway_id, piece, plan.dimension, source=plan.source, name=plan.name)
+            for value, n in values.items():
+                add(_key(groups, at=at, value=value), n)
+            add(_key(groups, at=at), total - sum(values.values()))
+    elif plan.bucket_ms is None:
+        for (source, name), n in await names_in(window):
+            add(_key(groups, source=source, name=name), n)
+    elif any(g in NAME_GROUPS or g == "source" for g in groups):
+        for at, piece in _pieces(window, plan.bucket_ms):
+            for (source, name), n in await names_in(piece):
+                add(_key(groups, at=at, source=source, name=name), n)
+    else:
+        series = await event_series(store, gateway_id, window, plan.bucket_ms, source=plan.source, name=plan.name)
+        for at, n in series.items():
+            add(_key(groups, at=at), n)
+    return found
+
+
+async def _activity(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[str]) -> dict[GroupKey, dict[str, int]]:
+    """unique_users and session_count (and event_count) per time bucket and source, from `rollups.activity`."""
+    found = await _counts(asked, window, plan, groups)
+    by_source = "source" in groups
+    for source in SOURCES if by_source and plan.source is None else (plan.source,):
+        for point in await activity(asked.store, asked.gateway_id, window, source=source, bucket_ms=plan.bucket_ms):
+            at = None if plan.bucket_ms is None else point.bucket_ms
+            key = _key(groups, at=at, source=source)
+            if point.actors or point.sessions or key in found:
+                row = found.setdefault(key, {"event_count": 0})
+                row["unique_users"], row["session_count"] = point.actors, point.sessions
+    return found
+
+
+async def _from_rollups(
+    asked: Asked, window: TimeWindow, plan: _Plan, metrics: list[str], groups: list[str]
+) -> list[tuple[GroupKey, dict[str, int]]]:
+    """Every group's metrics; with no groups, the one row an aggregate over no events still has."""
+    if ACTIVITY_METRICS & set(metrics):
+        found = await _activity(asked, window, plan, groups)
+    else:
+        found = await _counts(asked, window, plan, groups)
+    if not groups and not found:
+        found[()] = {}
+    return [(key, {m: values.get(m, 0) for m in metrics}) for key, values in found.items()]
+
+
+def _ordered(rows: list[dict[str, Any]], order_by: str, descending: bool, groups: list[str]) -> list[dict[str, Any]]:
+    """`rows` as the SQL orders them: by `order_by` with nulls last, then by each group ascending, nulls last."""
+    rows = sorted(rows, key=lambda row: tuple((row[g] is None, row[g] if row[g] is not None else 0) for g in groups))
+    present = sorted(
+        (row for row in rows if row[order_by] is not None), key=lambda row: row[order_by], reverse=descending
+    )
+    return present + [row for row in rows if row[order_by] is None]
+
+
 @dataclass(frozen=True, slots=True)
 class QueryAnswer:
     window: dict[str, int]
@@ -211,6 +381,13 @@ async def query(asked: Asked, args: QueryArgs) -> QueryAnswer:
         order_column = f"d{groups.index(order_by)}"
     else:
         raise ApiError(400, "order_by must be one of the requested metrics or group_by", field="order_by")
+
+    plan = _rollup_plan(window, metrics, groups, args.filters)
+    if plan is not None:
+        found = await _from_rollups(asked, window, plan, metrics, groups)
+        rows_by_group = [{**dict(zip(groups, key, strict=True)), **values} for key, values in found]
+        ordered = _ordered(rows_by_group, order_by, args.order == "desc", groups)
+        return QueryAnswer(window.as_json(), metrics, groups, order_by, args.order, ordered[: args.limit])
 
     dims = [f"d{i}" for i in range(len(fields))]
     inner = ", ".join([*(f"{f.sql} AS {d}" for f, d in zip(fields, dims, strict=True)), f"{USER_KEY} AS user_key"])
