@@ -54,9 +54,10 @@ import duckdb
 from mcp_gateway import store as store_package
 from mcp_gateway.gateways import DEMO_GATEWAY_ID, GatewayCreate, GatewayDirectory
 from mcp_gateway.ingest.enrich import Traffic, classify_traffic
-from mcp_gateway.ingest.visits import LEAD_EVENT, SESSION_END, SESSION_START, engagement_score
+from mcp_gateway.ingest.visits import LEAD_EVENT, SESSION_START, engagement_score
 from mcp_gateway.privacy import canonical_json
 from mcp_gateway.store import EventRow, LeadRecord, SessionRow, SQLiteStore, WebFields
+from mcp_gateway.store.session_rollup import SESSION_END
 
 GENERATOR_VERSION: Final = 1
 """Bump whenever what `generate` writes changes, so cached data sets are made again."""

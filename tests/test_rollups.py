@@ -149,3 +149,23 @@ async def test_daily_rollups_add_up_to_the_hourly_ones(app: Starlette) -> None:
 
     assert hourly == daily
     assert mcp_hourly == mcp_daily
+
+
+async def test_a_session_keeps_its_call_latency_and_its_last_end_with_a_numeric_score(app: Starlette) -> None:
+    await seed(app, sessions=[mcp_session("m", T0)])
+    events = [
+        mcp_call("m", "search", T0 + MINUTE, 10.0),
+        mcp_call("m", "search", T0 + 2 * MINUTE, 32.5, success=False),
+        web_event("$session_end", T0 + 5 * MINUTE, visitor="v", session="w", properties={"engagement_score": 40}),
+        web_event("$session_end", T0 + 9 * MINUTE, visitor="v", session="w", properties={"engagement_score": 72.5}),
+        web_event("$session_end", T0 + 9 * MINUTE, visitor="u", session="x", properties={"engagement_score": "high"}),
+    ]
+    await seed(app, events=events[::-1])  # newest first: the later end must still win
+
+    rows = await store_of(app).fetch("SELECT id, calls, errors, latency_ms, ended_ms, engagement_score FROM sessions")
+
+    assert sorted(rows) == [
+        ("m", 2, 1, 42.5, None, None),
+        ("w", 0, 0, 0.0, T0 + 9 * MINUTE, 72.5),
+        ("x", 0, 0, 0.0, T0 + 9 * MINUTE, None),  # not a number: no score
+    ]

@@ -121,22 +121,15 @@ class Clients:
 
 
 async def clients(asked: Asked, args: WindowArgs) -> Clients:
-    """Sessions are those started in the window; calls and errors those of the sessions active in it (the
-    `sessions` rows overlapping it); latency that of the calls made in it."""
+    """Sessions are those started in the window; calls, errors and latency those of the sessions active in it
+    (the `sessions` rows overlapping it)."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
     active = mcp_sessions_in(asked.gateway_id, window)
     call_rows = await asked.store.fetch(
-        f"SELECT client, SUM(calls), SUM(errors) FROM sessions WHERE {active.sql()} AND client IS NOT NULL"
-        " GROUP BY client",
+        f"SELECT client, SUM(calls), SUM(errors), SUM(latency_ms) FROM sessions"
+        f" WHERE {active.sql()} AND client IS NOT NULL GROUP BY client",
         active.params,
-    )
-    calls = mcp_calls(asked.gateway_id, window)
-    latency_rows = await asked.store.fetch(
-        "SELECT s.client_config, SUM(e.latency_ms), COUNT(e.latency_ms)"
-        " FROM events e JOIN mcp_sessions s ON s.gateway_id = e.gateway_id AND s.id = e.session_id"
-        f" WHERE {calls.sql()} GROUP BY s.client_config",
-        calls.params,
     )
     grouped: dict[str, _ClientTally] = {}
 
@@ -148,14 +141,12 @@ async def clients(asked: Asked, args: WindowArgs) -> Clients:
         versions = tally_of(config).versions
         version = parse_client(config).version
         versions[version] = versions.get(version, 0) + sessions
-    for config, n, errors in call_rows:
+    for config, n, errors, latency_sum in call_rows:
         tally = tally_of(config)
         tally.calls += int(n)
         tally.errors += int(errors)
-    for config, latency_sum, latency_count in latency_rows:
-        tally = tally_of(config)
         tally.latency_sum += latency_sum or 0.0
-        tally.latency_count += latency_count
+        tally.latency_count += int(n)
     stats = [tally.stats(name) for name, tally in grouped.items()]
     stats.sort(key=lambda c: (-c.sessions, -c.calls, c.client))
     return Clients(asked.gateway_id, window.as_json(), stats)
@@ -166,15 +157,6 @@ def mcp_sessions_in(gateway_id: str, window: TimeWindow) -> Where:
     last_ms >= since`, served by `sessions_by_last`) and began with an MCP event."""
     where = Where().add("gateway_id = ?", gateway_id).add("last_ms >= ?", window.since_ms)
     return where.add("started_ms < ?", window.until_ms).add("source = 'mcp'")
-
-
-def mcp_calls(gateway_id: str, window: TimeWindow) -> Where:
-    """The MCP calls (tools/call, resources/read, prompts/get) in `window`, on events aliased `e`, in
-    `events_by_name` order."""
-    kinds, kind_params = in_list("e.primitive_type", ("tool", "resource", "prompt"))
-    where = Where().add("e.gateway_id = ?", gateway_id).add("e.source = 'mcp'").add(kinds, *kind_params)
-    where.add("e.ts_ms >= ?", window.since_ms).add("e.ts_ms < ?", window.until_ms)
-    return where.add("e.operation = 'call'")
 
 
 @dataclass(slots=True)

@@ -37,12 +37,11 @@ from typing import Any, Final
 
 from pydantic import Field
 
-from ..ingest.visits import SESSION_END
 from ..web import ApiError
 from .api import Asked, Question
 from .primitives import primitive_stats
 from .rollups import activity, counts_by, counts_by_name
-from .sql import DAY_MS, PAGE_VIEW_NAMES, Where, bucket, events_where, in_list, property_number
+from .sql import DAY_MS, PAGE_VIEW_NAMES, Where, bucket, events_where, in_list
 from .window import Args, TimeWindow, WindowArgs
 
 MAX_DAILY_DAYS: Final = 366
@@ -99,10 +98,9 @@ async def overview(asked: Asked, args: WindowArgs) -> Overview:
         "SELECT COUNT(*) FROM mcp_sessions WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ?",
         [asked.gateway_id, window.since_ms, window.until_ms],
     )
-    score, score_params = property_number(asked.store.dialect, "engagement_score")
-    ended = _session_ends(asked.gateway_id, window)
+    ended = _ended_sessions(asked.gateway_id, window)
     [(avg_engagement,)] = await asked.store.fetch(
-        f"SELECT AVG({score}) FROM events WHERE {ended.sql()}", [*score_params, *ended.params]
+        f"SELECT AVG(engagement_score) FROM sessions WHERE {ended.sql()}", ended.params
     )
     return Overview(
         gateway_id=asked.gateway_id,
@@ -128,9 +126,11 @@ def web_sessions(gateway_id: str, window: TimeWindow) -> Where:
     return where.add("started_ms < ?", window.until_ms).add("source = 'web'")
 
 
-def _session_ends(gateway_id: str, window: TimeWindow) -> Where:
-    """The `$session_end` events in `window`, in `events_by_name` order (web events have no primitive type)."""
-    return events_where(gateway_id, window, source="web", name=SESSION_END).add("primitive_type IS NULL")
+def _ended_sessions(gateway_id: str, window: TimeWindow) -> Where:
+    """The sessions whose `$session_end` (seed 001's end of a visit) is in `window` with a numeric
+    engagement score: the writer keeps the last one's time and score on the session (`sessions_by_end`)."""
+    where = Where().add("gateway_id = ?", gateway_id).add("ended_ms >= ?", window.since_ms)
+    return where.add("ended_ms < ?", window.until_ms).add("engagement_score IS NOT NULL")
 
 
 # -- sessions/daily -----------------------------------------------------------------------------------
@@ -298,14 +298,12 @@ class Engagement:
 
 async def engagement(asked: Asked, args: WindowArgs) -> Engagement:
     window = args.window(asked.now_ms)
-    score, score_params = property_number(asked.store.dialect, "engagement_score")
-    ended = _session_ends(asked.gateway_id, window)
-    index = " ".join(f"WHEN score < {high} THEN {i}" for i, (_, high) in enumerate(ENGAGEMENT_BUCKETS[:-1]))
+    ended = _ended_sessions(asked.gateway_id, window)
+    index = " ".join(f"WHEN engagement_score < {high} THEN {i}" for i, (_, high) in enumerate(ENGAGEMENT_BUCKETS[:-1]))
     rows = await asked.store.fetch(
-        f"SELECT CASE {index} ELSE {len(ENGAGEMENT_BUCKETS) - 1} END, COUNT(*), SUM(score)"
-        f" FROM (SELECT {score} AS score FROM events WHERE {ended.sql()}) scores"
-        " WHERE score IS NOT NULL GROUP BY 1",
-        [*score_params, *ended.params],
+        f"SELECT CASE {index} ELSE {len(ENGAGEMENT_BUCKETS) - 1} END, COUNT(*), SUM(engagement_score)"
+        f" FROM sessions WHERE {ended.sql()} GROUP BY 1",
+        ended.params,
     )
     counts = {int(i): (int(n), float(total)) for i, n, total in rows}
     sessions = sum(n for n, _ in counts.values())

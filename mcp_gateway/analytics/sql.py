@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..store import Dialect
+from ..store.session_rollup import PAGE_VIEW_NAMES as PAGE_VIEWS
 from .window import TimeWindow
 
 HOUR_MS: Final = 3600 * 1000
@@ -20,8 +21,9 @@ USER_KEY: Final = "COALESCE(anonymous_id, user_id_hash)"
 """Who an event's user is: the web visitor (`anonymous_id`), else the hashed user id. MCP calls carry neither,
 so they count no users: their unit is the session."""
 
-PAGE_VIEW_NAMES: Final = ("page_view", "PageView", "$pageview")
-"""The event names that are page views: seed 002 and `POST /track/event`, seed 000's tracker.js `page()`, seed 004."""
+PAGE_VIEW_NAMES: Final = tuple(sorted(PAGE_VIEWS))
+"""The event names that are page views: seed 002 and `POST /track/event`, seed 000's tracker.js `page()`, seed 004
+(one list, `store.session_rollup.PAGE_VIEW_NAMES`, shared with the writer)."""
 
 
 def bucket(column: str, size_ms: int) -> str:

@@ -52,6 +52,7 @@ from ..openapi import GATEWAY_PARAMS, Operation, Param, Reply
 from ..privacy import IpHasher, Redactor
 from ..ratelimit import FixedWindowLimiter, Verdict
 from ..store import CaptureStatus, Store
+from ..store.session_rollup import SESSION_END
 from ..web import ApiError, cors_route, read_model
 from .web import WebEvent, WebIngestor, timestamp_ms
 
@@ -76,7 +77,6 @@ MAX_URL_INPUT: Final = 8192
 BATCH_BODY_FACTOR: Final = 8
 
 SESSION_START: Final = "$session_start"
-SESSION_END: Final = "$session_end"
 LEAD_EVENT: Final = "$lead"
 
 TRACKER_CACHE_SECONDS: Final = 3600

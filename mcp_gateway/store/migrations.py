@@ -248,4 +248,15 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         )
         """,
     ),
+    (
+        10,
+        # Per session: MCP call latency, and the seed 001 visit's end with its engagement score.
+        """
+        ALTER TABLE sessions ADD COLUMN latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0;
+        ALTER TABLE sessions ADD COLUMN ended_ms BIGINT;
+        ALTER TABLE sessions ADD COLUMN engagement_score DOUBLE PRECISION;
+        CREATE INDEX sessions_by_end ON sessions (gateway_id, ended_ms);
+        CREATE INDEX mcp_sessions_by_client ON mcp_sessions (gateway_id, started_at_ms, client_config)
+        """,
+    ),
 )

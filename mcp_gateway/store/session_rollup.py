@@ -20,6 +20,8 @@ from .base import EventRow
 PAGE_VIEW_NAMES: Final = frozenset({"page_view", "PageView", "$pageview"})
 """Event names that are page views (seed 002, seed 000's tracker.js, seed 004)."""
 BOOK_DEMO: Final = "book_demo"
+SESSION_END: Final = "$session_end"
+"""Seed 001's end of a visit, whose properties carry the visit's `engagement_score`."""
 
 
 @dataclass(slots=True)
@@ -44,8 +46,11 @@ class _Fold:
     device_type: str | None = None
     calls: int = 0
     errors: int = 0
+    latency_ms: float = 0.0
     booked_ms: int | None = None
     client: str | None = None
+    ended_ms: int | None = None
+    engagement_score: float | None = None
 
 
 def referrer_host(referrer: str | None) -> str | None:
@@ -84,8 +89,13 @@ def _fold(fold: _Fold, event: EventRow) -> None:
                 web.country,
                 web.device_type,
             )
+    if event.name == SESSION_END and (fold.ended_ms is None or ts >= fold.ended_ms):
+        score = (event.properties or {}).get("engagement_score")
+        fold.ended_ms = ts
+        fold.engagement_score = float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
     if event.source == "mcp" and event.primitive_type is not None and (event.operation or "call") == "call":
         fold.calls += 1
+        fold.latency_ms += event.latency_ms or 0.0
         if not event.success:
             fold.errors += 1
         elif event.name == BOOK_DEMO and (fold.booked_ms is None or ts < fold.booked_ms):
@@ -96,11 +106,14 @@ _EARLIER: Final = "CASE WHEN excluded.{at} IS NOT NULL AND (sessions.{at} IS NUL
 _LATER: Final = (
     "CASE WHEN excluded.exit_ms IS NOT NULL AND (sessions.exit_ms IS NULL OR excluded.exit_ms >= sessions.exit_ms)"
 )
+_LAST_END: Final = (
+    "CASE WHEN excluded.ended_ms IS NOT NULL AND (sessions.ended_ms IS NULL OR excluded.ended_ms >= sessions.ended_ms)"
+)
 _UPSERT: Final = f"""
 INSERT INTO sessions (gateway_id, id, source, actor, started_ms, last_ms, events, page_views, entry_ms, entry_path,
     exit_ms, exit_path, attr_ms, traffic_source, traffic_medium, referrer_host, country, device_type, calls, errors,
-    booked_ms, client)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    booked_ms, client, latency_ms, ended_ms, engagement_score)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (gateway_id, id) DO UPDATE SET
     source = CASE WHEN excluded.started_ms < sessions.started_ms THEN excluded.source ELSE sessions.source END,
     actor = CASE WHEN sessions.actor = '' THEN excluded.actor ELSE sessions.actor END,
@@ -122,7 +135,10 @@ ON CONFLICT (gateway_id, id) DO UPDATE SET
     calls = sessions.calls + excluded.calls,
     errors = sessions.errors + excluded.errors,
     booked_ms = {_EARLIER.format(at="booked_ms")} THEN excluded.booked_ms ELSE sessions.booked_ms END,
-    client = COALESCE(sessions.client, excluded.client)
+    client = COALESCE(sessions.client, excluded.client),
+    latency_ms = sessions.latency_ms + excluded.latency_ms,
+    engagement_score = {_LAST_END} THEN excluded.engagement_score ELSE sessions.engagement_score END,
+    ended_ms = {_LAST_END} THEN excluded.ended_ms ELSE sessions.ended_ms END
 """
 """Every SET expression reads the row as it was before the update (SQLite and PostgreSQL alike)."""
 
@@ -169,6 +185,9 @@ def add_to_sessions(
                 f.errors,
                 f.booked_ms,
                 f.client,
+                f.latency_ms,
+                f.ended_ms,
+                f.engagement_score,
             )
             for (gateway_id, session_id), f in folds.items()
         ],
