@@ -22,12 +22,14 @@ counts under each, so the values' users may add up to more than the total.
 
 How it stays fast at a million events: step 1 is usually the busiest event (page views), and an
 actor who never did step 2 is done at step 1. So step 1 is counted in SQL (`COUNT(DISTINCT actor)`
-over `events_by_name`), and only the events of actors who did step 2 in the window (found through
-`events_by_name`, then read per actor through `events_by_visitor` / `events_by_session`) come to
-Python, where one pass over each actor's events in time order finds the furthest chain: for each
-step it keeps the latest start of a chain that has reached it (a later start leaves more of the
-conversion window, so it dominates), which makes the walk linear. A pure-SQL version of "the best
-starting event" needs a self-join per step over the step-1 events, which is quadratic per actor.
+over the covering index `events_by_name`). Steps 2.. come from the same index (from step 3 on, only
+for actors who did step 2), and of step 1 only what can start a chain: per step-2 event, the latest
+step-1 event before it within the conversion window (one seek on `events_by_visitor` /
+`events_by_session` per step-2 event; a later start leaves more of the conversion window, so it
+dominates every earlier one). One pass over each actor's few events in time order then finds the
+furthest chain: for each step it keeps the latest start of a chain that has reached it, which makes
+the walk linear. A pure-SQL version of "the best starting event" needs a self-join per step, which is
+quadratic per actor.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from pydantic import Discriminator, Field, Tag, field_validator
 
 from .api import Asked, Question
 from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, Source, event_dimension
-from .sql import HOUR_MS, in_list
+from .sql import HOUR_MS
 from .window import Args, TimeWindow, WindowArgs
 
 MIN_STEPS: Final = 2
@@ -241,47 +243,116 @@ async def _first_step_users(
     return total, {None if v is None else str(v): int(n) for kind, v, n in rows if kind == 1}
 
 
-async def _movers_events(
-    asked: Asked, args: FunnelArgs, window: TimeWindow, conditions: Sequence[_Sql], value: _Sql | None
-) -> dict[str, list[tuple[int, int, int, str | None]]]:
-    """Per actor who did step 2 in the window: their step events as (ts_ms, seq, step mask, breakdown value)."""
-    movers = _step_events(asked, window, args.source, conditions[1], _Sql(f"{ACTOR} AS actor"))
-    mask = _step_mask(conditions)
-    names, name_params = in_list("name", sorted({step.event for step in args.step_list()}))
-    value_sql = value or _Sql("NULL")
+def _later_steps(asked: Asked, window: TimeWindow, source: str | None, conditions: Sequence[_Sql]) -> _Sql:
+    """Rows (actor, ts_ms, seq, step index, NULL) of steps 2.. in the window; from step 3 on, only for actors
+    who did step 2 (the CTE `second`)."""
+    selects = ["SELECT COALESCE(s_visitor, s_session), s_ts, s_seq, 1, NULL FROM second"]
+    params: list[object] = []
+    for j, condition in enumerate(conditions[2:], start=2):
+        inner = _step_events(asked, window, source, condition, _Sql(f"{ACTOR} AS actor, ts_ms, seq"))
+        selects.append(
+            f"SELECT actor, ts_ms, seq, {j}, NULL FROM ({inner.text}) later"
+            " WHERE actor IN (SELECT COALESCE(s_visitor, s_session) FROM second)"
+        )
+        params += inner.params
+    return _Sql(" UNION ALL ".join(selects), tuple(params))
+
+
+_BY_ACTOR: Final = (
+    ("anonymous_id = s_visitor", "s_visitor IS NOT NULL"),
+    ("anonymous_id IS NULL AND session_id = s_session", "s_visitor IS NULL AND s_session IS NOT NULL"),
+)
+"""How a step-2 event's actor finds its own earlier events: the visitor through `events_by_visitor`, else
+the session (events without a visitor) through `events_by_session`."""
+
+
+def _earlier_first_steps(asked: Asked, args: FunnelArgs, actor: str, first: _Sql) -> _Sql:
+    """The condition on an event of the actor of a step-2 event (columns s_*) for being a step-1 event
+    before it (by time, then stored order), at most the conversion window earlier."""
     source = " AND source = ?" if args.source else ""
-    source_params: tuple[object, ...] = (args.source,) if args.source else ()
+    return _Sql(
+        f"gateway_id = ? AND {actor} AND ts_ms <= s_ts AND ts_ms >= s_ts - ? AND (ts_ms < s_ts OR seq < s_seq)"
+        f" AND {first.text}{source}",
+        (
+            asked.gateway_id,
+            args.conversion_window_hours * HOUR_MS,
+            *first.params,
+            *((args.source,) if args.source else ()),
+        ),
+    )
+
+
+def _chain_starts(asked: Asked, args: FunnelArgs, first: _Sql, value: _Sql | None) -> tuple[_Sql, _Sql]:
+    """The step-1 events that can start a chain, as a CTE body (named `starts`, over the CTE `second`) and
+    the rows (actor, ts_ms, seq, 0, breakdown value) read from it.
+
+    Per step-2 event, the latest step-1 event before it within the conversion window (with a breakdown:
+    every such event, as the latest one of each value is needed). An earlier start is dominated by a
+    later one, so the walk over these alone reaches what it would over all step-1 events. Without a
+    breakdown this is one seek per step-2 event; the start's time is then read by its rowid, outside the
+    lookup (a join on the looked-up `seq` makes SQLite build a Bloom filter over the whole table, and
+    a window bound inside it lures SQLite onto `events_by_time`), so the CTE must be MATERIALIZED for
+    the lookup to run once."""
     selects = []
     params: list[object] = []
-    # The actor column leads an index (events_by_visitor, events_by_session), so each mover is a seek; an
-    # event found by its session belongs to that actor only when it has no visitor.
-    for actor_column, keep in (
-        ("anonymous_id", "1"),
-        ("session_id", "CASE WHEN anonymous_id IS NULL THEN 1 ELSE 0 END"),
-    ):
-        selects.append(
-            f"SELECT {actor_column}, {keep}, ts_ms, seq, {mask.text}, {value_sql.text} FROM events"
-            f" WHERE gateway_id = ? AND {actor_column} IN (SELECT actor FROM movers)"
-            f" AND ts_ms >= ? AND ts_ms < ? AND {names}{source}"
-        )
-        params += [
-            *mask.params,
-            *value_sql.params,
-            asked.gateway_id,
-            window.since_ms,
-            window.until_ms,
-            *name_params,
-            *source_params,
-        ]
-    rows = await asked.store.fetch(
-        f"WITH movers AS ({movers.text}) {' UNION ALL '.join(selects)}", [*movers.params, *params]
-    )
-    by_actor: dict[str, list[tuple[int, int, int, str | None]]] = defaultdict(list)
-    for actor, keep_row, ts_ms, seq, step_mask, step_value in rows:
-        if keep_row and step_mask:
-            by_actor[str(actor)].append(
-                (int(ts_ms), int(seq), int(step_mask), None if step_value is None else str(step_value))
+    for actor, has_actor in _BY_ACTOR:
+        earlier = _earlier_first_steps(asked, args, actor, first)
+        if value is None:
+            selects.append(
+                f"SELECT COALESCE(s_visitor, s_session) AS actor, (SELECT seq FROM events WHERE {earlier.text}"
+                f" ORDER BY ts_ms DESC, seq DESC LIMIT 1) AS start_seq FROM second WHERE {has_actor}"
             )
+            params += earlier.params
+        else:
+            selects.append(
+                f"SELECT DISTINCT {ACTOR} AS actor, ts_ms, seq, {value.text} AS value"
+                f" FROM second JOIN events ON {earlier.text} WHERE {has_actor}"
+            )
+            params += [*value.params, *earlier.params]
+    if value is None:
+        rows = _Sql(
+            "SELECT actor, (SELECT ts_ms FROM events WHERE seq = start_seq), start_seq, 0, NULL"
+            " FROM starts WHERE start_seq IS NOT NULL"
+        )
+        return _Sql("MATERIALIZED (" + " UNION ALL ".join(selects) + ")", tuple(params)), rows
+    return _Sql("(" + " UNION ALL ".join(selects) + ")", tuple(params)), _Sql(
+        "SELECT actor, ts_ms, seq, 0, value FROM starts"
+    )
+
+
+async def _chains_events(
+    asked: Asked, args: FunnelArgs, window: TimeWindow, conditions: Sequence[_Sql], value: _Sql | None
+) -> dict[str, list[tuple[int, int, int, str | None]]]:
+    """Per actor who did step 2 in the window: the events that can matter to their chains, as
+    (ts_ms, seq, step mask, breakdown value of a step-1 event)."""
+    second = _step_events(
+        asked,
+        window,
+        args.source,
+        conditions[1],
+        _Sql("anonymous_id AS s_visitor, session_id AS s_session, ts_ms AS s_ts, seq AS s_seq"),
+    )
+    starts, start_rows = _chain_starts(asked, args, conditions[0], value)
+    later = _later_steps(asked, window, args.source, conditions)
+    rows = await asked.store.fetch(
+        f"WITH second AS ({second.text}), starts AS {starts.text} {start_rows.text} UNION ALL {later.text}",
+        [*second.params, *starts.params, *later.params],
+    )
+    # One event may be several steps (one name with different filters): its bits are merged by `seq`.
+    by_seq: dict[int, tuple[str, int, int, str | None]] = {}
+    for actor, ts_ms, seq, step, step_value in rows:
+        if actor is None or ts_ms < window.since_ms:  # a start before the window
+            continue
+        known = by_seq.get(seq)
+        mask = (known[2] if known else 0) | (1 << step)
+        if step == 0:
+            kept_value = None if step_value is None else str(step_value)
+        else:
+            kept_value = known[3] if known else None
+        by_seq[seq] = (str(actor), int(ts_ms), mask, kept_value)
+    by_actor: dict[str, list[tuple[int, int, int, str | None]]] = defaultdict(list)
+    for seq, (actor, ts_ms, mask, step_value) in by_seq.items():
+        by_actor[actor].append((ts_ms, seq, mask, step_value))
     return by_actor
 
 
@@ -341,7 +412,7 @@ async def funnel(asked: Asked, args: FunnelArgs) -> FunnelAnswer:
         expr, expr_params = event_dimension(asked, args.breakdown)
         value = _Sql(expr, tuple(expr_params))
     first_total, first_by_value = await _first_step_users(asked, window, args.source, conditions[0], value)
-    by_actor = await _movers_events(asked, args, window, conditions, value)
+    by_actor = await _chains_events(asked, args, window, conditions, value)
 
     window_ms = args.conversion_window_hours * HOUR_MS
     deepest: list[int] = []

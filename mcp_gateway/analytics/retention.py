@@ -1,10 +1,10 @@
 """GET /retention (seed 002): do actors come back after the day (or week) they were first seen?
 
-Actors are web visitors (`anonymous_id`; first seen = their first event ever, so a visitor seen before
-the first cohort belongs to no cohort) and MCP sessions (first seen = the session's start). Events
-with neither a visitor nor an MCP session are not counted. A cohort is the actors first seen in one
-UTC day, or one week starting Monday 00:00 UTC. An actor of cohort c is retained at offset k when
-they did `event` (default: any event; `source` narrows both) in period c + k.
+Actors are users (`sql.USER_KEY`: the web visitor, else the hashed user id, as for /stats; first seen =
+their first event ever, so a user seen before the first cohort belongs to no cohort) and MCP sessions
+(first seen = the session's start). MCP calls carry no user, so they count only for their session. A
+cohort is the actors first seen in one UTC day, or one week starting Monday 00:00 UTC. An actor of cohort
+c is retained at offset k when they did `event` (default: any event; `source` narrows both) in period c + k.
 
 The cohorts are the last `cohorts` periods up to `until` (default now), or the periods from `since`
 (rounded down to its period) to `until`. A cohort has reached offset k when period c + k starts
@@ -14,15 +14,18 @@ cohort size over the cohorts that have reached offset k: the sum of their retain
 of their users (null when they have no users; index 0 is always 1.0). Seed 002 calls
 `average_rates[1] < 0.10` a retention cliff (`anomalies.py` flags it).
 
-Each actor kind is one query that aggregates in the database: the cohort members (visitors' first
-event from the covering index `events_by_visitor`; MCP sessions from `mcp_sessions_by_time`), joined
-to their events in the window by seeks on `events_by_visitor` / `events_by_session`, counted per
-(cohort, offset).
+Read from the writer's hourly `activity_rollups` (who was active in each hour, a row per user or session
+and hour), not from the events: periods start on the hour, so whole hours are exact, and only the hour
+`until` falls in is read from the events. Per actor kind, one query returns each (actor, period) once,
+marked as seen (for the cohort) and/or returned; with `event`, the returns are that event's rows of the
+covering index `events_by_name`. MCP sessions' starts come from `mcp_sessions_by_time`. One linear pass
+in Python then counts (cohort, offset).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -32,7 +35,7 @@ from pydantic import AliasChoices, Field
 from ..web import ApiError
 from .api import Asked, Question
 from .events import MAX_NAME_CHARS, Source
-from .sql import DAY_MS
+from .sql import DAY_MS, HOUR_MS, USER_KEY
 from .window import Args, Instant, TimeWindow
 
 WEEK_MS: Final = 7 * DAY_MS
@@ -107,59 +110,118 @@ class RetentionAnswer:
     """Per offset, weighted by cohort size over the cohorts that reached it; index 0 is 1.0."""
 
 
-_VISITORS: Final = """
-WITH members AS (
-    SELECT anonymous_id AS actor, MIN(ts_ms) AS first_ms FROM events
-    WHERE gateway_id = ? AND anonymous_id IS NOT NULL AND ts_ms < ?{member_source}
-    GROUP BY anonymous_id HAVING MIN(ts_ms) >= ?
-)
-SELECT (m.first_ms - ?) / ?, -1, COUNT(*) FROM members m GROUP BY 1
-UNION ALL
-SELECT (m.first_ms - ?) / ?, (e.ts_ms - ?) / ? - (m.first_ms - ?) / ?, COUNT(DISTINCT m.actor)
-FROM members m JOIN events e ON e.gateway_id = ? AND e.anonymous_id = m.actor AND e.ts_ms >= ? AND e.ts_ms < ?{filters}
-GROUP BY 1, 2
-"""
-"""Per (cohort, offset): visitors retained; offset -1 carries the cohort's size."""
+@dataclass(frozen=True, slots=True)
+class Sql:
+    """An SQL statement and its parameters."""
 
-_SESSIONS: Final = """
-WITH members AS (
-    SELECT id AS actor, started_at_ms AS first_ms FROM mcp_sessions
-    WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ?
+    text: str
+    params: tuple[object, ...] = ()
+
+
+_VISITOR_BRANCHES: Final = (
+    "anonymous_id AS actor FROM events WHERE {where} AND anonymous_id IS NOT NULL",
+    "user_id_hash AS actor FROM events WHERE {where} AND anonymous_id IS NULL AND user_id_hash IS NOT NULL",
 )
-SELECT (m.first_ms - ?) / ?, -1, COUNT(*) FROM members m GROUP BY 1
-UNION ALL
-SELECT (m.first_ms - ?) / ?, (e.ts_ms - ?) / ? - (m.first_ms - ?) / ?, COUNT(DISTINCT m.actor)
-FROM members m JOIN events e ON e.gateway_id = ? AND e.session_id = m.actor AND e.ts_ms >= ? AND e.ts_ms < ?
-    AND e.source = 'mcp'{filters}
-GROUP BY 1, 2
-"""
+"""`sql.USER_KEY` in two halves, so the visitor half is read from `events_by_name` alone."""
+
+
+def _period(column: str, since_ms: int, size_ms: int) -> Sql:
+    """The period index of `column` from `since_ms`; -1 for anything earlier."""
+    return Sql(f"CASE WHEN {column} < ? THEN -1 ELSE ({column} - ?) / ? END", (since_ms, since_ms, size_ms))
+
+
+def _user_rows(asked: Asked, args: RetentionArgs, window: TimeWindow, size_ms: int) -> Sql:
+    """Rows (user, period, seen, returned), distinct: when each user was active (`seen`, all history up to
+    `until`, earlier than the window as period -1) and did the returning event (`returned`)."""
+    last_hour = window.until_ms - window.until_ms % HOUR_MS
+    rollup_source = " AND source = ?" if args.source else ""
+    event_source = " AND source = ?" if args.source else " AND source <> 'mcp'"
+    source_params: tuple[object, ...] = (args.source,) if args.source else ()
+    hour = _period("hour_ms", window.since_ms, size_ms)
+    # Whole hours from the activity rollups, the hour `until` falls in from its events.
+    activity = (
+        f"SELECT actor, hour_ms FROM activity_rollups WHERE gateway_id = ? AND hour_ms < ? AND actor <> ''"
+        f"{rollup_source} UNION ALL SELECT {USER_KEY}, ts_ms - ts_ms % {HOUR_MS} FROM events"
+        f" WHERE gateway_id = ? AND ts_ms >= ? AND ts_ms < ? AND {USER_KEY} IS NOT NULL{event_source}"
+    )
+    params: list[object] = [asked.gateway_id, last_hour, *source_params]
+    params += [asked.gateway_id, last_hour, window.until_ms, *source_params]
+    returned = "0" if args.event else "1"
+    text = f"SELECT actor, {hour.text} AS period, 1, {returned} FROM ({activity}) activity GROUP BY actor, period"
+    params = [*hour.params, *params]
+    if args.event:
+        event = _period("ts_ms", window.since_ms, size_ms)
+        where = (
+            "gateway_id = ? AND source IN ('web', 'server') AND primitive_type IS NULL AND name = ?"
+            f" AND ts_ms >= ? AND ts_ms < ?{' AND source = ?' if args.source else ''}"
+        )
+        branches = [f"SELECT {event.text} AS period, {branch.format(where=where)}" for branch in _VISITOR_BRANCHES]
+        text += (
+            f" UNION ALL SELECT actor, period, 0, 1 FROM ({' UNION ALL '.join(branches)}) did GROUP BY actor, period"
+        )
+        for _ in _VISITOR_BRANCHES:
+            params += [*event.params, asked.gateway_id, args.event, window.since_ms, window.until_ms, *source_params]
+    return Sql(text, tuple(params))
+
+
+def _session_rows(asked: Asked, args: RetentionArgs, window: TimeWindow, size_ms: int) -> Sql:
+    """Rows (MCP session, period, seen, returned), distinct: the period it started in (sessions started in
+    the window), and the periods it was active in (or did the returning event)."""
+    last_hour = window.until_ms - window.until_ms % HOUR_MS
+    started = _period("started_at_ms", window.since_ms, size_ms)
+    text = (
+        f"SELECT id, {started.text}, 1, 0 FROM mcp_sessions"
+        " WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ?"
+    )
+    params: list[object] = [*started.params, asked.gateway_id, window.since_ms, window.until_ms]
+    if args.event:
+        event = _period("ts_ms", window.since_ms, size_ms)
+        text += (
+            f" UNION ALL SELECT session_id, {event.text} AS period, 0, 1 FROM events WHERE gateway_id = ?"
+            " AND source = 'mcp' AND primitive_type IN ('tool', 'resource', 'prompt') AND name = ?"
+            " AND ts_ms >= ? AND ts_ms < ? AND session_id IS NOT NULL GROUP BY session_id, period"
+        )
+        params += [*event.params, asked.gateway_id, args.event, window.since_ms, window.until_ms]
+    else:
+        hour = _period("hour_ms", window.since_ms, size_ms)
+        text += (
+            f" UNION ALL SELECT session_id, {hour.text} AS period, 0, 1 FROM (SELECT session_id, hour_ms"
+            " FROM activity_rollups WHERE gateway_id = ? AND hour_ms >= ? AND hour_ms < ? AND source = 'mcp'"
+            f" AND session_id <> '' UNION ALL SELECT session_id, ts_ms - ts_ms % {HOUR_MS} FROM events"
+            " WHERE gateway_id = ? AND ts_ms >= ? AND ts_ms < ? AND source = 'mcp' AND session_id IS NOT NULL)"
+            " activity GROUP BY session_id, period"
+        )
+        params += [*hour.params, asked.gateway_id, window.since_ms, last_hour]
+        params += [asked.gateway_id, last_hour, window.until_ms]
+    return Sql(text, tuple(params))
+
+
+def cohort_counts(rows: Sequence[Sequence[Any]]) -> Counter[tuple[int, int]]:
+    """(cohort index, offset) -> actors, from rows (actor, period, seen, returned), distinct per (actor, period)
+    among the seen and among the returned; offset -1 is the cohort's size. An actor's cohort is the first
+    period they were seen in (none when seen before the window)."""
+    first: dict[str, int] = {}
+    for actor, period, seen_then, _ in rows:
+        if seen_then and first.get(actor, period) >= period:
+            first[actor] = period
+    counts: Counter[tuple[int, int]] = Counter((cohort, -1) for cohort in first.values() if cohort >= 0)
+    for actor, period, _, returned in rows:
+        cohort = first.get(actor, -1)
+        if returned and 0 <= cohort < period:
+            counts[(cohort, period - cohort)] += 1
+    return counts
 
 
 async def _cohort_counts(asked: Asked, args: RetentionArgs, window: TimeWindow) -> Counter[tuple[int, int]]:
     """(cohort index, offset) -> actors; offset -1 is the cohort's size."""
     size = DAY_MS if args.granularity == "day" else WEEK_MS
-    since, until = window.since_ms, window.until_ms
-    event_filter = " AND e.name = ?" if args.event else ""
-    event_params: list[object] = [args.event] if args.event else []
-    periods = [since, size, since, size, since, size, since, size]
     counts: Counter[tuple[int, int]] = Counter()
     if args.source != "mcp":
-        member_source = " AND source = ?" if args.source else ""
-        source_filter = " AND e.source = ?" if args.source else ""
-        source_params: list[object] = [args.source] if args.source else []
-        rows = await asked.store.fetch(
-            _VISITORS.format(member_source=member_source, filters=event_filter + source_filter),
-            [asked.gateway_id, until, *source_params, since, *periods, asked.gateway_id, since, until]
-            + event_params
-            + source_params,
-        )
-        counts.update({(int(c), int(k)): int(n) for c, k, n in rows})
+        users = _user_rows(asked, args, window, size)
+        counts.update(cohort_counts(await asked.store.fetch(users.text, users.params)))
     if args.source in (None, "mcp"):
-        rows = await asked.store.fetch(
-            _SESSIONS.format(filters=event_filter),
-            [asked.gateway_id, since, until, *periods, asked.gateway_id, since, until, *event_params],
-        )
-        counts.update({(int(c), int(k)): int(n) for c, k, n in rows})
+        sessions = _session_rows(asked, args, window, size)
+        counts.update(cohort_counts(await asked.store.fetch(sessions.text, sessions.params)))
     return counts
 
 
