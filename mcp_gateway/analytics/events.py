@@ -728,18 +728,18 @@ async def mcp_counts(store: Store, gateway_id: str, window: TimeWindow) -> McpCo
     return McpCounts(tool_calls, calls, errors)
 
 
-def overlapping_sessions(gateway_id: str, window: TimeWindow, columns: str, source: str | None = None) -> Where:
-    """A query (in `.conditions[0]`) of `columns` over the sessions table's sessions in `window`:
+def overlapping_sessions(
+    gateway_id: str, window: TimeWindow, columns: str, source: str | None = None
+) -> tuple[str, list[object]]:
+    """A query (SQL and parameters) of `columns` over the sessions table's sessions in `window`:
     those that overlap it (`started_ms < until AND last_ms >= since`), as the two disjoint sets that
     the indexes serve: sessions started in the window (`sessions_by_start`), and sessions started
     before it and still going at its start (`sessions_by_last`)."""
     kind = "" if source is None else " AND source = ?"
     kinds = [] if source is None else [source]
-    return Where(
-        [
-            f"SELECT {columns} FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?{kind}"
-            f" UNION ALL SELECT {columns} FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ?{kind}"
-        ],
+    return (
+        f"SELECT {columns} FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?{kind}"
+        f" UNION ALL SELECT {columns} FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ?{kind}",
         [
             *(gateway_id, window.since_ms, window.until_ms, *kinds),
             *(gateway_id, window.since_ms, window.since_ms, *kinds),
@@ -762,12 +762,12 @@ class SessionTotals:
 async def session_totals(store: Store, gateway_id: str, window: TimeWindow, source: str | None) -> SessionTotals:
     """Bounces and the average session length (first to last event) over the sessions overlapping `window`
     (of `source`: the source of a session's first event), from the sessions table."""
-    sessions = overlapping_sessions(gateway_id, window, "page_views, last_ms - started_ms AS length_ms", source)
+    sessions, params = overlapping_sessions(gateway_id, window, "page_views, last_ms - started_ms AS length_ms", source)
     [(with_views, bounced, avg_duration)] = await store.fetch(
         f"""SELECT SUM(CASE WHEN page_views > 0 THEN 1 ELSE 0 END), SUM(CASE WHEN page_views = 1 THEN 1 ELSE 0 END),
                 AVG(length_ms)
-            FROM ({sessions.conditions[0]}) AS s""",
-        sessions.params,
+            FROM ({sessions}) AS s""",
+        params,
     )
     return SessionTotals(int(with_views or 0), int(bounced or 0), float(avg_duration or 0.0))
 

@@ -15,6 +15,7 @@ path and the heatmap's events come from the rollups (`analytics.rollups`); users
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -150,36 +151,19 @@ class DistributionAnswer:
     buckets: list[DurationBucket]
 
 
-def _bucket_case(column: str) -> str:
-    whens = " ".join(
-        f"WHEN {column} < {upper} THEN {index}"
-        for index, (_, _, upper) in enumerate(DURATION_BUCKETS)
-        if upper is not None
-    )
-    return f"CASE {whens} ELSE {len(DURATION_BUCKETS) - 1} END"
-
-
 async def distribution(asked: Asked, args: SessionSourceArgs) -> DistributionAnswer:
+    """One pass: the lengths of the sessions in the window, sorted, give both the histogram and the median."""
     window = args.window(asked.now_ms)
-    overlapping = overlapping_sessions(asked.gateway_id, window, "last_ms - started_ms AS duration_ms", args.source)
-    lengths = overlapping.conditions[0]
-    rows = await asked.store.fetch(
-        f"SELECT {_bucket_case('duration_ms')} AS b, COUNT(*) FROM ({lengths}) AS lengths GROUP BY b",
-        overlapping.params,
-    )
-    counts = {int(index): int(count) for index, count in rows}
-    total = sum(counts.values())
+    rows = await asked.store.fetch(*overlapping_sessions(asked.gateway_id, window, "last_ms - started_ms", args.source))
+    lengths = sorted(int(length) for (length,) in rows)
+    total = len(lengths)
     median = None
     if total:
-        middle = await asked.store.fetch(
-            f"SELECT duration_ms FROM ({lengths}) AS lengths ORDER BY duration_ms LIMIT ? OFFSET ?",
-            [*overlapping.params, 2 - total % 2, (total - 1) // 2],
-        )
-        median = sum(float(value) for (value,) in middle) / len(middle)
-    buckets = [
-        DurationBucket(label, low, high, counts.get(i, 0), rate(counts.get(i, 0), total))
-        for i, (label, low, high) in enumerate(DURATION_BUCKETS)
-    ]
+        median = (lengths[(total - 1) // 2] + lengths[total // 2]) / 2
+    buckets = []
+    for label, low, high in DURATION_BUCKETS:
+        count = (total if high is None else bisect.bisect_left(lengths, high)) - bisect.bisect_left(lengths, low)
+        buckets.append(DurationBucket(label, low, high, count, rate(count, total)))
     return DistributionAnswer(window.as_json(), total, median, buckets)
 
 
@@ -219,12 +203,12 @@ async def pages(asked: Asked, args: PagesArgs) -> PagesAnswer:
     views: Counter[str] = Counter()
     for name in PAGE_VIEW_NAMES:
         views += await counts_by(asked.store, asked.gateway_id, window, "path", name=name)
-    overlapping = overlapping_sessions(asked.gateway_id, window, "entry_path, exit_path, page_views")
+    overlapping, params = overlapping_sessions(asked.gateway_id, window, "entry_path, exit_path, page_views")
     rows = await asked.store.fetch(
         f"""SELECT entry_path, exit_path, CASE WHEN page_views = 1 THEN 1 ELSE 0 END AS single, COUNT(*)
-            FROM ({overlapping.conditions[0]}) AS s WHERE page_views > 0
+            FROM ({overlapping}) AS s WHERE page_views > 0
             GROUP BY entry_path, exit_path, CASE WHEN page_views = 1 THEN 1 ELSE 0 END""",
-        overlapping.params,
+        params,
     )
     entries: Counter[str] = Counter()
     exits: Counter[str] = Counter()
