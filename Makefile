@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(BENCH_STAMP)  # mypy checks bench/ too, which imports duckdb
 	$(BIN)/mypy
 
 chromium:
@@ -38,7 +38,7 @@ conformance: $(STAMP)
 
 test: lint typecheck pytest conformance
 
-$(BENCH_STAMP): $(STAMP)
+$(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
