@@ -3,7 +3,7 @@
 Chromium is driven through its DevTools protocol on a pipe (`--remote-debugging-pipe`: fd 3 in, fd 4
 out, NUL-separated JSON), so the test needs no extra client library. It reads the rendered DOM,
 checks the figures against the REST API, watches an event arrive in the live feed over `/stream`,
-and saves screenshots (light and dark) under the test's tmp dir — and, when `DASHBOARD_SCREENSHOT`
+and saves screenshots (light and dark) to test-artifacts/dashboard/ — and, when `DASHBOARD_SCREENSHOT`
 names a PNG path, a copy of the light one there (the dark one next to it, `-dark.png`).
 
 Needs `/usr/bin/chromium` (`scripts/install_chromium.sh`); skipped locally without it, failed in CI.
@@ -34,6 +34,9 @@ PROTOCOL_TIMEOUT: Final = 30.0
 """Longest one DevTools command, or one awaited page event, may take."""
 VIEWPORT: Final = {"width": 1280, "height": 900}
 SESSION: Final = "550e8400-e29b-41d4-a716-446655440000"
+
+ARTIFACTS: Final = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard"
+"""Where the screenshots are kept after the run (git-ignored)."""
 
 
 class DevTools:
@@ -253,7 +256,10 @@ def test_the_dashboard_logs_in_through_the_form_and_shows_the_apis_figures_live(
     dark = tmp_path / "dashboard-dark.png"
     browser.screenshot(dark)
     assert light.read_bytes().startswith(b"\x89PNG") and dark.read_bytes().startswith(b"\x89PNG")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # kept after the run, beside the conformance results
+    for shot in (light, dark):
+        shutil.copyfile(shot, ARTIFACTS / shot.name)
     if target := os.environ.get("DASHBOARD_SCREENSHOT"):
         shutil.copyfile(light, target)
         shutil.copyfile(dark, Path(target).with_name(Path(target).stem + "-dark.png"))
-    print(f"dashboard screenshots: {light} {dark}")
+    print(f"dashboard screenshots: {ARTIFACTS / light.name} {ARTIFACTS / dark.name}")
