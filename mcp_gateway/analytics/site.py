@@ -200,11 +200,13 @@ async def top_pages(asked: Asked, args: TopPagesArgs) -> TopPages:
     top = sorted(views, key=lambda path: (-views[path], path))[: args.limit]
     visitors: dict[str, int] = {}
     if top:
-        where = _page_views(asked.gateway_id, window)
+        # Only web and server events have a path: no source filter, so `events_by_path` covers the query.
         paths, path_params = in_list("path", top)
+        names, name_params = in_list("name", PAGE_VIEW_NAMES)
+        where = Where().add("gateway_id = ?", asked.gateway_id).add(paths, *path_params).add(names, *name_params)
+        where.add("ts_ms >= ?", window.since_ms).add("ts_ms < ?", window.until_ms).add("path IS NOT NULL")
         rows = await asked.store.fetch(
-            f"SELECT path, COUNT(DISTINCT anonymous_id) FROM events WHERE {where.sql()} AND {paths} GROUP BY path",
-            [*where.params, *path_params],
+            f"SELECT path, COUNT(DISTINCT anonymous_id) FROM events WHERE {where.sql()} GROUP BY path", where.params
         )
         visitors = {path: int(n) for path, n in rows}
     pages = [PageViews(path, views[path], visitors.get(path, 0)) for path in top]

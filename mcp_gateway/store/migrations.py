@@ -259,4 +259,11 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX mcp_sessions_by_client ON mcp_sessions (gateway_id, started_at_ms, client_config)
         """,
     ),
+    (
+        11,
+        # Unique visitors of a page: the index alone answers "who viewed this path when".
+        """
+        CREATE INDEX events_by_path ON events (gateway_id, path, name, ts_ms, anonymous_id) WHERE path IS NOT NULL
+        """,
+    ),
 )
