@@ -236,8 +236,11 @@ async def activity(
         if max(total.actors, total.sessions) >= EXACT_BELOW:
             if bucket_ms is None:
                 return [total]
+            pieces = _buckets(window, bucket_ms)
+            whole_days = await _day_estimates(store, gateway_id, pieces, source) if bucket_ms == DAY_MS else {}
             estimates = [
-                await _estimate(store, gateway_id, piece, source, start) for start, piece in _buckets(window, bucket_ms)
+                whole_days[start] if start in whole_days else await _estimate(store, gateway_id, piece, source, start)
+                for start, piece in pieces
             ]
             return [e for e in estimates if e.actors or e.sessions]
     return await _exact_activity(store, gateway_id, window, source, bucket_ms)
@@ -251,6 +254,31 @@ def _buckets(window: TimeWindow, bucket_ms: int) -> list[tuple[int, TimeWindow]]
         pieces.append((start, TimeWindow(max(start, window.since_ms), min(start + bucket_ms, window.until_ms))))
         start += bucket_ms
     return pieces
+
+
+async def _day_estimates(
+    store: Store, gateway_id: str, pieces: list[tuple[int, TimeWindow]], source: str | None
+) -> dict[int, Activity]:
+    """The estimates of the whole days among `pieces`, from their day sketches in one query."""
+    days = [start for start, piece in pieces if piece.length_ms == DAY_MS]
+    if not days:
+        return {}
+    where = Where().add("gateway_id = ?", gateway_id).add("grain = 'day'")
+    where.add("bucket_ms >= ?", days[0]).add("bucket_ms <= ?", days[-1])
+    if source is not None:
+        where.add("source = ?", source)
+    found: dict[int, dict[str, list[bytes]]] = {day: {"users": [], "sessions": []} for day in days}
+    for day, kind, registers in await store.fetch(
+        f"SELECT bucket_ms, kind, registers FROM distinct_sketches WHERE {where.sql()}", where.params
+    ):
+        found[int(day)][kind].append(bytes(registers))
+    return {day: _estimated(day, kinds) for day, kinds in found.items()}
+
+
+def _estimated(bucket_ms: int, sketches: dict[str, list[bytes]]) -> Activity:
+    """The estimate from a bucket's `users` and `sessions` sketches."""
+    users, sessions = (sketch.estimate(sketch.merge(sketches[kind])) for kind in ("users", "sessions"))
+    return Activity(bucket_ms, users, sessions)
 
 
 async def _estimate(
@@ -276,9 +304,7 @@ async def _estimate(
         )
         found["users"].append(sketch.add(sketch.EMPTY, (sketch.position(u) for u, _ in rows if u)))
         found["sessions"].append(sketch.add(sketch.EMPTY, (sketch.position(s) for _, s in rows if s)))
-    return Activity(
-        bucket_ms, sketch.estimate(sketch.merge(found["users"])), sketch.estimate(sketch.merge(found["sessions"]))
-    )
+    return _estimated(bucket_ms, found)
 
 
 async def _exact_activity(
