@@ -135,3 +135,17 @@ async def test_large_windows_estimate_distinct_counts_from_sketches(
     assert [a.bucket_ms for a in estimated_daily] == [a.bucket_ms for a in exact_daily]
     for guess, truth in zip(estimated_daily, exact_daily, strict=True):
         assert abs(guess.actors - truth.actors) <= tolerance * truth.actors
+
+
+def test_merging_sketches_is_the_register_wise_maximum() -> None:
+    rng = random.Random(1)
+    for count in (1, 2, 3, 5):
+        sketches = [bytes(rng.randrange(54) for _ in range(sketch.REGISTERS)) for _ in range(count)]
+        assert sketch.merge(sketches) == bytes(map(max, *sketches)) if count > 1 else sketches[0]
+    assert sketch.merge([]) == sketch.EMPTY
+
+
+def test_a_sketch_estimates_within_its_stated_error() -> None:
+    for n in (10, 1_000, 50_000):
+        registers = sketch.add(sketch.EMPTY, (sketch.position(f"visitor-{i}") for i in range(n)))
+        assert abs(sketch.estimate(registers) - n) <= 4 * sketch.STANDARD_ERROR * n

@@ -20,6 +20,8 @@ _ALPHA: Final = 0.7213 / (1 + 1.079 / REGISTERS)
 _REST_BITS: Final = 64 - PRECISION
 
 EMPTY: Final = bytes(REGISTERS)
+_INVERSE_POWERS: Final = tuple(2.0**-rank for rank in range(_REST_BITS + 2))
+"""2**-rank for every rank a register can hold: a table look-up instead of a power per register."""
 
 
 def position(item: str) -> tuple[int, int]:
@@ -39,14 +41,27 @@ def add(registers: bytes | bytearray, positions: Iterable[tuple[int, int]]) -> b
     return bytes(merged)
 
 
+_HIGH_BITS: Final = int.from_bytes(b"\x80" * REGISTERS, "big")
+_ALL_BITS: Final = (1 << (8 * REGISTERS)) - 1
+
+
 def merge(sketches: Iterable[bytes]) -> bytes:
-    """The union of `sketches`: the register-wise maximum, in one pass over all of them."""
-    every = [s for s in sketches if s]
-    if not every:
-        return EMPTY
-    if len(every) == 1:
-        return every[0]
-    return bytes(map(max, *every))
+    """The union of `sketches`: the register-wise maximum.
+
+    Done on the registers as one big integer, eight bits a lane (SWAR): registers hold ranks of at
+    most 53, so `(a | 0x80) - b` never borrows across lanes and its high bit says `a >= b`; a dozen
+    big-integer operations instead of 4096 Python comparisons.
+    """
+    merged: int | None = None
+    for registers in sketches:
+        value = int.from_bytes(registers, "big")
+        if merged is None:
+            merged = value
+            continue
+        at_least = (((merged | _HIGH_BITS) - value) & _HIGH_BITS) >> 7
+        keep = at_least * 0xFF
+        merged = (merged & keep) | (value & (keep ^ _ALL_BITS))
+    return EMPTY if merged is None else merged.to_bytes(REGISTERS, "big")
 
 
 def estimate(registers: bytes) -> int:
@@ -54,7 +69,7 @@ def estimate(registers: bytes) -> int:
     empty = registers.count(0)
     if empty == REGISTERS:
         return 0
-    raw = _ALPHA * REGISTERS * REGISTERS / sum(2.0**-r for r in registers)
+    raw = _ALPHA * REGISTERS * REGISTERS / sum(map(_INVERSE_POWERS.__getitem__, registers))
     if raw <= 2.5 * REGISTERS and empty:
         return round(REGISTERS * math.log(REGISTERS / empty))
     return round(raw)
