@@ -266,4 +266,18 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX events_by_path ON events (gateway_id, path, name, ts_ms, anonymous_id) WHERE path IS NOT NULL
         """,
     ),
+    (
+        12,
+        # The sessions in a window, their bounces, lengths, MCP calls and engagement, from the indexes
+        # alone: at 1M events /insights went from 310 to 50 ms, /analytics/clients from 120 to 65.
+        """
+        DROP INDEX sessions_by_start;
+        DROP INDEX sessions_by_last;
+        DROP INDEX sessions_by_end;
+        CREATE INDEX sessions_by_start ON sessions (gateway_id, started_ms, last_ms, source, page_views);
+        CREATE INDEX sessions_by_last ON sessions
+            (gateway_id, last_ms, started_ms, source, page_views, client, calls, errors, latency_ms);
+        CREATE INDEX sessions_by_end ON sessions (gateway_id, ended_ms, engagement_score)
+        """,
+    ),
 )
