@@ -1,10 +1,16 @@
-"""The dashboard in-process: read-key login and logout, the page's figures against the API's, isolation and escaping."""
+"""The dashboard in-process: read-key login and logout, the page's figures against the API's, isolation and escaping.
+
+The page comes with its slow cards as placeholders, each filled from /dashboard/sections/{id}: `dashboard_page`
+does what the page's sections.js does (fetch each placeholder's card and put it in its place), so every figure
+is checked as a browser ends up showing it; `?full=1` (every card rendered at once) must give the same page.
+"""
 
 from __future__ import annotations
 
 import html
 import re
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -212,9 +218,42 @@ async def seed_gateway(app: Starlette, gateway_id: str = DEMO) -> None:
     await store_of(app).book_lead(lead, dedupe_window_ms=0)
 
 
+PLACEHOLDER: Final = re.compile(
+    r'<section class="card [\w-]+ pending" id="([\w-]+)" aria-busy="true" data-source="([^"]*)">.*?</section>', re.S
+)
+NOSCRIPT: Final = re.compile(r"<noscript>.*?</noscript>", re.S)
+
+
+async def fill_placeholders(http: httpx.AsyncClient, key: str, shell: str) -> str:
+    """`shell` with each placeholder replaced by the card its data-source answers, as sections.js does."""
+    filled = shell
+    for section_id, source in PLACEHOLDER.findall(shell):
+        response = await http.get(html.unescape(source), headers=cookie(key))
+        assert response.status_code == 200, (source, response.text)
+        assert response.headers["content-type"].startswith("text/html")
+        card = response.text
+        assert card.startswith('<section class="card ') and f'id="{section_id}"' in card.split(">", 1)[0], card
+        filled = filled.replace(section_of(filled, section_id), card, 1)
+    return filled
+
+
 async def dashboard_page(http: httpx.AsyncClient, key: str, **params: Any) -> str:
+    """The dashboard as a browser with JavaScript ends up showing it: the page, its placeholders filled."""
     response = await http.get("/dashboard", params={**WINDOW, **params}, headers=cookie(key))
     assert response.status_code == 200, response.text
+    return await fill_placeholders(http, key, response.text)
+
+
+def without_full(page: str) -> str:
+    """A `?full=1` page as the page without `full`: its links and the funnel's form keep `full=1`."""
+    return page.replace("&amp;full=1", "").replace('<input type="hidden" name="full" value="1">', "")
+
+
+async def full_page(http: httpx.AsyncClient, key: str, **params: Any) -> str:
+    """The dashboard rendered whole on the server (`?full=1`, the <noscript> link)."""
+    response = await http.get("/dashboard", params={**WINDOW, **params, "full": "1"}, headers=cookie(key))
+    assert response.status_code == 200, response.text
+    assert "aria-busy" not in response.text and "data-source" not in response.text
     return response.text
 
 
@@ -394,7 +433,146 @@ async def test_hostile_names_and_paths_are_escaped(app: Starlette, http: httpx.A
     assert "&lt;script&gt;alert(&quot;p&quot;)&lt;/script&gt;" in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert ['/<script>alert("p")</script>', "1", "1"] in cell_texts(page, "pages")
-    assert page.count("<script") == 1  # the page's own live.js, nothing else
+    assert re.findall(r"<script[^>]*></script>", page) == [  # the page's own scripts, nothing else
+        f'<script src="{src}" defer></script>' for src in re.findall(r'src="(/dashboard/static/\w+\.js\?v=\w+)"', page)
+    ]
+    assert len(re.findall(r"<script", page)) == 2
+
+
+# -- the page's placeholders and the cards that fill them --------------------------------------------------
+
+DEFERRED: Final = ("sessions-chart", "clients", "pages", "sources", "funnel")
+"""The cards whose questions take long on a big database: placeholders in the page."""
+FILLED: Final = ("overview", "tools", "mcp-sessions", "leads", "live")
+
+
+def section_url(section_id: str, **params: Any) -> str:
+    return f"/dashboard/sections/{section_id}?{urlencode({**WINDOW, **params})}"
+
+
+async def test_the_page_fills_the_fast_cards_and_leaves_a_placeholder_for_each_slow_one(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    await seed_gateway(app)
+    key = await create_key(http, DEMO, "read")
+
+    response = await http.get("/dashboard", params=WINDOW, headers=cookie(key))
+    shell = response.text
+    full = await full_page(http, key)
+
+    assert response.status_code == 200 and response.headers["server-timing"].startswith("render;dur=")
+    for section_id in FILLED:
+        assert section_of(shell, section_id) == section_of(full, section_id), section_id
+    assert stat_values(shell)["tool-calls"] == "4"
+    placeholders = {section_id: html.unescape(source) for section_id, source in PLACEHOLDER.findall(shell)}
+    assert list(placeholders) == list(DEFERRED)
+    for section_id, source in placeholders.items():
+        placeholder = section_of(shell, section_id)
+        filled_class = re.search(r'<section class="([^"]+)"', section_of(full, section_id))
+        assert filled_class is not None
+        assert f'class="{filled_class.group(1)} pending"' in placeholder  # the same size as the card it becomes
+        assert text_of(placeholder).endswith("Loading…") and 'role="status"' in placeholder
+        assert source == f"/dashboard/sections/{section_id}?{urlencode(WINDOW)}"
+    [noscript] = NOSCRIPT.findall(shell)
+    assert f'href="?{html.escape(urlencode({**WINDOW, "full": "1"}))}"' in noscript
+    assert "<noscript>" not in full
+    # Filled in, the page is the whole page the server renders with ?full=1, with or without funnel steps.
+    assert NOSCRIPT.sub("", await fill_placeholders(http, key, shell)) == without_full(full)
+    steps = {"period": "30d", "steps": "page_view,book_demo"}
+    chosen = await http.get("/dashboard", params=steps, headers=cookie(key))
+    assert f"/dashboard/sections/funnel?{html.escape(urlencode(steps))}" in chosen.text
+    funnel = await http.get(f"/dashboard/sections/funnel?{urlencode(steps)}", headers=cookie(key))
+    assert 'name="period" value="30d"' in funnel.text and 'value="page_view,book_demo"' in funnel.text
+
+
+async def test_a_card_shows_the_apis_figures(app: Starlette, http: httpx.AsyncClient) -> None:
+    await seed_gateway(app)
+    key = await create_key(http, DEMO, "read")
+
+    cards = {
+        section_id: await http.get(section_url(section_id), headers=cookie(key))
+        for section_id in ("clients", "pages", "sources", "overview")
+    }
+
+    for response in cards.values():
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["cache-control"] == "no-store"
+        assert "<html" not in response.text and "<script" not in response.text
+    clients = (await api(http, key, "/analytics/clients"))["clients"]
+    assert [row[1:3] for row in cell_texts(cards["clients"].text, "clients")] == [
+        [str(c["sessions"]), str(c["calls"])] for c in clients
+    ]
+    pages = (await api(http, key, "/analytics/pages/top"))["pages"]
+    assert cell_texts(cards["pages"].text, "pages") == [
+        [p["path"], str(p["views"]), str(p["unique_visitors"])] for p in pages
+    ]
+    sources = (await api(http, key, "/analytics/sources"))["sources"]
+    assert [row[2:] for row in cell_texts(cards["sources"].text, "sources")] == [
+        [str(s["sessions"]), f"{s['share'] * 100:.1f}%"] for s in sources
+    ]
+    overview = await api(http, key, "/analytics/overview")
+    assert stat_values(cards["overview"].text)["events"] == str(overview["events"]) == "8"
+
+
+@pytest.mark.parametrize("key", [None, "rk_not-a-key"])
+async def test_a_card_without_a_valid_login_cookie_is_401(http: httpx.AsyncClient, key: str | None) -> None:
+    response = await http.get(section_url("funnel"), headers=cookie(key) if key else {})
+
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()) == {"error"}
+
+
+async def test_an_unknown_card_is_404_and_bad_parameters_400(http: httpx.AsyncClient) -> None:
+    key = await create_key(http, DEMO, "read")
+
+    unknown = await http.get(section_url("secrets"), headers=cookie(key))
+    bad_period = await http.get("/dashboard/sections/funnel?period=1y", headers=cookie(key))
+    one_step = await http.get(section_url("funnel", steps="only_one"), headers=cookie(key))
+
+    assert unknown.status_code == 404 and unknown.json() == {"error": "No such dashboard section", "field": "name"}
+    assert (bad_period.status_code, bad_period.json()["field"]) == (400, "period")
+    assert (one_step.status_code, one_step.json()["field"]) == (400, "steps")
+
+
+async def test_hostile_names_and_paths_are_escaped_in_the_cards(app: Starlette, http: httpx.AsyncClient) -> None:
+    path = '/<script>alert("p")</script>'
+    tool = "<img src=x onerror=alert(1)>"
+    await seed(
+        app,
+        sessions=[mcp_session("s-evil", T0 + HOUR, client='<b>"evil"</b> 1.0')],
+        events=[
+            mcp_call("s-evil", tool, T0 + HOUR + MINUTE, 5.0),
+            web_event("page_view", T0 + 2 * HOUR, visitor="v", path=path, traffic_source="<i>src</i>"),
+        ],
+    )
+    key = await create_key(http, DEMO, "read")
+
+    cards = [
+        (await http.get(section_url(section_id, steps=f"{tool},<x>"), headers=cookie(key))).text
+        for section_id in DEFERRED
+    ]
+
+    for card in cards:
+        assert "<script" not in card and "<img" not in card and "<b>" not in card and "<i>" not in card, card
+    pages, sources, funnel = cards[2], cards[3], cards[4]
+    assert "&lt;script&gt;alert(&quot;p&quot;)&lt;/script&gt;" in pages
+    assert ['/<script>alert("p")</script>', "1", "1"] in cell_texts(pages, "pages")
+    assert "&lt;i&gt;src&lt;/i&gt;" in sources
+    assert 'value="&lt;img src=x onerror=alert(1)&gt;,&lt;x&gt;"' in funnel
+    assert "&lt;b&gt;&quot;evil&quot;&lt;/b&gt;" in cards[1]
+
+
+async def test_the_whole_pages_links_and_form_keep_it_whole(http: httpx.AsyncClient) -> None:
+    key = await create_key(http, DEMO, "read")
+
+    page = (await http.get("/dashboard", params={"period": "30d", "full": "1"}, headers=cookie(key))).text
+
+    links = [html.unescape(q) for q in re.findall(r'<a href="\?([^"]*)"', page)]
+    assert links == [f"period={p}&full=1" for p in ("24h", "7d", "30d", "90d")]
+    assert '<input type="hidden" name="full" value="1">' in section_of(page, "funnel")
+    assert "<noscript>" not in page and "aria-busy" not in page
 
 
 @pytest.mark.parametrize(
@@ -446,13 +624,14 @@ async def test_a_missing_or_failing_question_leaves_its_section_unavailable(app:
     transport = BoundedASGITransport(app=only_dashboard, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         _, key = await services.keys.create(DEMO, "read")
-        response = await client.get("/dashboard", params=WINDOW, headers=cookie(key))
+        page = await dashboard_page(client, key)
+        full = await full_page(client, key)
 
-    assert response.status_code == 200
-    assert "This section could not be loaded." in text_of(section_of(response.text, "tools"))
+    assert "This section could not be loaded." in text_of(section_of(page, "tools"))
     for section_id in ("overview", "clients", "leads", "pages", "sources", "mcp-sessions", "sessions-chart"):
-        assert "not available" in text_of(section_of(response.text, section_id)), section_id
-    assert "the database is on fire" not in response.text
+        assert "not available" in text_of(section_of(page, section_id)), section_id
+    assert "the database is on fire" not in page
+    assert NOSCRIPT.sub("", page) == without_full(full)
 
 
 def test_every_section_asks_a_registered_question() -> None:
@@ -527,3 +706,17 @@ async def test_the_stylesheet_and_script_are_cached_by_etag_and_linked_by_conten
     assert css_link.endswith(css.headers["etag"].strip('"'))
     assert again.status_code == 304 and again.content == b""
     assert missing.status_code == 404
+
+
+async def test_the_pages_scripts_are_the_live_feed_and_the_cards_filler(http: httpx.AsyncClient) -> None:
+    key = await create_key(http, DEMO, "read")
+    page = (await http.get("/dashboard", headers=cookie(key))).text
+
+    links = re.findall(r'<script src="(/dashboard/static/(\w+)\.js\?v=(\w+))" defer></script>', page)
+    scripts = [await http.get(link) for link, _, _ in links]
+
+    assert [name for _, name, _ in links] == ["live", "sections"]
+    for (_, _, version), script in zip(links, scripts, strict=True):
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        assert script.headers["etag"] == f'"{version}"'
+    assert 'credentials: "same-origin"' in scripts[1].text and "could not be loaded" in scripts[1].text

@@ -1,10 +1,11 @@
 """The dashboard in a real browser: headless Chromium logs in through the form, over a real socket.
 
 Chromium is driven through its DevTools protocol on a pipe (`--remote-debugging-pipe`: fd 3 in, fd 4
-out, NUL-separated JSON), so the test needs no extra client library. It reads the rendered DOM,
-checks the figures against the REST API, watches an event arrive in the live feed over `/stream`,
-and saves screenshots (light and dark) to test-artifacts/dashboard/ — and, when `DASHBOARD_SCREENSHOT`
-names a PNG path, a copy of the light one there (the dark one next to it, `-dark.png`).
+out, NUL-separated JSON), so the test needs no extra client library. It waits for the page's script to
+fill in the slow cards, reads the rendered DOM, checks the figures against the REST API, watches an event
+arrive in the live feed over `/stream`, and saves screenshots (light and dark) to test-artifacts/dashboard/
+— and, when `DASHBOARD_SCREENSHOT` names a PNG path, a copy of the light one there (the dark one next to
+it, `-dark.png`).
 
 Needs `/usr/bin/chromium` (`scripts/install_chromium.sh`); skipped locally without it, failed in CI.
 """
@@ -234,7 +235,13 @@ def test_the_dashboard_logs_in_through_the_form_and_shows_the_apis_figures_live(
         browser.wait_for("Page.loadEventFired")
         assert browser.evaluate("location.pathname") == "/dashboard"
         browser.navigate(live_server.url(f"/dashboard?since={window['since']}&until={window['until']}"))
+        # The slow cards come as placeholders, which sections.js fills from /dashboard/sections/{id}.
+        assert browser.wait_until("document.querySelectorAll('section.card').length") == 9
+        browser.wait_until("!document.querySelector('[aria-busy], [data-source], .pending')")
         dom = browser.evaluate("document.documentElement.outerHTML")
+        assert "could not be loaded" not in dom and "Loading…" not in dom
+        for card in ("sessions-chart", "clients", "pages", "sources", "funnel"):
+            assert re.search(rf'<section class="card [\w-]+" id="{card}">', dom), card
 
         rows = {row[0].split()[-1]: row for row in _cell_texts(dom, "tools")}
         assert set(rows) == {"search", "book_demo"}
@@ -242,6 +249,12 @@ def test_the_dashboard_logs_in_through_the_form_and_shows_the_apis_figures_live(
             row = rows[stats["name"]]
             assert row[1:4] == [str(stats["calls"]), str(stats["errors"]), f"{stats['error_rate'] * 100:.1f}%"]
         assert rows["search"][1:4] == ["3", "1", "33.3%"]
+        clients = http.get("/analytics/clients", params=window, headers={"Authorization": f"Bearer {keys['read']}"})
+        assert (
+            [row[1:3] for row in _cell_texts(dom, "clients")]
+            == [[str(c["sessions"]), str(c["calls"])] for c in clients.json()["clients"]]
+            == [["1", "4"]]
+        )
 
         # The live feed connects to /stream with the login cookie, and shows an event stored afterwards.
         status = "document.getElementById('live-status').textContent"

@@ -1,15 +1,19 @@
 """The dashboard's pages: the login form, an error page, and the dashboard itself.
 
-`dashboard()` asks every section's question at once (one round; the funnel and the sessions' calls
-need a first answer, so they come in a second), then lays the cards out in a responsive grid. All
-questions get the same explicit window, so every card counts the same period.
+The dashboard is a grid of `SECTIONS`; each asks its own questions (all of them concurrently) and
+renders its card. `dashboard()` fills the fast sections at once and leaves a placeholder for each
+slow (`deferred`) one, which the page's sections.js fills from GET /dashboard/sections/{id}, built
+by the same `Section.render`; with `?full=1` (a <noscript> link) every section is filled on the
+server. Within one view, every question gets the same explicit window, so every card counts the same
+period.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -18,7 +22,7 @@ from pydantic import Field, field_validator
 from ..analytics import Asked
 from ..analytics.window import DAY_MS, PERIODS, TimeWindow, WindowArgs
 from . import sections
-from .answers import Answers, Unavailable
+from .answers import Answers, Method, Unavailable
 from .markup import Markup, concat, render, timestamp
 
 MAX_FUNNEL_STEPS: Final = 10
@@ -33,6 +37,7 @@ LATEST_LEADS: Final = 10
 TOP_ROWS: Final = 10
 FEED_ROWS: Final = 20
 SESSION_PATH: Final = "/analytics/mcp/sessions/{session_id}"
+NO_FUNNEL: Final = Unavailable("No events to build a funnel from yet.")
 FAVICON: Final = (
     "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
     "%3Crect width='16' height='16' rx='4' fill='%234f46e5'/%3E%3C/svg%3E"
@@ -42,10 +47,11 @@ FAVICON: Final = (
 
 @dataclass(frozen=True, slots=True)
 class Assets:
-    """The URLs of the page's stylesheet and script."""
+    """The URLs of the page's stylesheet and scripts."""
 
     css: str
     js: str
+    sections_js: str
 
 
 class DashboardArgs(WindowArgs):
@@ -64,6 +70,12 @@ class DashboardArgs(WindowArgs):
         return None if self.steps is None else [s.strip() for s in self.steps.split(",") if s.strip()]
 
 
+class PageArgs(DashboardArgs):
+    """The page's query string: the dashboard's, and whether to render every section on the server."""
+
+    full: bool = Field(False, description="Render every section on the server (for browsers without JavaScript)")
+
+
 def _document(assets: Assets, title: str, body: Markup, *, script: bool = False) -> Markup:
     return render(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -75,7 +87,13 @@ def _document(assets: Assets, title: str, body: Markup, *, script: bool = False)
         icon=FAVICON,
         css=assets.css,
         body=body,
-        script=render('<script src="{js}" defer></script>', js=assets.js) if script else Markup(""),
+        script=render(
+            '<script src="{js}" defer></script><script src="{sections}" defer></script>',
+            js=assets.js,
+            sections=assets.sections_js,
+        )
+        if script
+        else Markup(""),
     )
 
 
@@ -112,15 +130,13 @@ def error(assets: Assets, message: str, field: object) -> Markup:
     )
 
 
-async def _gather(calls: Mapping[str, Awaitable[Any]]) -> dict[str, Any]:
-    values = await asyncio.gather(*calls.values())
-    return dict(zip(calls, values, strict=True))
-
-
-def _period_links(args: DashboardArgs) -> Markup:
+def _period_links(view: View) -> Markup:
+    args = view.args
     explicit = args.since is not None or args.until is not None
     current = None if explicit else (args.period or "7d")
     extra = {"steps": args.steps} if args.steps else {}
+    if view.full:
+        extra["full"] = "1"
     return concat(
         render(
             '<a href="?{query}"{current}>{label}</a>',
@@ -132,85 +148,204 @@ def _period_links(args: DashboardArgs) -> Markup:
     )
 
 
-async def dashboard(
-    answers: Answers, asked: Asked, assets: Assets, *, gateway_name: str, args: DashboardArgs, window: TimeWindow
-) -> Markup:
-    """The whole dashboard of `asked.gateway_id` over `window`."""
-    span = {"since": window.since_ms, "until": window.until_ms}
-    group_by = "hour" if window.length_ms <= HOURLY_UP_TO_MS else "day"
-    found = await _gather(
-        {
-            "overview": answers.ask(asked, "/analytics/overview", span),
-            "web": answers.ask(asked, "/stats", {**span, "source": "web", "group_by": group_by}),
-            "mcp": answers.ask(asked, "/stats", {**span, "source": "mcp", "group_by": group_by}),
-            "tools": answers.ask(asked, "/analytics/tools", span),
-            "clients": answers.ask(asked, "/analytics/clients", span),
-            "sessions": answers.ask(asked, "/analytics/mcp/sessions", {**span, "limit": RECENT_SESSIONS}),
-            "leads": answers.ask(asked, "/analytics/leads", {**span, "limit": LATEST_LEADS}),
-            "pages": answers.ask(asked, "/analytics/pages/top", {**span, "limit": TOP_ROWS}),
-            "sources": answers.ask(asked, "/analytics/sources", {**span, "limit": TOP_ROWS}),
-            "recent": answers.ask(asked, "/events", {**span, "limit": FEED_ROWS}),
-        }
+@dataclass(slots=True)
+class View:
+    """What every section is built from: one gateway's questions over one window, and the query string.
+
+    A question asked twice with the same parameters (the funnel's default steps read the chart's /stats)
+    is answered once per view.
+    """
+
+    answers: Answers
+    asked: Asked
+    args: DashboardArgs
+    window: TimeWindow
+    full: bool = False
+    """The whole page rendered on the server (`?full=1`, for browsers without JavaScript)."""
+    _asking: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+
+    @property
+    def span(self) -> dict[str, int]:
+        return {"since": self.window.since_ms, "until": self.window.until_ms}
+
+    @property
+    def group_by(self) -> str:
+        return "hour" if self.window.length_ms <= HOURLY_UP_TO_MS else "day"
+
+    def ask(self, path: str, params: Mapping[str, Any], method: Method = "GET") -> Awaitable[Any]:
+        """The JSON answer of `method path` to `params`, or `Unavailable` (see `Answers.ask`)."""
+        key = json.dumps([method, path, dict(params)], sort_keys=True, default=str)
+        if key not in self._asking:
+            self._asking[key] = asyncio.ensure_future(self.answers.ask(self.asked, path, params, method))
+        return self._asking[key]
+
+    def stats(self, source: str) -> Awaitable[Any]:
+        return self.ask("/stats", {**self.span, "source": source, "group_by": self.group_by})
+
+    def query(self, **extra: str) -> str:
+        """The view's own query string (window and steps, as given), with `extra`."""
+        given: dict[str, object] = {"period": self.args.period, "since": self.args.since, "until": self.args.until}
+        given["steps"] = self.args.steps
+        return urlencode({**{k: v for k, v in given.items() if v is not None}, **extra})
+
+
+# -- the sections: each asks its questions and renders its card ----------------------------------------
+
+
+async def _overview(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/overview", view.span), sections.overview)
+
+
+async def _sessions_chart(view: View) -> Markup:
+    web, mcp = await asyncio.gather(view.stats("web"), view.stats("mcp"))
+    return sections.sessions_chart(web, mcp)
+
+
+async def _clients(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/clients", view.span), sections.clients)
+
+
+async def _tools(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/tools", view.span), sections.tools)
+
+
+async def _mcp_sessions(view: View) -> Markup:
+    """The latest sessions, then each one's calls (the listing names them)."""
+    found = await view.ask("/analytics/mcp/sessions", {**view.span, "limit": RECENT_SESSIONS})
+    listed = [] if isinstance(found, Unavailable) else found["sessions"]
+    ids = [s["session_id"] for s in listed]
+    details = await asyncio.gather(*(view.ask(SESSION_PATH, {"session_id": i}) for i in ids))
+    calls = dict(zip(ids, details, strict=True))
+    return sections.section(found, lambda listing: sections.mcp_sessions(listing, calls))
+
+
+async def _leads(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/leads", {**view.span, "limit": LATEST_LEADS}), sections.leads)
+
+
+async def _top_pages(view: View) -> Markup:
+    return sections.section(
+        await view.ask("/analytics/pages/top", {**view.span, "limit": TOP_ROWS}), sections.top_pages
     )
-    steps = args.step_names() or default_steps(found["web"], found["mcp"])
-    listed = [] if isinstance(found["sessions"], Unavailable) else found["sessions"]["sessions"]
-    later = await _gather(
-        {
-            "funnel": answers.ask(asked, "/funnel", {**span, "steps": steps}, "POST") if steps else _no_funnel(),
-            **{s["session_id"]: answers.ask(asked, SESSION_PATH, {"session_id": s["session_id"]}) for s in listed},
-        }
-    )
-    funnel = later.pop("funnel")
-    cards = [
-        render(
-            '<section class="stats span-12" id="overview" aria-label="Overview">{tiles}</section>',
-            tiles=sections.section(found["overview"], sections.overview),
-        ),
-        sections.card(
+
+
+async def _sources(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/sources", {**view.span, "limit": TOP_ROWS}), sections.sources)
+
+
+async def _funnel(view: View) -> Markup:
+    """The steps from the query string, else the period's top events (from /stats), and their funnel."""
+    steps = view.args.step_names()
+    if steps is None:
+        steps = default_steps(*await asyncio.gather(view.stats("web"), view.stats("mcp")))
+    funnel = await view.ask("/funnel", {**view.span, "steps": steps}, "POST") if steps else NO_FUNNEL
+    return concat([_steps_form(view, steps), sections.section(funnel, sections.funnel)])
+
+
+async def _live(view: View) -> Markup:
+    return sections.live_feed(await view.ask("/events", {**view.span, "limit": FEED_ROWS}))
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """One card of the page: its place, and how its body is built.
+
+    A `deferred` section's questions take long on a big database: the page comes with a placeholder
+    in its place, which sections.js fills from /dashboard/sections/{id}.
+    """
+
+    id: str
+    title: str
+    body: Callable[[View], Awaitable[Markup]]
+    span: str = "span-6"
+    note: str | Callable[[View], str] = ""
+    deferred: bool = False
+
+    def note_for(self, view: View) -> str:
+        return self.note if isinstance(self.note, str) else self.note(view)
+
+    async def render(self, view: View) -> Markup:
+        """The section, filled: what the whole page shows, and what /dashboard/sections/{id} answers."""
+        body = await self.body(view)
+        if self.id == "overview":
+            return render(
+                '<section class="stats span-12" id="overview" aria-label="Overview">{tiles}</section>', tiles=body
+            )
+        return sections.card(self.title, body, section_id=self.id, span=self.span, note=self.note_for(view))
+
+    def placeholder(self, view: View) -> Markup:
+        return sections.placeholder(
+            self.title,
+            section_id=self.id,
+            span=self.span,
+            note=self.note_for(view),
+            source=f"{SECTIONS_PATH}/{self.id}?{view.query()}",
+        )
+
+
+SECTIONS_PATH: Final = "/dashboard/sections"
+SECTIONS: Final[dict[str, Section]] = {
+    section.id: section
+    for section in [
+        Section("overview", "Overview", _overview, span="span-12"),
+        Section(
+            "sessions-chart",
             "Sessions over time",
-            sections.sessions_chart(found["web"], found["mcp"]),
-            section_id="sessions-chart",
+            _sessions_chart,
             span="span-7",
-            note="per hour" if group_by == "hour" else "per day (UTC)",
+            note=lambda view: "per hour" if view.group_by == "hour" else "per day (UTC)",
+            deferred=True,
         ),
-        sections.card(
-            "Clients", sections.section(found["clients"], sections.clients), section_id="clients", span="span-5"
-        ),
-        sections.card(
+        Section("clients", "Clients", _clients, span="span-5", deferred=True),
+        Section(
+            "tools",
             "Tools",
-            sections.section(found["tools"], sections.tools),
-            section_id="tools",
+            _tools,
             span="span-12",
             note="tools, resources and prompts: calls, errors and latency percentiles",
         ),
-        sections.card(
-            "Recent MCP sessions",
-            sections.section(found["sessions"], lambda listing: sections.mcp_sessions(listing, later)),
-            section_id="mcp-sessions",
-            note="newest first; open one for its calls",
-        ),
-        sections.card(
-            "Leads", sections.section(found["leads"], sections.leads), section_id="leads", note=f"latest {LATEST_LEADS}"
-        ),
-        sections.card("Top pages", sections.section(found["pages"], sections.top_pages), section_id="pages"),
-        sections.card("Sources", sections.section(found["sources"], sections.sources), section_id="sources"),
-        sections.card(
-            "Funnel",
-            concat([_steps_form(args, steps), sections.section(funnel, sections.funnel)]),
-            section_id="funnel",
-        ),
-        sections.card("Live", sections.live_feed(found["recent"]), section_id="live", note="new events as they arrive"),
+        Section("mcp-sessions", "Recent MCP sessions", _mcp_sessions, note="newest first; open one for its calls"),
+        Section("leads", "Leads", _leads, note=f"latest {LATEST_LEADS}"),
+        Section("pages", "Top pages", _top_pages, deferred=True),
+        Section("sources", "Sources", _sources, deferred=True),
+        Section("funnel", "Funnel", _funnel, deferred=True),
+        Section("live", "Live", _live, note="new events as they arrive"),
     ]
+}
+"""The page's sections, in the page's order, by id."""
+
+
+async def dashboard(view: View, assets: Assets, *, gateway_name: str) -> Markup:
+    """The dashboard of `view.asked.gateway_id` over `view.window`.
+
+    The fast sections are filled at once; each deferred one is a placeholder that sections.js fills,
+    unless `view.full` asks for the whole page (a <noscript> link does, for browsers without JavaScript).
+    """
+    filled = await asyncio.gather(
+        *(section.render(view) for section in SECTIONS.values() if view.full or not section.deferred)
+    )
+    rendered = iter(filled)
+    cards = [
+        next(rendered) if view.full or not section.deferred else section.placeholder(view)
+        for section in SECTIONS.values()
+    ]
+    pending = not view.full and any(section.deferred for section in SECTIONS.values())
+    noscript = render(
+        '<noscript><p class="noscript muted">Some cards load with JavaScript. '
+        '<a href="?{query}">Show the whole page</a> instead.</p></noscript>',
+        query=view.query(full="1"),
+    )
     header = render(
         '<header class="top"><div class="brand"><span class="logo" aria-hidden="true"></span>'
         '<div><h1>{name}</h1><p class="muted">{since} – {until}</p></div></div>'
         '<nav class="periods" aria-label="Period">{periods}</nav>'
         '<form method="post" action="/dashboard/logout"><button class="quiet" type="submit">Log out</button></form>'
-        "</header>",
+        "</header>{noscript}",
         name=gateway_name,
-        since=timestamp(window.since_ms),
-        until=timestamp(window.until_ms),
-        periods=_period_links(args),
+        since=timestamp(view.window.since_ms),
+        until=timestamp(view.window.until_ms),
+        periods=_period_links(view),
+        noscript=noscript if pending else Markup(""),
     )
     return _document(
         assets,
@@ -231,8 +366,9 @@ def default_steps(web: Any, mcp: Any) -> list[str] | None:
     return None
 
 
-def _steps_form(args: DashboardArgs, steps: list[str] | None) -> Markup:
-    keep = {"period": args.period, "since": args.since, "until": args.until}
+def _steps_form(view: View, steps: list[str] | None) -> Markup:
+    args = view.args
+    keep = {"period": args.period, "since": args.since, "until": args.until, "full": "1" if view.full else None}
     hidden = concat(
         render('<input type="hidden" name="{name}" value="{value}">', name=name, value=value)
         for name, value in keep.items()
@@ -245,7 +381,3 @@ def _steps_form(args: DashboardArgs, steps: list[str] | None) -> Markup:
         hidden=hidden,
         steps=",".join(steps or ()),
     )
-
-
-async def _no_funnel() -> Unavailable:
-    return Unavailable("No events to build a funnel from yet.")

@@ -1,9 +1,12 @@
 """The dashboard's routes: the page, read-key login and logout, and its two static files.
 
-    GET  /dashboard                 the dashboard of the cookie's gateway; without a valid key, the login form
+    GET  /dashboard                 the dashboard of the cookie's gateway (its slow cards as placeholders; all of
+                                    them filled with ?full=1); without a valid key, the login form
+    GET  /dashboard/sections/{name} one card of it (an HTML fragment), what sections.js fills a placeholder with;
+                                    401 (JSON) without a valid key, 404 for a card the page does not have
     POST /dashboard/login           form field `key` (rk_…): 303 to /dashboard with the cookie, or the form again (401)
     POST /dashboard/logout          clears the cookie, 303 to /dashboard
-    GET  /dashboard/static/dashboard.css, /dashboard/static/live.js   (cached; linked by content hash)
+    GET  /dashboard/static/dashboard.css, live.js, sections.js   (cached; linked by content hash)
 
 The cookie (`READ_KEY_COOKIE`) holds the read key itself, HttpOnly, SameSite=Strict, Path=/, and
 Secure over https; the analytics API and `/stream` accept it too, which is what the live feed uses.
@@ -20,9 +23,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import parse_qs, urlsplit
 
+from pydantic import WithJsonSchema
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -31,7 +35,7 @@ from ..analytics import Asked, Question
 from ..analytics.api import READ_KEY_COOKIE, READ_KINDS
 from ..gateways import GatewayDirectory
 from ..keys import KeyService
-from ..openapi import Empty, Operation, Reply
+from ..openapi import Empty, Operation, Param, Reply
 from ..store import Store
 from ..web import ApiError, read_body, validated
 from . import page
@@ -43,7 +47,11 @@ COOKIE_MAX_AGE_SECONDS: Final = 7 * 24 * 3600
 MAX_FORM_BYTES: Final = 4096
 TAG: Final = "dashboard"
 STATIC_PATH: Final = "/dashboard/static"
-STATIC_FILES: Final = {"dashboard.css": "text/css; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+STATIC_FILES: Final = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "sections.js": "text/javascript; charset=utf-8",
+}
 STATIC_CACHE_SECONDS: Final = 7 * 24 * 3600
 PAGE_HEADERS: Final = {
     "Cache-Control": "no-store",
@@ -55,6 +63,10 @@ PAGE_HEADERS: Final = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
+
+
+SectionName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(page.SECTIONS)})]
+"""The ids of the dashboard's cards, for the document."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,11 @@ def _html(body: Markup, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 
+def _timed(response: Response, started: float) -> Response:
+    response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
+    return response
+
+
 class Dashboard:
     """The dashboard of the gateway whose read key the browser logged in with."""
 
@@ -104,11 +121,13 @@ class Dashboard:
         self._assets = page.Assets(
             css=f"{STATIC_PATH}/dashboard.css?v={self._static['dashboard.css'].etag}",
             js=f"{STATIC_PATH}/live.js?v={self._static['live.js'].etag}",
+            sections_js=f"{STATIC_PATH}/sections.js?v={self._static['sections.js'].etag}",
         )
 
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/dashboard", self.dashboard, methods=["GET"]),
+            Route(page.SECTIONS_PATH + "/{name}", self.section, methods=["GET"]),
             Route("/dashboard/login", self.login, methods=["POST"]),
             Route("/dashboard/logout", self.logout, methods=["POST"]),
             *(Route(f"{STATIC_PATH}/{name}", self._static_file(name), methods=["GET"]) for name in STATIC_FILES),
@@ -136,11 +155,23 @@ class Dashboard:
                 "/dashboard",
                 "The dashboard (HTML) of the read key in the login cookie; without one, the login form",
                 TAG,
-                query=page.DashboardArgs,
+                query=page.PageArgs,
                 response=str,
                 content_type="text/html",
                 replies=(refused,),
                 errors=(),
+            ),
+            Operation(
+                "GET",
+                page.SECTIONS_PATH + "/{name}",
+                "One card of the dashboard (an HTML fragment: its <section>), for the read key in the login cookie",
+                TAG,
+                query=page.DashboardArgs,
+                response=str,
+                content_type="text/html",
+                params=(Param("name", "path", "The card's id", SectionName, required=True),),
+                errors=(400, 401, 404),
+                description="What the page's script fills each card that is still loading with.",
             ),
             Operation(
                 "POST",
@@ -182,24 +213,34 @@ class Dashboard:
                 response.delete_cookie(READ_KEY_COOKIE, path="/")  # revoked or unknown: forget it
             return response
         try:
-            args = validated(page.DashboardArgs, dict(request.query_params))
-            now_ms = int(time.time() * 1000)
-            window = args.window(now_ms)
+            args = validated(page.PageArgs, dict(request.query_params))
+            view = self._view(gateway_id, args, full=args.full)
         except ApiError as exc:
             return _html(page.error(self._assets, exc.message, exc.extra.get("field")), exc.status)
         gateway = await self._directory.get(gateway_id)
-        asked = Asked(self._store, gateway_id, now_ms)
-        body = await page.dashboard(
-            self._answers,
-            asked,
-            self._assets,
-            gateway_name=gateway.name if gateway else gateway_id,
-            args=args,
-            window=window,
-        )
-        response = _html(body)
-        response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
-        return response
+        body = await page.dashboard(view, self._assets, gateway_name=gateway.name if gateway else gateway_id)
+        return _timed(_html(body), started)
+
+    async def section(self, request: Request) -> Response:
+        """One card, filled: JSON errors, as the analytics API answers them (this is fetched by a script)."""
+        started = time.perf_counter()
+        try:
+            gateway_id = await self._gateway_of(request.cookies.get(READ_KEY_COOKIE, ""))
+            if gateway_id is None:
+                raise ApiError(401, "Log in to the dashboard with a read key")
+            section = page.SECTIONS.get(request.path_params["name"])
+            if section is None:
+                raise ApiError(404, "No such dashboard section", field="name")
+            view = self._view(gateway_id, validated(page.DashboardArgs, dict(request.query_params)))
+        except ApiError as exc:
+            return exc.response()
+        return _timed(_html(await section.render(view)), started)
+
+    def _view(self, gateway_id: str, args: page.DashboardArgs, *, full: bool = False) -> page.View:
+        """What the sections of `gateway_id` are built from; 400 (`ApiError`) for a bad window."""
+        now_ms = int(time.time() * 1000)
+        window = args.window(now_ms)
+        return page.View(self._answers, Asked(self._store, gateway_id, now_ms), args, window, full=full)
 
     async def login(self, request: Request) -> Response:
         if not _same_origin(request):

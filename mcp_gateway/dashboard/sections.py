@@ -20,13 +20,29 @@ Cell = object
 
 def card(title: str, body: Markup, *, section_id: str, span: str = "span-6", note: str = "") -> Markup:
     return render(
-        '<section class="card {span}" id="{id}"><header class="card-head"><h2>{title}</h2>'
-        '<span class="note">{note}</span></header>{body}</section>',
+        '<section class="card {span}" id="{id}">{head}{body}</section>',
         span=span,
         id=section_id,
-        title=title,
-        note=note,
+        head=_card_head(title, note),
         body=body,
+    )
+
+
+def placeholder(title: str, *, section_id: str, span: str, note: str, source: str) -> Markup:
+    """The card `section_id` still loading: sections.js replaces it with the section from `source`."""
+    return render(
+        '<section class="card {span} pending" id="{id}" aria-busy="true" data-source="{source}">{head}'
+        '<p class="loading muted" role="status">Loading…</p></section>',
+        span=span,
+        id=section_id,
+        source=source,
+        head=_card_head(title, note),
+    )
+
+
+def _card_head(title: str, note: str) -> Markup:
+    return render(
+        '<header class="card-head"><h2>{title}</h2><span class="note">{note}</span></header>', title=title, note=note
     )
 
 
