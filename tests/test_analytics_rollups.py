@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from starlette.applications import Starlette
 
-from mcp_gateway.analytics import rollups
+from mcp_gateway.analytics import Asked, rollups, site, traffic
 from mcp_gateway.analytics.rollups import (
     DAYS,
     HOURS,
@@ -19,10 +19,13 @@ from mcp_gateway.analytics.rollups import (
     counts_by,
     counts_by_name,
     event_series,
+    session_counts,
     split,
 )
-from mcp_gateway.analytics.window import TimeWindow
-from mcp_gateway.store import EventRow, sketch
+from mcp_gateway.analytics.site import SourcesArgs
+from mcp_gateway.analytics.window import TimeWindow, WindowArgs
+from mcp_gateway.store import EventRow, histogram, sketch
+from mcp_gateway.store.session_counts import SESSION_COLUMNS, SKETCHED, Tally, contributions, facts_of
 from mcp_gateway.store.session_rollup import referrer_host
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, seed, store_of, web_event
@@ -149,3 +152,78 @@ def test_a_sketch_estimates_within_its_stated_error() -> None:
     for n in (10, 1_000, 50_000):
         registers = sketch.add(sketch.EMPTY, (sketch.position(f"visitor-{i}") for i in range(n)))
         assert abs(sketch.estimate(registers) - n) <= 4 * sketch.STANDARD_ERROR * n
+
+
+async def test_session_counts_equal_a_count_of_every_overlapping_session(app: Starlette) -> None:
+    rng = random.Random(13)
+    events, sessions = random_data(rng)
+    await seed(app, sessions=[mcp_session(s, T0, client=c) for s, c in sessions.items()], events=events)
+    store = store_of(app)
+    every = facts_of(await store.fetch(f"SELECT {SESSION_COLUMNS} FROM sessions"))
+    windows = [TimeWindow(T0 - 3 * HOUR, T0 + 2 * DAY + HOUR), TimeWindow(T0 + 7 * HOUR, T0 + 2 * DAY)]
+    windows += [TimeWindow(a, a + rng.randrange(HOUR, 2 * DAY)) for a in (T0 + rng.randrange(DAY) for _ in range(6))]
+    for window in windows:
+        overlapping = [s for s in every if s.started_ms < window.until_ms and s.last_ms >= window.since_ms]
+        for dimension in ("length", "country", "landing", "referrer", "entry", "exit", "client"):
+            for source in (None, "web", "mcp"):
+                expected: dict[str, Tally] = {}
+                actors: dict[str, set[str]] = {}
+                for row in overlapping:
+                    for key, tally in contributions(row):
+                        if key.dimension == dimension and source in (None, key.source):
+                            expected.setdefault(key.value, Tally()).add(tally)
+                            actors.setdefault(key.value, set()).update([row.actor] if row.actor else [])
+
+                counted = await session_counts(store, "demo", window, dimension, source=source)
+
+                assert {value: count.tally for value, count in counted.items()} == expected
+                if dimension in SKETCHED:  # small counts: the sketches' linear counting is exact here
+                    assert {value: count.visitors() for value, count in counted.items()} == {
+                        value: len(found) for value, found in actors.items()
+                    }
+
+
+async def test_large_windows_answer_session_questions_from_session_counts(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above `EXACT_BELOW` sessions, geo and sources estimate visitors from the day sketches and the session length
+    median comes from log buckets: the same sessions, visitors within the sketches' error, the median within the
+    histogram's."""
+    rng = random.Random(17)
+    events = [
+        web_event(
+            "page_view",
+            T0 + rng.randrange(3 * DAY),
+            visitor=f"v{rng.randrange(300)}",
+            session=f"s{i % 500}",
+            country=rng.choice(["DE", "FR", "US", None]),
+            traffic_source=rng.choice(["google", "hn", None]),
+            referrer=rng.choice(["https://www.google.com/", None]),
+        )
+        for i in range(1500)
+    ]
+    await seed(app, events=events)
+    asked = Asked(store_of(app), "demo", T0 + 4 * DAY)
+    window = {"since": T0 - HOUR, "until": T0 + 3 * DAY + HOUR}
+
+    async def answers() -> tuple[site.Geo, site.Sources, traffic.DistributionAnswer]:
+        return (
+            await site.geo(asked, WindowArgs.model_validate(window)),
+            await site.sources(asked, SourcesArgs.model_validate(window)),
+            await traffic.distribution(asked, traffic.SessionSourceArgs.model_validate(window)),
+        )
+
+    exact_geo, exact_sources, exact_lengths = await answers()
+    for module in (site, traffic):
+        monkeypatch.setattr(module, "EXACT_BELOW", 1)
+    geo, sources, lengths = await answers()
+
+    tolerance = 4 * sketch.STANDARD_ERROR
+    for guess, truth in zip(geo.countries, exact_geo.countries, strict=True):
+        assert (guess.country, guess.sessions) == (truth.country, truth.sessions)
+        assert abs(guess.visitors - truth.visitors) <= max(1, tolerance * truth.visitors)
+    assert [(s.source, s.medium, s.sessions, s.referrer_host) for s in sources.sources] == [
+        (s.source, s.medium, s.sessions, s.referrer_host) for s in exact_sources.sources
+    ]
+    assert lengths.buckets == exact_lengths.buckets
+    assert lengths.median_ms == pytest.approx(exact_lengths.median_ms, rel=histogram.RELATIVE_ERROR)

@@ -7,7 +7,8 @@ import random
 
 from starlette.applications import Starlette
 
-from mcp_gateway.store import EventRow
+from mcp_gateway.store import EventRow, sketch
+from mcp_gateway.store.session_counts import SESSION_COLUMNS, CountKey, Tally, contributions, facts_of
 from mcp_gateway.store.session_rollup import referrer_host
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, seed, store_of, web_event
@@ -169,3 +170,69 @@ async def test_a_session_keeps_its_call_latency_and_its_last_end_with_a_numeric_
         ("w", 0, 0, 0.0, T0 + 9 * MINUTE, 72.5),
         ("x", 0, 0, 0.0, T0 + 9 * MINUTE, None),  # not a number: no score
     ]
+
+
+async def test_session_counts_add_up_to_the_sessions_rows_whatever_order_batches_arrive_in(app: Starlette) -> None:
+    """Sessions span midnights and their landing moves as earlier events arrive late: the per-day counts still
+    equal what the final `sessions` rows contribute, and every visitor is in its landing's sketches."""
+    rng = random.Random(23)
+    sessions = [mcp_session(f"m{i}", T0, client=rng.choice(["cursor 1.2", "claude-desktop 1.0"])) for i in range(4)]
+    events: list[EventRow] = []
+    for _ in range(400):
+        ts = T0 + rng.randrange(3 * DAY)
+        if rng.random() < 0.3:
+            events.append(
+                mcp_call(f"m{rng.randrange(4)}", "search", ts, rng.uniform(1, 50), success=rng.random() < 0.8)
+            )
+        else:
+            events.append(
+                web_event(
+                    rng.choice(["page_view", "page_view", "signup"]),
+                    ts,
+                    visitor=f"v{rng.randrange(5)}",
+                    session=f"w{rng.randrange(8)}",
+                    path=rng.choice(["/", "/pricing", "/docs", None]),
+                    referrer=rng.choice(["https://www.google.com/", "https://news.ycombinator.com/", None]),
+                    traffic_source=rng.choice(["google", "hn", None]),
+                    country=rng.choice(["DE", "FR", None]),
+                )
+            )
+    rng.shuffle(events)
+    await seed(app, sessions=sessions)
+    for start in range(0, len(events), 29):
+        await seed(app, events=events[start : start + 29])
+    store = store_of(app)
+
+    counted = await store.fetch(
+        "SELECT gateway_id, day_ms, source, dimension, value, sessions, bounces, calls, errors, latency_ms"
+        " FROM session_counts WHERE sessions <> 0 OR bounces <> 0 OR calls <> 0 OR errors <> 0"
+    )
+    facts = facts_of(await store.fetch(f"SELECT {SESSION_COLUMNS} FROM sessions"))
+    expected: dict[CountKey, Tally] = {}
+    for row in facts:
+        for key, tally in contributions(row):
+            expected.setdefault(key, Tally()).add(tally)
+
+    rounded = {key: (t.sessions, t.bounces, t.calls, t.errors, round(t.latency_ms, 6)) for key, t in expected.items()}
+    assert {CountKey(*row[:5]): (*row[5:9], round(row[9], 6)) for row in counted} == rounded
+    assert {key.dimension for key in expected} == {
+        "length",
+        "country",
+        "landing",
+        "referrer",
+        "entry",
+        "exit",
+        "client",
+    }
+    sketches = {
+        CountKey(*row[:5]): row[5]
+        for row in await store.fetch(
+            "SELECT gateway_id, day_ms, source, dimension, value, visitors FROM session_counts"
+            " WHERE dimension IN ('country', 'landing')"
+        )
+    }
+    for row in facts:
+        for key, _ in contributions(row):
+            if row.actor and key.dimension in ("country", "landing"):
+                index, rank = sketch.position(row.actor)
+                assert sketches[key][index] >= rank

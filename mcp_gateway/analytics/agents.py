@@ -27,7 +27,8 @@ from pydantic import BeforeValidator, Field
 
 from ..web import ApiError
 from .api import Asked, Question
-from .sql import Where, in_list
+from .rollups import session_counts
+from .sql import in_list
 from .window import Args, TimeWindow, WindowArgs
 
 KNOWN_CLIENTS: Final[dict[str, str]] = {
@@ -125,12 +126,7 @@ async def clients(asked: Asked, args: WindowArgs) -> Clients:
     (the `sessions` rows overlapping it)."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
-    active = mcp_sessions_in(asked.gateway_id, window)
-    call_rows = await asked.store.fetch(
-        f"SELECT client, SUM(calls), SUM(errors), SUM(latency_ms) FROM sessions"
-        f" WHERE {active.sql()} AND client IS NOT NULL GROUP BY client",
-        active.params,
-    )
+    active = await session_counts(asked.store, asked.gateway_id, window, "client", source="mcp")
     grouped: dict[str, _ClientTally] = {}
 
     def tally_of(config: str) -> _ClientTally:
@@ -141,22 +137,15 @@ async def clients(asked: Asked, args: WindowArgs) -> Clients:
         versions = tally_of(config).versions
         version = parse_client(config).version
         versions[version] = versions.get(version, 0) + sessions
-    for config, n, errors, latency_sum in call_rows:
+    for config, count in active.items():
         tally = tally_of(config)
-        tally.calls += int(n)
-        tally.errors += int(errors)
-        tally.latency_sum += latency_sum or 0.0
-        tally.latency_count += int(n)
+        tally.calls += count.tally.calls
+        tally.errors += count.tally.errors
+        tally.latency_sum += count.tally.latency_ms
+        tally.latency_count += count.tally.calls
     stats = [tally.stats(name) for name, tally in grouped.items()]
     stats.sort(key=lambda c: (-c.sessions, -c.calls, c.client))
     return Clients(asked.gateway_id, window.as_json(), stats)
-
-
-def mcp_sessions_in(gateway_id: str, window: TimeWindow) -> Where:
-    """The MCP sessions with calls in `window`: the `sessions` rows that overlap it (`started_ms < until AND
-    last_ms >= since`, served by `sessions_by_last`) and began with an MCP event."""
-    where = Where().add("gateway_id = ?", gateway_id).add("last_ms >= ?", window.since_ms)
-    return where.add("started_ms < ?", window.until_ms).add("source = 'mcp'")
 
 
 @dataclass(slots=True)

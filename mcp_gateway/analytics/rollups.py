@@ -15,6 +15,7 @@ from typing import Final
 
 from ..store import Store, sketch
 from ..store.rollups import DIMENSIONS
+from ..store.session_counts import SESSION_COLUMNS, SKETCHED, Tally, contributions, facts_of
 from ..store.session_rollup import referrer_host
 from .sql import DAY_MS, HOUR_MS, Where, bucket
 from .window import TimeWindow
@@ -335,3 +336,78 @@ async def _exact_activity(
         params,
     )
     return [Activity(int(b), int(a), int(s)) for b, a, s in rows]
+
+
+@dataclass(slots=True)
+class SessionCount:
+    """The sessions in a window with one value of a `session_counts` dimension."""
+
+    tally: Tally
+    sketches: list[bytes]
+    """Visitors sketches of the whole days (dimensions in `SKETCHED` only)."""
+    actors: set[str]
+    """Visitors of the sessions read from the `sessions` table (the window's partial days)."""
+
+    def visitors(self) -> int:
+        """Distinct visitors, estimated (±1.6%) from the sketches and the edge sessions' actors."""
+        edge = sketch.add(sketch.EMPTY, (sketch.position(actor) for actor in self.actors))
+        return sketch.estimate(sketch.merge([*self.sketches, edge]))
+
+
+async def session_counts(
+    store: Store, gateway_id: str, window: TimeWindow, dimension: str, *, source: str | None = None
+) -> dict[str, SessionCount]:
+    """The sessions in `window` (those overlapping it, as `events.overlapping_sessions`) per value of `dimension`
+    (`store.session_counts`), optionally of one source: the sessions started in the window's whole UTC days
+    from `session_counts`, the others (started in its partial days, or before it and still going at its
+    start) from their `sessions` rows. Counts are exact; visitors are `SessionCount.visitors`."""
+    first_day = -(-window.since_ms // DAY_MS) * DAY_MS
+    last_day = window.until_ms - window.until_ms % DAY_MS
+    counts: dict[str, SessionCount] = {}
+
+    def count_of(value: str) -> SessionCount:
+        found = counts.get(value)
+        if found is None:
+            found = counts[value] = SessionCount(Tally(), [], set())
+        return found
+
+    started: list[tuple[int, int]] = [(window.since_ms, window.until_ms)]
+    if first_day < last_day:
+        started = [(window.since_ms, first_day), (last_day, window.until_ms)]
+        where = Where().add("gateway_id = ?", gateway_id).add("dimension = ?", dimension)
+        where.add("day_ms >= ?", first_day).add("day_ms < ?", last_day)
+        if source is not None:
+            where.add("source = ?", source)
+        for value, *sums in await store.fetch(
+            "SELECT value, SUM(sessions), SUM(bounces), SUM(calls), SUM(errors), SUM(latency_ms) FROM session_counts"
+            f" WHERE {where.sql()} GROUP BY value",
+            where.params,
+        ):
+            count_of(str(value)).tally.add(Tally(int(sums[0]), int(sums[1]), int(sums[2]), int(sums[3]), sums[4]))
+        if dimension in SKETCHED:
+            for value, registers in await store.fetch(
+                f"SELECT value, visitors FROM session_counts WHERE {where.sql()} AND visitors IS NOT NULL", where.params
+            ):
+                count_of(str(value)).sketches.append(bytes(registers))
+    kind = "" if source is None else " AND source = ?"
+    selects = [
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?{kind}"
+        for since, until in started
+        if since < until
+    ]
+    params: list[object] = []
+    for since, until in started:
+        if since < until:
+            params += [gateway_id, since, until, *([source] if source else [])]
+    selects.append(
+        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ?{kind}"
+    )
+    params += [gateway_id, window.since_ms, window.since_ms, *([source] if source else [])]
+    for row in facts_of(await store.fetch(" UNION ALL ".join(selects), params)):
+        for key, tally in contributions(row):
+            if key.dimension == dimension:
+                count = count_of(key.value)
+                count.tally.add(tally)
+                if row.actor:
+                    count.actors.add(row.actor)
+    return {value: count for value, count in counts.items() if count.tally.sessions}

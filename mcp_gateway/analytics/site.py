@@ -30,6 +30,7 @@ Seed 001's `GET /analytics/storage` (R2 bucket statistics) is left out: the gate
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from pydantic import Field
 from ..web import ApiError
 from .api import Asked, Question
 from .primitives import primitive_stats
-from .rollups import activity, counts_by, counts_by_name
+from .rollups import EXACT_BELOW, activity, counts_by, counts_by_name, session_counts
 from .sql import DAY_MS, PAGE_VIEW_NAMES, Where, bucket, events_where, in_list
 from .window import Args, TimeWindow, WindowArgs
 
@@ -254,24 +255,38 @@ class Geo:
 async def geo(asked: Asked, args: WindowArgs) -> Geo:
     """A web session counts in the country of its first attributed event."""
     window = args.window(asked.now_ms)
-    in_window = web_sessions(asked.gateway_id, window)
-    web_rows = await asked.store.fetch(
-        f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(*), COUNT(DISTINCT NULLIF(actor, ''))"
-        f" FROM sessions WHERE {in_window.sql()} GROUP BY 1",
-        in_window.params,
-    )
+    per_country = await session_counts(asked.store, asked.gateway_id, window, "country", source="web")
+    if sum(n.tally.sessions for n in per_country.values()) < EXACT_BELOW:
+        exact = await _exact_visitors(asked, window, ["COALESCE(country, ?)"], UNKNOWN_COUNTRY)
+        web = {country: counts for (country,), counts in exact.items()}
+    else:
+        web = {country or UNKNOWN_COUNTRY: (n.tally.sessions, n.visitors()) for country, n in per_country.items()}
     agent_rows = await asked.store.fetch(
         f"SELECT COALESCE(country, '{UNKNOWN_COUNTRY}'), COUNT(*) FROM mcp_sessions"
         " WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ? GROUP BY 1",
         [asked.gateway_id, window.since_ms, window.until_ms],
     )
-    web = {country: (sessions, visitors) for country, sessions, visitors in web_rows}
     agents = {country: sessions for country, sessions in agent_rows}
     countries = [
         CountryTraffic(country, *web.get(country, (0, 0)), agents.get(country, 0)) for country in set(web) | set(agents)
     ]
     countries.sort(key=lambda c: (-(c.sessions + c.mcp_sessions), c.country))
     return Geo(asked.gateway_id, window.as_json(), countries)
+
+
+async def _exact_visitors(
+    asked: Asked, window: TimeWindow, values: list[str], *value_params: object
+) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Web sessions and distinct visitors in `window` per combination of `values` (SQL expressions over
+    `sessions`), counted exactly from the window's rows: for windows with fewer than `EXACT_BELOW` sessions."""
+    in_window = web_sessions(asked.gateway_id, window)
+    group = ", ".join(str(i + 1) for i in range(len(values)))
+    rows = await asked.store.fetch(
+        f"SELECT {', '.join(values)}, COUNT(*), COUNT(DISTINCT NULLIF(actor, '')) FROM sessions"
+        f" WHERE {in_window.sql()} GROUP BY {group}",
+        [*value_params, *in_window.params],
+    )
+    return {tuple(map(str, row[:-2])): (int(row[-2]), int(row[-1])) for row in rows}
 
 
 # -- engagement ---------------------------------------------------------------------------------------
@@ -352,35 +367,45 @@ async def sources(asked: Asked, args: SourcesArgs) -> Sources:
     """Each session in the window counts once, for the source, medium and referrer of its first event that has a
     traffic source (its landing, before any navigation), kept on its `sessions` row."""
     window = args.window(asked.now_ms)
-    web = web_sessions(asked.gateway_id, window)
-    source_medium = "COALESCE(traffic_source, '(unknown)'), COALESCE(traffic_medium, '(none)')"
-    ranked = await asked.store.fetch(
-        f"SELECT {source_medium}, COUNT(*), COUNT(DISTINCT NULLIF(actor, '')) FROM sessions WHERE {web.sql()}"
-        " GROUP BY 1, 2",
-        web.params,
-    )
-    referrers = await asked.store.fetch(
-        f"SELECT {source_medium}, referrer_host, COUNT(*) FROM sessions"
-        f" WHERE {web.sql()} AND referrer_host IS NOT NULL GROUP BY 1, 2, 3",
-        web.params,
-    )
+    landings = await session_counts(asked.store, asked.gateway_id, window, "landing", source="web")
+    referrers = await session_counts(asked.store, asked.gateway_id, window, "referrer", source="web")
     hosts: dict[tuple[str, str], dict[str, int]] = {}
-    for source, medium, host, sessions in referrers:
-        hosts.setdefault((source, medium), {})[host] = sessions
-    total = sum(row[2] for row in ranked)
+    for value, count in referrers.items():
+        source, medium, host = json.loads(value)
+        hosts.setdefault(_source_medium(source, medium), {})[host] = count.tally.sessions
+    total = sum(count.tally.sessions for count in landings.values())
+    ranked = {_source_medium(*json.loads(value)): count for value, count in landings.items()}
+    if total < EXACT_BELOW:
+        exact = await _exact_visitors(
+            asked, window, ["COALESCE(traffic_source, ?)", "COALESCE(traffic_medium, ?)"], *_UNKNOWN_LANDING
+        )
+        visitors = {(source, medium): n for (source, medium), (_, n) in exact.items()}
+    else:
+        visitors = {landing: count.visitors() for landing, count in ranked.items()}
     ranking = [
         TrafficSource(
             source,
             medium,
-            sessions,
-            visitors,
-            sessions / total if total else 0.0,
+            count.tally.sessions,
+            visitors.get((source, medium), 0),
+            count.tally.sessions / total if total else 0.0,
             _top_host(hosts.get((source, medium), {})),
         )
-        for source, medium, sessions, visitors in ranked
+        for (source, medium), count in ranked.items()
     ]
     ranking.sort(key=lambda s: (-s.sessions, -s.visitors, s.source, s.medium))
     return Sources(asked.gateway_id, window.as_json(), total, ranking[: args.limit])
+
+
+_UNKNOWN_LANDING: Final = ("(unknown)", "(none)")
+"""What a session without a traffic source is listed as."""
+
+
+def _source_medium(source: str | None, medium: str | None) -> tuple[str, str]:
+    return (
+        _UNKNOWN_LANDING[0] if source is None else source,
+        _UNKNOWN_LANDING[1] if medium is None else medium,
+    )
 
 
 def _top_host(counts: dict[str, int]) -> str | None:

@@ -280,4 +280,25 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX sessions_by_end ON sessions (gateway_id, ended_ms, engagement_score)
         """,
     ),
+    (
+        13,
+        # Sessions per day of their start and per country, landing, entry and exit page, length, MCP
+        # client (store/session_counts.py): a month is a few thousand rows instead of every session.
+        """
+        CREATE TABLE session_counts (
+            gateway_id TEXT NOT NULL,
+            dimension TEXT NOT NULL,
+            day_ms BIGINT NOT NULL,
+            source TEXT NOT NULL,
+            value TEXT NOT NULL,
+            sessions BIGINT NOT NULL,
+            bounces BIGINT NOT NULL,
+            calls BIGINT NOT NULL,
+            errors BIGINT NOT NULL,
+            latency_ms DOUBLE PRECISION NOT NULL,
+            visitors BYTEA,
+            PRIMARY KEY (gateway_id, dimension, day_ms, source, value)
+        )
+        """,
+    ),
 )

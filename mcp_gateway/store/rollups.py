@@ -11,7 +11,8 @@ the events, so a committed event is always counted exactly once:
   each hour, with their event counts, for distinct users and sessions over any run of hours.
 - `distinct_sketches`: the same users and sessions as HyperLogLog registers per hour and day
   (`sketch.py`), for distinct counts over long windows without reading a row per user.
-- `sessions` (`session_rollup.py`) and daily copies of `mcp_rollups` and `event_rollups`.
+- `sessions` (`session_rollup.py`), sessions per day and dimension (`session_counts.py`), and daily
+  copies of `mcp_rollups` and `event_rollups`.
 
 Hours are UTC hours of the event's own timestamp. The SQL is portable (`ON CONFLICT ... DO
 UPDATE`), so the PostgreSQL store can share it.
@@ -27,6 +28,7 @@ from typing import Final
 
 from . import histogram, sketch
 from .base import HOUR_MS, EventRow, RollupRow
+from .session_counts import add_to_session_counts, session_rows
 from .session_rollup import add_to_sessions, referrer_host
 
 DAY_MS: Final = 24 * HOUR_MS
@@ -81,7 +83,10 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
     _add_to_mcp_rollups(conn, events, "mcp_rollups", "hour_ms", HOUR_MS)
     _add_to_mcp_rollups(conn, events, "mcp_rollups_daily", "day_ms", DAY_MS)
     clients = _session_clients(conn, events)
+    batch_sessions = {(e.gateway_id, e.session_id) for e in events if e.session_id}
+    before = session_rows(conn, batch_sessions)
     add_to_sessions(conn, events, clients)
+    add_to_session_counts(conn, before, session_rows(conn, batch_sessions))
     _add_to_sketches(conn, events)
     counts: Counter[tuple[str, int, str, str, str, str]] = Counter()
     activity: Counter[tuple[str, int, str, str, str]] = Counter()
@@ -235,6 +240,7 @@ ROLLUP_TABLES: Final = (
     "event_rollups_daily",
     "sessions",
     "distinct_sketches",
+    "session_counts",
 )
 _REBUILD_CHUNK: Final = 20_000
 
