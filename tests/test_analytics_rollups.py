@@ -126,10 +126,12 @@ async def test_large_windows_estimate_distinct_counts_from_sketches(
     window = TimeWindow(T0 - HOUR, T0 + 3 * DAY)
     [exact] = await activity(store, "demo", window)
     exact_daily = await activity(store, "demo", window, bucket_ms=DAY)
+    exact_hourly = await activity(store, "demo", window, bucket_ms=HOUR)
     monkeypatch.setattr(rollups, "EXACT_BELOW", 10)  # as if this were a big site
 
     [estimated] = await activity(store, "demo", window)
     estimated_daily = await activity(store, "demo", window, bucket_ms=DAY)
+    estimated_hourly = await activity(store, "demo", window, bucket_ms=HOUR)
 
     tolerance = 4 * sketch.STANDARD_ERROR  # a 4-sigma bound: fails by chance about once in 15,000 data sets
     assert (exact.actors, exact.sessions) == (len({e.web.anonymous_id for e in events if e.web}), 900)
@@ -138,6 +140,9 @@ async def test_large_windows_estimate_distinct_counts_from_sketches(
     assert [a.bucket_ms for a in estimated_daily] == [a.bucket_ms for a in exact_daily]
     for guess, truth in zip(estimated_daily, exact_daily, strict=True):
         assert abs(guess.actors - truth.actors) <= tolerance * truth.actors
+    assert [a.bucket_ms for a in estimated_hourly] == [a.bucket_ms for a in exact_hourly]
+    for guess, truth in zip(estimated_hourly, exact_hourly, strict=True):  # ~20 a bucket: linear counting, near exact
+        assert abs(guess.actors - truth.actors) <= 1 and abs(guess.sessions - truth.sessions) <= 1
 
 
 def test_merging_sketches_is_the_register_wise_maximum() -> None:

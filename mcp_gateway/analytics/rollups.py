@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ..store import Store, sketch
-from ..store.rollups import DIMENSIONS
+from ..store.rollups import ALL_SOURCES, DIMENSIONS
 from ..store.session_counts import SESSION_COLUMNS, SKETCHED, Tally, contributions, facts_of
 from ..store.session_rollup import referrer_host
 from .sql import DAY_MS, HOUR_MS, Where, bucket
@@ -226,21 +226,23 @@ async def activity(
     (a whole number of hours; buckets with no activity are absent), oldest first.
 
     Exact (a distinct count over the hourly activity rows) while the window holds fewer than
-    `EXACT_BELOW` of either; beyond that, for windows spanning whole days and day-sized buckets,
-    estimated from the HyperLogLog sketches (`store.sketch`, ±1.6% standard error) in a few
-    milliseconds instead of reading a row per user and hour.
+    `EXACT_BELOW` of either; beyond that, for windows spanning whole days, estimated from the
+    HyperLogLog sketches (`store.sketch`, ±1.6% standard error) in a few milliseconds instead of
+    reading a row per user and hour: whole hours and days as hourly or daily buckets read the
+    estimate the writer keeps beside each sketch, other buckets merge theirs.
     """
     if bucket_ms is not None and bucket_ms % HOUR_MS:
         raise ValueError("buckets are whole hours")
-    if (bucket_ms is None or bucket_ms % DAY_MS == 0) and any(level is DAYS for level, _ in split(window).rollups):
+    estimated = bucket_ms is None or bucket_ms == HOUR_MS or bucket_ms % DAY_MS == 0
+    if estimated and any(level is DAYS for level, _ in split(window).rollups):
         total = await _estimate(store, gateway_id, window, source)
         if max(total.actors, total.sessions) >= EXACT_BELOW:
             if bucket_ms is None:
                 return [total]
             pieces = _buckets(window, bucket_ms)
-            whole_days = await _day_estimates(store, gateway_id, pieces, source) if bucket_ms == DAY_MS else {}
+            stored = await _stored_estimates(store, gateway_id, pieces, bucket_ms, source)
             estimates = [
-                whole_days[start] if start in whole_days else await _estimate(store, gateway_id, piece, source, start)
+                stored[start] if start in stored else await _estimate(store, gateway_id, piece, source, start)
                 for start, piece in pieces
             ]
             return [e for e in estimates if e.actors or e.sessions]
@@ -257,23 +259,22 @@ def _buckets(window: TimeWindow, bucket_ms: int) -> list[tuple[int, TimeWindow]]
     return pieces
 
 
-async def _day_estimates(
-    store: Store, gateway_id: str, pieces: list[tuple[int, TimeWindow]], source: str | None
+async def _stored_estimates(
+    store: Store, gateway_id: str, pieces: list[tuple[int, TimeWindow]], bucket_ms: int, source: str | None
 ) -> dict[int, Activity]:
-    """The estimates of the whole days among `pieces`, from their day sketches in one query."""
-    days = [start for start, piece in pieces if piece.length_ms == DAY_MS]
-    if not days:
+    """The writer's estimates of the pieces that are one whole hour or day (`bucket_ms`), in one query."""
+    grain = {HOUR_MS: "hour", DAY_MS: "day"}.get(bucket_ms)
+    starts = [start for start, piece in pieces if piece.length_ms == bucket_ms]
+    if grain is None or not starts:
         return {}
-    where = Where().add("gateway_id = ?", gateway_id).add("grain = 'day'")
-    where.add("bucket_ms >= ?", days[0]).add("bucket_ms <= ?", days[-1])
-    if source is not None:
-        where.add("source = ?", source)
-    found: dict[int, dict[str, list[bytes]]] = {day: {"users": [], "sessions": []} for day in days}
-    for day, kind, registers in await store.fetch(
-        f"SELECT bucket_ms, kind, registers FROM distinct_sketches WHERE {where.sql()}", where.params
+    where = Where().add("gateway_id = ?", gateway_id).add("grain = ?", grain).add("source = ?", source or ALL_SOURCES)
+    where.add("bucket_ms >= ?", starts[0]).add("bucket_ms <= ?", starts[-1])
+    found: dict[int, dict[str, int]] = {start: {} for start in starts}
+    for start, kind, estimate in await store.fetch(
+        f"SELECT bucket_ms, kind, estimate FROM distinct_sketches WHERE {where.sql()}", where.params
     ):
-        found[int(day)][kind].append(bytes(registers))
-    return {day: _estimated(day, kinds) for day, kinds in found.items()}
+        found[int(start)][kind] = int(estimate)
+    return {start: Activity(start, kinds.get("users", 0), kinds.get("sessions", 0)) for start, kinds in found.items()}
 
 
 def _estimated(bucket_ms: int, sketches: dict[str, list[bytes]]) -> Activity:
@@ -291,8 +292,7 @@ async def _estimate(
     for level, period in parts.rollups:
         where = Where().add("gateway_id = ?", gateway_id).add("grain = ?", "day" if level is DAYS else "hour")
         where.add("bucket_ms >= ?", period.since_ms).add("bucket_ms < ?", period.until_ms)
-        if source is not None:
-            where.add("source = ?", source)
+        where.add("source = ?", source or ALL_SOURCES)
         for kind, registers in await store.fetch(
             f"SELECT kind, registers FROM distinct_sketches WHERE {where.sql()}", where.params
         ):

@@ -301,4 +301,12 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         )
         """,
     ),
+    (
+        14,
+        # Sketches of every source together (source '*') and each sketch's estimate beside it: a day or an
+        # hour of all sources is one row, and a per-hour series reads numbers instead of merging registers.
+        """
+        ALTER TABLE distinct_sketches ADD COLUMN estimate BIGINT NOT NULL DEFAULT 0
+        """,
+    ),
 )

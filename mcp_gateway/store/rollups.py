@@ -9,8 +9,9 @@ the events, so a committed event is always counted exactly once:
   dimension (dimension '' is the plain count per name).
 - `activity_rollups`: which users (web visitor, else hashed user id) and sessions were active in
   each hour, with their event counts, for distinct users and sessions over any run of hours.
-- `distinct_sketches`: the same users and sessions as HyperLogLog registers per hour and day
-  (`sketch.py`), for distinct counts over long windows without reading a row per user.
+- `distinct_sketches`: the same users and sessions as HyperLogLog registers per hour and day, per
+  source and for all sources (`sketch.py`), with their estimates, for distinct counts over long
+  windows without reading a row per user.
 - `sessions` (`session_rollup.py`), sessions per day and dimension (`session_counts.py`), and daily
   copies of `mcp_rollups` and `event_rollups`.
 
@@ -47,6 +48,8 @@ DIMENSIONS: Final = (
 """What `event_rollups` counts events by, besides the name. `client` is the MCP session's client_config."""
 
 _TOTAL: Final = ""
+ALL_SOURCES: Final = "*"
+"""The `distinct_sketches` source of the users and sessions of every source together."""
 
 
 def hour_of(ts_ms: int) -> int:
@@ -122,7 +125,8 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
 
 
 def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
-    """Add each event's user and session to the sketches of its hour and day."""
+    """Add each event's user and session to the sketches of its hour and day, for its source and for
+    `ALL_SOURCES`, and keep each sketch's estimate beside it (a per-hour series reads numbers, not registers)."""
     items: dict[tuple[str, str, int, str, str], set[tuple[int, int]]] = {}
     positions: dict[str, tuple[int, int]] = {}
     for event in events:
@@ -134,7 +138,8 @@ def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> No
             if at is None:
                 at = positions[item] = sketch.position(item)
             for grain, start in (("hour", hour), ("day", hour - hour % DAY_MS)):
-                items.setdefault((event.gateway_id, grain, start, event.source, kind), set()).add(at)
+                for source in (event.source, ALL_SOURCES):
+                    items.setdefault((event.gateway_id, grain, start, source, kind), set()).add(at)
     for key, new in items.items():
         row = conn.execute(
             "SELECT registers FROM distinct_sketches"
@@ -143,10 +148,10 @@ def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> No
         ).fetchone()
         registers = sketch.add(row[0] if row else sketch.EMPTY, new)
         conn.execute(
-            "INSERT INTO distinct_sketches (gateway_id, grain, bucket_ms, source, kind, registers)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, grain, bucket_ms, source, kind)"
-            " DO UPDATE SET registers = excluded.registers",
-            (*key, registers),
+            "INSERT INTO distinct_sketches (gateway_id, grain, bucket_ms, source, kind, registers, estimate)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, grain, bucket_ms, source, kind)"
+            " DO UPDATE SET registers = excluded.registers, estimate = excluded.estimate",
+            (*key, registers, sketch.estimate(registers)),
         )
 
 
