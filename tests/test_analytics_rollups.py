@@ -179,7 +179,7 @@ async def test_session_counts_equal_a_count_of_every_overlapping_session(app: St
                             expected.setdefault(key.value, Tally()).add(tally)
                             actors.setdefault(key.value, set()).update([row.actor] if row.actor else [])
 
-                counted = await session_counts(store, "demo", window, dimension, source=source)
+                [counted] = (await session_counts(store, "demo", window, dimension, source=source)).values()
 
                 assert {value: count.tally for value, count in counted.items()} == expected
                 if dimension in SKETCHED:  # small counts: the sketches' linear counting is exact here

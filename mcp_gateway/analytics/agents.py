@@ -126,7 +126,7 @@ async def clients(asked: Asked, args: WindowArgs) -> Clients:
     (the `sessions` rows overlapping it)."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
-    active = await session_counts(asked.store, asked.gateway_id, window, "client", source="mcp")
+    [active] = (await session_counts(asked.store, asked.gateway_id, window, "client", source="mcp")).values()
     grouped: dict[str, _ClientTally] = {}
 
     def tally_of(config: str) -> _ClientTally:
@@ -411,15 +411,13 @@ async def conversions(asked: Asked, args: ConversionsArgs) -> Conversions:
     """A session's conversion is its first successful `book_demo` call; sessions count where they started."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
-    # Only sessions with a book_demo call since the window's start can have booked: their ids come from
-    # `events_by_name` alone (it holds session_id), so only those sessions are looked up in `sessions`.
+    # A session started in the window booked after its start: `sessions_by_booking` lists the bookings since the
+    # window's start, a few thousand at most, and each is looked up in `mcp_sessions`.
     rows = await asked.store.fetch(
         "SELECT s.id, s.client_config, s.started_at_ms, x.booked_ms"
-        " FROM mcp_sessions s JOIN sessions x ON x.gateway_id = s.gateway_id AND x.id = s.id"
-        " WHERE s.gateway_id = ? AND s.started_at_ms >= ? AND s.started_at_ms < ? AND x.booked_ms IS NOT NULL"
-        " AND s.id IN (SELECT e.session_id FROM events e WHERE e.gateway_id = ? AND e.source = 'mcp'"
-        f" AND e.primitive_type = 'tool' AND e.name = '{BOOK_DEMO}' AND e.ts_ms >= ?)",
-        [asked.gateway_id, window.since_ms, window.until_ms, asked.gateway_id, window.since_ms],
+        " FROM sessions x JOIN mcp_sessions s ON s.gateway_id = x.gateway_id AND s.id = x.id"
+        " WHERE x.gateway_id = ? AND x.booked_ms >= ? AND s.started_at_ms >= ? AND s.started_at_ms < ?",
+        [asked.gateway_id, window.since_ms, window.since_ms, window.until_ms],
     )
     booked_sessions = []
     for session_id, config, started_at, booked_at in rows:

@@ -17,7 +17,7 @@ from ..store import Store, sketch
 from ..store.rollups import ALL_SOURCES, DIMENSIONS
 from ..store.session_counts import SESSION_COLUMNS, SKETCHED, Tally, contributions, facts_of
 from ..store.session_rollup import referrer_host
-from .sql import DAY_MS, HOUR_MS, Where, bucket
+from .sql import DAY_MS, HOUR_MS, Where, bucket, in_list
 from .window import TimeWindow
 
 _EVENT_COLUMN: Final = {
@@ -355,59 +355,59 @@ class SessionCount:
 
 
 async def session_counts(
-    store: Store, gateway_id: str, window: TimeWindow, dimension: str, *, source: str | None = None
-) -> dict[str, SessionCount]:
-    """The sessions in `window` (those overlapping it, as `events.overlapping_sessions`) per value of `dimension`
+    store: Store, gateway_id: str, window: TimeWindow, *dimensions: str, source: str | None = None
+) -> dict[str, dict[str, SessionCount]]:
+    """The sessions in `window` (those overlapping it, as `events.overlapping_sessions`) per dimension and value
     (`store.session_counts`), optionally of one source: the sessions started in the window's whole UTC days
     from `session_counts`, the others (started in its partial days, or before it and still going at its
     start) from their `sessions` rows. Counts are exact; visitors are `SessionCount.visitors`."""
     first_day = -(-window.since_ms // DAY_MS) * DAY_MS
     last_day = window.until_ms - window.until_ms % DAY_MS
-    counts: dict[str, SessionCount] = {}
+    counts: dict[str, dict[str, SessionCount]] = {dimension: {} for dimension in dimensions}
 
-    def count_of(value: str) -> SessionCount:
-        found = counts.get(value)
+    def count_of(dimension: str, value: str) -> SessionCount:
+        found = counts[dimension].get(value)
         if found is None:
-            found = counts[value] = SessionCount(Tally(), [], set())
+            found = counts[dimension][value] = SessionCount(Tally(), [], set())
         return found
 
     started: list[tuple[int, int]] = [(window.since_ms, window.until_ms)]
     if first_day < last_day:
         started = [(window.since_ms, first_day), (last_day, window.until_ms)]
-        where = Where().add("gateway_id = ?", gateway_id).add("dimension = ?", dimension)
+        dimension_list, dimension_params = in_list("dimension", dimensions)
+        where = Where().add("gateway_id = ?", gateway_id).add(dimension_list, *dimension_params)
         where.add("day_ms >= ?", first_day).add("day_ms < ?", last_day)
         if source is not None:
             where.add("source = ?", source)
-        for value, *sums in await store.fetch(
-            "SELECT value, SUM(sessions), SUM(bounces), SUM(calls), SUM(errors), SUM(latency_ms) FROM session_counts"
-            f" WHERE {where.sql()} GROUP BY value",
+        for dimension, value, *sums in await store.fetch(
+            "SELECT dimension, value, SUM(sessions), SUM(bounces), SUM(calls), SUM(errors), SUM(latency_ms)"
+            f" FROM session_counts WHERE {where.sql()} GROUP BY dimension, value",
             where.params,
         ):
-            count_of(str(value)).tally.add(Tally(int(sums[0]), int(sums[1]), int(sums[2]), int(sums[3]), sums[4]))
-        if dimension in SKETCHED:
-            for value, registers in await store.fetch(
-                f"SELECT value, visitors FROM session_counts WHERE {where.sql()} AND visitors IS NOT NULL", where.params
+            tally = Tally(int(sums[0]), int(sums[1]), int(sums[2]), int(sums[3]), sums[4])
+            count_of(str(dimension), str(value)).tally.add(tally)
+        if SKETCHED.intersection(dimensions):
+            for dimension, value, registers in await store.fetch(
+                f"SELECT dimension, value, visitors FROM session_counts WHERE {where.sql()} AND visitors IS NOT NULL",
+                where.params,
             ):
-                count_of(str(value)).sketches.append(bytes(registers))
+                count_of(str(dimension), str(value)).sketches.append(bytes(registers))
     kind = "" if source is None else " AND source = ?"
-    selects = [
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?{kind}"
-        for since, until in started
-        if since < until
-    ]
+    kinds = [] if source is None else [source]
+    ranges = [(since, until) for since, until in started if since < until]
+    columns = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ?"
+    selects = [f"{columns} AND started_ms >= ? AND started_ms < ?{kind}" for _ in ranges]
+    selects.append(f"{columns} AND last_ms >= ? AND started_ms < ?{kind}")  # still going at the window's start
     params: list[object] = []
-    for since, until in started:
-        if since < until:
-            params += [gateway_id, since, until, *([source] if source else [])]
-    selects.append(
-        f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ? AND last_ms >= ? AND started_ms < ?{kind}"
-    )
-    params += [gateway_id, window.since_ms, window.since_ms, *([source] if source else [])]
+    for since, until in [*ranges, (window.since_ms, window.since_ms)]:
+        params += [gateway_id, since, until, *kinds]
     for row in facts_of(await store.fetch(" UNION ALL ".join(selects), params)):
-        for key, tally in contributions(row):
-            if key.dimension == dimension:
-                count = count_of(key.value)
-                count.tally.add(tally)
-                if row.actor:
-                    count.actors.add(row.actor)
-    return {value: count for value, count in counts.items() if count.tally.sessions}
+        for key, tally in contributions(row, dimensions):
+            count = count_of(key.dimension, key.value)
+            count.tally.add(tally)
+            if row.actor:
+                count.actors.add(row.actor)
+    return {
+        dimension: {value: count for value, count in values.items() if count.tally.sessions}
+        for dimension, values in counts.items()
+    }

@@ -255,7 +255,7 @@ class Geo:
 async def geo(asked: Asked, args: WindowArgs) -> Geo:
     """A web session counts in the country of its first attributed event."""
     window = args.window(asked.now_ms)
-    per_country = await session_counts(asked.store, asked.gateway_id, window, "country", source="web")
+    [per_country] = (await session_counts(asked.store, asked.gateway_id, window, "country", source="web")).values()
     if sum(n.tally.sessions for n in per_country.values()) < EXACT_BELOW:
         exact = await _exact_visitors(asked, window, ["COALESCE(country, ?)"], UNKNOWN_COUNTRY)
         web = {country: counts for (country,), counts in exact.items()}
@@ -367,8 +367,8 @@ async def sources(asked: Asked, args: SourcesArgs) -> Sources:
     """Each session in the window counts once, for the source, medium and referrer of its first event that has a
     traffic source (its landing, before any navigation), kept on its `sessions` row."""
     window = args.window(asked.now_ms)
-    landings = await session_counts(asked.store, asked.gateway_id, window, "landing", source="web")
-    referrers = await session_counts(asked.store, asked.gateway_id, window, "referrer", source="web")
+    counted = await session_counts(asked.store, asked.gateway_id, window, "landing", "referrer", source="web")
+    landings, referrers = counted["landing"], counted["referrer"]
     hosts: dict[tuple[str, str], dict[str, int]] = {}
     for value, count in referrers.items():
         source, medium, host = json.loads(value)

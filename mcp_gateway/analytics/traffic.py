@@ -148,7 +148,7 @@ async def distribution(asked: Asked, args: SessionSourceArgs) -> DistributionAns
     """The histogram from `session_counts` (exact); the median from it too, within ±2.5%, or exact — the window's
     lengths read and sorted — below `EXACT_BELOW` sessions."""
     window = args.window(asked.now_ms)
-    per_length = await session_counts(asked.store, asked.gateway_id, window, "length", source=args.source)
+    [per_length] = (await session_counts(asked.store, asked.gateway_id, window, "length", source=args.source)).values()
     total = sum(count.tally.sessions for count in per_length.values())
     counts = [0] * len(DURATION_BUCKETS)
     lengths: list[tuple[float, int]] = []
@@ -216,8 +216,8 @@ async def pages(asked: Asked, args: PagesArgs) -> PagesAnswer:
     views: Counter[str] = Counter()
     for name in PAGE_VIEW_NAMES:
         views += await counts_by(asked.store, asked.gateway_id, window, "path", name=name)
-    entered = await session_counts(asked.store, asked.gateway_id, window, "entry")
-    exited = await session_counts(asked.store, asked.gateway_id, window, "exit")
+    counted = await session_counts(asked.store, asked.gateway_id, window, "entry", "exit")
+    entered, exited = counted["entry"], counted["exit"]
     entries = Counter({path: count.tally.sessions for path, count in entered.items()})
     bounces = Counter({path: count.tally.bounces for path, count in entered.items()})
     exits = Counter({path: count.tally.sessions for path, count in exited.items()})

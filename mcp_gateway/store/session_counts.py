@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
@@ -38,6 +38,7 @@ SECOND_MS: Final = 1000
 MINUTE_MS: Final = 60 * SECOND_MS
 LENGTH_EDGES_MS: Final = (10 * SECOND_MS, 30 * SECOND_MS, MINUTE_MS, 3 * MINUTE_MS, 10 * MINUTE_MS, 30 * MINUTE_MS)
 """Where the session length histogram's ranges end: 0-10s, 10-30s, ... 10-30m, then 30m+."""
+DIMENSIONS: Final = frozenset({"length", "country", "landing", "referrer", "entry", "exit", "client"})
 SKETCHED: Final = frozenset({"country", "landing"})
 """Dimensions whose rows keep a sketch of the sessions' visitors."""
 
@@ -110,25 +111,28 @@ def parse_length(value: str) -> tuple[int, float]:
     return int(index), min(max(middle, low), high - 1) if high is not None else max(middle, low)
 
 
-def contributions(row: SessionFacts) -> Iterator[tuple[CountKey, Tally]]:
-    """What one session adds to `session_counts`."""
+def contributions(row: SessionFacts, dimensions: Container[str] = DIMENSIONS) -> Iterator[tuple[CountKey, Tally]]:
+    """What one session adds to `session_counts` (in the given `dimensions` only)."""
     day = row.started_ms - row.started_ms % DAY_MS
 
     def key(dimension: str, value: str) -> CountKey:
         return CountKey(row.gateway_id, day, row.source, dimension, value)
 
     one = Tally(sessions=1)
-    yield key("length", length_value(row.last_ms - row.started_ms)), one
-    yield key("country", row.country or ""), one
-    yield key("landing", json.dumps([row.traffic_source, row.traffic_medium])), one
-    if row.referrer_host:
+    if "length" in dimensions:
+        yield key("length", length_value(row.last_ms - row.started_ms)), one
+    if "country" in dimensions:
+        yield key("country", row.country or ""), one
+    if "landing" in dimensions:
+        yield key("landing", json.dumps([row.traffic_source, row.traffic_medium])), one
+    if row.referrer_host and "referrer" in dimensions:
         yield key("referrer", json.dumps([row.traffic_source, row.traffic_medium, row.referrer_host])), one
     if row.page_views > 0:
-        if row.entry_path:
+        if row.entry_path and "entry" in dimensions:
             yield key("entry", row.entry_path), Tally(sessions=1, bounces=int(row.page_views == 1))
-        if row.exit_path:
+        if row.exit_path and "exit" in dimensions:
             yield key("exit", row.exit_path), one
-    if row.client is not None:
+    if row.client is not None and "client" in dimensions:
         yield key("client", row.client), Tally(1, 0, row.calls, row.errors, row.latency_ms)
 
 
