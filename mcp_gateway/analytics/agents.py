@@ -123,7 +123,7 @@ class Clients:
 
 async def clients(asked: Asked, args: WindowArgs) -> Clients:
     """Sessions are those started in the window; calls, errors and latency those of the sessions active in it
-    (the `sessions` rows overlapping it)."""
+    (the sessions overlapping it, from `rollups.session_counts`)."""
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
     [active] = (await session_counts(asked.store, asked.gateway_id, window, "client", source="mcp")).values()

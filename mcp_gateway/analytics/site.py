@@ -16,9 +16,11 @@ Page views are events named one of `sql.PAGE_VIEW_NAMES`. The answers read, rath
   errors from the MCP rollups (`primitives.primitive_stats`), both exact for any window;
 - web sessions and visitors active in the window, or per day, from `rollups.activity` (exact below
   `rollups.EXACT_BELOW`, beyond it HyperLogLog estimates within ±1.6%);
-- per country and per traffic source, from the writer's `sessions` table: the sessions in a window
-  are the rows overlapping it (`started_ms < until AND last_ms >= since`) whose first event was a
-  web one, each counted once with the attributes of its first attributed event (its landing);
+- per country and per traffic source, from the writer's per-day session counts
+  (`rollups.session_counts`): the sessions in a window are those overlapping it (`started_ms < until
+  AND last_ms >= since`) whose first event was a web one, each counted once with the attributes of
+  its first attributed event (its landing); their visitors exactly below `rollups.EXACT_BELOW`
+  sessions, beyond it from per-day sketches;
 - MCP sessions and leads by their start time (`mcp_sessions_by_time`, `leads_by_gateway_time`).
 
 Two answers still read events of the window: engagement scores are in the `$session_end` events' properties

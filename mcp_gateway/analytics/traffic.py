@@ -9,8 +9,10 @@ Sessions come from the writer's sessions table (one row per session id with even
 that connected but made no call has none): the sessions **in a window** are those overlapping it,
 `started_ms < until AND last_ms >= since`, whole — a session's length is its first to last event,
 its source that of its first event. A session enters on the path of its first event with a path and
-exits on its last's; it bounces when it has one page view (`sql.PAGE_VIEW_NAMES`). Page views per
-path and the heatmap's events come from the rollups (`analytics.rollups`); users are `sql.USER_KEY`.
+exits on its last's; it bounces when it has one page view (`sql.PAGE_VIEW_NAMES`). Length buckets,
+entries, exits and bounces come from the per-day session counts (`rollups.session_counts`), page
+views per path and the heatmap's events and hourly users from the rollups (`analytics.rollups`);
+users are `sql.USER_KEY`.
 """
 
 from __future__ import annotations
