@@ -9,6 +9,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from mcp_gateway.analytics import query as query_module
+
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, read_headers, seed, web_event
 from .support import DEMO, admin_json, create_key
 
@@ -266,6 +268,28 @@ async def test_query_shapes_from_the_rollups_answer_as_the_events_do(
         assert fast.status_code == scanned.status_code == 200
         assert fast.json()["rows"] == scanned.json()["rows"], body
         assert fast.json()["rows"], body
+
+
+SKETCH_SHAPES: list[dict[str, Any]] = [
+    {"metrics": ["event_count", "unique_users"], "group_by": ["day", "traffic_source"]},
+    {"metrics": ["unique_users"], "group_by": ["traffic_source"]},
+    {"metrics": ["unique_users", "event_count"], "group_by": ["traffic_source", "day"], "order_by": "day"},
+]
+
+
+async def test_unique_users_by_traffic_source_from_the_sketches_answer_as_the_events_do(
+    http: httpx.AsyncClient, shop: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above `EXACT_BELOW` events, the writer's per-day visitor sketches answer (for whole days) and the partial
+    days' events; a handful of users is counted exactly by the sketches' linear counting."""
+    monkeypatch.setattr(query_module, "EXACT_BELOW", 1)
+    for window in ({"since": T0 - HOUR, "until": T0 + 2 * DAY}, {"since": T0 + HOUR, "until": T0 + DAY + 3 * HOUR}):
+        for body in SKETCH_SHAPES:
+            fast = await http.post("/query", json={**window, **body}, headers=shop)
+            scanned = await http.post("/query", json={**window, **body, "filters": [EVERY_EVENT]}, headers=shop)
+            assert fast.status_code == scanned.status_code == 200
+            assert fast.json()["rows"] == scanned.json()["rows"], (window, body)
+            assert any(row["unique_users"] for row in fast.json()["rows"]), body
 
 
 FILTER_CASES: list[tuple[dict[str, Any], int]] = [

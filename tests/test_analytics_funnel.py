@@ -9,6 +9,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from mcp_gateway.analytics import funnel as funnel_module
 from mcp_gateway.analytics.funnel import furthest_steps
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, read_headers, seed, web_event
@@ -114,6 +115,24 @@ async def test_step_filters_narrow_a_step_to_matching_events(app: Starlette, htt
     assert users(on_pricing.json()["steps"]) == [2, 1]
     assert on_pricing.json()["steps"][0]["event"] == "page_view"
     assert users(not_on_pricing.json()["steps"]) == [1, 1]
+
+
+@pytest.mark.parametrize("window", [WINDOW, {"since": T0 + 30 * 1000, "until": T0 + 2 * DAY + 5 * HOUR}])
+async def test_above_exact_below_step_one_is_estimated_from_the_day_sketches(
+    app: Starlette, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, window: dict[str, int]
+) -> None:
+    """A big site's step 1 comes from per-day sketches of each event's actors (whole days) and the events of the
+    partial days: a handful of actors is counted exactly, web visitors and MCP sessions alike."""
+    await seed_shop(app)
+    await seed(app, sessions=[mcp_session("m1", T0)], events=[mcp_call("m1", "page_view", T0 + HOUR, 5.0)])
+    exact = (await ask(http, {"steps": STEPS, **window})).json()
+    monkeypatch.setattr(funnel_module, "EXACT_BELOW", 1)
+    monkeypatch.setattr(funnel_module, "_first_step_users", None)  # not counted exactly this time
+
+    estimated = (await ask(http, {"steps": STEPS, **window})).json()
+
+    assert users(exact["steps"]) == [7, 3, 1]
+    assert estimated == exact
 
 
 async def test_an_mcp_session_is_the_actor_of_its_tool_calls(app: Starlette, http: httpx.AsyncClient) -> None:

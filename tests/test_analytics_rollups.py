@@ -191,9 +191,9 @@ async def test_session_counts_equal_a_count_of_every_overlapping_session(app: St
 async def test_large_windows_answer_session_questions_from_session_counts(
     app: Starlette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Above `EXACT_BELOW` sessions, geo and sources estimate visitors from the day sketches and the session length
-    median comes from log buckets: the same sessions, visitors within the sketches' error, the median within the
-    histogram's."""
+    """Above `EXACT_BELOW` sessions (or page views), geo, sources and top pages estimate visitors from the day
+    sketches and the session length median comes from log buckets: the same sessions and views, visitors within
+    the sketches' error, the median within the histogram's."""
     rng = random.Random(17)
     events = [
         web_event(
@@ -204,6 +204,7 @@ async def test_large_windows_answer_session_questions_from_session_counts(
             country=rng.choice(["DE", "FR", "US", None]),
             traffic_source=rng.choice(["google", "hn", None]),
             referrer=rng.choice(["https://www.google.com/", None]),
+            path=rng.choice(["/", "/pricing", "/docs", None]),
         )
         for i in range(1500)
     ]
@@ -211,17 +212,18 @@ async def test_large_windows_answer_session_questions_from_session_counts(
     asked = Asked(store_of(app), "demo", T0 + 4 * DAY)
     window = {"since": T0 - HOUR, "until": T0 + 3 * DAY + HOUR}
 
-    async def answers() -> tuple[site.Geo, site.Sources, traffic.DistributionAnswer]:
+    async def answers() -> tuple[site.Geo, site.Sources, traffic.DistributionAnswer, site.TopPages]:
         return (
             await site.geo(asked, WindowArgs.model_validate(window)),
             await site.sources(asked, SourcesArgs.model_validate(window)),
             await traffic.distribution(asked, traffic.SessionSourceArgs.model_validate(window)),
+            await site.top_pages(asked, site.TopPagesArgs.model_validate(window)),
         )
 
-    exact_geo, exact_sources, exact_lengths = await answers()
+    exact_geo, exact_sources, exact_lengths, exact_pages = await answers()
     for module in (site, traffic):
         monkeypatch.setattr(module, "EXACT_BELOW", 1)
-    geo, sources, lengths = await answers()
+    geo, sources, lengths, pages = await answers()
 
     tolerance = 4 * sketch.STANDARD_ERROR
     for guess, truth in zip(geo.countries, exact_geo.countries, strict=True):
@@ -230,5 +232,8 @@ async def test_large_windows_answer_session_questions_from_session_counts(
     assert [(s.source, s.medium, s.sessions, s.referrer_host) for s in sources.sources] == [
         (s.source, s.medium, s.sessions, s.referrer_host) for s in exact_sources.sources
     ]
+    for page, exact_page in zip(pages.pages, exact_pages.pages, strict=True):
+        assert (page.path, page.views) == (exact_page.path, exact_page.views)
+        assert abs(page.unique_visitors - exact_page.unique_visitors) <= max(1, tolerance * exact_page.unique_visitors)
     assert lengths.buckets == exact_lengths.buckets
     assert lengths.median_ms == pytest.approx(exact_lengths.median_ms, rel=histogram.RELATIVE_ERROR)

@@ -21,15 +21,17 @@ start with a step-1 event carrying that value. An actor whose step-1 events carr
 counts under each, so the values' users may add up to more than the total.
 
 How it stays fast at a million events: step 1 is usually the busiest event (page views), and an
-actor who never did step 2 is done at step 1. So step 1 is counted in SQL (`COUNT(DISTINCT actor)`
-over the covering index `events_by_name`). Steps 2.. come from the same index (from step 3 on, only
-for actors who did step 2), and of step 1 only what can start a chain: per step-2 event, the latest
-step-1 event before it within the conversion window (one seek on `events_by_visitor` /
-`events_by_session` per step-2 event; a later start leaves more of the conversion window, so it
-dominates every earlier one). One pass over each actor's few events in time order then finds the
-furthest chain: for each step it keeps the latest start of a chain that has reached it, which makes
-the walk linear. A pure-SQL version of "the best starting event" needs a self-join per step, which is
-quadratic per actor.
+actor who never did step 2 is done at step 1. So step 1 is counted apart: when it is a plain event
+name of any source without a breakdown, from the writer's per-day sketches of each event name's
+actors (±1.6%) once that estimate reaches `rollups.EXACT_BELOW`; otherwise in SQL
+(`COUNT(DISTINCT actor)` over the covering index `events_by_name`). Steps 2.. come from the same
+index (from step 3 on, only for actors who did step 2), and of step 1 only what can start a chain:
+per step-2 event, the latest step-1 event before it within the conversion window (one seek on
+`events_by_visitor` / `events_by_session` per step-2 event; a later start leaves more of the
+conversion window, so it dominates every earlier one). One pass over each actor's few events in
+time order then finds the furthest chain: for each step it keeps the latest start of a chain that
+has reached it, which makes the walk linear. A pure-SQL version of "the best starting event" needs
+a self-join per step, which is quadratic per actor.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pydantic import Discriminator, Field, Tag, field_validator
 
 from .api import Asked, Question
 from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, Source, event_dimension
+from .rollups import EXACT_BELOW, visitors_by
 from .sql import HOUR_MS
 from .window import Args, TimeWindow, WindowArgs
 
@@ -243,6 +246,23 @@ async def _first_step_users(
     return total, {None if v is None else str(v): int(n) for kind, v, n in rows if kind == 1}
 
 
+async def _estimated_first_step_users(asked: Asked, args: FunnelArgs, window: TimeWindow, first: _Sql) -> int | None:
+    """Step 1's actors estimated from the writer's per-day sketches of each event name's actors
+    (`rollups.visitors_by`, ±1.6%), when step 1 is a plain event name of any source without a breakdown and
+    the estimate is at least `EXACT_BELOW`; otherwise None, and they are counted exactly."""
+    step = args.step_list()[0]
+    if step.filters or args.source is not None or args.breakdown is not None:
+        return None
+
+    def edge_rows(piece: TimeWindow) -> tuple[str, Sequence[object]]:
+        rows = _step_events(asked, piece, None, first, _Sql(f"name, {ACTOR}"))
+        return rows.text, rows.params
+
+    estimates = await visitors_by(asked.store, asked.gateway_id, window, "event", [step.event], edge_rows)
+    estimate = estimates[step.event]
+    return estimate if estimate >= EXACT_BELOW else None
+
+
 def _later_steps(asked: Asked, window: TimeWindow, source: str | None, conditions: Sequence[_Sql]) -> _Sql:
     """Rows (actor, ts_ms, seq, step index, NULL) of steps 2.. in the window; from step 3 on, only for actors
     who did step 2 (the CTE `second`)."""
@@ -411,7 +431,10 @@ async def funnel(asked: Asked, args: FunnelArgs) -> FunnelAnswer:
     if args.breakdown is not None:
         expr, expr_params = event_dimension(asked, args.breakdown)
         value = _Sql(expr, tuple(expr_params))
-    first_total, first_by_value = await _first_step_users(asked, window, args.source, conditions[0], value)
+    first_total = await _estimated_first_step_users(asked, args, window, conditions[0])
+    first_by_value: dict[str | None, int] = {}
+    if first_total is None:
+        first_total, first_by_value = await _first_step_users(asked, window, args.source, conditions[0], value)
     by_actor = await _chains_events(asked, args, window, conditions, value)
 
     window_ms = args.conversion_window_hours * HOUR_MS

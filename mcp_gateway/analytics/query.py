@@ -24,7 +24,10 @@ filters only `eq` on `event`/`name` and `source`:
   with no event name filter. These come from `rollups.activity`: exact under its `EXACT_BELOW` distinct
   users or sessions, beyond that (windows spanning whole days, day buckets) HyperLogLog estimates
   (±1.6%), as /stats gives.
-Every other query (unique users per column value, custom properties, latency and error metrics, other
+- `unique_users` (with `event_count`) grouped by `traffic_source`, optionally by day too, with no filter:
+  from the writer's per-day visitor sketches (`rollups.visitors_by`, ±1.6%) once the window has
+  `EXACT_BELOW` events; under that, from the events, exactly.
+Every other query (unique users per other column values, custom properties, latency and error metrics, other
 filters) scans the window's events, through the `(gateway_id, ts_ms)` index.
 """
 
@@ -40,7 +43,7 @@ from ..store import Dialect
 from ..web import ApiError
 from .api import Asked, Question
 from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, number
-from .rollups import activity, counts_by, counts_by_name, event_series
+from .rollups import EXACT_BELOW, activity, counts_by, counts_by_name, event_series, visitors_by
 from .sql import DAY_MS, HOUR_MS, USER_KEY, bucket, events_where, property_number, property_text
 from .window import Args, TimeWindow, WindowArgs
 
@@ -196,6 +199,9 @@ ROLLUP_DIMENSIONS: Final = frozenset(
 NAME_GROUPS: Final = frozenset({"event", "name"})
 SOURCES: Final = ("mcp", "web", "server")
 ACTIVITY_METRICS: Final = frozenset({"unique_users", "session_count"})
+SKETCHED_DIMENSION: Final = "traffic_source"
+"""The dimension the writer keeps users per day of (`store.rollups.VISITOR_DIMENSIONS`): unique users grouped by
+it (and by day) come from sketches."""
 MAX_ROLLUP_PIECES: Final = 2200
 """Most time buckets the rollups are read for one by one (90 days by hour is 2,160); beyond, the events."""
 
@@ -231,7 +237,11 @@ def _rollup_plan(window: TimeWindow, metrics: list[str], groups: list[str], filt
     ):
         return None
     bucket_ms = times[0] if times else None
-    if ACTIVITY_METRICS & set(metrics):
+    if dimensions == [SKETCHED_DIMENSION] and "unique_users" in metrics:
+        visitors_shape = set(metrics) <= {"event_count", "unique_users"} and bucket_ms in (None, DAY_MS)
+        if not visitors_shape or wanted or by_name or "source" in groups:
+            return None
+    elif ACTIVITY_METRICS & set(metrics):
         if set(metrics) - ACTIVITY_METRICS - {"event_count"} or dimensions or by_name or "name" in wanted:
             return None
     elif metrics != ["event_count"]:
@@ -310,6 +320,22 @@ async def _counts(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[st
     return found
 
 
+async def _visitors(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[str]) -> dict[GroupKey, dict[str, int]]:
+    """unique_users (and event_count) per traffic source and day, from the writer's visitor sketches
+    (`rollups.visitors_by`); the null group is the users of events without one."""
+    found = await _counts(asked, window, plan, groups)
+    value_at = groups.index(SKETCHED_DIMENSION)
+    time_at = next((i for i, group in enumerate(groups) if group in TIME_SIZES), None)
+    pieces = [(None, window)] if plan.bucket_ms is None else _pieces(window, plan.bucket_ms)
+    for at, piece in pieces:
+        values = sorted({str(key[value_at] or "") for key in found if time_at is None or key[time_at] == at})
+        for value, users in (await visitors_by(asked.store, asked.gateway_id, piece, "traffic_source", values)).items():
+            key = _key(groups, at=at, value=value or None)
+            if key in found:
+                found[key]["unique_users"] = users
+    return found
+
+
 async def _activity(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[str]) -> dict[GroupKey, dict[str, int]]:
     """unique_users and session_count (and event_count) per time bucket and source, from `rollups.activity`."""
     found = await _counts(asked, window, plan, groups)
@@ -326,9 +352,14 @@ async def _activity(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[
 
 async def _from_rollups(
     asked: Asked, window: TimeWindow, plan: _Plan, metrics: list[str], groups: list[str]
-) -> list[tuple[GroupKey, dict[str, int]]]:
-    """Every group's metrics; with no groups, the one row an aggregate over no events still has."""
-    if ACTIVITY_METRICS & set(metrics):
+) -> list[tuple[GroupKey, dict[str, int]]] | None:
+    """Every group's metrics; with no groups, the one row an aggregate over no events still has. None when the
+    events should answer: unique users per traffic source over fewer than `EXACT_BELOW` events, counted exactly."""
+    if plan.dimension == SKETCHED_DIMENSION and "unique_users" in metrics:
+        if sum((await counts_by_name(asked.store, asked.gateway_id, window)).values()) < EXACT_BELOW:
+            return None
+        found = await _visitors(asked, window, plan, groups)
+    elif ACTIVITY_METRICS & set(metrics):
         found = await _activity(asked, window, plan, groups)
     else:
         found = await _counts(asked, window, plan, groups)
@@ -383,8 +414,8 @@ async def query(asked: Asked, args: QueryArgs) -> QueryAnswer:
         raise ApiError(400, "order_by must be one of the requested metrics or group_by", field="order_by")
 
     plan = _rollup_plan(window, metrics, groups, args.filters)
-    if plan is not None:
-        found = await _from_rollups(asked, window, plan, metrics, groups)
+    found = None if plan is None else await _from_rollups(asked, window, plan, metrics, groups)
+    if found is not None:
         rows_by_group = [{**dict(zip(groups, key, strict=True)), **values} for key, values in found]
         ordered = _ordered(rows_by_group, order_by, args.order == "desc", groups)
         return QueryAnswer(window.as_json(), metrics, groups, order_by, args.order, ordered[: args.limit])

@@ -23,9 +23,9 @@ Page views are events named one of `sql.PAGE_VIEW_NAMES`. The answers read, rath
   sessions, beyond it from per-day sketches;
 - MCP sessions and leads by their start time (`mcp_sessions_by_time`, `leads_by_gateway_time`).
 
-Two answers still read events of the window: engagement scores are in the `$session_end` events' properties
-(`events_by_name` finds them; each is then read), and unique visitors per page, which no rollup
-keeps, from the page views of the `limit` most viewed paths. `realtime` looks at five minutes of events.
+Unique visitors of the most viewed pages come from their page views in small windows, beyond
+`rollups.EXACT_BELOW` views from the writer's per-day visitor sketches (`rollups.visitors_by`). Engagement
+scores come from the writer's `sessions` rows (`sessions_by_end`); `realtime` looks at five minutes of events.
 
 Seed 001's `GET /analytics/storage` (R2 bucket statistics) is left out: the gateway keeps no R2 storage.
 """
@@ -43,7 +43,7 @@ from pydantic import Field
 from ..web import ApiError
 from .api import Asked, Question
 from .primitives import primitive_stats
-from .rollups import EXACT_BELOW, activity, counts_by, counts_by_name, session_counts
+from .rollups import EXACT_BELOW, activity, counts_by, counts_by_name, session_counts, users_per_value, visitors_by
 from .sql import DAY_MS, PAGE_VIEW_NAMES, Where, bucket, events_where, in_list
 from .window import Args, TimeWindow, WindowArgs
 
@@ -194,26 +194,28 @@ class TopPages:
 
 
 async def top_pages(asked: Asked, args: TopPagesArgs) -> TopPages:
-    """Views per path from the rollups; unique visitors, which no rollup keeps per path, from the page views of
-    the `limit` most viewed paths only."""
+    """Views per path from the rollups; unique visitors of the `limit` most viewed paths from their page views, or
+    from the writer's per-day visitor sketches (`rollups.visitors_by`) once they have `EXACT_BELOW` views."""
     window = args.window(asked.now_ms)
     views: Counter[str] = Counter()
     for name in PAGE_VIEW_NAMES:
         views.update(await counts_by(asked.store, asked.gateway_id, window, "path", name=name))
     top = sorted(views, key=lambda path: (-views[path], path))[: args.limit]
-    visitors: dict[str, int] = {}
-    if top:
-        # Only web and server events have a path: no source filter, so `events_by_path` covers the query.
-        paths, path_params = in_list("path", top)
-        names, name_params = in_list("name", PAGE_VIEW_NAMES)
-        where = Where().add("gateway_id = ?", asked.gateway_id).add(paths, *path_params).add(names, *name_params)
-        where.add("ts_ms >= ?", window.since_ms).add("ts_ms < ?", window.until_ms).add("path IS NOT NULL")
-        rows = await asked.store.fetch(
-            f"SELECT path, COUNT(DISTINCT anonymous_id) FROM events WHERE {where.sql()} GROUP BY path", where.params
-        )
-        visitors = {path: int(n) for path, n in rows}
+    if sum(views[path] for path in top) >= EXACT_BELOW:
+        visitors = await visitors_by(asked.store, asked.gateway_id, window, "page", top)
+    else:
+        rows = await asked.store.fetch(*users_per_value(asked.gateway_id, "page", top, window)) if top else []
+        visitors = {path: len(users) for path, users in _grouped(rows).items()}
     pages = [PageViews(path, views[path], visitors.get(path, 0)) for path in top]
     return TopPages(asked.gateway_id, window.as_json(), args.limit, pages)
+
+
+def _grouped(rows: list[tuple[Any, ...]]) -> dict[str, set[str]]:
+    """(value, user) rows as the set of users per value."""
+    users: dict[str, set[str]] = {}
+    for value, user in rows:
+        users.setdefault(str(value), set()).add(str(user))
+    return users
 
 
 def _page_views(gateway_id: str, window: TimeWindow) -> Where:

@@ -317,4 +317,20 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX sessions_by_booking ON sessions (gateway_id, booked_ms, id) WHERE booked_ms IS NOT NULL
         """,
     ),
+    (
+        16,
+        # Users per day and page viewed, and per day and traffic source, as sketches with their estimates:
+        # unique visitors per page and per source over a month without reading every page view.
+        """
+        CREATE TABLE visitor_sketches (
+            gateway_id TEXT NOT NULL,
+            dimension TEXT NOT NULL,
+            day_ms BIGINT NOT NULL,
+            value TEXT NOT NULL,
+            registers BYTEA NOT NULL,
+            estimate BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, dimension, day_ms, value)
+        )
+        """,
+    ),
 )

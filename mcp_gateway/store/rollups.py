@@ -12,6 +12,7 @@ the events, so a committed event is always counted exactly once:
 - `distinct_sketches`: the same users and sessions as HyperLogLog registers per hour and day, per
   source and for all sources (`sketch.py`), with their estimates, for distinct counts over long
   windows without reading a row per user.
+- `visitor_sketches`: users per day and page viewed, and per day and traffic source, as sketches.
 - `sessions` (`session_rollup.py`), sessions per day and dimension (`session_counts.py`), and daily
   copies of `mcp_rollups` and `event_rollups`.
 
@@ -30,7 +31,7 @@ from typing import Final
 from . import histogram, sketch
 from .base import HOUR_MS, EventRow, RollupRow
 from .session_counts import add_to_session_counts, session_rows
-from .session_rollup import add_to_sessions, referrer_host
+from .session_rollup import PAGE_VIEW_NAMES, add_to_sessions, referrer_host
 
 DAY_MS: Final = 24 * HOUR_MS
 
@@ -91,6 +92,7 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
     add_to_sessions(conn, events, clients)
     add_to_session_counts(conn, before, session_rows(conn, batch_sessions))
     _add_to_sketches(conn, events)
+    _add_to_visitor_sketches(conn, events)
     counts: Counter[tuple[str, int, str, str, str, str]] = Counter()
     activity: Counter[tuple[str, int, str, str, str]] = Counter()
     for event in events:
@@ -150,6 +152,55 @@ def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> No
         conn.execute(
             "INSERT INTO distinct_sketches (gateway_id, grain, bucket_ms, source, kind, registers, estimate)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, grain, bucket_ms, source, kind)"
+            " DO UPDATE SET registers = excluded.registers, estimate = excluded.estimate",
+            (*key, registers, sketch.estimate(registers)),
+        )
+
+
+VISITOR_DIMENSIONS: Final = ("page", "traffic_source", "event")
+"""What `visitor_sketches` keeps users per day by: `page` is the path of page views, `traffic_source` that of any
+web or server event ('' for none); `event` is the event name, and counts funnel actors (`funnel_actor`)."""
+FUNNEL_PRIMITIVES: Final = frozenset({"tool", "resource", "prompt"})
+"""The MCP events a funnel step can be: calls of these primitives (web and server events have none)."""
+
+
+def funnel_actor(event: EventRow) -> str | None:
+    """Who a funnel counts for an event (`analytics.funnel.ACTOR`): the web visitor, else the session; None for
+    events no funnel step is (MCP events of other kinds)."""
+    if event.source == "mcp" and event.primitive_type not in FUNNEL_PRIMITIVES:
+        return None
+    if event.source != "mcp" and event.primitive_type is not None:
+        return None
+    return (event.web.anonymous_id if event.web else None) or event.session_id
+
+
+def _add_to_visitor_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+    """Add each web or server event's user to the sketches of its day and page (page views) and traffic source,
+    and each event's funnel actor to the sketch of its day and name."""
+    items: dict[tuple[str, str, int, str], set[tuple[int, int]]] = {}
+    for event in events:
+        funnel = funnel_actor(event)
+        if funnel:
+            day = event.ts_ms - event.ts_ms % DAY_MS
+            items.setdefault((event.gateway_id, "event", day, event.name), set()).add(sketch.position(funnel))
+        actor, web = actor_of(event), event.web
+        if not actor or web is None:
+            continue
+        day = event.ts_ms - event.ts_ms % DAY_MS
+        if web.path and event.name in PAGE_VIEW_NAMES:
+            items.setdefault((event.gateway_id, "page", day, web.path), set()).add(sketch.position(actor))
+        source_key = (event.gateway_id, "traffic_source", day, web.traffic_source or "")  # '': none
+        items.setdefault(source_key, set()).add(sketch.position(actor))
+    for key, new in items.items():
+        row = conn.execute(
+            "SELECT registers FROM visitor_sketches"
+            " WHERE gateway_id = ? AND dimension = ? AND day_ms = ? AND value = ?",
+            key,
+        ).fetchone()
+        registers = sketch.add(row[0] if row else sketch.EMPTY, new)
+        conn.execute(
+            "INSERT INTO visitor_sketches (gateway_id, dimension, day_ms, value, registers, estimate)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, dimension, day_ms, value)"
             " DO UPDATE SET registers = excluded.registers, estimate = excluded.estimate",
             (*key, registers, sketch.estimate(registers)),
         )
@@ -246,6 +297,7 @@ ROLLUP_TABLES: Final = (
     "sessions",
     "distinct_sketches",
     "session_counts",
+    "visitor_sketches",
 )
 _REBUILD_CHUNK: Final = 20_000
 

@@ -93,7 +93,7 @@ def _apply_migrations(conn: sqlite3.Connection) -> set[int]:
     return pending
 
 
-ROLLUP_MIGRATIONS: Final = frozenset({4, 6, 8, 9, 10, 13, 14})
+ROLLUP_MIGRATIONS: Final = frozenset({4, 6, 8, 9, 10, 13, 14, 16})
 """Migrations that add rollup tables: applying one to a database with events rebuilds the rollups."""
 STATISTICS_EVERY_CHANGES: Final = 500_000
 """The writer refreshes the planner's statistics after this many changed rows (events and rollups)."""
