@@ -19,7 +19,8 @@ over the cached file), one warm-up then `--runs` timed runs (fewer when they wou
 `SLOW_BUDGET_S`; an answer taking over `--timeout` is interrupted and reported), median and p95 (nearest
 rank: of 7 runs, the slowest). The DuckDB side runs the SQL in `SPECS` (what a columnar engine must scan
 without rollups) the same way, on a read-only connection with DuckDB's default threads. The table shows
-both, their ratio, and whether the question meets its goal: p95 under 100 ms for a dashboard question,
+both, their ratio, whether `/dashboard` asks the question (the goal is set for those; every
+question is held to it here), and whether the question meets its goal: p95 under 100 ms for a dashboard question,
 under 500 ms for funnels and retention, and a median below DuckDB's. Then a few answers are checked
 against DuckDB's (calls, errors and latency percentiles per tool within the histogram's stated error;
 totals of /stats and /analytics/overview; users per funnel step), and questions in `SPECS` that are not
@@ -59,6 +60,22 @@ HEAVY_GOAL_MS: Final = 500.0
 LIVE_WINDOW_MS: Final = 5 * 60_000
 LIVE_SERIES_MS: Final = 30 * 60_000
 CONVERSION_WINDOW_MS: Final = 24 * 3_600_000
+DASHBOARD_QUESTIONS: Final = frozenset(
+    {
+        "/analytics/overview",
+        "/stats",
+        "/analytics/clients",
+        "/analytics/tools",
+        "/analytics/mcp/sessions",
+        "/analytics/mcp/sessions/{session_id}",
+        "/analytics/leads",
+        "/analytics/pages/top",
+        "/analytics/sources",
+        "POST /funnel",
+        "/events",
+    }
+)
+"""The questions `/dashboard` asks (`mcp_gateway/dashboard/page.py`): the issue's goal is theirs."""
 SLOW_BUDGET_S: Final = 20.0
 """Timed runs of one question on one engine stop at about this long (never fewer than 2)."""
 
@@ -618,7 +635,8 @@ def report(dataset: Dataset, measured: list[Measured], notes: list[str], runs: i
         f"(funnel/retention {HEAVY_GOAL_MS:.0f} ms) and a median below DuckDB's",
         "",
     ]
-    head = ["question", "SQLite p50 ms", "p95 ms", "DuckDB p50 ms", "p95 ms", "SQLite/DuckDB", "goal ms", "met"]
+    head = ["question", "dashboard", "SQLite p50 ms", "p95 ms", "DuckDB p50 ms", "p95 ms", "SQLite/DuckDB", "goal ms"]
+    head.append("met")
     body = []
     for row in measured:
         sqlite_p50, duck_p50 = row.median_ms(row.sqlite_s), row.median_ms(row.duckdb_s)
@@ -626,6 +644,7 @@ def report(dataset: Dataset, measured: list[Measured], notes: list[str], runs: i
         body.append(
             [
                 row.label,
+                "yes" if row.label in DASHBOARD_QUESTIONS else "",
                 fmt(sqlite_p50, ",.1f"),
                 fmt(row.p95_ms(row.sqlite_s), ",.1f"),
                 fmt(duck_p50, ",.1f"),
@@ -635,7 +654,13 @@ def report(dataset: Dataset, measured: list[Measured], notes: list[str], runs: i
                 "error" if row.error else verdict(row),
             ]
         )
-    lines += table(head, body, left=1)
+    lines += table(head, body, left=2)
+    for name, rows in (
+        ("dashboard questions", [row for row in measured if row.label in DASHBOARD_QUESTIONS]),
+        ("all questions", measured),
+    ):
+        met = sum(not row.error and verdict(row) == "yes" for row in rows)
+        lines.append(f"{name} meeting the goal: {met} of {len(rows)}")
     checked = [row for row in measured if row.checked]
     lines += ["", "answers checked against DuckDB:" if checked else "no answer checked against DuckDB"]
     for row in checked:
