@@ -412,11 +412,12 @@ async def conversions(asked: Asked, args: ConversionsArgs) -> Conversions:
     window = args.window(asked.now_ms)
     started = await _sessions_per_config(asked, window)
     # A session started in the window booked after its start: `sessions_by_booking` lists the bookings since the
-    # window's start, a few thousand at most, and each is looked up in `mcp_sessions`.
+    # window's start, a few thousand at most, and each is looked up in `mcp_sessions`. CROSS JOIN keeps SQLite
+    # from starting at the window's tens of thousands of sessions instead (PostgreSQL plans it as a join).
     rows = await asked.store.fetch(
-        "SELECT s.id, s.client_config, s.started_at_ms, x.booked_ms"
-        " FROM sessions x JOIN mcp_sessions s ON s.gateway_id = x.gateway_id AND s.id = x.id"
-        " WHERE x.gateway_id = ? AND x.booked_ms >= ? AND s.started_at_ms >= ? AND s.started_at_ms < ?",
+        "SELECT s.id, s.client_config, s.started_at_ms, x.booked_ms FROM sessions x CROSS JOIN mcp_sessions s"
+        " WHERE x.gateway_id = ? AND x.booked_ms >= ? AND s.gateway_id = x.gateway_id AND s.id = x.id"
+        " AND s.started_at_ms >= ? AND s.started_at_ms < ?",
         [asked.gateway_id, window.since_ms, window.since_ms, window.until_ms],
     )
     booked_sessions = []
