@@ -255,8 +255,8 @@ async def _estimated_first_step_users(asked: Asked, args: FunnelArgs, window: Ti
         return None
 
     def edge_rows(piece: TimeWindow) -> tuple[str, Sequence[object]]:
-        rows = _step_events(asked, piece, None, first, _Sql(f"name, {ACTOR}"))
-        return rows.text, rows.params
+        rows = _step_events(asked, piece, None, first, _Sql(f"name, {ACTOR} AS actor"))
+        return f"SELECT DISTINCT name, actor FROM ({rows.text}) steps", rows.params
 
     estimates = await visitors_by(asked.store, asked.gateway_id, window, "event", [step.event], edge_rows)
     estimate = estimates[step.event]

@@ -422,8 +422,8 @@ def users_per_value(
     gateway_id: str, dimension: str, values: Sequence[str], window: TimeWindow
 ) -> tuple[str, list[object]]:
     """SQL of the (value, user) pairs of the events in `window` with one of `values` in `dimension` (as
-    `_VISITOR_EVENTS`; the value '' stands for none): the user is `sql.USER_KEY`, in two halves so the visitor
-    half can come from an index."""
+    `_VISITOR_EVENTS`; the value '' stands for none), each pair once: the user is `sql.USER_KEY`, in two halves
+    so the visitor half can come from an index."""
     column, names = _VISITOR_EVENTS[dimension]
     value_list, value_params = in_list(column, values)
     if "" in values:
@@ -436,7 +436,7 @@ def users_per_value(
     value = f"COALESCE({column}, '')"
     return (
         f"SELECT {value}, e.anonymous_id FROM events e WHERE {where.sql()} AND e.anonymous_id IS NOT NULL"
-        f" UNION ALL SELECT {value}, e.user_id_hash FROM events e WHERE {where.sql()}"
+        f" UNION SELECT {value}, e.user_id_hash FROM events e WHERE {where.sql()}"
         " AND e.anonymous_id IS NULL AND e.user_id_hash IS NOT NULL",
         [*where.params, *where.params],
     )
