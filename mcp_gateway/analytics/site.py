@@ -320,20 +320,22 @@ class Engagement:
 async def engagement(asked: Asked, args: WindowArgs) -> Engagement:
     window = args.window(asked.now_ms)
     ended = _ended_sessions(asked.gateway_id, window)
-    index = " ".join(f"WHEN engagement_score < {high} THEN {i}" for i, (_, high) in enumerate(ENGAGEMENT_BUCKETS[:-1]))
-    rows = await asked.store.fetch(
-        f"SELECT CASE {index} ELSE {len(ENGAGEMENT_BUCKETS) - 1} END, COUNT(*), SUM(engagement_score)"
-        f" FROM sessions WHERE {ended.sql()} GROUP BY 1",
-        ended.params,
+    # One row of sums (no GROUP BY, so no sort): the sessions below each bucket's upper bound but the last's.
+    below = ", ".join(
+        f"SUM(CASE WHEN engagement_score < {high} THEN 1 ELSE 0 END)" for _, high in ENGAGEMENT_BUCKETS[:-1]
     )
-    counts = {int(i): (int(n), float(total)) for i, n, total in rows}
-    sessions = sum(n for n, _ in counts.values())
+    [(sessions, total, *under)] = await asked.store.fetch(
+        f"SELECT COUNT(*), SUM(engagement_score), {below} FROM sessions WHERE {ended.sql()}", ended.params
+    )
+    sessions = int(sessions)
+    cumulative = [int(n or 0) for n in under] + [sessions]  # the last bucket takes 100 and above
+    counts = {i: n - (cumulative[i - 1] if i else 0) for i, n in enumerate(cumulative)}
     buckets = []
     for i, (low, high) in enumerate(ENGAGEMENT_BUCKETS):
-        ended_here = counts.get(i, (0, 0.0))[0]
+        ended_here = counts[i]
         share = ended_here / sessions if sessions else 0.0
         buckets.append(EngagementBucket(f"{low}-{high}", low, high, ended_here, share))
-    average = round(sum(total for _, total in counts.values()) / sessions, 1) if sessions else None
+    average = round(float(total) / sessions, 1) if sessions else None
     return Engagement(asked.gateway_id, window.as_json(), sessions, average, buckets)
 
 
