@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -21,12 +23,15 @@ from .dashboard import Dashboard
 from .ingest import AgnostApi
 from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
+from .metrics import Metrics, RequestMetrics
 from .openapi import OpenApiDocument, Operation
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
 from .transports import GatewayRuntimes, McpRoutes
 from .web import EXCEPTION_HANDLERS
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -43,9 +48,16 @@ def create_app(
     ready = False
 
     async def health(_: Request) -> JSONResponse:
+        """Ready when started and the database answers; `writer_queue` is the write jobs waiting."""
         if not ready:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__})
+        body = {"version": __version__, "writer_queue": services.store.writer_queue_depth()}
+        try:
+            await services.store.fetch("SELECT 1")
+        except Exception:  # whatever the driver raises, the answer is "not ready", not a 500
+            logger.exception("health check: the database did not answer")
+            return JSONResponse({"status": "unavailable", "database": "unreachable", **body}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok", **body})
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -74,8 +86,18 @@ def create_app(
     visits = VisitRoutes.build(services, max_body_bytes=body_limit)
     admin = AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit)
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
+    metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),
+        Operation(
+            "GET",
+            "/metrics",
+            "Prometheus metrics",
+            "operations",
+            content_type="text/plain",
+            errors=(401,),
+            description="Open unless MCP_GATEWAY_METRICS_TOKEN is set; then send it as Authorization: Bearer.",
+        ),
         Operation("GET", "/openapi.json", "This document", "operations"),
         *mcp.operations(),
         *agnost.operations(),
@@ -92,6 +114,7 @@ def create_app(
     routes = [
         Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics.serve, methods=["GET"]),
         *mcp.routes(),
         *agnost.routes(),
         *track.routes(),
@@ -102,6 +125,11 @@ def create_app(
         *dashboard.routes(),
         *admin.routes(),
     ]
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+    )
     app.state.services = services
     return app

@@ -44,6 +44,8 @@ class Settings(BaseModel):
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     db_path: Path = Path(DEFAULT_DB_PATH)
     admin_token: str | None = Field(default=None, min_length=16)
+    metrics_token: str | None = Field(default=None, min_length=16)
+    """When set, `GET /metrics` wants it as `Authorization: Bearer`; unset, /metrics is open like /health."""
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
     max_sse_connections_per_ip: int = Field(default=DEFAULT_MAX_SSE_CONNECTIONS_PER_IP, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
@@ -60,6 +62,8 @@ class Settings(BaseModel):
             values["db_path"] = Path(db)
         if token := env.get(ENV_PREFIX + "ADMIN_TOKEN"):
             values["admin_token"] = token
+        if token := env.get(ENV_PREFIX + "METRICS_TOKEN"):
+            values["metrics_token"] = token
         for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT"):
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit

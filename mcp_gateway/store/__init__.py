@@ -1,6 +1,7 @@
 """Persistence: the `Store` protocol and its implementations."""
 
 from .base import (
+    BATCH_SIZE_BUCKETS,
     CaptureStatus,
     Dialect,
     EventRow,
@@ -12,10 +13,12 @@ from .base import (
     SessionRow,
     Store,
     WebFields,
+    WriterStats,
 )
 from .sqlite import SQLiteStore
 
 __all__ = [
+    "BATCH_SIZE_BUCKETS",
     "CaptureStatus",
     "Dialect",
     "EventRow",
@@ -28,4 +31,5 @@ __all__ = [
     "SessionRow",
     "Store",
     "WebFields",
+    "WriterStats",
 ]

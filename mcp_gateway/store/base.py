@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,30 @@ SESSION_INACTIVITY_MS = 30 * 60 * 1000
 """A web visitor's events more than this apart start a new derived session."""
 
 
+BATCH_SIZE_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+"""Upper bounds of the writer's jobs-per-transaction histogram (`WriterStats.batch_sizes`)."""
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """What a store's writer has done since the store opened, for `/metrics`: its transactions, counted by the
+    writer, and the events they stored, counted by the capture calls once committed."""
+
+    transactions: int = 0
+    failed_transactions: int = 0
+    jobs: int = 0
+    batch_sizes: list[int] = field(default_factory=lambda: [0] * (len(BATCH_SIZE_BUCKETS) + 1))
+    """Transactions per bucket of jobs in them (`BATCH_SIZE_BUCKETS`, then above them all); not cumulative."""
+    events_stored: Counter[str] = field(default_factory=Counter)
+    """New events committed, by source."""
+
+    def record_batch(self, jobs: int, *, failed: bool = False) -> None:
+        self.transactions += 1
+        self.failed_transactions += failed
+        self.jobs += jobs
+        self.batch_sizes[sum(1 for bound in BATCH_SIZE_BUCKETS if jobs > bound)] += 1
+
+
 class Store(Protocol):
     """Persistence for gateways, leads and settings. Every write is committed before it returns."""
 
@@ -245,6 +270,13 @@ class Store(Protocol):
 
     async def last_seq(self) -> tuple[int, int]:
         """The newest (session seq, event seq), 0 when empty: where a live tail starts."""
+        ...
+
+    writer_stats: WriterStats
+    """Counters of the writer's transactions and the events they stored."""
+
+    def writer_queue_depth(self) -> int:
+        """Write jobs waiting for the writer's next transaction."""
         ...
 
     dialect: Dialect

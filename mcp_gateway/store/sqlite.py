@@ -39,6 +39,7 @@ from .base import (
     RollupRow,
     SessionRow,
     WebFields,
+    WriterStats,
 )
 from .migrations import MIGRATIONS
 from .rollups import add_to_rollups, hist_of, rebuild_rollups_if_stale
@@ -249,6 +250,10 @@ class SQLiteStore:
         self._read_slots = threading.BoundedSemaphore(READ_CONNECTIONS)
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self.writer_stats = WriterStats()
+
+    def writer_queue_depth(self) -> int:
+        return self._jobs.qsize()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -344,7 +349,9 @@ class SQLiteStore:
             error = StorageError(f"write failed: {exc}")
             for _, future in batch:
                 future.set_exception(error)
+            self.writer_stats.record_batch(len(batch), failed=True)
             return
+        self.writer_stats.record_batch(len(batch))
         for future, result, failure in outcomes:
             if failure is None:
                 future.set_result(result)
@@ -607,7 +614,11 @@ class SQLiteStore:
             add_to_rollups(conn, [e for e, status in zip(events, event_status, strict=True) if status == "stored"])
             return session_status, event_status
 
-        return await self.write(job)
+        session_status, event_status = await self.write(job)
+        self.writer_stats.events_stored.update(
+            e.source for e, status in zip(events, event_status, strict=True) if status == "stored"
+        )
+        return session_status, event_status
 
     async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
         def job(conn: sqlite3.Connection) -> list[tuple[CaptureStatus, EventRow]]:
@@ -628,7 +639,9 @@ class SQLiteStore:
             add_to_rollups(conn, fresh)
             return results
 
-        return await self.write(job)
+        results = await self.write(job)
+        self.writer_stats.events_stored.update(event.source for status, event in results if status == "stored")
+        return results
 
     async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None:
         def query(conn: sqlite3.Connection) -> EventRow | None:

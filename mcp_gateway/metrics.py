@@ -1,0 +1,146 @@
+"""GET /metrics: what the gateway is doing, in Prometheus' text format.
+
+    mcp_gateway_http_requests_total{route,method,status}        requests answered
+    mcp_gateway_http_request_duration_seconds{route,method}     request to end of response (histogram)
+    mcp_gateway_events_stored_total{source}                     new events committed (mcp, web, server)
+    mcp_gateway_writer_transactions_total                       write transactions (group commits)
+    mcp_gateway_writer_failed_transactions_total
+    mcp_gateway_writer_batch_jobs                               jobs per write transaction (histogram)
+    mcp_gateway_writer_queue_depth                              jobs waiting for the writer
+    mcp_gateway_tracking_sent_total                             self-tracking items delivered to the store
+    mcp_gateway_tracking_dropped_total{reason}                  self-tracking items dropped (queue_full, ...)
+    process_*                                                   memory, CPU, open files (Linux)
+
+`route` is the matched route's template (`/analytics/leads/{lead_id}`; `unmatched` for none), so the
+label sets stay few whatever paths clients send. The store's and self-tracking's counters are read
+when Prometheus scrapes, not pushed on every write. With `MCP_GATEWAY_METRICS_TOKEN` set, a scrape must
+send it as `Authorization: Bearer`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .store import BATCH_SIZE_BUCKETS, Store
+from .tracking.sinks import SinkStats
+from .web import ApiError
+
+PREFIX: Final = "mcp_gateway"
+UNMATCHED: Final = "unmatched"
+BEARER_CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds: a tools/call answers in about a millisecond, an analytics question in tens."""
+
+
+class Metrics:
+    """One app's metrics, in a registry of its own (several apps in one process, as in the tests, never mix)."""
+
+    def __init__(self, store: Store, tracking: SinkStats, *, token: str | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self._token = token
+        self.requests = Counter(
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Time from a request to the end of its response, by route template and method",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StoreCollector(store, tracking))
+        ProcessCollector(registry=self.registry)
+
+    async def serve(self, request: Request) -> Response:
+        if self._token is not None:
+            sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(sent.encode(), self._token.encode()):
+                raise ApiError(
+                    401, "Send the metrics token as Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"}
+                )
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+
+class RequestMetrics:
+    """ASGI middleware: counts and times every HTTP request by the route that answered it."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before it answers
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.metrics.observe(route, scope["method"], status, time.perf_counter() - started)
+
+
+class _StoreCollector(Collector):
+    """The store writer's and self-tracking's counters, read at scrape time."""
+
+    def __init__(self, store: Store, tracking: SinkStats) -> None:
+        self._store = store
+        self._tracking = tracking
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._store.writer_stats
+        stored = CounterMetricFamily(f"{PREFIX}_events_stored", "New events committed, by source", labels=["source"])
+        for source, count in sorted(stats.events_stored.items()):
+            stored.add_metric([source], count)
+        yield stored
+        yield CounterMetricFamily(
+            f"{PREFIX}_writer_transactions", "Write transactions (group commits)", value=stats.transactions
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_writer_failed_transactions", "Write transactions rolled back", value=stats.failed_transactions
+        )
+        cumulative, buckets = 0, []
+        for bound, count in zip((*map(str, BATCH_SIZE_BUCKETS), "+Inf"), stats.batch_sizes, strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            f"{PREFIX}_writer_batch_jobs", "Jobs per write transaction", buckets=buckets, sum_value=stats.jobs
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_writer_queue_depth", "Write jobs waiting for the writer", value=self._store.writer_queue_depth()
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_tracking_sent", "Self-tracking items delivered to the store", value=self._tracking.sent
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_tracking_dropped", "Self-tracking items dropped, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(self._tracking.dropped.items()):
+            dropped.add_metric([reason], count)
+        yield dropped

@@ -1,0 +1,124 @@
+"""Operations: /health says whether the gateway can serve, /metrics what it has done, in Prometheus' format
+(parsed here by the reference client's own parser, as a scrape would)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+
+from mcp_gateway import Settings, create_app
+
+from .analytics_support import store_of
+from .support import ADMIN_TOKEN, DEMO, create_key, lifespan_running
+
+GATEWAY = {"X-Gateway-ID": DEMO}
+METRICS_TOKEN = "metrics-token-0123456789"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape: (name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(http: httpx.AsyncClient, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await http.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return samples(response.text)
+
+
+def value(scraped: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_health_reports_the_database_and_the_writer_queue(http: httpx.AsyncClient) -> None:
+    response = await http.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["database"]) == ("ok", "ok")
+    assert body["writer_queue"] == 0
+
+
+async def test_health_is_503_with_a_json_body_when_the_database_does_not_answer(
+    http: httpx.AsyncClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_: Any) -> Any:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(store_of(app), "fetch", broken)
+
+    response = await http.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["database"] == "unreachable"
+
+
+async def test_metrics_count_requests_by_route_template_and_the_events_stored(http: httpx.AsyncClient) -> None:
+    for event_id in ("m-1", "m-2"):
+        response = await http.post("/track", json={"event_name": "Signup", "event_id": event_id}, headers=GATEWAY)
+        assert response.status_code == 200, response.text
+    key = await create_key(http, kind="read")
+    await http.get("/analytics/leads/lead_nope", headers={"Authorization": f"Bearer {key}"})
+    await http.get("/no/such/page")
+
+    scraped = await scrape(http)
+
+    assert value(scraped, "mcp_gateway_http_requests_total", route="/track", method="POST", status="200") == 2
+    assert (
+        value(
+            scraped, "mcp_gateway_http_requests_total", route="/analytics/leads/{lead_id}", method="GET", status="404"
+        )
+        == 1
+    )
+    assert value(scraped, "mcp_gateway_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert value(scraped, "mcp_gateway_http_request_duration_seconds_count", route="/track", method="POST") == 2
+    assert value(scraped, "mcp_gateway_events_stored_total", source="web") == 2
+    transactions = value(scraped, "mcp_gateway_writer_transactions_total")
+    assert transactions >= 2  # the two events, the key, the demo gateway
+    assert value(scraped, "mcp_gateway_writer_batch_jobs_count") == transactions
+    assert value(scraped, "mcp_gateway_writer_batch_jobs_bucket", le="+Inf") == transactions
+    assert value(scraped, "mcp_gateway_writer_queue_depth") == 0
+    assert ("process_resident_memory_bytes", ()) in scraped
+
+
+async def test_a_duplicate_event_is_not_counted_as_stored(http: httpx.AsyncClient) -> None:
+    for _ in range(2):
+        await http.post("/track", json={"event_name": "Signup", "event_id": "same"}, headers=GATEWAY)
+
+    scraped = await scrape(http)
+
+    assert value(scraped, "mcp_gateway_events_stored_total", source="web") == 1
+
+
+async def test_with_a_metrics_token_a_scrape_must_send_it(tmp_path: Path) -> None:
+    settings = Settings(db_path=tmp_path / "gateway.db", admin_token=ADMIN_TOKEN, metrics_token=METRICS_TOKEN)
+    app = create_app(settings)
+    async with lifespan_running(app):
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            anonymous = await http.get("/metrics")
+            wrong = await http.get("/metrics", headers={"Authorization": "Bearer not-the-token-at-all"})
+            scraped = await scrape(http, Authorization=f"Bearer {METRICS_TOKEN}")
+
+    assert anonymous.status_code == wrong.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"] == "Bearer"
+    assert "error" in anonymous.json()
+    assert value(scraped, "mcp_gateway_http_requests_total", route="/metrics", method="GET", status="401") == 2
+
+
+async def test_metrics_over_a_real_socket(live_http: httpx.AsyncClient) -> None:
+    await live_http.get("/health")
+
+    scraped = await scrape(live_http)
+
+    assert value(scraped, "mcp_gateway_http_requests_total", route="/health", method="GET", status="200") >= 1
