@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -24,10 +24,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .config import Settings
+from . import logs
+from .config import ENV_PREFIX, Settings
 from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
 from .keys import KEY_KINDS, KeyService
+from .logs import LOG_FORMATS, LogFormat
 from .store import SQLiteStore, Store
 from .tail import DEFAULT_BACKLOG, as_json, as_line, stored_rows
 
@@ -49,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         help="Host header to accept, e.g. gateway.example.com (repeat; default loopback names only)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get(ENV_PREFIX + "LOG_FORMAT", "text"),
+        help="text, or json: one object per line (default: $MCP_GATEWAY_LOG_FORMAT or text)",
+    )
 
     stdio = commands.add_parser("stdio", help="serve one gateway's MCP server over stdin/stdout")
     stdio.add_argument("--gateway", required=True, metavar="ID")
@@ -193,20 +201,28 @@ async def _gateways(args: argparse.Namespace, store: Store, directory: GatewayDi
     return 0
 
 
-def _serve(settings: Settings, log_level: str) -> int:
+def _serve(settings: Settings, log_level: str, log_format: LogFormat) -> int:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from .app import create_app
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level, lifespan="on")
+    logs.configure(log_level, log_format)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        lifespan="on",
+        log_config=None if log_format == "json" else LOGGING_CONFIG,  # None: uvicorn's loggers reach our handler
+    )
     return 0
 
 
 def _stdio(settings: Settings, gateway_id: str) -> int:
     from .transports.stdio import serve_stdio
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.configure("warning", "text")
     asyncio.run(serve_stdio(settings, gateway_id))
     return 0
 
@@ -221,7 +237,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)
         if args.command == "serve":
-            return _serve(settings, args.log_level)
+            return _serve(settings, args.log_level, args.log_format)
         if args.command == "stdio":
             return _stdio(settings, args.gateway)
         work = {"keys": _keys, "events": _events, "gateways": _gateways}[args.command]

@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +20,7 @@ from starlette.applications import Starlette
 from mcp_gateway import Settings, create_app
 
 from .analytics_support import store_of
-from .support import ADMIN_TOKEN, DEMO, create_key, lifespan_running
+from .support import ADMIN_TOKEN, DEMO, STARTUP_TIMEOUT, create_key, gateway_executable, lifespan_running
 
 GATEWAY = {"X-Gateway-ID": DEMO}
 METRICS_TOKEN = "metrics-token-0123456789"
@@ -122,3 +128,33 @@ async def test_metrics_over_a_real_socket(live_http: httpx.AsyncClient) -> None:
     scraped = await scrape(live_http)
 
     assert value(scraped, "mcp_gateway_http_requests_total", route="/health", method="GET", status="200") >= 1
+
+
+def test_serve_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> None:
+    """`mcp-gateway serve --log-format json`: uvicorn's startup and access lines and the gateway's own records
+    all come out as JSON objects, one a line, through a SIGTERM shutdown."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
+    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN  # no token banner: every line is a log record
+    command = [gateway_executable(), "serve", "--port", "0", "--db", str(tmp_path / "g.db"), "--log-format", "json"]
+    lines: list[str] = []
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        watchdog = threading.Timer(STARTUP_TIMEOUT, process.kill)
+        watchdog.start()
+        try:
+            assert process.stderr is not None
+            while (found := re.search(r"running on http://127\.0\.0\.1:(\d+)", lines[-1] if lines else "")) is None:
+                line = process.stderr.readline()
+                assert line, "the server stopped before it listened"
+                lines.append(line)
+            assert httpx.get(f"http://127.0.0.1:{found.group(1)}/health").status_code == 200
+            process.send_signal(signal.SIGTERM)
+            lines += process.stderr.read().splitlines()
+            assert process.wait(STARTUP_TIMEOUT) in (0, -signal.SIGTERM)  # uvicorn re-raises it after shutdown
+        finally:
+            watchdog.cancel()
+            process.kill()
+
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert all({"ts", "level", "logger", "message"} <= set(record) for record in records)
+    assert any(r["logger"] == "uvicorn.access" and "GET /health" in r["message"] for r in records)
+    assert any(r["logger"] == "uvicorn.error" and "Shutting down" in r["message"] for r in records)
