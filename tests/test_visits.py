@@ -458,3 +458,14 @@ async def test_tracker_js_is_served_with_caching_headers(http: httpx.AsyncClient
     cached = await http.get(path, headers={"If-None-Match": etag})
     assert cached.status_code == 304
     assert cached.content == b""
+
+
+@pytest.mark.parametrize("timestamp", [1e300, 10**15, -1])
+async def test_a_timestamp_out_of_range_is_400_naming_it(http: httpx.AsyncClient, timestamp: float) -> None:
+    """Found by tests/test_fuzz_rest.py: 1e300 overflowed SQLite's integer and answered 500."""
+    body = {"session_id": "s-range", "event_name": "click", "timestamp": timestamp}
+
+    response = await http.post("/track/event", json=body, headers={"X-Gateway-ID": DEMO})
+
+    assert response.status_code == 400
+    assert response.json()["field"] == "timestamp"

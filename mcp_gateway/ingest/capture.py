@@ -17,17 +17,14 @@ from ..privacy import IpHasher, Redactor, cap_text
 from ..store import CaptureStatus, EventRow, SessionRow, Store
 from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from .geo import country_of
-
-SECONDS_CUTOFF: Final = 100_000_000_000
-"""Timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
+from .web import timestamp_ms
 
 MCP_SOURCE: Final = "mcp"
 
 
 def _ms(timestamp: float | None, default: int) -> int:
-    if timestamp is None:
-        return default
-    return int(timestamp * 1000) if timestamp < SECONDS_CUTOFF else int(timestamp)
+    ms = timestamp_ms(timestamp)
+    return default if ms is None else ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from ..openapi import GATEWAY_PARAMS, Operation
 from ..ratelimit import FixedWindowLimiter, Verdict
 from ..store import EventRow, KeyKind, Store
 from ..web import ApiError, cors_route, field_errors, read_body, read_model
-from .web import WebEvent, timestamp_ms
+from .web import MAX_TIMESTAMP, WebEvent, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package
     from ..services import Services
@@ -58,8 +58,6 @@ BATCH_BODY_FACTOR: Final = 8
 """A batch may be this many times the single-request body limit."""
 
 RATE_WINDOW_SECONDS: Final = 60.0
-MAX_TIMESTAMP: Final = 10**14
-"""Largest numeric timestamp accepted (milliseconds: around the year 5000)."""
 
 TRACK_KEY_KINDS: Final[tuple[KeyKind, ...]] = ("pk", "sk")
 RECEIPT_ALGORITHM: Final = "HMAC-SHA256 of the canonical JSON of receipt.data, keyed with the secret's UTF-8 text"

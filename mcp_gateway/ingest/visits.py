@@ -54,7 +54,7 @@ from ..ratelimit import FixedWindowLimiter, Verdict
 from ..store import CaptureStatus, Store
 from ..store.session_rollup import SESSION_END
 from ..web import ApiError, cors_route, read_model
-from .web import WebEvent, WebIngestor, timestamp_ms
+from .web import MAX_TIMESTAMP, WebEvent, WebIngestor, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package
     from ..services import Services
@@ -107,7 +107,13 @@ class _Visit(_Body):
     url: str | None = Field(default=None, max_length=MAX_URL_INPUT)
     referrer: str | None = Field(default=None, max_length=MAX_URL_INPUT)
     properties: dict[str, Any] | None = None
-    timestamp: float | None = Field(default=None, ge=0, description="Seconds or milliseconds since the epoch.")
+    timestamp: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TIMESTAMP,
+        allow_inf_nan=False,
+        description="Seconds or milliseconds since the epoch.",
+    )
     user: TrackUser | None = None
 
 

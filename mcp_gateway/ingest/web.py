@@ -19,7 +19,9 @@ from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, 
 from .geo import country_of
 
 SECONDS_CUTOFF: Final = 100_000_000_000
-"""Numeric timestamps below this are seconds, above it milliseconds."""
+"""Numeric timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
+MAX_TIMESTAMP: Final = 10**14
+"""Largest numeric timestamp an ingest body may carry (milliseconds: around the year 5000)."""
 
 MAX_URL_CHARS: Final = 2048
 
