@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -45,10 +46,12 @@ RUNNING_ON: Final = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @contextlib.asynccontextmanager
-async def gateway_process(db_path: Path) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
-    """`mcp-gateway serve` on a free port: the process and its base URL. Killed and reaped on exit."""
+async def gateway_process(db_path: Path, **settings: str) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
+    """`mcp-gateway serve` on a free port (`settings`: further MCP_GATEWAY_* variables): the process and its
+    base URL. Killed and reaped on exit."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
     env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
+    env.update({f"MCP_GATEWAY_{name.upper()}": value for name, value in settings.items()})
     command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), "--log-level", "info"]
     process = await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -147,3 +150,67 @@ async def test_every_acknowledged_event_survives_a_sigkill_exactly_once(
     assert set(stored) <= set(event_ids)  # nothing else, and (by the counts) nothing twice
     assert set(stored.values()) == {1}
     assert answered < len(event_ids)  # the kill did cut requests off in flight
+
+
+ROUNDS: Final = 5
+"""Server lives in the random-kill test; every one but the last ends in a SIGKILL at a random moment."""
+EVENTS: Final = 400
+CALL: Final = {"primitive_type": "tool", "primitive_name": "search", "latency": 3, "success": True}
+
+
+async def test_random_sigkills_and_restarts_lose_no_acknowledged_event_and_store_none_twice(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A client that retries what got no answer, against a server SIGKILLed at random moments and restarted:
+    MCP events (capture-event) and web events (/track) alike, every one acknowledged ends up stored exactly
+    once — a retry of an event committed before its answer was cut off is a duplicate, not a second row."""
+    key = await create_org_key(db_path, capsys)
+    rng = random.Random(2026)
+    session_id = str(uuid.uuid4())
+    pending = {f"evt_random_{index:04d}": "mcp" if index % 2 else "web" for index in range(EVENTS)}
+    acknowledged: set[str] = set()
+    kills = 0
+
+    for round_number in range(ROUNDS):
+        last = round_number == ROUNDS - 1
+        kill_at = -1 if last else rng.randrange(len(pending) // 3, len(pending) * 2 // 3)  # events left at the kill
+        async with gateway_process(db_path, track_rate_limit="100000") as (process, base_url):
+            limits = httpx.Limits(max_connections=CONCURRENCY)
+            async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=RUN_TIMEOUT) as http:
+                opened = await http.post(
+                    "/api/v1/capture-session",
+                    json={"session_id": session_id, "client_config": "durability-test"},
+                    headers={"X-Org-Id": key},
+                )
+                assert opened.status_code == 200, opened.text
+
+                async def send(event_id: str, kind: str, kill_at: int = kill_at) -> None:
+                    try:
+                        if kind == "mcp":
+                            body = {**CALL, "session_id": session_id, "event_id": event_id}
+                            response = await http.post("/api/v1/capture-event", json=body, headers={"X-Org-Id": key})
+                        else:
+                            body = {"event_name": "Ping", "event_id": event_id}
+                            response = await http.post("/track", json=body, headers={"X-Gateway-ID": DEMO})
+                    except httpx.TransportError:
+                        return  # cut off: retried next round
+                    assert response.status_code == 200, response.text
+                    acknowledged.add(event_id)
+                    pending.pop(event_id, None)
+                    if len(pending) == kill_at:
+                        process.send_signal(signal.SIGKILL)  # at once, with the rest in flight
+
+                with anyio.fail_after(RUN_TIMEOUT):
+                    async with anyio.create_task_group() as tg:
+                        for event_id, kind in list(pending.items()):
+                            tg.start_soon(send, event_id, kind)
+                        if not last:
+                            await process.wait()
+                            tg.cancel_scope.cancel()  # the requests the kill left hanging
+            kills += process.returncode == -signal.SIGKILL
+
+    stored = stored_event_counts(db_path)
+    assert not pending  # the last round answered every event still unacknowledged
+    assert kills == ROUNDS - 1
+    assert {event_id: stored.get(event_id, 0) for event_id in acknowledged} == dict.fromkeys(acknowledged, 1)
+    assert len(acknowledged) == EVENTS
