@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
 
 from . import histogram, sketch
 from .base import HOUR_MS, EventRow, RollupRow
@@ -142,16 +142,25 @@ def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> No
             for grain, start in (("hour", hour), ("day", hour - hour % DAY_MS)):
                 for source in (event.source, ALL_SOURCES):
                     items.setdefault((event.gateway_id, grain, start, source, kind), set()).add(at)
+    _add_to_sketch_rows(conn, "distinct_sketches", ("gateway_id", "grain", "bucket_ms", "source", "kind"), items)
+
+
+def _add_to_sketch_rows(
+    conn: sqlite3.Connection,
+    table: str,
+    key_columns: tuple[str, ...],
+    items: Mapping[tuple[Any, ...], set[tuple[int, int]]],
+) -> None:
+    """Add each key's new register positions to `table`'s sketch row for it (created when missing), and keep
+    the row's estimate beside its registers."""
+    where = " AND ".join(f"{column} = ?" for column in key_columns)
+    columns = ", ".join(key_columns)
+    marks = ", ".join("?" * (len(key_columns) + 2))
     for key, new in items.items():
-        row = conn.execute(
-            "SELECT registers FROM distinct_sketches"
-            " WHERE gateway_id = ? AND grain = ? AND bucket_ms = ? AND source = ? AND kind = ?",
-            key,
-        ).fetchone()
+        row = conn.execute(f"SELECT registers FROM {table} WHERE {where}", key).fetchone()
         registers = sketch.add(row[0] if row else sketch.EMPTY, new)
         conn.execute(
-            "INSERT INTO distinct_sketches (gateway_id, grain, bucket_ms, source, kind, registers, estimate)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, grain, bucket_ms, source, kind)"
+            f"INSERT INTO {table} ({columns}, registers, estimate) VALUES ({marks}) ON CONFLICT ({columns})"
             " DO UPDATE SET registers = excluded.registers, estimate = excluded.estimate",
             (*key, registers, sketch.estimate(registers)),
         )
@@ -191,19 +200,7 @@ def _add_to_visitor_sketches(conn: sqlite3.Connection, events: Sequence[EventRow
             items.setdefault((event.gateway_id, "page", day, web.path), set()).add(sketch.position(actor))
         source_key = (event.gateway_id, "traffic_source", day, web.traffic_source or "")  # '': none
         items.setdefault(source_key, set()).add(sketch.position(actor))
-    for key, new in items.items():
-        row = conn.execute(
-            "SELECT registers FROM visitor_sketches"
-            " WHERE gateway_id = ? AND dimension = ? AND day_ms = ? AND value = ?",
-            key,
-        ).fetchone()
-        registers = sketch.add(row[0] if row else sketch.EMPTY, new)
-        conn.execute(
-            "INSERT INTO visitor_sketches (gateway_id, dimension, day_ms, value, registers, estimate)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, dimension, day_ms, value)"
-            " DO UPDATE SET registers = excluded.registers, estimate = excluded.estimate",
-            (*key, registers, sketch.estimate(registers)),
-        )
+    _add_to_sketch_rows(conn, "visitor_sketches", ("gateway_id", "dimension", "day_ms", "value"), items)
 
 
 def _session_clients(conn: sqlite3.Connection, events: Sequence[EventRow]) -> dict[tuple[str, str], str]:
