@@ -11,10 +11,10 @@
     mcp_gateway_tracking_dropped_total{reason}                  self-tracking items dropped (queue_full, ...)
     process_*                                                   memory, CPU, open files (Linux)
 
-`route` is the matched route's template (`/analytics/leads/{lead_id}`; `unmatched` for none), so the
-label sets stay few whatever paths clients send. The store's and self-tracking's counters are read
-when Prometheus scrapes, not pushed on every write. With `MCP_GATEWAY_METRICS_TOKEN` set, a scrape must
-send it as `Authorization: Bearer`.
+`route` is the matched route's template (`/analytics/leads/{lead_id}`; `unmatched` for none) and an
+unknown method is `OTHER`, so the label sets stay few whatever paths and methods clients send. The
+store's and self-tracking's counters are read when Prometheus scrapes, not pushed on every write.
+With `MCP_GATEWAY_METRICS_TOKEN` set, a scrape must send it as `Authorization: Bearer`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from .web import ApiError
 PREFIX: Final = "mcp_gateway"
 UNMATCHED: Final = "unmatched"
 BEARER_CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD: Final = "OTHER"
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds: a tools/call answers in about a millisecond, an analytics question in tens."""
 
@@ -62,6 +64,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.registry.register(_StoreCollector(store, tracking))
         ProcessCollector(registry=self.registry)
 
@@ -75,8 +78,17 @@ class Metrics:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        if method not in METHODS:
+            method = OTHER_METHOD  # a client's made-up method must not mint label values
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # labels() validates and locks: once per label set, not per request
+            children = self._children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class RequestMetrics:

@@ -76,6 +76,7 @@ async def test_metrics_count_requests_by_route_template_and_the_events_stored(ht
     key = await create_key(http, kind="read")
     await http.get("/analytics/leads/lead_nope", headers={"Authorization": f"Bearer {key}"})
     await http.get("/no/such/page")
+    await http.request("BREW", "/health")  # a made-up method: one OTHER label, not a new one per method
 
     scraped = await scrape(http)
 
@@ -87,6 +88,7 @@ async def test_metrics_count_requests_by_route_template_and_the_events_stored(ht
         == 1
     )
     assert value(scraped, "mcp_gateway_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert value(scraped, "mcp_gateway_http_requests_total", route="/health", method="OTHER", status="405") == 1
     assert value(scraped, "mcp_gateway_http_request_duration_seconds_count", route="/track", method="POST") == 2
     assert value(scraped, "mcp_gateway_events_stored_total", source="web") == 2
     transactions = value(scraped, "mcp_gateway_writer_transactions_total")
