@@ -7,8 +7,10 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +134,12 @@ async def test_metrics_over_a_real_socket(live_http: httpx.AsyncClient) -> None:
     assert value(scraped, "mcp_gateway_http_requests_total", route="/health", method="GET", status="200") >= 1
 
 
-def test_serve_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> None:
-    """`mcp-gateway serve --log-format json`: uvicorn's startup and access lines and the gateway's own records
-    all come out as JSON objects, one a line, through a SIGTERM shutdown."""
+def serve_then_sigterm(db_path: Path, exchange: Callable[[str], None], *flags: str) -> list[str]:
+    """`mcp-gateway serve` (with `flags`) on a free port: `exchange(base_url)` runs against it, then SIGTERM and
+    a clean exit are awaited. Every line the process wrote on stderr."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
-    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN  # no token banner: every line is a log record
-    command = [gateway_executable(), "serve", "--port", "0", "--db", str(tmp_path / "g.db"), "--log-format", "json"]
+    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN  # no token banner
+    command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), *flags]
     lines: list[str] = []
     with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
         watchdog = threading.Timer(STARTUP_TIMEOUT, process.kill)
@@ -148,15 +150,50 @@ def test_serve_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) ->
                 line = process.stderr.readline()
                 assert line, "the server stopped before it listened"
                 lines.append(line)
-            assert httpx.get(f"http://127.0.0.1:{found.group(1)}/health").status_code == 200
+            exchange(f"http://127.0.0.1:{found.group(1)}")
             process.send_signal(signal.SIGTERM)
             lines += process.stderr.read().splitlines()
             assert process.wait(STARTUP_TIMEOUT) in (0, -signal.SIGTERM)  # uvicorn re-raises it after shutdown
         finally:
             watchdog.cancel()
             process.kill()
+    return lines
+
+
+def test_serve_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> None:
+    """`mcp-gateway serve --log-format json`: uvicorn's startup and access lines and the gateway's own records
+    all come out as JSON objects, one a line, through a SIGTERM shutdown."""
+
+    def exchange(base_url: str) -> None:
+        assert httpx.get(f"{base_url}/health").status_code == 200
+
+    lines = serve_then_sigterm(tmp_path / "g.db", exchange, "--log-format", "json")
 
     records = [json.loads(line) for line in lines if line.strip()]
     assert all({"ts", "level", "logger", "message"} <= set(record) for record in records)
     assert any(r["logger"] == "uvicorn.access" and "GET /health" in r["message"] for r in records)
     assert any(r["logger"] == "uvicorn.error" and "Shutting down" in r["message"] for r in records)
+
+
+def test_a_sigterm_flushes_what_self_tracking_still_held_in_memory(tmp_path: Path) -> None:
+    """Self-tracking batches MCP calls in memory (a flush every 2 s); a SIGTERM right after the calls must still
+    leave every one of them in the database."""
+    db_path = tmp_path / "g.db"
+    uris = ["pricing://current", "docs://primary", "system://hint"]
+
+    def exchange(base_url: str) -> None:
+        for index, uri in enumerate(uris):
+            body = {"jsonrpc": "2.0", "id": index, "method": "resources/read", "params": {"uri": uri}}
+            response = httpx.post(f"{base_url}/v1/mcp/sse", params={"gid": DEMO}, json=body)
+            assert response.status_code == 200 and "result" in response.json(), response.text
+
+    serve_then_sigterm(db_path, exchange)
+
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT name FROM events WHERE gateway_id = ? AND source = 'mcp' AND primitive_type = 'resource'", [DEMO]
+        ).fetchall()
+    finally:
+        conn.close()
+    assert sorted(name for (name,) in rows) == sorted(uris)
