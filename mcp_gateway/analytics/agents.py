@@ -465,17 +465,19 @@ async def conversions(asked: Asked, args: ConversionsArgs) -> Conversions:
 
 
 async def _booked_lead_ids(asked: Asked, session_ids: list[str]) -> dict[str, str | None]:
-    """The lead id each session's first successful `book_demo` call recorded (`events_by_session`): the calls come
-    latest first, so the first call's lead id is the one left in the dict."""
+    """The lead id each session's first successful `book_demo` call recorded (`events_by_session`). The calls are
+    sorted here, latest first, so the first call's lead id is the one left in the dict: with an ORDER BY, SQLite
+    would rather walk the whole gateway in time order (10M events: 10 s) than sort a handful of rows."""
     if not session_ids:
         return {}
     sessions, session_params = in_list("e.session_id", session_ids)
     rows = await asked.store.fetch(
-        f"SELECT e.session_id, e.result FROM events e WHERE e.gateway_id = ? AND {sessions} AND {BOOKED_CALL}"
-        " ORDER BY e.ts_ms DESC, e.seq DESC",
+        f"SELECT e.session_id, e.result, e.ts_ms, e.seq FROM events e WHERE e.gateway_id = ? AND {sessions}"
+        f" AND {BOOKED_CALL}",
         [asked.gateway_id, *session_params],
     )
-    return {session_id: lead_id_in(result) for session_id, result in rows}
+    rows.sort(key=lambda row: (row[2], row[3]), reverse=True)
+    return {session_id: lead_id_in(result) for session_id, result, _, _ in rows}
 
 
 def lead_id_in(result: str | None) -> str | None:
