@@ -320,10 +320,15 @@ async def _counts(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[st
     return found
 
 
-async def _visitors(asked: Asked, window: TimeWindow, plan: _Plan, groups: list[str]) -> dict[GroupKey, dict[str, int]]:
+async def _visitors(
+    asked: Asked, window: TimeWindow, plan: _Plan, groups: list[str]
+) -> dict[GroupKey, dict[str, int]] | None:
     """unique_users (and event_count) per traffic source and day, from the writer's visitor sketches
-    (`rollups.visitors_by`); the null group is the users of events without one."""
+    (`rollups.visitors_by`); the null group is the users of events without one. None under `EXACT_BELOW`
+    events: the events answer, exactly."""
     found = await _counts(asked, window, plan, groups)
+    if sum(row["event_count"] for row in found.values()) < EXACT_BELOW:
+        return None
     value_at = groups.index(SKETCHED_DIMENSION)
     time_at = next((i for i, group in enumerate(groups) if group in TIME_SIZES), None)
     pieces = [(None, window)] if plan.bucket_ms is None else _pieces(window, plan.bucket_ms)
@@ -356,9 +361,10 @@ async def _from_rollups(
     """Every group's metrics; with no groups, the one row an aggregate over no events still has. None when the
     events should answer: unique users per traffic source over fewer than `EXACT_BELOW` events, counted exactly."""
     if plan.dimension == SKETCHED_DIMENSION and "unique_users" in metrics:
-        if sum((await counts_by_name(asked.store, asked.gateway_id, window)).values()) < EXACT_BELOW:
+        visitors = await _visitors(asked, window, plan, groups)
+        if visitors is None:
             return None
-        found = await _visitors(asked, window, plan, groups)
+        found = visitors
     elif ACTIVITY_METRICS & set(metrics):
         found = await _activity(asked, window, plan, groups)
     else:
