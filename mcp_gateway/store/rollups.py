@@ -12,7 +12,8 @@ the events, so a committed event is always counted exactly once:
 - `distinct_sketches`: the same users and sessions as HyperLogLog registers per hour and day, per
   source and for all sources (`sketch.py`), with their estimates, for distinct counts over long
   windows without reading a row per user.
-- `visitor_sketches`: users per day and page viewed, and per day and traffic source, as sketches.
+- `visitor_sketches`: users per day and page viewed, and per day and traffic source, and funnel
+  actors per day and event name, as sketches with their estimates.
 - `sessions` (`session_rollup.py`), sessions per day and dimension (`session_counts.py`), and daily
   copies of `mcp_rollups` and `event_rollups`.
 
@@ -91,8 +92,9 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
     before = session_rows(conn, batch_sessions)
     add_to_sessions(conn, events, clients)
     add_to_session_counts(conn, before, session_rows(conn, batch_sessions))
-    _add_to_sketches(conn, events)
-    _add_to_visitor_sketches(conn, events)
+    positions: dict[str, tuple[int, int]] = {}  # each user's and session's hash, once a batch
+    _add_to_sketches(conn, events, positions)
+    _add_to_visitor_sketches(conn, events, positions)
     counts: Counter[tuple[str, int, str, str, str, str]] = Counter()
     activity: Counter[tuple[str, int, str, str, str]] = Counter()
     for event in events:
@@ -126,19 +128,26 @@ def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None
     )
 
 
-def _add_to_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+def _position(positions: dict[str, tuple[int, int]], item: str) -> tuple[int, int]:
+    """`sketch.position(item)`, hashed once per batch."""
+    at = positions.get(item)
+    if at is None:
+        at = positions[item] = sketch.position(item)
+    return at
+
+
+def _add_to_sketches(
+    conn: sqlite3.Connection, events: Sequence[EventRow], positions: dict[str, tuple[int, int]]
+) -> None:
     """Add each event's user and session to the sketches of its hour and day, for its source and for
     `ALL_SOURCES`, and keep each sketch's estimate beside it (a per-hour series reads numbers, not registers)."""
     items: dict[tuple[str, str, int, str, str], set[tuple[int, int]]] = {}
-    positions: dict[str, tuple[int, int]] = {}
     for event in events:
         hour = hour_of(event.ts_ms)
         for kind, item in (("users", actor_of(event)), ("sessions", event.session_id or "")):
             if not item:
                 continue
-            at = positions.get(item)
-            if at is None:
-                at = positions[item] = sketch.position(item)
+            at = _position(positions, item)
             for grain, start in (("hour", hour), ("day", hour - hour % DAY_MS)):
                 for source in (event.source, ALL_SOURCES):
                     items.setdefault((event.gateway_id, grain, start, source, kind), set()).add(at)
@@ -183,23 +192,23 @@ def funnel_actor(event: EventRow) -> str | None:
     return (event.web.anonymous_id if event.web else None) or event.session_id
 
 
-def _add_to_visitor_sketches(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+def _add_to_visitor_sketches(
+    conn: sqlite3.Connection, events: Sequence[EventRow], positions: dict[str, tuple[int, int]]
+) -> None:
     """Add each web or server event's user to the sketches of its day and page (page views) and traffic source,
     and each event's funnel actor to the sketch of its day and name."""
     items: dict[tuple[str, str, int, str], set[tuple[int, int]]] = {}
     for event in events:
-        funnel = funnel_actor(event)
-        if funnel:
-            day = event.ts_ms - event.ts_ms % DAY_MS
-            items.setdefault((event.gateway_id, "event", day, event.name), set()).add(sketch.position(funnel))
+        day = event.ts_ms - event.ts_ms % DAY_MS
+        if funnel := funnel_actor(event):
+            items.setdefault((event.gateway_id, "event", day, event.name), set()).add(_position(positions, funnel))
         actor, web = actor_of(event), event.web
         if not actor or web is None:
             continue
-        day = event.ts_ms - event.ts_ms % DAY_MS
+        at = _position(positions, actor)
         if web.path and event.name in PAGE_VIEW_NAMES:
-            items.setdefault((event.gateway_id, "page", day, web.path), set()).add(sketch.position(actor))
-        source_key = (event.gateway_id, "traffic_source", day, web.traffic_source or "")  # '': none
-        items.setdefault(source_key, set()).add(sketch.position(actor))
+            items.setdefault((event.gateway_id, "page", day, web.path), set()).add(at)
+        items.setdefault((event.gateway_id, "traffic_source", day, web.traffic_source or ""), set()).add(at)  # '': none
     _add_to_sketch_rows(conn, "visitor_sketches", ("gateway_id", "dimension", "day_ms", "value"), items)
 
 
