@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
@@ -170,6 +170,30 @@ class WriterStats:
         self.failed_transactions += failed
         self.jobs += jobs
         self.batch_sizes[sum(1 for bound in BATCH_SIZE_BUCKETS if jobs > bound)] += 1
+
+
+class Cursor(Protocol):
+    """What a statement run on a `Connection` gives back (a DB-API cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A database connection as the writer's jobs use it: SQL with `?` placeholders, portable between SQLite and
+    PostgreSQL (whose store rewrites the placeholders). `sqlite3.Connection` is one as it is."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def close(self) -> None: ...
 
 
 class Store(Protocol):

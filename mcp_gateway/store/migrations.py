@@ -10,7 +10,17 @@ whose rollups are missing rebuilds them.
 
 from __future__ import annotations
 
-from typing import Final
+import logging
+import time
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+from .base import Connection
+from .writer import transaction
+
+logger = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=Connection)
 
 MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (
@@ -334,3 +344,22 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         """,
     ),
 )
+
+
+def apply_migrations(
+    conn: C, begin: Callable[[C], None], translate: Callable[[str], str] = lambda sql: sql
+) -> set[int]:
+    """Apply pending migrations in one transaction (`begin` starts it and takes whatever lock keeps two processes
+    from migrating at once); the versions this call applied. `translate` adapts a statement to the database."""
+    with transaction(conn, begin):
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT)")
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        pending = {version for version, _ in MIGRATIONS} - applied
+        for version, script in MIGRATIONS:
+            if version in applied:
+                continue
+            for statement in filter(None, (s.strip() for s in script.split(";"))):
+                conn.execute(translate(statement))
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
+            logger.info("applied schema migration %d", version)
+    return pending

@@ -24,13 +24,13 @@ UPDATE`), so the PostgreSQL store can share it.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from . import histogram, sketch
-from .base import HOUR_MS, EventRow, RollupRow
+from .base import HOUR_MS, Connection, EventRow, RollupRow
+from .lookup import rows_by_ids
 from .session_counts import add_to_session_counts, session_rows
 from .session_rollup import PAGE_VIEW_NAMES, add_to_sessions, referrer_host
 
@@ -81,7 +81,7 @@ def _dimension_values(event: EventRow, client: str | None) -> Iterable[tuple[str
         yield "client", client
 
 
-def add_to_rollups(conn: sqlite3.Connection, events: Sequence[EventRow]) -> None:
+def add_to_rollups(conn: Connection, events: Sequence[EventRow]) -> None:
     """Fold newly stored events into every rollup, in the caller's transaction."""
     if not events:
         return
@@ -136,9 +136,7 @@ def _position(positions: dict[str, tuple[int, int]], item: str) -> tuple[int, in
     return at
 
 
-def _add_to_sketches(
-    conn: sqlite3.Connection, events: Sequence[EventRow], positions: dict[str, tuple[int, int]]
-) -> None:
+def _add_to_sketches(conn: Connection, events: Sequence[EventRow], positions: dict[str, tuple[int, int]]) -> None:
     """Add each event's user and session to the sketches of its hour and day, for its source and for
     `ALL_SOURCES`, and keep each sketch's estimate beside it (a per-hour series reads numbers, not registers)."""
     items: dict[tuple[str, str, int, str, str], set[tuple[int, int]]] = {}
@@ -155,7 +153,7 @@ def _add_to_sketches(
 
 
 def _add_to_sketch_rows(
-    conn: sqlite3.Connection,
+    conn: Connection,
     table: str,
     key_columns: tuple[str, ...],
     items: Mapping[tuple[Any, ...], set[tuple[int, int]]],
@@ -193,7 +191,7 @@ def funnel_actor(event: EventRow) -> str | None:
 
 
 def _add_to_visitor_sketches(
-    conn: sqlite3.Connection, events: Sequence[EventRow], positions: dict[str, tuple[int, int]]
+    conn: Connection, events: Sequence[EventRow], positions: dict[str, tuple[int, int]]
 ) -> None:
     """Add each web or server event's user to the sketches of its day and page (page views) and traffic source,
     and each event's funnel actor to the sketch of its day and name."""
@@ -212,29 +210,14 @@ def _add_to_visitor_sketches(
     _add_to_sketch_rows(conn, "visitor_sketches", ("gateway_id", "dimension", "day_ms", "value"), items)
 
 
-def _session_clients(conn: sqlite3.Connection, events: Sequence[EventRow]) -> dict[tuple[str, str], str]:
-    """client_config of the MCP sessions `events` belong to, 500 ids per query."""
-    wanted: dict[str, set[str]] = {}
-    for event in events:
-        if event.source == "mcp" and event.session_id:
-            wanted.setdefault(event.gateway_id, set()).add(event.session_id)
-    found: dict[tuple[str, str], str] = {}
-    for gateway_id, ids in wanted.items():
-        id_list = sorted(ids)
-        for start in range(0, len(id_list), 500):
-            chunk = id_list[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            rows = conn.execute(
-                f"SELECT id, client_config FROM mcp_sessions WHERE gateway_id = ? AND id IN ({marks})",
-                (gateway_id, *chunk),
-            )
-            found.update(((gateway_id, row[0]), row[1]) for row in rows)
-    return found
+def _session_clients(conn: Connection, events: Sequence[EventRow]) -> dict[tuple[str, str], str]:
+    """client_config of the MCP sessions `events` belong to."""
+    keys = {(e.gateway_id, e.session_id) for e in events if e.source == "mcp" and e.session_id}
+    select = "SELECT gateway_id, id, client_config FROM mcp_sessions WHERE gateway_id = ? AND id IN"
+    return {(row[0], row[1]): row[2] for row in rows_by_ids(conn, select, keys)}
 
 
-def _add_to_mcp_rollups(
-    conn: sqlite3.Connection, events: Sequence[EventRow], table: str, column: str, period_ms: int
-) -> None:
+def _add_to_mcp_rollups(conn: Connection, events: Sequence[EventRow], table: str, column: str, period_ms: int) -> None:
     deltas: dict[tuple[str, int, str, str, str], RollupRow] = {}
     for event in events:
         if event.source != "mcp" or event.primitive_type is None:
@@ -305,15 +288,17 @@ ROLLUP_TABLES: Final = (
     "session_counts",
     "visitor_sketches",
 )
+ROLLUP_MIGRATIONS: Final = frozenset({4, 6, 8, 9, 10, 13, 14, 16})
+"""Migrations that add rollup tables: applying one to a database with events rebuilds the rollups."""
 _REBUILD_CHUNK: Final = 20_000
 
 
 def rebuild_rollups_if_stale(
-    conn: sqlite3.Connection, load: Callable[[int, int], list[EventRow]], *, migrated: bool = False
+    conn: Connection, load: Callable[[int, int], list[EventRow]], *, migrated: bool = False
 ) -> None:
-    """Rebuild all rollups from the events when this open `migrated` the database to a version with
-    new rollup tables, or the rollups are empty while events exist; the writer keeps them current
-    from then on.
+    """Rebuild all rollups from the events, in the caller's transaction, when this open `migrated` the database
+    to a version with new rollup tables, or the rollups are empty while events exist; the writer keeps them
+    current from then on.
 
     `load(after_seq, limit)` reads the next events in insertion order, as `EventRow`s with their seq.
     """
@@ -322,18 +307,12 @@ def rebuild_rollups_if_stale(
     always_filled = ("event_rollups", "activity_rollups", "event_rollups_daily")  # by any event
     if not migrated and all(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() for t in always_filled):
         return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table in ROLLUP_TABLES:
-            conn.execute(f"DELETE FROM {table}")
-        last = 0
-        while True:
-            batch = load(last, _REBUILD_CHUNK)
-            if not batch:
-                break
-            add_to_rollups(conn, batch)
-            last = batch[-1].seq or last
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    for table in ROLLUP_TABLES:
+        conn.execute(f"DELETE FROM {table}")
+    last = 0
+    while True:
+        batch = load(last, _REBUILD_CHUNK)
+        if not batch:
+            break
+        add_to_rollups(conn, batch)
+        last = batch[-1].seq or last

@@ -25,13 +25,13 @@ only grow: a visitor stays in a sketch the session has left (a late event that m
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from . import histogram, sketch
-from .base import HOUR_MS
+from .base import HOUR_MS, Connection
+from .lookup import rows_by_ids
 
 DAY_MS: Final = 24 * HOUR_MS
 SECOND_MS: Final = 1000
@@ -136,26 +136,14 @@ def contributions(row: SessionFacts, dimensions: Container[str] = DIMENSIONS) ->
         yield key("client", row.client), Tally(1, 0, row.calls, row.errors, row.latency_ms)
 
 
-def session_rows(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SessionFacts]:
-    """The `sessions` rows of (gateway_id, session id) `keys`, 500 ids per query."""
-    wanted: dict[str, list[str]] = {}
-    for gateway_id, session_id in keys:
-        wanted.setdefault(gateway_id, []).append(session_id)
-    found: dict[tuple[str, str], SessionFacts] = {}
-    for gateway_id, ids in wanted.items():
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ? AND id IN ({marks})", (gateway_id, *chunk)
-            ):
-                facts = SessionFacts(*row)
-                found[(facts.gateway_id, facts.id)] = facts
-    return found
+def session_rows(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], SessionFacts]:
+    """The `sessions` rows of (gateway_id, session id) `keys`."""
+    select = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE gateway_id = ? AND id IN"
+    return {(facts.gateway_id, facts.id): facts for facts in map(SessionFacts._make, rows_by_ids(conn, select, keys))}
 
 
 def add_to_session_counts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     before: Mapping[tuple[str, str], SessionFacts],
     after: Mapping[tuple[str, str], SessionFacts],
 ) -> None:

@@ -9,13 +9,12 @@ order batches arrive in (portable SQL: `CASE`, not SQLite's two-argument `MIN`/`
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
-from .base import EventRow
+from .base import Connection, EventRow
 
 PAGE_VIEW_NAMES: Final = frozenset({"page_view", "PageView", "$pageview"})
 """Event names that are page views (seed 002, seed 000's tracker.js, seed 004)."""
@@ -143,9 +142,7 @@ ON CONFLICT (gateway_id, id) DO UPDATE SET
 """Every SET expression reads the row as it was before the update (SQLite and PostgreSQL alike)."""
 
 
-def add_to_sessions(
-    conn: sqlite3.Connection, events: Sequence[EventRow], clients: Mapping[tuple[str, str], str]
-) -> None:
+def add_to_sessions(conn: Connection, events: Sequence[EventRow], clients: Mapping[tuple[str, str], str]) -> None:
     """Fold newly stored events into their sessions' rows, in the caller's transaction.
 
     `clients` maps (gateway_id, session id) to the MCP session's client_config.

@@ -1,0 +1,183 @@
+"""The group-commit writer both stores share: one connection, one thread, many jobs per transaction.
+
+Every write is a job handed to the writer thread. The writer takes every job that is waiting (up to
+`MAX_BATCH_JOBS`), runs each inside its own SAVEPOINT of one transaction, and commits once: concurrent
+writers share one commit (one fsync), and a failing job rolls back alone. A write's coroutine returns
+only after that COMMIT, so a caller that answers 2xx after `await writer.write(...)` has answered for
+data that is durably stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+import anyio.to_thread
+
+from ..errors import ConflictError, StorageError
+from .base import Connection, WriterStats
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+C = TypeVar("C", bound=Connection)
+
+MAX_BATCH_JOBS: Final = 1000
+"""Most write jobs the writer folds into one transaction."""
+
+_STOP: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Driver(Generic[C]):
+    """What the writer needs to know of one database: how to connect, how to begin a write transaction,
+    and which driver exceptions mean what."""
+
+    connect: Callable[[], C]
+    begin: Callable[[C], None]
+    """Start the write transaction (and take whatever lock orders writers across processes)."""
+    error: type[Exception]
+    """The driver's base exception: the database failed."""
+    integrity_error: type[Exception]
+    """A constraint refused the write: `ConflictError`."""
+    after_batch: Callable[[C], None] = lambda conn: None
+    """Run on the writer thread after each committed transaction (SQLite refreshes planner statistics)."""
+
+
+@contextmanager
+def transaction(conn: C, begin: Callable[[C], None]) -> Iterator[C]:
+    """One transaction on `conn`: committed when the block ends, rolled back when it raises."""
+    begin(conn)
+    try:
+        yield conn
+    except BaseException:
+        rollback(conn)
+        raise
+    conn.execute("COMMIT")
+
+
+def rollback(conn: Connection) -> None:
+    """Roll back whatever is open; a connection that cannot even do that is the caller's next problem."""
+    try:
+        conn.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - no transaction open, or the connection is gone
+        logger.debug("rollback failed", exc_info=True)
+
+
+_Job = tuple[Callable[[Any], Any], "concurrent.futures.Future[Any]"]
+
+
+class GroupCommitWriter(Generic[C]):
+    """A writer thread owning one connection of `driver`; `write(job)` runs `job(conn)` in its next transaction."""
+
+    def __init__(self, driver: Driver[C], conn: C, stats: WriterStats, *, name: str) -> None:
+        self._driver = driver
+        self._conn: C | None = conn
+        self._stats = stats
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def queue_depth(self) -> int:
+        return self._jobs.qsize()
+
+    async def write(self, job: Callable[[C], T]) -> T:
+        """Run `job` in the writer's next transaction; return once that transaction committed."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._jobs.put((job, future))
+        return await asyncio.wrap_future(future)
+
+    async def stop(self) -> None:
+        """Commit every job queued so far, then close the connection."""
+        self._jobs.put(_STOP)
+        await anyio.to_thread.run_sync(self._thread.join)
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is _STOP:
+                    return
+                batch: list[_Job] = [first]  # type: ignore[list-item]
+                stop = False
+                while len(batch) < MAX_BATCH_JOBS:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop = True
+                        break
+                    batch.append(job)  # type: ignore[arg-type]
+                self._commit_batch(batch)
+                if stop:
+                    return
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _connection(self) -> C:
+        """The writer's connection, opened again if a failure closed it."""
+        if self._conn is None:
+            self._conn = self._driver.connect()
+        return self._conn
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        driver = self._driver
+        outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        try:
+            conn = self._connection()
+            with transaction(conn, driver.begin):
+                for job, future in batch:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        result = job(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO job")
+                        outcomes.append((future, None, exc))
+                    else:
+                        outcomes.append((future, result, None))
+                    conn.execute("RELEASE job")
+        except driver.error as exc:
+            logger.exception("write transaction of %d jobs failed", len(batch))
+            self._drop_if_broken()
+            error = StorageError(f"write failed: {exc}")
+            for _, future in batch:
+                future.set_exception(error)
+            self._stats.record_batch(len(batch), failed=True)
+            return
+        self._stats.record_batch(len(batch))
+        for future, result, failure in outcomes:
+            if failure is None:
+                future.set_result(result)
+            elif isinstance(failure, driver.integrity_error):
+                future.set_exception(ConflictError(str(failure)))
+            elif isinstance(failure, driver.error):
+                future.set_exception(StorageError(str(failure)))
+            else:
+                future.set_exception(failure)
+        try:
+            driver.after_batch(conn)
+        except driver.error:
+            logger.exception("the writer's after-batch work failed")
+
+    def _drop_if_broken(self) -> None:
+        """Close a connection that no longer answers, so the next batch opens a new one."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            conn.execute("SELECT 1").fetchone()
+        except self._driver.error:
+            self._conn = None
+            try:
+                conn.close()
+            except self._driver.error:
+                pass
