@@ -87,14 +87,12 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
     """What `mcp-gateway serve --db PATH` serves (`create_app(Settings)`), with its SQLite writer counted.
 
     `settings` override `Settings` fields (e.g. `track_rate_limit`), as CLI flags would.
-    The store is `SQLiteStore` with three methods wrapped, nothing else changed: the writer thread's
-    `_commit_batch` (one call per transaction: jobs in it and seconds from BEGIN to after COMMIT,
-    fsync included), and `capture` and `capture_web` (events handed to the writer). `GET /bench/writer`
-    answers the running totals `{"commits", "jobs", "events", "busy_s", "max_jobs"}`; `commits` stays 0
-    if a future store stops calling `_commit_batch`.
+    The store is `SQLiteStore` with `capture` and `capture_web` wrapped to count the events handed to the
+    writer; the rest comes from the store's own `writer_stats` (transactions, jobs in them, seconds from BEGIN
+    to after COMMIT, fsync included). `GET /bench/writer` answers the running totals
+    `{"commits", "jobs", "events", "busy_s", "max_jobs"}`.
     """
     import secrets
-    import sqlite3
 
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -107,27 +105,16 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
     class CountingStore(SQLiteStore):
         def __init__(self, path: Path) -> None:
             super().__init__(path)
-            self.counts: dict[str, float] = {"commits": 0, "jobs": 0, "events": 0, "busy_s": 0.0, "max_jobs": 0}
-
-        def _commit_batch(self, conn: sqlite3.Connection, batch: list[Any]) -> None:  # the writer thread
-            started = time.perf_counter()
-            try:
-                super()._commit_batch(conn, batch)
-            finally:
-                counts = self.counts
-                counts["busy_s"] += time.perf_counter() - started
-                counts["commits"] += 1
-                counts["jobs"] += len(batch)
-                counts["max_jobs"] = max(counts["max_jobs"], len(batch))
+            self.events = 0
 
         async def capture(
             self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
         ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
-            self.counts["events"] += len(events)
+            self.events += len(events)
             return await super().capture(sessions, events)
 
         async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
-            self.counts["events"] += len(events)
+            self.events += len(events)
             return await super().capture_web(events)
 
     store = CountingStore(db_path)
@@ -135,7 +122,16 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
     app = create_app(Settings.from_env(None, db_path=db_path, **overrides), store=store)
 
     async def writer(_: Request) -> JSONResponse:
-        return JSONResponse(dict(store.counts))
+        stats = store.writer_stats
+        return JSONResponse(
+            {
+                "commits": stats.transactions,
+                "jobs": stats.jobs,
+                "events": store.events,
+                "busy_s": stats.busy_seconds,
+                "max_jobs": stats.max_jobs,
+            }
+        )
 
     app.router.routes.insert(0, Route("/bench/writer", writer, methods=["GET"]))
     return app

@@ -137,6 +137,9 @@ class _StoreCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_writer_failed_transactions", "Write transactions rolled back", value=stats.failed_transactions
         )
+        yield CounterMetricFamily(
+            f"{PREFIX}_writer_busy_seconds", "Time the writer spent in transactions", value=stats.busy_seconds
+        )
         cumulative, buckets = 0, []
         for bound, count in zip((*map(str, BATCH_SIZE_BUCKETS), "+Inf"), stats.batch_sizes, strict=True):
             cumulative += count

@@ -17,6 +17,7 @@ import pytest
 from mcp_gateway.errors import ConflictError, NotFoundError, StorageError
 from mcp_gateway.leads import DEDUPE_WINDOW_MS
 from mcp_gateway.store import GatewayRecord, LeadRecord, SQLiteStore
+from mcp_gateway.store.base import Connection
 from mcp_gateway.store.migrations import MIGRATIONS
 
 NOW_MS = 1_800_000_000_000
@@ -126,7 +127,7 @@ async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(stor
     writer_busy = threading.Event()
     release_writer = threading.Event()
 
-    def hold_the_writer(_: sqlite3.Connection) -> None:
+    def hold_the_writer(_: Connection) -> None:
         writer_busy.set()
         release_writer.wait(WAIT)
 

@@ -164,11 +164,17 @@ class WriterStats:
     """Transactions per bucket of jobs in them (`BATCH_SIZE_BUCKETS`, then above them all); not cumulative."""
     events_stored: Counter[str] = field(default_factory=Counter)
     """New events committed, by source."""
+    busy_seconds: float = 0.0
+    """Time the writer spent in transactions (its commits' waits included)."""
+    max_jobs: int = 0
+    """The most jobs one transaction held."""
 
-    def record_batch(self, jobs: int, *, failed: bool = False) -> None:
+    def record_batch(self, jobs: int, seconds: float, *, failed: bool = False) -> None:
         self.transactions += 1
         self.failed_transactions += failed
         self.jobs += jobs
+        self.busy_seconds += seconds
+        self.max_jobs = max(self.max_jobs, jobs)
         self.batch_sizes[sum(1 for bound in BATCH_SIZE_BUCKETS if jobs > bound)] += 1
 
 

@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,6 +133,7 @@ class GroupCommitWriter(Generic[C]):
     def _commit_batch(self, batch: list[_Job]) -> None:
         driver = self._driver
         outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
+        started = time.perf_counter()
         try:
             conn = self._connection()
             with transaction(conn, driver.begin):
@@ -151,9 +153,9 @@ class GroupCommitWriter(Generic[C]):
             error = StorageError(f"write failed: {exc}")
             for _, future in batch:
                 future.set_exception(error)
-            self._stats.record_batch(len(batch), failed=True)
+            self._stats.record_batch(len(batch), time.perf_counter() - started, failed=True)
             return
-        self._stats.record_batch(len(batch))
+        self._stats.record_batch(len(batch), time.perf_counter() - started)
         for future, result, failure in outcomes:
             if failure is None:
                 future.set_result(result)
