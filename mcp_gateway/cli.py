@@ -7,8 +7,11 @@
     mcp-gateway keys create --gateway ID --kind org|pk|sk|read [--name NAME]   (prints only the key)
     mcp-gateway keys list --gateway ID | revoke --gateway ID KEY_ID
     mcp-gateway events tail [--gateway ID] [--json] [--once]
+    mcp-gateway migrate-db --db PATH --database-url URL    (copy a SQLite database into an empty PostgreSQL one)
 
-`--db` defaults to `MCP_GATEWAY_DB`, then `./mcp-gateway.db`. Exit codes: 0 ok, 1 failed, 2 usage.
+`--db` defaults to `MCP_GATEWAY_DB`, then `./mcp-gateway.db`. `--database-url postgresql://...` (or
+`MCP_GATEWAY_DATABASE_URL`) stores everything in PostgreSQL instead, and then `--db` is not used.
+Exit codes: 0 ok, 1 failed, 2 usage.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
 from .keys import KEY_KINDS, KeyService
 from .logs import LOG_FORMATS, LogFormat
-from .store import SQLiteStore, Store
+from .store import Store, store_for
+from .store.transfer import Copied, copy_sqlite_to_postgres
 from .tail import DEFAULT_BACKLOG, as_json, as_line, stored_rows
 
 
@@ -108,11 +112,34 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="one JSON object per line, the stored fields")
     tail.add_argument("--once", action="store_true", help="print everything stored, then exit")
     _add_db(tail)
+
+    migrate = commands.add_parser(
+        "migrate-db", help="copy the SQLite database (--db) into an empty PostgreSQL database (--database-url)"
+    )
+    _add_db(migrate)
     return parser
+
+
+async def _migrate_db(settings: Settings) -> int:
+    if settings.database_url is None:
+        return _fail("migrate-db needs --database-url (or MCP_GATEWAY_DATABASE_URL): the PostgreSQL database to fill")
+
+    def report(copied: Copied) -> None:
+        print(f"{copied.table}\t{copied.rows} rows", flush=True)
+
+    copied = await copy_sqlite_to_postgres(settings.db_path, settings.database_url, report)
+    print(f"copied {sum(c.rows for c in copied)} rows of {len(copied)} tables from {settings.db_path}")
+    return 0
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite file (env MCP_GATEWAY_DB)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL instead of SQLite: postgresql://user:password@host:port/dbname (env MCP_GATEWAY_DATABASE_URL)",
+    )
 
 
 def _version() -> str:
@@ -134,7 +161,7 @@ def _load_manifest(path: Path) -> AgentManifest:
 
 
 async def _with_store(settings: Settings, work: Callable[[Store, GatewayDirectory], Awaitable[int]]) -> int:
-    store = SQLiteStore(settings.db_path)
+    store = store_for(settings.database_url, settings.db_path)
     await store.open()
     try:
         directory = GatewayDirectory(store, cache_seconds=0)
@@ -230,7 +257,7 @@ def _stdio(settings: Settings, gateway_id: str) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        overrides: dict[str, Any] = {"db_path": args.db}
+        overrides: dict[str, Any] = {"db_path": args.db, "database_url": args.database_url}
         if args.command == "serve":
             overrides |= {"host": args.host, "port": args.port}
             if args.allowed_hosts:
@@ -240,6 +267,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _serve(settings, args.log_level, args.log_format)
         if args.command == "stdio":
             return _stdio(settings, args.gateway)
+        if args.command == "migrate-db":
+            return asyncio.run(_migrate_db(settings))
         work = {"keys": _keys, "events": _events, "gateways": _gateways}[args.command]
         return asyncio.run(_with_store(settings, lambda store, directory: work(args, store, directory)))
     except ValidationError as exc:

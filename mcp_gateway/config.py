@@ -43,6 +43,8 @@ class Settings(BaseModel):
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     db_path: Path = Path(DEFAULT_DB_PATH)
+    database_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    """A PostgreSQL server (`postgresql://user:password@host:port/dbname`); when set, `db_path` is not used."""
     admin_token: str | None = Field(default=None, min_length=16)
     metrics_token: str | None = Field(default=None, min_length=16)
     """When set, `GET /metrics` wants it as `Authorization: Bearer`; unset, /metrics is open like /health."""
@@ -60,6 +62,8 @@ class Settings(BaseModel):
         values: dict[str, object] = {}
         if db := env.get(ENV_PREFIX + "DB"):
             values["db_path"] = Path(db)
+        if url := env.get(ENV_PREFIX + "DATABASE_URL"):
+            values["database_url"] = url
         if token := env.get(ENV_PREFIX + "ADMIN_TOKEN"):
             values["admin_token"] = token
         if token := env.get(ENV_PREFIX + "METRICS_TOKEN"):

@@ -20,7 +20,7 @@ from .gateways import GatewayDirectory
 from .ingest import Ingestor, WebIngestor, geo
 from .keys import KeyService
 from .privacy import IpHasher
-from .store import SQLiteStore, Store
+from .store import Store, store_for
 from .tracking import LocalSink, Tracker, track_mcp
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
-        store = store or SQLiteStore(settings.db_path)
+        store = store or store_for(settings.database_url, settings.db_path)
         hash_ip = IpHasher()
         ingestor = Ingestor(store, hash_ip)
         return cls(

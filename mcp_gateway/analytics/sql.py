@@ -62,7 +62,9 @@ def property_number(dialect: Dialect, key: str) -> tuple[str, list[object]]:
 
 
 def in_list(column: str, values: Sequence[object]) -> tuple[str, list[object]]:
-    """`column IN (?, ?, ...)` and its parameters (`values` must not be empty)."""
+    """`column IN (?, ?, ...)` and its parameters; for no values, a condition no row meets (PostgreSQL has no IN ())."""
+    if not values:
+        return "1 = 0", []
     return f"{column} IN ({', '.join('?' for _ in values)})", list(values)
 
 

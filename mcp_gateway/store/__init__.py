@@ -1,5 +1,7 @@
 """Persistence: the `Store` protocol and its implementations."""
 
+from pathlib import Path
+
 from .base import (
     BATCH_SIZE_BUCKETS,
     CaptureStatus,
@@ -15,7 +17,16 @@ from .base import (
     WebFields,
     WriterStats,
 )
+from .postgres import PostgresStore
 from .sqlite import SQLiteStore
+
+
+def store_for(database_url: str | None, db_path: Path) -> Store:
+    """The store settings ask for: PostgreSQL at `database_url` when one is given, else the SQLite file `db_path`."""
+    if database_url:
+        return PostgresStore(database_url)
+    return SQLiteStore(db_path)
+
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -26,10 +37,12 @@ __all__ = [
     "KeyKind",
     "KeyRecord",
     "LeadRecord",
+    "PostgresStore",
     "RollupRow",
     "SQLiteStore",
     "SessionRow",
     "Store",
     "WebFields",
     "WriterStats",
+    "store_for",
 ]

@@ -92,7 +92,7 @@ def _event_values(event: EventRow) -> tuple[object, ...]:
         event.error_type,
         event.args,
         event.result,
-        None if event.properties is None else json.dumps(event.properties),
+        None if event.properties is None else _json_text(event.properties),
         event.ts_ms,
         event.received_at_ms,
         *dataclasses.astuple(web),
@@ -100,6 +100,24 @@ def _event_values(event: EventRow) -> tuple[object, ...]:
 
 
 _NO_WEB: Final = WebFields()
+
+
+def _json_text(value: Any) -> str:
+    """`value` as JSON text, with U+FFFD for any NUL character in it: PostgreSQL's jsonb, which the analytics read
+    properties as, refuses `\\u0000`, and one such row would fail every question over its events. Both databases
+    store the same text."""
+    text = json.dumps(value)
+    return json.dumps(_without_nul(value)) if "\\u0000" in text else text
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 _ROWS_PER_INSERT: Final = 500
