@@ -1,7 +1,8 @@
 # Two commands on a fresh clone with only Python >= 3.11 present:
 #   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000
-#   make test    install if needed (Chromium too, for the browser test), then ruff, mypy --strict, pytest and
-#                the MCP conformance suite
+#   make test    install if needed (Chromium for the browser tests, PostgreSQL for the suite's second run), then
+#                ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL) and the MCP
+#                conformance suite
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: serve test lint typecheck chromium pytest conformance bench clean
+.PHONY: serve test lint typecheck chromium postgres pytest conformance bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +31,10 @@ typecheck: $(BENCH_STAMP)  # mypy checks bench/ too, which imports duckdb
 chromium:
 	bash scripts/install_chromium.sh
 
-pytest: $(STAMP) chromium
+postgres:  # the server binaries; the tests start their own server on a free loopback port
+	bash scripts/install_postgres.sh
+
+pytest: $(STAMP) chromium postgres
 	$(BIN)/pytest -q
 
 conformance: $(STAMP)

@@ -1,7 +1,13 @@
-"""Fixtures: a temporary database, the app in-process (httpx ASGITransport) and the app on a real socket."""
+"""Fixtures: a temporary database, the app in-process (httpx ASGITransport) and the app on a real socket.
+
+Every test that uses the database runs twice, as the `backend` parameter says: on a SQLite file and on a
+database of a real PostgreSQL server the tests start (`tests/postgres.py`). Without PostgreSQL on the
+machine the PostgreSQL runs are skipped, except under CI (`CI` set), where they fail.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +17,16 @@ from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
 
-from .support import ADMIN_TOKEN, BoundedASGITransport, LiveServer, lifespan_running, serve_in_thread
+from .postgres import PostgresServer, PostgresUnavailable, database_for, running_server
+from .support import (
+    ADMIN_TOKEN,
+    BoundedASGITransport,
+    LiveServer,
+    lifespan_running,
+    serve_in_thread,
+)
+
+BACKENDS = ("sqlite", "postgresql")
 
 
 @pytest.fixture
@@ -19,9 +34,45 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "gateway.db"
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        with running_server() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def settings(db_path: Path) -> Settings:
-    return Settings(db_path=db_path, admin_token=ADMIN_TOKEN)
+def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """This test's database on its `backend`: None for SQLite (the file `db_path`), else a PostgreSQL URL."""
+    with database_for(backend, request) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_backend(request: pytest.FixtureRequest) -> str:
+    """`backend` for what a whole module shares."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(module_backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`database_url` for a server a whole module shares."""
+    with database_for(module_backend, request) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(db_path: Path, database_url: str | None) -> Settings:
+    return Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN)
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import sqlite3
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -15,10 +17,11 @@ from typing import Any, Final, Protocol
 
 import anyio
 import httpx
+import psycopg
 import uvicorn
 from mcp.client.client import Client
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     CLIENT_CAPABILITIES_META_KEY,
@@ -32,9 +35,13 @@ from mcp.types import (
     ReadResourceResult,
 )
 from mcp.types.version import LATEST_HANDSHAKE_VERSION, LATEST_MODERN_VERSION
+from psycopg.rows import dict_row
 from starlette.applications import Starlette
 
+from mcp_gateway.store.postgres import to_pg
+
 ADMIN_TOKEN: Final = "test-admin-token-0123456789abcdef"
+DATABASE_URL_VARIABLE: Final = "MCP_GATEWAY_DATABASE_URL"
 ADMIN_HEADERS: Final = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DEMO: Final = "demo"
 
@@ -277,6 +284,25 @@ def expected_protocol_version(transport: str) -> str:
     return "-".join(transport.split("-")[-3:])
 
 
+def gateway_environment() -> dict[str, str]:
+    """The environment the MCP SDK gives a stdio server (a safe few variables), plus this test's database URL."""
+    env = get_default_environment()
+    if url := database_url():
+        env[DATABASE_URL_VARIABLE] = url
+    return env
+
+
+def serve_environment(**settings: str) -> dict[str, str]:
+    """The environment for an `mcp-gateway serve` a test starts: this one without `MCP_GATEWAY_*` variables but
+    the test's database URL, with the test admin token and `settings` as further `MCP_GATEWAY_*` variables."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
+    if url := database_url():
+        env[DATABASE_URL_VARIABLE] = url
+    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN  # no token banner
+    env.update({f"MCP_GATEWAY_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
 def gateway_executable() -> str:
     """The `mcp-gateway` console script of the environment running the tests."""
     return str(Path(sys.executable).with_name("mcp-gateway"))
@@ -299,7 +325,9 @@ async def connect(transport: str, server: LiveServer, gateway_id: str = DEMO) ->
                 yield client
         elif transport.startswith("stdio-"):
             params = StdioServerParameters(
-                command=gateway_executable(), args=["stdio", "--gateway", gateway_id, "--db", str(server.db_path)]
+                command=gateway_executable(),
+                args=["stdio", "--gateway", gateway_id, "--db", str(server.db_path)],
+                env=gateway_environment(),
             )
             with (server.db_path.parent / "stdio-stderr.log").open("a", encoding="utf-8") as errlog:
                 async with Client(stdio_client(params, errlog=errlog), mode=mode) as client:
@@ -330,6 +358,31 @@ async def create_key(http: httpx.AsyncClient, gateway_id: str = DEMO, kind: str 
     return key
 
 
+def database_url() -> str | None:
+    """The PostgreSQL database of a test running on PostgreSQL (the `database_url` fixture sets it), else None."""
+    return os.environ.get(DATABASE_URL_VARIABLE) or None
+
+
+def stored_rows(db_path: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
+    """Rows read straight from the database this test's gateway uses, as another client would: the PostgreSQL
+    database when the test runs on PostgreSQL, else the SQLite file `db_path`. `sql` has `?` placeholders."""
+    if url := database_url():
+        with psycopg.connect(url, row_factory=dict_row) as pg:
+            return list(pg.execute(to_pg(sql), params))
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
 def database_bytes(db_path: Path) -> bytes:
-    """Everything SQLite has written for `db_path`: the main file and its write-ahead log, if any."""
+    """Everything the database holds: for SQLite, every byte written for `db_path` (the main file and its write-ahead
+    log, freed pages included); for PostgreSQL, every row of every table as text."""
+    if url := database_url():
+        with psycopg.connect(url) as pg:
+            tables = [row[0] for row in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            texts = [str(row[0]) for table in tables for row in pg.execute(f'SELECT t::text FROM "{table}" t')]
+        return "\n".join(texts).encode()
     return b"".join(path.read_bytes() for path in (db_path, db_path.with_name(db_path.name + "-wal")) if path.exists())

@@ -94,10 +94,10 @@ async def test_request_with_wrong_token_gets_403(http: httpx.AsyncClient, route:
 
 
 async def test_generated_admin_token_is_printed_once_and_survives_restart(
-    db_path: Path, capsys: pytest.CaptureFixture[str]
+    db_path: Path, database_url: str | None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def start_and_call(token: str | None) -> tuple[str, int]:
-        app = create_app(Settings(db_path=db_path))
+        app = create_app(Settings(db_path=db_path, database_url=database_url))
         async with lifespan_running(app), _client(app) as http:
             printed = capsys.readouterr().err
             headers = {"Authorization": f"Bearer {token or printed.split()[-1]}"}

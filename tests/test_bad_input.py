@@ -324,8 +324,10 @@ async def test_manifest_change_via_admin_api_shows_up_in_an_open_session(
     assert [(tier["name"], tier["price"]) for tier in pricing["tiers"]] == [("Solo", 9)]
 
 
-async def test_manifest_change_from_another_process_shows_up_without_restart(tmp_path: Path, db_path: Path) -> None:
-    settings = Settings(db_path=db_path, admin_token=ADMIN_TOKEN, gateway_cache_seconds=0)
+async def test_manifest_change_from_another_process_shows_up_without_restart(
+    tmp_path: Path, db_path: Path, database_url: str | None
+) -> None:
+    settings = Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN, gateway_cache_seconds=0)
     manifest_file = tmp_path / "manifest.json"
     manifest_file.write_text(
         default_manifest().model_copy(update={"system_hint": "Set from the CLI."}).model_dump_json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import pytest
 from mcp_gateway import __version__
 from mcp_gateway.cli import run
 from mcp_gateway.gateways import DEFAULT_ALLOWED_ORIGINS, default_manifest
+
+pytestmark = pytest.mark.usefixtures("database_url")  # every test on SQLite and on PostgreSQL
 
 
 @pytest.fixture
@@ -172,12 +175,28 @@ def test_bad_input_fails_with_exit_code_1_and_changes_nothing(
     assert shown(capsys, db, "demo") == before
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])
 def test_database_that_cannot_be_opened_fails_with_exit_code_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["gateways", "list", "--db", str(tmp_path)]) == 1  # a directory, not a database file
 
     failed(capsys)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the URL is given here, whichever backend the suite runs
+def test_a_postgresql_server_that_does_not_answer_fails_with_exit_code_1_and_hides_the_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    url = f"postgresql://gateway:s3cret-password@127.0.0.1:{port}/gateway"
+
+    assert run(["gateways", "list", "--database-url", url]) == 1
+
+    message = failed(capsys)
+    assert f"127.0.0.1:{port}" in message and "s3cret-password" not in message
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ rest still in flight. Every acknowledged event must then be in the database exac
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import re
 import signal
@@ -28,7 +27,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from mcp_gateway.cli import run
 
-from .support import ADMIN_TOKEN, DEMO, STARTUP_TIMEOUT, gateway_executable
+from .support import DEMO, STARTUP_TIMEOUT, database_url, gateway_executable, serve_environment, stored_rows
+
+pytestmark = pytest.mark.usefixtures("database_url")  # every test on SQLite and on PostgreSQL
 
 ACKNOWLEDGED: Final = 200
 """Events whose 200 the test waits for before killing the server."""
@@ -49,9 +50,7 @@ RUNNING_ON: Final = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 async def gateway_process(db_path: Path, **settings: str) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
     """`mcp-gateway serve` on a free port (`settings`: further MCP_GATEWAY_* variables): the process and its
     base URL. Killed and reaped on exit."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
-    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
-    env.update({f"MCP_GATEWAY_{name.upper()}": value for name, value in settings.items()})
+    env = serve_environment(**settings)
     command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), "--log-level", "info"]
     process = await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -87,14 +86,12 @@ async def create_org_key(db_path: Path, capsys: pytest.CaptureFixture[str]) -> s
 
 
 def stored_event_counts(db_path: Path) -> dict[str, int]:
-    """Each stored event id with how many rows it has, after checking the file is intact."""
-    conn = sqlite3.connect(db_path)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = conn.execute("SELECT id, COUNT(*) FROM events WHERE gateway_id = ? GROUP BY id", (DEMO,))
-        return {event_id: count for event_id, count in rows}
-    finally:
-        conn.close()
+    """Each stored event id with how many rows it has, after checking a SQLite file is intact."""
+    if database_url() is None:
+        with contextlib.closing(sqlite3.connect(db_path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    rows = stored_rows(db_path, "SELECT id, COUNT(*) AS n FROM events WHERE gateway_id = ? GROUP BY id", DEMO)
+    return {row["id"]: row["n"] for row in rows}
 
 
 async def test_every_acknowledged_event_survives_a_sigkill_exactly_once(

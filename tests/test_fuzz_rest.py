@@ -29,10 +29,13 @@ EXAMPLES: Final = 15
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, dict[str, str]]]:
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> Iterator[tuple[LiveServer, dict[str, str]]]:
     """The gateway under uvicorn, and a key of each kind for `demo`."""
     db_path = Path(tmp_path_factory.mktemp("fuzz")) / "gateway.db"
-    with serve_in_thread(create_app(Settings(db_path=db_path, admin_token=ADMIN_TOKEN)), db_path) as server:
+    settings = Settings(db_path=db_path, database_url=module_database_url, admin_token=ADMIN_TOKEN)
+    with serve_in_thread(create_app(settings), db_path) as server:
         keys = {}
         for kind in ("read", "org", "sk"):
             response = httpx.post(

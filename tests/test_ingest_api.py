@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway.privacy import hash_text
-from mcp_gateway.store import EventRow, SessionRow, SQLiteStore
+from mcp_gateway.store import EventRow, SessionRow, Store
 
 from .support import ADMIN_HEADERS, DEMO, admin_json, create_key, database_bytes
 
@@ -26,9 +26,8 @@ async def org_key(http: httpx.AsyncClient) -> str:
     return await create_key(http, DEMO, "org")
 
 
-def store_of(app: Starlette) -> SQLiteStore:
-    store = app.state.services.store
-    assert isinstance(store, SQLiteStore)
+def store_of(app: Starlette) -> Store:
+    store: Store = app.state.services.store
     return store
 
 

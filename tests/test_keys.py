@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +23,10 @@ from .support import (
     admin_json,
     database_bytes,
     lifespan_running,
+    stored_rows,
 )
+
+pytestmark = pytest.mark.usefixtures("database_url")  # every test on SQLite and on PostgreSQL
 
 KEY_PREFIXES = {"org": "org_", "pk": "pk_", "sk": "sk_", "read": "rk_"}
 
@@ -53,9 +55,8 @@ def listed_keys(capsys: pytest.CaptureFixture[str], db: list[str]) -> list[list[
 
 
 def key_rows(db_path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(db_path) as conn:
-        rows = conn.execute("SELECT id, gateway_id, kind, name, key_hash, prefix, revoked_at_ms FROM api_keys")
-        return list(rows)
+    rows = stored_rows(db_path, "SELECT id, gateway_id, kind, name, key_hash, prefix, revoked_at_ms FROM api_keys")
+    return [tuple(row.values()) for row in rows]
 
 
 def capture_session(key: str) -> dict[str, Any]:
@@ -67,9 +68,11 @@ def capture_session(key: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def uncached_http(db_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def uncached_http(db_path: Path, database_url: str | None) -> AsyncIterator[httpx.AsyncClient]:
     """The app in-process on the test database, remembering no key lookups."""
-    app = create_app(Settings(db_path=db_path, admin_token=ADMIN_TOKEN, gateway_cache_seconds=0))
+    app = create_app(
+        Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN, gateway_cache_seconds=0)
+    )
     async with lifespan_running(app):
         transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:

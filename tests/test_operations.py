@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import sqlite3
 import subprocess
 import threading
 from collections.abc import Callable
@@ -22,7 +20,17 @@ from starlette.applications import Starlette
 from mcp_gateway import Settings, create_app
 
 from .analytics_support import store_of
-from .support import ADMIN_TOKEN, DEMO, STARTUP_TIMEOUT, create_key, gateway_executable, lifespan_running
+from .support import (
+    DEMO,
+    STARTUP_TIMEOUT,
+    create_key,
+    gateway_executable,
+    lifespan_running,
+    serve_environment,
+    stored_rows,
+)
+
+pytestmark = pytest.mark.usefixtures("database_url")  # every test on SQLite and on PostgreSQL
 
 GATEWAY = {"X-Gateway-ID": DEMO}
 METRICS_TOKEN = "metrics-token-0123456789"
@@ -110,8 +118,8 @@ async def test_a_duplicate_event_is_not_counted_as_stored(http: httpx.AsyncClien
     assert value(scraped, "mcp_gateway_events_stored_total", source="web") == 1
 
 
-async def test_with_a_metrics_token_a_scrape_must_send_it(tmp_path: Path) -> None:
-    settings = Settings(db_path=tmp_path / "gateway.db", admin_token=ADMIN_TOKEN, metrics_token=METRICS_TOKEN)
+async def test_with_a_metrics_token_a_scrape_must_send_it(settings: Settings) -> None:
+    settings = settings.model_copy(update={"metrics_token": METRICS_TOKEN})
     app = create_app(settings)
     async with lifespan_running(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
@@ -137,8 +145,7 @@ async def test_metrics_over_a_real_socket(live_http: httpx.AsyncClient) -> None:
 def serve_then_sigterm(db_path: Path, exchange: Callable[[str], None], *flags: str) -> list[str]:
     """`mcp-gateway serve` (with `flags`) on a free port: `exchange(base_url)` runs against it, then SIGTERM and
     a clean exit are awaited. Every line the process wrote on stderr."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MCP_GATEWAY_")}
-    env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN  # no token banner
+    env = serve_environment()
     command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), *flags]
     lines: list[str] = []
     with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
@@ -189,11 +196,7 @@ def test_a_sigterm_flushes_what_self_tracking_still_held_in_memory(tmp_path: Pat
 
     serve_then_sigterm(db_path, exchange)
 
-    conn = sqlite3.connect(db_path)
-    try:
-        rows = conn.execute(
-            "SELECT name FROM events WHERE gateway_id = ? AND source = 'mcp' AND primitive_type = 'resource'", [DEMO]
-        ).fetchall()
-    finally:
-        conn.close()
-    assert sorted(name for (name,) in rows) == sorted(uris)
+    rows = stored_rows(
+        db_path, "SELECT name FROM events WHERE gateway_id = ? AND source = 'mcp' AND primitive_type = 'resource'", DEMO
+    )
+    assert sorted(row["name"] for row in rows) == sorted(uris)

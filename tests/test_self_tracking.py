@@ -7,8 +7,8 @@ runs in a subprocess writing the same database, which has flushed by the time th
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -23,6 +23,7 @@ from mcp_gateway import Settings, create_app
 from mcp_gateway.cli import run
 from mcp_gateway.privacy import hash_text
 
+from .postgres import database_for
 from .support import (
     ADMIN_TOKEN,
     DEMO,
@@ -36,6 +37,7 @@ from .support import (
     jsonrpc_request,
     leads_of,
     serve_in_thread,
+    stored_rows,
 )
 
 BOOKED_EMAIL: Final = "Ada.Lovelace@Engines.example.com"
@@ -65,12 +67,7 @@ async def flush(server: LiveServer) -> None:
 
 
 def query(db_path: Path, sql: str, *params: Any) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(db_path)
-    try:
-        conn.row_factory = sqlite3.Row
-        return [dict(row) for row in conn.execute(sql, params)]
-    finally:
-        conn.close()
+    return stored_rows(db_path, sql, *params)
 
 
 def stored_sessions(db_path: Path) -> list[dict[str, Any]]:
@@ -125,12 +122,20 @@ class Exercised:
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
-def exercised(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Exercised:
-    """Run `exercise` once per transport against a fresh live server; its tests only read the outcome."""
-    transport: str = request.param
+def exercised(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, module_backend: str
+) -> Iterator[Exercised]:
+    """Run `exercise` once per transport against a fresh live server on a fresh database; its tests only read the
+    outcome."""
+    with database_for(module_backend, request) as database_url:
+        yield _exercise(str(request.param), tmp_path_factory, database_url)
+
+
+def _exercise(transport: str, tmp_path_factory: pytest.TempPathFactory, database_url: str | None) -> Exercised:
     db_path = tmp_path_factory.mktemp("self-tracking") / "gateway.db"
     started_ms = int(time.time() * 1000)
-    with serve_in_thread(create_app(Settings(db_path=db_path, admin_token=ADMIN_TOKEN)), db_path) as server:
+    settings = Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN)
+    with serve_in_thread(create_app(settings), db_path) as server:
 
         async def drive() -> list[dict[str, Any]]:
             async with connect(transport, server) as session:

@@ -16,9 +16,12 @@ import pytest
 
 from mcp_gateway.errors import ConflictError, NotFoundError, StorageError
 from mcp_gateway.leads import DEDUPE_WINDOW_MS
-from mcp_gateway.store import GatewayRecord, LeadRecord, SQLiteStore
+from mcp_gateway.store import GatewayRecord, LeadRecord, PostgresStore, SQLiteStore
 from mcp_gateway.store.base import Connection
 from mcp_gateway.store.migrations import MIGRATIONS
+from mcp_gateway.store.sqlstore import SQLStore
+
+from .support import stored_rows
 
 NOW_MS = 1_800_000_000_000
 WAIT = 20.0
@@ -50,8 +53,8 @@ def lead(email: str, *, gateway_id: str = "acme", at_ms: int = NOW_MS, name: str
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(db_path)
+async def store(db_path: Path, database_url: str | None) -> AsyncIterator[SQLStore]:
+    store = PostgresStore(database_url) if database_url else SQLiteStore(db_path)
     await store.open()
     await store.create_gateway(gateway())
     try:
@@ -104,7 +107,7 @@ async def test_opening_a_database_of_an_older_release_migrates_it_and_keeps_its_
 # -- group commit ------------------------------------------------------------------------------------
 
 
-async def test_many_concurrent_writes_are_all_committed(store: SQLiteStore, db_path: Path) -> None:
+async def test_many_concurrent_writes_are_all_committed(store: SQLStore, db_path: Path) -> None:
     results: list[tuple[LeadRecord, bool]] = []
 
     async def book(index: int) -> None:
@@ -116,12 +119,11 @@ async def test_many_concurrent_writes_are_all_committed(store: SQLiteStore, db_p
                 tg.start_soon(book, index)
 
     assert len(results) == 200 and all(created for _, created in results)
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:  # what another connection sees: all committed
-        assert conn.execute("SELECT COUNT(*) FROM leads").fetchone()[0] == 200
+    assert stored_rows(db_path, "SELECT COUNT(*) AS n FROM leads") == [{"n": 200}]  # another connection sees all
     assert {lead.id for lead in await store.list_leads("acme", limit=1000)} == {lead.id for lead, _ in results}
 
 
-async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(store: SQLiteStore) -> None:
+async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(store: SQLStore) -> None:
     stats = store.writer_stats
     transactions_before, jobs_before = stats.transactions, stats.jobs
     writer_busy = threading.Event()
@@ -147,7 +149,7 @@ async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(stor
     assert len(await store.list_leads("acme", limit=1000)) == 200
 
 
-async def test_a_failing_write_rolls_back_alone_in_a_shared_transaction(store: SQLiteStore) -> None:
+async def test_a_failing_write_rolls_back_alone_in_a_shared_transaction(store: SQLStore) -> None:
     release_writer = threading.Event()
     outcomes: dict[str, object] = {}
 
@@ -175,7 +177,7 @@ async def test_a_failing_write_rolls_back_alone_in_a_shared_transaction(store: S
 # -- the dedupe window -------------------------------------------------------------------------------
 
 
-async def test_concurrent_bookings_with_the_same_email_store_exactly_one_lead(store: SQLiteStore) -> None:
+async def test_concurrent_bookings_with_the_same_email_store_exactly_one_lead(store: SQLStore) -> None:
     results: list[tuple[LeadRecord, bool]] = []
 
     async def book(index: int) -> None:
@@ -193,7 +195,7 @@ async def test_concurrent_bookings_with_the_same_email_store_exactly_one_lead(st
     assert await store.list_leads("acme") == winners
 
 
-async def test_booking_outside_the_window_or_on_another_gateway_is_a_new_lead(store: SQLiteStore) -> None:
+async def test_booking_outside_the_window_or_on_another_gateway_is_a_new_lead(store: SQLStore) -> None:
     await store.create_gateway(gateway("other"))
     window = 60_000
     first, created_first = await store.book_lead(lead("ada@example.com"), dedupe_window_ms=window)
@@ -214,7 +216,7 @@ async def test_booking_outside_the_window_or_on_another_gateway_is_a_new_lead(st
     assert [stored.id for stored in await store.list_leads("other")] == [elsewhere.id]
 
 
-async def test_lead_for_an_unknown_gateway_is_refused(store: SQLiteStore) -> None:
+async def test_lead_for_an_unknown_gateway_is_refused(store: SQLStore) -> None:
     with pytest.raises(ConflictError):
         await store.book_lead(lead("ada@example.com", gateway_id="nope"), dedupe_window_ms=DEDUPE_WINDOW_MS)
 
@@ -278,7 +280,7 @@ async def test_opening_a_path_that_is_not_a_database_is_a_storage_error(tmp_path
         await SQLiteStore(tmp_path).open()  # a directory
 
 
-async def test_create_and_update_report_conflicts_and_missing_gateways(store: SQLiteStore) -> None:
+async def test_create_and_update_report_conflicts_and_missing_gateways(store: SQLStore) -> None:
     with pytest.raises(ConflictError):
         await store.create_gateway(gateway())
     with pytest.raises(NotFoundError):

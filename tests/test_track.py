@@ -20,7 +20,6 @@ from mcp_gateway.store import EventRow
 
 from .support import (
     ADMIN_HEADERS,
-    ADMIN_TOKEN,
     DEMO,
     BoundedASGITransport,
     admin_json,
@@ -51,9 +50,9 @@ async def create_shop(http: httpx.AsyncClient) -> None:
 
 
 @pytest.fixture
-async def limited(db_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def limited(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """A gateway allowing 3 requests a minute on `/track` (per gateway) and `/v1/track` (per key)."""
-    app = create_app(Settings(db_path=db_path, admin_token=ADMIN_TOKEN, track_rate_limit=3, v1_track_rate_limit=3))
+    app = create_app(settings.model_copy(update={"track_rate_limit": 3, "v1_track_rate_limit": 3}))
     async with lifespan_running(app):
         transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:

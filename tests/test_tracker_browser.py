@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from starlette.routing import Route
 
 from mcp_gateway.ingest.enrich import sha256_hex
 
-from .support import DEMO, LiveServer, database_bytes, serve_in_thread
+from .support import DEMO, LiveServer, database_bytes, serve_in_thread, stored_rows
 
 CHROMIUM: Final = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 BROWSER_TIMEOUT: Final = 60.0
@@ -99,14 +98,12 @@ def _dump_dom(chromium: str, url: str, profile: Path) -> str:
 
 
 def _web_events(db_path: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute(
-            "SELECT id, name, session_id, anonymous_id, url, email_hash, phone_hash, external_id_hash, ip_hash,"
-            " browser, properties FROM events WHERE gateway_id = ? AND source = 'web' ORDER BY seq",
-            (DEMO,),
-        ).fetchall()
-    return [dict(row) for row in rows]
+    return stored_rows(
+        db_path,
+        "SELECT id, name, session_id, anonymous_id, url, email_hash, phone_hash, external_id_hash, ip_hash,"
+        " browser, properties FROM events WHERE gateway_id = ? AND source = 'web' ORDER BY seq",
+        DEMO,
+    )
 
 
 def test_tracker_sends_page_views_tracks_and_identities_from_a_browser(live_server: LiveServer, tmp_path: Path) -> None:

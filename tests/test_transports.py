@@ -52,9 +52,10 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Iterator[LiveServer]:
     db_path = tmp_path_factory.mktemp("transports") / "gateway.db"
-    with serve_in_thread(create_app(Settings(db_path=db_path, admin_token=ADMIN_TOKEN)), db_path) as server:
+    settings = Settings(db_path=db_path, database_url=module_database_url, admin_token=ADMIN_TOKEN)
+    with serve_in_thread(create_app(settings), db_path) as server:
         yield server
 
 

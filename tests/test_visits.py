@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 
 from mcp_gateway.ingest.enrich import sha256_hex
 from mcp_gateway.ingest.visits import RATE_LIMITS, VisitRoutes, engagement_score
-from mcp_gateway.store import EventRow, SQLiteStore
+from mcp_gateway.store import EventRow, Store
 from mcp_gateway.web import EXCEPTION_HANDLERS
 
 from .support import DEMO, BoundedASGITransport, database_bytes, leads_of
@@ -24,9 +24,8 @@ EMAIL = "Visitor.Person@Example.org"
 PHONE = "+1 415 555 0199"
 
 
-def store_of(app: Starlette) -> SQLiteStore:
-    store = app.state.services.store
-    assert isinstance(store, SQLiteStore)
+def store_of(app: Starlette) -> Store:
+    store: Store = app.state.services.store
     return store
 
 
