@@ -192,6 +192,23 @@ async def test_track_over_the_rate_limit_is_429_with_retry_after(limited: httpx.
     assert refused.headers["Access-Control-Allow-Origin"] == "*"
 
 
+@pytest.mark.parametrize("backend", ["postgresql"])  # SQLite is one process's: its windows are in memory
+async def test_processes_sharing_a_database_share_the_rate_limit(settings: Settings) -> None:
+    """Two gateway processes on one PostgreSQL database (two apps here) count against one window."""
+    limited = settings.model_copy(update={"track_rate_limit": 3})
+    first, second = create_app(limited), create_app(limited)
+    async with lifespan_running(first), lifespan_running(second):
+        clients = [
+            httpx.AsyncClient(transport=BoundedASGITransport(app=app, client=("127.0.0.1", 40000)), base_url="http://x")
+            for app in (first, second, first, second)
+        ]
+        answers = [await client.post("/track", json={"event_name": "A"}, headers=GATEWAY) for client in clients]
+        for client in clients:
+            await client.aclose()
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert [answer.headers["X-RateLimit-Remaining"] for answer in answers] == ["2", "1", "0", "0"]
+
+
 async def test_track_rate_limits_each_gateway_separately(limited: httpx.AsyncClient) -> None:
     await create_shop(limited)
     for _ in range(3):

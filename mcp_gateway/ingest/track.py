@@ -42,7 +42,7 @@ from typing_extensions import TypedDict
 from ..config import Settings
 from ..gateways import origin_allowed, request_gateway
 from ..openapi import GATEWAY_PARAMS, Operation
-from ..ratelimit import FixedWindowLimiter, Verdict
+from ..ratelimit import Verdict, limiter_for
 from ..store import EventRow, KeyKind, Store
 from ..web import ApiError, cors_route, field_errors, read_body, read_model
 from .web import MAX_TIMESTAMP, WebEvent, timestamp_ms
@@ -280,8 +280,8 @@ class TrackApi:
         self._ingestor = services.web_ingestor
         self._signer = ReceiptSigner(services.store)
         self._max_body_bytes = settings.max_body_bytes
-        self._track_limit = FixedWindowLimiter(settings.track_rate_limit, RATE_WINDOW_SECONDS)
-        self._v1_limit = FixedWindowLimiter(settings.v1_track_rate_limit, RATE_WINDOW_SECONDS)
+        self._track_limit = limiter_for(services.store, settings.track_rate_limit, RATE_WINDOW_SECONDS, name="track")
+        self._v1_limit = limiter_for(services.store, settings.v1_track_rate_limit, RATE_WINDOW_SECONDS, name="v1")
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -332,8 +332,8 @@ class TrackApi:
     async def _gateway_id(self, request: Request) -> str:
         return (await request_gateway(request, self._directory)).id
 
-    def _hit_track(self, gateway_id: str, cost: int) -> Verdict:
-        return self._track_limit.hit(gateway_id, cost).enforce()
+    async def _hit_track(self, gateway_id: str, cost: int) -> Verdict:
+        return (await self._track_limit.hit(gateway_id, cost)).enforce()
 
     def _web_event(self, request: Request, body: TrackEvent) -> WebEvent:
         user = body.user
@@ -359,7 +359,7 @@ class TrackApi:
 
     async def track(self, request: Request) -> JSONResponse:
         gateway_id = await self._gateway_id(request)
-        verdict = self._hit_track(gateway_id, 1)
+        verdict = await self._hit_track(gateway_id, 1)
         try:
             body = await read_model(request, TrackEvent, limit=self._max_body_bytes, strict_content_type=False)
         except ApiError as exc:
@@ -372,7 +372,7 @@ class TrackApi:
         gateway_id = await self._gateway_id(request)
         limit = self._max_body_bytes * BATCH_BODY_FACTOR
         batch = await read_model(request, TrackBatch, limit=limit, strict_content_type=False)
-        verdict = self._hit_track(gateway_id, len(batch.events))
+        verdict = await self._hit_track(gateway_id, len(batch.events))
         results: list[BatchItemConfirmed | BatchItemError | None] = []
         valid: list[tuple[int, WebEvent]] = []
         for index, item in enumerate(batch.events):
@@ -405,7 +405,7 @@ class TrackApi:
             origin = request.headers.get("origin", "").strip()
             if not origin or not origin_allowed(origin, gateway.allowed_origins):
                 raise ApiError(403, "origin_not_allowed")
-        verdict = self._v1_limit.hit(key.id)
+        verdict = await self._v1_limit.hit(key.id)
         if not verdict.allowed:
             raise ApiError(429, "rate_limited", headers=verdict.headers(), retry_after=verdict.reset_seconds)
         body = await self._v1_body(request, verdict)

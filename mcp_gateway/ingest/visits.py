@@ -50,7 +50,7 @@ from ..gateways import GatewayDirectory, request_gateway
 from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
 from ..openapi import GATEWAY_PARAMS, Operation, Param, Reply
 from ..privacy import IpHasher, Redactor
-from ..ratelimit import FixedWindowLimiter, Verdict
+from ..ratelimit import Verdict, limiter_for
 from ..store import CaptureStatus, Store
 from ..store.session_rollup import SESSION_END
 from ..web import ApiError, cors_route, read_model
@@ -253,7 +253,10 @@ class VisitRoutes:
         self._hash_ip = hash_ip
         self._max_body_bytes = max_body_bytes
         limits = {**RATE_LIMITS, **(rate_limits or {})}
-        self._limiters = {route: FixedWindowLimiter(limit, seconds) for route, (limit, seconds) in limits.items()}
+        self._limiters = {
+            route: limiter_for(store, limit, seconds, name=f"visits:{route}")
+            for route, (limit, seconds) in limits.items()
+        }
         self._tracker_js = resources.files(__package__).joinpath("static/tracker.js").read_bytes()
         self._tracker_etag = '"' + hashlib.sha256(self._tracker_js).hexdigest()[:32] + '"'
 
@@ -314,9 +317,9 @@ class VisitRoutes:
 
     # -- shared steps ---------------------------------------------------------------------------------
 
-    def _limit(self, request: Request, route: str) -> Verdict:
+    async def _limit(self, request: Request, route: str) -> Verdict:
         ip = request.client.host if request.client else "unknown"
-        return self._limiters[route].hit(ip).enforce()
+        return (await self._limiters[route].hit(ip)).enforce()
 
     async def _gateway_id(self, request: Request) -> str:
         return (await request_gateway(request, self._directory)).id
@@ -368,7 +371,7 @@ class VisitRoutes:
     # -- routes ---------------------------------------------------------------------------------------
 
     async def session_start(self, request: Request) -> JSONResponse:
-        verdict = self._limit(request, "session_start")
+        verdict = await self._limit(request, "session_start")
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, SessionStart, limit=self._max_body_bytes)
         visitor_id = self._visitor_id(request, body.visitor_id)
@@ -381,7 +384,7 @@ class VisitRoutes:
         return self._answer(verdict, answer)
 
     async def event(self, request: Request) -> JSONResponse:
-        verdict = self._limit(request, "event")
+        verdict = await self._limit(request, "event")
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, SessionEventIn, limit=self._max_body_bytes)
         visitor_id = self._visitor_id(request, body.visitor_id)
@@ -395,7 +398,7 @@ class VisitRoutes:
         return self._answer(verdict, answer)
 
     async def batch(self, request: Request) -> JSONResponse:
-        verdict = self._limit(request, "batch")
+        verdict = await self._limit(request, "batch")
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, EventBatch, limit=self._max_body_bytes * BATCH_BODY_FACTOR)
         visitor_id = self._visitor_id(request, body.visitor_id)
@@ -423,7 +426,7 @@ class VisitRoutes:
         return self._answer(verdict, answer)
 
     async def session_end(self, request: Request) -> JSONResponse:
-        verdict = self._limit(request, "session_end")
+        verdict = await self._limit(request, "session_end")
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, SessionEnd, limit=self._max_body_bytes)
         visitor_id = self._visitor_id(request, body.visitor_id)
@@ -462,7 +465,7 @@ class VisitRoutes:
         return self._answer(verdict, answer)
 
     async def lead_capture(self, request: Request) -> JSONResponse:
-        verdict = self._limit(request, "lead")
+        verdict = await self._limit(request, "lead")
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, LeadCapture, limit=self._max_body_bytes)
         try:

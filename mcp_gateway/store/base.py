@@ -312,6 +312,11 @@ class Store(Protocol):
     dialect: Dialect
     """Which SQL dialect `fetch` speaks, for the few expressions that differ (`analytics.sql`)."""
 
+    async def execute_now(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement (`?` placeholders) committed on its own, outside the writer's batches where the
+        database allows: small state processes share (`ratelimit`, `transports.forwarding`). Its rows, if any."""
+        ...
+
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one read-only query (`?` placeholders) and return its rows: the analytics' way in.
 

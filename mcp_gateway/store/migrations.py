@@ -343,6 +343,24 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         )
         """,
     ),
+    (
+        17,
+        # What several gateway processes on one PostgreSQL database share: rate-limit windows, and which process
+        # holds each live MCP session (its private address), so a request landing elsewhere is forwarded there.
+        """
+        CREATE TABLE rate_limit_windows (
+            key TEXT PRIMARY KEY,
+            started_ms BIGINT NOT NULL,
+            hits BIGINT NOT NULL
+        );
+        CREATE TABLE mcp_session_owners (
+            session_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL
+        );
+        CREATE INDEX mcp_session_owners_by_owner ON mcp_session_owners (owner)
+        """,
+    ),
 )
 
 

@@ -209,11 +209,18 @@ class PostgresStore(SQLStore):
         return await self._writer.write(job)
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(sql, params)
+
+    async def execute_now(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(sql, params)
+
+    async def _run(self, sql: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        """One statement on a pooled connection in autocommit mode: its rows, if it has any."""
         if self._pool is None:
             raise StorageError("store is not open")
         try:
             async with self._pool.connection() as conn:
                 cursor = await conn.execute(to_pg(sql), tuple(params))
-                return await cursor.fetchall()
+                return [] if cursor.description is None else await cursor.fetchall()
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+            raise StorageError(f"database request failed: {exc}") from exc

@@ -188,6 +188,12 @@ class SQLStore:
         """Run one read-only query (`?` placeholders) and return its rows."""
         raise NotImplementedError
 
+    async def execute_now(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement committed on its own and return its rows (of a RETURNING clause, say): small state
+        that processes share, kept right by the database's row locks, such as rate-limit windows. On SQLite it
+        is a job of the writer; PostgreSQL runs it beside the writer's turns, on a connection of the read pool."""
+        return await self.write(lambda conn: conn.execute(sql, tuple(params)).fetchall())
+
     async def _fetch_one(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
