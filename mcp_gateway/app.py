@@ -29,6 +29,7 @@ from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
 from .transports import GatewayRuntimes, McpRoutes
+from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
 from .web import EXCEPTION_HANDLERS
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def create_app(
                 sys.stderr.write(
                     f"\nAdmin token (shown once; set MCP_GATEWAY_ADMIN_TOKEN to choose your own):\n  {token}\n\n"
                 )
-            async with runtimes.run(), live_feed.run(), analytics_mcp.run():
+            async with runtimes.run(), live_feed.run(), analytics_mcp.run(), _shared_sessions(app, services, mcp):
                 ready = True
                 yield
                 ready = False
@@ -133,3 +134,22 @@ def create_app(
     )
     app.state.services = services
     return app
+
+
+@contextlib.asynccontextmanager
+async def _shared_sessions(app: Starlette, services: Services, mcp: McpRoutes) -> AsyncIterator[None]:
+    """On a database other processes may share (PostgreSQL), listen privately for requests of this process's MCP
+    sessions that reached another process, and forward theirs (`transports.forwarding`)."""
+    if services.store.dialect != "postgresql":
+        yield
+        return
+    async with private_listener(app) as path:
+        owners = SessionOwners(services.store, f"{this_host()}|{path}")
+        forwarder = Forwarder(owners)
+        mcp.forwarder = forwarder
+        try:
+            yield
+        finally:
+            mcp.forwarder = None
+            await forwarder.aclose()
+            await owners.release_all()

@@ -1,6 +1,6 @@
 """`mcp-gateway`: serve the gateway, run it over stdio, and manage gateways.
 
-    mcp-gateway serve [--host H] [--port P] [--db PATH] [--allowed-host HOST ...]
+    mcp-gateway serve [--host H] [--port P] [--db PATH] [--allowed-host HOST ...] [--workers N]
     mcp-gateway stdio --gateway ID [--db PATH]
     mcp-gateway gateways list | show ID | create ID --name NAME [--origin O ...] [--manifest FILE]
     mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="allowed_hosts",
         metavar="HOST",
         help="Host header to accept, e.g. gateway.example.com (repeat; default loopback names only)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gateway processes sharing the port (default 1; more than 1 needs PostgreSQL: --database-url)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
@@ -228,22 +235,47 @@ async def _gateways(args: argparse.Namespace, store: Store, directory: GatewayDi
     return 0
 
 
-def _serve(settings: Settings, log_level: str, log_format: LogFormat) -> int:
+WORKER_ENVIRONMENT: Final = ENV_PREFIX + "WORKER"
+"""What `serve --workers N` hands its worker processes: the settings and log options, as JSON."""
+
+
+def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: int) -> int:
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
     from .app import create_app
 
+    if workers < 1:
+        return _fail("--workers must be at least 1")
+    if workers > 1 and settings.database_url is None:
+        return _fail(
+            "--workers above 1 needs PostgreSQL (--database-url or MCP_GATEWAY_DATABASE_URL): SQLite is one process's"
+        )
     logs.configure(log_level, log_format)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        lifespan="on",
-        log_config=None if log_format == "json" else LOGGING_CONFIG,  # None: uvicorn's loggers reach our handler
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": log_level,
+        "lifespan": "on",
+        "log_config": None if log_format == "json" else LOGGING_CONFIG,  # None: uvicorn's loggers reach our handler
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return 0
+    os.environ[WORKER_ENVIRONMENT] = json.dumps(
+        {"settings": settings.model_dump(mode="json"), "log_level": log_level, "log_format": log_format}
     )
+    uvicorn.run("mcp_gateway.cli:worker_app", factory=True, workers=workers, **options)
     return 0
+
+
+def worker_app() -> Any:
+    """The app of one `serve --workers N` process (uvicorn imports this in each one it starts)."""
+    from .app import create_app
+
+    given = json.loads(os.environ[WORKER_ENVIRONMENT])
+    logs.configure(given["log_level"], given["log_format"])
+    return create_app(Settings.model_validate(given["settings"]))
 
 
 def _stdio(settings: Settings, gateway_id: str) -> int:
@@ -264,7 +296,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)
         if args.command == "serve":
-            return _serve(settings, args.log_level, args.log_format)
+            return _serve(settings, args.log_level, args.log_format, args.workers)
         if args.command == "stdio":
             return _stdio(settings, args.gateway)
         if args.command == "migrate-db":

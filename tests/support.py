@@ -6,19 +6,24 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import anyio
+import anyio.abc
 import httpx
 import psycopg
 import uvicorn
+from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.client.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
@@ -386,3 +391,84 @@ def database_bytes(db_path: Path) -> bytes:
             texts = [str(row[0]) for table in tables for row in pg.execute(f'SELECT t::text FROM "{table}" t')]
         return "\n".join(texts).encode()
     return b"".join(path.read_bytes() for path in (db_path, db_path.with_name(db_path.name + "-wal")) if path.exists())
+
+
+RUNNING_ON: Final = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(db_path: Path, *args: str, **settings: str) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
+    """`mcp-gateway serve` on a free port (`args`: further flags; `settings`: further MCP_GATEWAY_* variables): the
+    process and its base URL, once `/health` answers 200. The process and any workers it started (its process
+    group) are killed and reaped on exit."""
+    env = serve_environment(**settings)
+    command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), "--log-level", "info", *args]
+    process = await anyio.open_process(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert process.stderr is not None
+        log = BufferedByteReceiveStream(process.stderr)
+        with anyio.fail_after(STARTUP_TIMEOUT):
+            while (match := RUNNING_ON.search(await log.receive_until(b"\n", 64 * 1024))) is None:
+                pass
+        base_url = f"http://127.0.0.1:{int(match.group(1))}"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_drain, log)  # never let a full stderr pipe stall the server
+            await _healthy(base_url)
+            yield process, base_url
+            tg.cancel_scope.cancel()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with anyio.fail_after(STARTUP_TIMEOUT, shield=True):
+            await process.aclose()  # reaps it and closes its pipes
+
+
+async def _healthy(base_url: str) -> None:
+    """Wait for `/health` to answer 200 (with `--workers`, the port is bound before the workers listen on it)."""
+    with anyio.fail_after(STARTUP_TIMEOUT):
+        async with httpx.AsyncClient(base_url=base_url) as http:
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/health")).status_code == 200:
+                        return
+                await anyio.sleep(0.05)
+
+
+async def _drain(log: BufferedByteReceiveStream) -> None:
+    with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.IncompleteRead):
+        while True:
+            await log.receive()
+
+
+@dataclass(frozen=True)
+class SseMessage:
+    event: str
+    id: str | None
+    data: str
+
+    def json(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.data)
+        return value
+
+
+async def sse_messages(response: httpx.Response) -> AsyncGenerator[SseMessage]:
+    """The SSE messages of `response` (comments and `retry:` skipped)."""
+    event: str = "message"
+    event_id: str | None = None
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield SseMessage(event, event_id, "\n".join(data))
+            event, event_id, data = "message", None, []
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+        elif field == "id":
+            event_id = value

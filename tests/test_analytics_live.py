@@ -14,8 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import httpx
@@ -27,7 +26,7 @@ from mcp_gateway.analytics import live
 from mcp_gateway.analytics.live import FeedItem, LiveFeed, StreamArgs
 
 from .analytics_support import MINUTE, mcp_call, mcp_session, read_headers, seed, store_of, web_event
-from .support import DEMO, admin_json, create_key
+from .support import DEMO, SseMessage, admin_json, create_key, sse_messages
 
 SESSION: Final = "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"
 WAIT: Final = 5.0
@@ -173,43 +172,11 @@ async def test_live_bad_parameters_are_400_naming_them(
 # -- GET /stream over a real socket -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Message:
-    event: str
-    id: str | None
-    data: str
-
-    def json(self) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self.data)
-        return value
-
-
-async def _messages(response: httpx.Response) -> AsyncGenerator[Message]:
-    """The SSE messages of `response` (comments and `retry:` skipped)."""
-    event: str = "message"
-    event_id: str | None = None
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield Message(event, event_id, "\n".join(data))
-            event, event_id, data = "message", None, []
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
-        elif field == "id":
-            event_id = value
-
-
 class Stream:
-    def __init__(self, messages: AsyncGenerator[Message]) -> None:
+    def __init__(self, messages: AsyncGenerator[SseMessage]) -> None:
         self._messages = messages
 
-    async def next(self) -> Message:
+    async def next(self) -> SseMessage:
         with anyio.fail_after(WAIT):
             return await anext(self._messages)
 
@@ -222,7 +189,7 @@ async def stream(
     async with client.stream("GET", "/stream", params=params, headers=headers) as response:
         assert response.status_code == 200, (response.status_code, await response.aread())
         assert response.headers["content-type"].startswith("text/event-stream")
-        async with contextlib.aclosing(_messages(response)) as messages:
+        async with contextlib.aclosing(sse_messages(response)) as messages:
             yield Stream(messages)
 
 

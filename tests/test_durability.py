@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import random
-import re
 import signal
 import sqlite3
-import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
@@ -23,11 +20,10 @@ import anyio.abc
 import anyio.to_thread
 import httpx
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from mcp_gateway.cli import run
 
-from .support import DEMO, STARTUP_TIMEOUT, database_url, gateway_executable, serve_environment, stored_rows
+from .support import DEMO, database_url, gateway_process, stored_rows
 
 pytestmark = pytest.mark.usefixtures("database_url")  # every test on SQLite and on PostgreSQL
 
@@ -42,38 +38,6 @@ CONCURRENCY: Final = 50
 
 RUN_TIMEOUT: Final = 30.0
 """Longest the whole exchange may take, from the first request to the server's death."""
-
-RUNNING_ON: Final = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-@contextlib.asynccontextmanager
-async def gateway_process(db_path: Path, **settings: str) -> AsyncIterator[tuple[anyio.abc.Process, str]]:
-    """`mcp-gateway serve` on a free port (`settings`: further MCP_GATEWAY_* variables): the process and its
-    base URL. Killed and reaped on exit."""
-    env = serve_environment(**settings)
-    command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path), "--log-level", "info"]
-    process = await anyio.open_process(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        assert process.stderr is not None
-        log = BufferedByteReceiveStream(process.stderr)
-        with anyio.fail_after(STARTUP_TIMEOUT):
-            while (match := RUNNING_ON.search(await log.receive_until(b"\n", 64 * 1024))) is None:
-                pass
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_drain, log)  # never let a full stderr pipe stall the server
-            yield process, f"http://127.0.0.1:{int(match.group(1))}"
-            tg.cancel_scope.cancel()
-    finally:
-        if process.returncode is None:
-            process.kill()
-        with anyio.fail_after(STARTUP_TIMEOUT, shield=True):
-            await process.wait()
-
-
-async def _drain(log: BufferedByteReceiveStream) -> None:
-    with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.IncompleteRead):
-        while True:
-            await log.receive()
 
 
 async def create_org_key(db_path: Path, capsys: pytest.CaptureFixture[str]) -> str:

@@ -31,6 +31,7 @@ from ..config import Settings
 from ..gateways import GatewayDirectory, request_gateway
 from ..openapi import GATEWAY_PARAMS, Empty, ErrorBody, GatewayId, Operation, Param, Reply
 from ..web import ApiError, read_body
+from .forwarding import ClaimingSend, Forwarder
 from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 
@@ -125,6 +126,8 @@ class McpRoutes:
         self._directory = directory
         self._runtimes = runtimes
         self.sse_limiter = ConnectionLimiter(settings.max_sse_connections_per_ip)
+        self.forwarder: Forwarder | None = None
+        """Set while other processes may hold sessions (PostgreSQL): requests for theirs are forwarded there."""
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -230,7 +233,13 @@ class McpRoutes:
         return runtime
 
     async def streamable_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        runtime = await self._resolve(Request(scope, receive))
+        request = Request(scope, receive)
+        runtime = await self._resolve(request)
+        if (forwarder := self.forwarder) is not None:
+            if (session_id := request.headers.get("mcp-session-id")) is None:
+                send = ClaimingSend(send, forwarder.owners)
+            elif await forwarder.forward_if_elsewhere(session_id, scope, receive, send):
+                return
         await runtime.session_manager.handle_request(scope, receive, JsonErrors(send))
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -262,6 +271,8 @@ class McpRoutes:
                 headers={"Retry-After": str(SSE_RETRY_AFTER_SECONDS)},
                 retry_after=SSE_RETRY_AFTER_SECONDS,
             )
+        if self.forwarder is not None:
+            send = ClaimingSend(send, self.forwarder.owners)
         try:
             lowlevel = runtime.lowlevel
             async with runtime.sse.connect_sse(scope, receive, JsonErrors(send)) as (read_stream, write_stream):
@@ -272,4 +283,11 @@ class McpRoutes:
     async def sse_message(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         runtime = await self._resolve(request, request.path_params["gid"])
+        session_id = request.query_params.get("session_id")
+        if (
+            self.forwarder is not None
+            and session_id
+            and await self.forwarder.forward_if_elsewhere(session_id.lower(), scope, receive, send)
+        ):
+            return
         await runtime.sse.handle_post_message(scope, receive, JsonErrors(send))
