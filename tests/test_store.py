@@ -149,6 +149,26 @@ async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(stor
     assert len(await store.list_leads("acme", limit=1000)) == 200
 
 
+async def test_a_write_whose_caller_gave_up_is_not_run_and_the_writer_goes_on(store: SQLStore) -> None:
+    release_writer = threading.Event()
+    ran: list[str] = []
+
+    def record(label: str) -> Callable[[Connection], None]:
+        return lambda _: ran.append(label)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.write, lambda _: release_writer.wait(WAIT))
+            async with anyio.create_task_group() as abandoned:
+                abandoned.start_soon(store.write, record("abandoned"))
+                await anyio.wait_all_tasks_blocked()
+                abandoned.cancel_scope.cancel()  # the caller stops waiting while the job is queued
+            release_writer.set()
+        await store.write(record("after"))
+
+    assert ran == ["after"]
+
+
 async def test_a_failing_write_rolls_back_alone_in_a_shared_transaction(store: SQLStore) -> None:
     release_writer = threading.Event()
     outcomes: dict[str, object] = {}

@@ -131,6 +131,11 @@ class GroupCommitWriter(Generic[C]):
         return self._conn
 
     def _commit_batch(self, batch: list[_Job]) -> None:
+        # A job whose caller stopped waiting (its task was cancelled) is not run; the rest can no longer be
+        # cancelled, so setting their results below cannot fail.
+        batch = [(job, future) for job, future in batch if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
         driver = self._driver
         outcomes: list[tuple[concurrent.futures.Future[Any], Any, BaseException | None]] = []
         started = time.perf_counter()
