@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -28,6 +29,7 @@ from .openapi import OpenApiDocument, Operation
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
+from .store.retention import keep_pruning
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
 from .web import EXCEPTION_HANDLERS
@@ -69,7 +71,13 @@ def create_app(
                 sys.stderr.write(
                     f"\nAdmin token (shown once; set MCP_GATEWAY_ADMIN_TOKEN to choose your own):\n  {token}\n\n"
                 )
-            async with runtimes.run(), live_feed.run(), analytics_mcp.run(), _shared_sessions(app, services, mcp):
+            async with (
+                runtimes.run(),
+                live_feed.run(),
+                analytics_mcp.run(),
+                _shared_sessions(app, services, mcp),
+                _retention(services),
+            ):
                 ready = True
                 yield
                 ready = False
@@ -134,6 +142,19 @@ def create_app(
     )
     app.state.services = services
     return app
+
+
+@contextlib.asynccontextmanager
+async def _retention(services: Services) -> AsyncIterator[None]:
+    """Prune data older than `retention_days` while the app runs, when it is set."""
+    days = services.settings.retention_days
+    if days is None:
+        yield
+        return
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keep_pruning, services.store, days)
+        yield
+        tg.cancel_scope.cancel()
 
 
 @contextlib.asynccontextmanager

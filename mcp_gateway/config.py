@@ -52,6 +52,8 @@ class Settings(BaseModel):
     max_sse_connections_per_ip: int = Field(default=DEFAULT_MAX_SSE_CONNECTIONS_PER_IP, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     gateway_cache_seconds: float = Field(default=DEFAULT_GATEWAY_CACHE_SECONDS, ge=0)
+    retention_days: int | None = Field(default=None, ge=1)
+    """Delete tracked data (events, sessions, rollups) older than this many days, hourly; None keeps everything."""
     track_rate_limit: int = Field(default=DEFAULT_TRACK_RATE_LIMIT, ge=1)
     v1_track_rate_limit: int = Field(default=DEFAULT_V1_TRACK_RATE_LIMIT, ge=1)
 
@@ -68,7 +70,7 @@ class Settings(BaseModel):
             values["admin_token"] = token
         if token := env.get(ENV_PREFIX + "METRICS_TOKEN"):
             values["metrics_token"] = token
-        for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT"):
+        for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT", "RETENTION_DAYS"):
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):

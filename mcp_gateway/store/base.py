@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ class LeadRecord:
     source: str
     created_at_ms: int
 
+
+T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -311,6 +313,10 @@ class Store(Protocol):
 
     dialect: Dialect
     """Which SQL dialect `fetch` speaks, for the few expressions that differ (`analytics.sql`)."""
+
+    async def write(self, job: Callable[[Connection], T]) -> T:
+        """Run `job` (SQL with `?` placeholders) in the writer's next transaction; return once it committed."""
+        ...
 
     async def execute_now(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one statement (`?` placeholders) committed on its own, outside the writer's batches where the

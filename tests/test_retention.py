@@ -1,0 +1,92 @@
+"""Retention (`MCP_GATEWAY_RETENTION_DAYS`): tracked data older than the period goes, everything else stays and
+answers as before."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import httpx
+from starlette.applications import Starlette
+
+from mcp_gateway import Settings, create_app
+from mcp_gateway.store.retention import TIMED_TABLES, prune
+
+from .analytics_support import DAY, HOUR, T0, mcp_call, mcp_session, read_headers, seed, store_of, web_event
+from .support import DEMO, BoundedASGITransport, lifespan_running
+
+CUTOFF = T0 + 30 * DAY
+"""The data set spans days 0 to 40; the cutoff keeps days 30 on."""
+RECENT = {"since": str(CUTOFF), "until": str(T0 + 41 * DAY)}
+
+
+async def seed_old_and_recent(app: Starlette) -> None:
+    """Old: visitor v1 on day 1, MCP session m-old on day 2. Recent: v2 on day 35, m-new on day 36. Session m-long
+    started on day 2 and called a tool on day 2 and on day 36."""
+    await seed(
+        app,
+        sessions=[mcp_session("m-old", T0 + 2 * DAY), mcp_session("m-new", T0 + 36 * DAY)]
+        + [mcp_session("m-long", T0 + 2 * DAY)],
+        events=[
+            web_event("page_view", T0 + DAY, visitor="v1", session="s1", path="/", country="US"),
+            web_event("page_view", T0 + 35 * DAY, visitor="v2", session="s2", path="/pricing", country="DE"),
+            mcp_call("m-old", "search", T0 + 2 * DAY, 20.0),
+            mcp_call("m-new", "search", T0 + 36 * DAY, 30.0),
+            mcp_call("m-long", "search", T0 + 2 * DAY + HOUR, 40.0),
+            mcp_call("m-long", "book_demo", T0 + 36 * DAY, 50.0),
+        ],
+    )
+
+
+async def answers(app: Starlette, headers: dict[str, str]) -> list[Any]:
+    transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        return [
+            (await http.get(path, params=RECENT, headers=headers)).json()
+            for path in ("/analytics/overview", "/analytics/tools", "/analytics/pages/top", "/sessions")
+        ]
+
+
+async def test_pruning_deletes_what_is_older_than_the_cutoff_and_nothing_recent(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    headers = await read_headers(http)
+    await seed_old_and_recent(app)
+    before = await answers(app, headers)
+    store = store_of(app)
+
+    deleted = await prune(store, CUTOFF)
+
+    assert deleted["events"] == 3 and deleted["mcp_sessions"] == 1
+    for table, column, _ in TIMED_TABLES:
+        [(oldest,)] = await store.fetch(f"SELECT MIN({column}) FROM {table} WHERE gateway_id = ?", (DEMO,))
+        assert oldest is None or oldest >= CUTOFF, table
+    events = await store.fetch("SELECT name, session_id FROM events ORDER BY ts_ms, name")
+    assert events == [("page_view", "s2"), ("book_demo", "m-long"), ("search", "m-new")]
+    sessions = await store.fetch("SELECT id FROM mcp_sessions ORDER BY id")
+    assert sessions == [("m-long",), ("m-new",)]  # m-long still has an event: its row stays
+    assert await store.get_gateway(DEMO) is not None and await store.list_keys(DEMO)
+    assert await answers(app, headers) == before
+    assert await prune(store, CUTOFF) == {"mcp_sessions": 0}  # a second round finds nothing
+
+
+async def test_a_gateway_with_a_retention_period_prunes_when_it_starts(settings: Settings) -> None:
+    now = int(time.time() * 1000)
+    app = create_app(settings)
+    async with lifespan_running(app):
+        await seed(
+            app,
+            events=[
+                web_event("page_view", now - 40 * DAY, visitor="v1", session="s1", path="/"),
+                web_event("page_view", now - DAY, visitor="v2", session="s2", path="/"),
+            ],
+        )
+
+    app = create_app(settings.model_copy(update={"retention_days": 30}))
+    with anyio.fail_after(10):
+        async with lifespan_running(app):
+            store = store_of(app)
+            while (await store.fetch("SELECT COUNT(*) FROM events"))[0][0] != 1:
+                await anyio.sleep(0.05)
+            assert await store.fetch("SELECT session_id FROM events") == [("s2",)]
