@@ -141,6 +141,7 @@ class PostgresStore(SQLStore):
         self._writer: GroupCommitWriter[_Connection] | None = None
         self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
         self.writer_stats = WriterStats()
+        self._batch_events = []
 
     def __repr__(self) -> str:
         return f"PostgresStore({redacted(self.url)!r})"
@@ -178,7 +179,12 @@ class PostgresStore(SQLStore):
             raise StorageError(f"cannot connect to {redacted(self.url)}: {exc}") from exc
         self._pool = pool
         driver = Driver(
-            connect=self._connect, begin=_begin_write, error=psycopg.Error, integrity_error=psycopg.IntegrityError
+            connect=self._connect,
+            begin=_begin_write,
+            error=psycopg.Error,
+            integrity_error=psycopg.IntegrityError,
+            before_commit=self.fold_batch,
+            after_failure=self.drop_batch,
         )
         self._writer = GroupCommitWriter(driver, conn, self.writer_stats, name="postgres-writer")
 

@@ -86,6 +86,7 @@ class SQLiteStore(SQLStore):
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.writer_stats = WriterStats()
+        self._batch_events = []
 
     def writer_queue_depth(self) -> int:
         return 0 if self._writer is None else self._writer.queue_depth()
@@ -101,6 +102,8 @@ class SQLiteStore(SQLStore):
             begin=_begin,
             error=sqlite3.Error,
             integrity_error=sqlite3.IntegrityError,
+            before_commit=self.fold_batch,
+            after_failure=self.drop_batch,
             after_batch=_Statistics(),
         )
         self._writer = GroupCommitWriter(driver, conn, self.writer_stats, name="sqlite-writer")

@@ -194,6 +194,19 @@ class SQLStore:
         is a job of the writer; PostgreSQL runs it beside the writer's turns, on a connection of the read pool."""
         return await self.write(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
+    _batch_events: list[EventRow]
+    """Events the jobs of the writer's current transaction stored: their rollups are folded in once, before the
+    transaction commits (`fold_batch`), not job by job — on PostgreSQL every statement is a round trip."""
+
+    def fold_batch(self, conn: Connection) -> None:
+        """The writer's `before_commit`: add the transaction's stored events to the rollups."""
+        events, self._batch_events = self._batch_events, []
+        add_to_rollups(conn, events)
+
+    def drop_batch(self) -> None:
+        """The writer's `after_failure`: the transaction's events were rolled back, and so are their rollups."""
+        self._batch_events = []
+
     async def _fetch_one(self, sql: str, params: Sequence[object] = ()) -> tuple[Any, ...] | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None
@@ -397,7 +410,7 @@ class SQLStore:
                     fresh.append(values)
             if _insert_events(conn, fresh) < len(fresh):  # only possible for a single event
                 event_status[0] = "duplicate"
-            add_to_rollups(conn, [e for e, status in zip(events, event_status, strict=True) if status == "stored"])
+            self._batch_events.extend(e for e, status in zip(events, event_status, strict=True) if status == "stored")
             return session_status, event_status
 
         session_status, event_status = await self.write(job)
@@ -422,7 +435,7 @@ class SQLStore:
                     (event.gateway_id, event.id),
                 ).fetchone()
                 results.append(("duplicate", _event(stored)))
-            add_to_rollups(conn, fresh)
+            self._batch_events.extend(fresh)
             return results
 
         results = await self.write(job)

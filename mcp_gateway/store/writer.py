@@ -48,6 +48,11 @@ class Driver(Generic[C]):
     """The driver's base exception: the database failed."""
     integrity_error: type[Exception]
     """A constraint refused the write: `ConflictError`."""
+    before_commit: Callable[[C], None] = lambda conn: None
+    """Run in each transaction after its jobs, before COMMIT: work the jobs left for the whole batch (the rollups
+    of every event the batch stored, folded in one go)."""
+    after_failure: Callable[[], None] = lambda: None
+    """Run when a transaction failed: forget what its jobs left for `before_commit`."""
     after_batch: Callable[[C], None] = lambda conn: None
     """Run on the writer thread after each committed transaction (SQLite refreshes planner statistics)."""
 
@@ -152,7 +157,9 @@ class GroupCommitWriter(Generic[C]):
                     else:
                         outcomes.append((future, result, None))
                     conn.execute("RELEASE job")
+                driver.before_commit(conn)
         except driver.error as exc:
+            driver.after_failure()
             logger.exception("write transaction of %d jobs failed", len(batch))
             self._drop_if_broken()
             error = StorageError(f"write failed: {exc}")
