@@ -33,14 +33,10 @@ from .support import DATABASE_URL_VARIABLE
 URL_VARIABLE: Final = "MCP_GATEWAY_TEST_POSTGRES_URL"
 TEMPLATE: Final = "gateway_template"
 
-SERVER_SETTINGS: Final = (
-    "listen_addresses=127.0.0.1",
-    "max_connections=300",
-    # A test server's data dies with the test run, so crash safety of the server itself buys nothing here; the
-    # gateway's own commits still wait for the server (synchronous_commit stays on).
-    "fsync=off",
-    "full_page_writes=off",
-)
+SERVER_SETTINGS: Final = ("listen_addresses=127.0.0.1", "max_connections=300")
+NOT_CRASH_SAFE: Final = ("fsync=off", "full_page_writes=off")
+"""A test server's data dies with the test run, so crash safety of the server itself buys nothing there; the
+gateway's own commits still wait for the server (synchronous_commit stays on). Benchmarks keep them on."""
 
 
 class PostgresUnavailable(Exception):
@@ -73,12 +69,12 @@ class PostgresServer:
         self._free: list[str] = []
 
     @classmethod
-    def start(cls) -> PostgresServer:
+    def start(cls, *, crash_safe: bool = False) -> PostgresServer:
         stack = contextlib.ExitStack()
         if url := os.environ.get(URL_VARIABLE):
             server = cls(url, stack)
         else:
-            server = cls(_start_server(stack), stack)
+            server = cls(_start_server(stack, crash_safe=crash_safe), stack)
         try:
             server._create_template()
         except BaseException:
@@ -88,6 +84,11 @@ class PostgresServer:
 
     def stop(self) -> None:
         self._stop.close()
+
+    def version(self) -> str:
+        with psycopg.connect(self.admin_url) as conn:
+            row = conn.execute("SELECT current_setting('server_version')").fetchone()
+        return str(row[0]) if row else "?"
 
     def url_of(self, database: str) -> str:
         return self.admin_url.rsplit("/", 1)[0] + "/" + database
@@ -133,7 +134,7 @@ class PostgresServer:
         asyncio.run(migrate())
 
 
-def _start_server(stack: contextlib.ExitStack) -> str:
+def _start_server(stack: contextlib.ExitStack, *, crash_safe: bool) -> str:
     """initdb + pg_ctl start in a temporary folder; the admin URL. The server stops when `stack` closes."""
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="mcp-gateway-pg-"))
@@ -151,7 +152,8 @@ def _start_server(stack: contextlib.ExitStack) -> str:
         capture_output=True,
     )
     port = _free_port()
-    options = " ".join(f"-c {setting}" for setting in (*SERVER_SETTINGS, f"unix_socket_directories={root}"))
+    settings = (*SERVER_SETTINGS, *(() if crash_safe else NOT_CRASH_SAFE), f"unix_socket_directories={root}")
+    options = " ".join(f"-c {setting}" for setting in settings)
     started = subprocess.run(
         [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", f"-p {port} {options}"]
         + ["start"],
@@ -167,8 +169,9 @@ def _start_server(stack: contextlib.ExitStack) -> str:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
-    server = PostgresServer.start()
+def running_server(*, crash_safe: bool = False) -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the block; `crash_safe` keeps fsync on (benchmarks), off by default (tests)."""
+    server = PostgresServer.start(crash_safe=crash_safe)
     try:
         yield server
     finally:

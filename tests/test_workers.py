@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import anyio
 import httpx
+import psycopg
 import pytest
 
 from .support import (
@@ -24,6 +25,7 @@ from .support import (
     DEMO,
     HANDSHAKE,
     SseMessage,
+    database_url,
     gateway_process,
     jsonrpc_request,
     sse_messages,
@@ -201,3 +203,21 @@ async def test_serve_with_two_workers_answers_every_request_of_every_session(tmp
         leads = (await http.get(f"/v1/gateways/{DEMO}/leads", headers=ADMIN_HEADERS)).json()["leads"]
 
     assert sorted(lead["email"] for lead in leads) == [f"person{index}@example.com" for index in range(6)]
+
+
+async def test_a_session_held_on_another_host_is_a_404_naming_that_host(tmp_path: Path) -> None:
+    """Forwarding is between the processes of one host; a session another host holds gets an answer saying so."""
+    session_id = uuid.uuid4().hex
+    async with two_processes(tmp_path) as (first, _):
+        url = database_url()
+        assert url is not None
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO mcp_session_owners (session_id, owner, created_at_ms) VALUES (%s, %s, 0)",
+                (session_id, "gateway-host-2|/tmp/mcp-gateway-x/1-abc.sock"),
+            )
+        headers = {**STREAMABLE, "Mcp-Session-Id": session_id, "MCP-Protocol-Version": HANDSHAKE}
+        answer = await first.post(f"/mcp?gid={DEMO}", json=jsonrpc_request("tools/list", {}, 2), headers=headers)
+
+    assert answer.status_code == 404
+    assert "gateway-host-2" in answer.json()["error"]
