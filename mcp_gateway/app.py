@@ -82,6 +82,7 @@ def create_app(
                 yield
                 ready = False
         finally:
+            metrics.close()
             await services.stop()
 
     body_limit = settings.max_body_bytes

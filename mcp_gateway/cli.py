@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +35,7 @@ from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
 from .keys import KEY_KINDS, KeyService
 from .logs import LOG_FORMATS, LogFormat
+from .metrics import MULTIPROCESS_VARIABLE
 from .store import Store, store_for
 from .store.transfer import Copied, copy_sqlite_to_postgres
 from .tail import DEFAULT_BACKLOG, as_json, as_line, stored_rows
@@ -265,7 +268,11 @@ def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: i
     os.environ[WORKER_ENVIRONMENT] = json.dumps(
         {"settings": settings.model_dump(mode="json"), "log_level": log_level, "log_format": log_format}
     )
-    uvicorn.run("mcp_gateway.cli:worker_app", factory=True, workers=workers, **options)
+    with contextlib.ExitStack() as stack:
+        if not os.environ.get(MULTIPROCESS_VARIABLE):  # the workers' metrics, summed by whichever one is scraped
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="mcp-gateway-metrics-"))
+            os.environ[MULTIPROCESS_VARIABLE] = folder
+        uvicorn.run("mcp_gateway.cli:worker_app", factory=True, workers=workers, **options)
     return 0
 
 

@@ -5,6 +5,7 @@
     mcp_gateway_events_stored_total{source}                     new events committed (mcp, web, server)
     mcp_gateway_writer_transactions_total                       write transactions (group commits)
     mcp_gateway_writer_failed_transactions_total
+    mcp_gateway_writer_busy_seconds_total                       time the writer spent in transactions
     mcp_gateway_writer_batch_jobs                               jobs per write transaction (histogram)
     mcp_gateway_writer_queue_depth                              jobs waiting for the writer
     mcp_gateway_tracking_sent_total                             self-tracking items delivered to the store
@@ -20,14 +21,13 @@ With `MCP_GATEWAY_METRICS_TOKEN` set, a scrape must send it as `Authorization: B
 from __future__ import annotations
 
 import hmac
+import os
 import time
-from collections.abc import Iterator
 from typing import Final
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,8 +45,20 @@ LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 """Seconds: a tools/call answers in about a millisecond, an analytics question in tens."""
 
 
+MULTIPROCESS_VARIABLE: Final = "PROMETHEUS_MULTIPROC_DIR"
+"""Set (by `serve --workers N`, or by you): every process keeps its metrics in files there, and a scrape of any
+one of them answers the sums over all (prometheus-client's multiprocess mode)."""
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_VARIABLE))
+
+
 class Metrics:
-    """One app's metrics, in a registry of its own (several apps in one process, as in the tests, never mix)."""
+    """One app's metrics, in a registry of its own (several apps in one process, as in the tests, never mix).
+
+    The writer's and self-tracking's counters arrive as they happen (`WriterListener`, `SinkListener`), so in
+    multiprocess mode they too are summed over the processes."""
 
     def __init__(self, store: Store, tracking: SinkStats, *, token: str | None = None) -> None:
         self.registry = CollectorRegistry()
@@ -65,8 +77,41 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-        self.registry.register(_StoreCollector(store, tracking))
-        ProcessCollector(registry=self.registry)
+        self._events_stored = Counter(
+            f"{PREFIX}_events_stored", "New events committed, by source", ["source"], registry=self.registry
+        )
+        self._transactions = Counter(
+            f"{PREFIX}_writer_transactions", "Write transactions (group commits)", registry=self.registry
+        )
+        self._failed = Counter(
+            f"{PREFIX}_writer_failed_transactions", "Write transactions rolled back", registry=self.registry
+        )
+        self._busy = Counter(
+            f"{PREFIX}_writer_busy_seconds", "Time the writer spent in transactions", registry=self.registry
+        )
+        self._batch_jobs = Histogram(
+            f"{PREFIX}_writer_batch_jobs",
+            "Jobs per write transaction",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self._queue = Gauge(
+            f"{PREFIX}_writer_queue_depth",
+            "Write jobs waiting for the writer",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self._sent = Counter(
+            f"{PREFIX}_tracking_sent", "Self-tracking items delivered to the store", registry=self.registry
+        )
+        self._dropped = Counter(
+            f"{PREFIX}_tracking_dropped", "Self-tracking items dropped, by reason", ["reason"], registry=self.registry
+        )
+        store.writer_stats.listeners.append(self)
+        tracking.listeners.append(self)
+        if not multiprocess():
+            self._queue.set_function(store.writer_queue_depth)  # exact at scrape time
+            ProcessCollector(registry=self.registry)
 
     async def serve(self, request: Request) -> Response:
         if self._token is not None:
@@ -75,7 +120,16 @@ class Metrics:
                 raise ApiError(
                     401, "Send the metrics token as Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"}
                 )
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        registry = self.registry
+        if multiprocess():  # every process's files, summed
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus-client: not annotated
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    def close(self) -> None:
+        """This process is stopping: its live gauges leave the multiprocess sums (its counters stay in them)."""
+        if multiprocess():
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # prometheus-client: not annotated
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         if method not in METHODS:
@@ -89,6 +143,26 @@ class Metrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    # -- WriterListener and SinkListener: called on the writer's and the sink's threads
+
+    def batch(self, jobs: int, seconds: float, *, failed: bool, queue_depth: int) -> None:
+        self._transactions.inc()
+        if failed:
+            self._failed.inc()
+        self._busy.inc(seconds)
+        self._batch_jobs.observe(jobs)
+        if multiprocess():
+            self._queue.set(queue_depth)
+
+    def stored(self, source: str, count: int) -> None:
+        self._events_stored.labels(source).inc(count)
+
+    def sent(self, count: int) -> None:
+        self._sent.inc(count)
+
+    def dropped(self, reason: str, count: int) -> None:
+        self._dropped.labels(reason).inc(count)
 
 
 class RequestMetrics:
@@ -116,46 +190,3 @@ class RequestMetrics:
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             self.metrics.observe(route, scope["method"], status, time.perf_counter() - started)
-
-
-class _StoreCollector(Collector):
-    """The store writer's and self-tracking's counters, read at scrape time."""
-
-    def __init__(self, store: Store, tracking: SinkStats) -> None:
-        self._store = store
-        self._tracking = tracking
-
-    def collect(self) -> Iterator[Metric]:
-        stats = self._store.writer_stats
-        stored = CounterMetricFamily(f"{PREFIX}_events_stored", "New events committed, by source", labels=["source"])
-        for source, count in sorted(stats.events_stored.items()):
-            stored.add_metric([source], count)
-        yield stored
-        yield CounterMetricFamily(
-            f"{PREFIX}_writer_transactions", "Write transactions (group commits)", value=stats.transactions
-        )
-        yield CounterMetricFamily(
-            f"{PREFIX}_writer_failed_transactions", "Write transactions rolled back", value=stats.failed_transactions
-        )
-        yield CounterMetricFamily(
-            f"{PREFIX}_writer_busy_seconds", "Time the writer spent in transactions", value=stats.busy_seconds
-        )
-        cumulative, buckets = 0, []
-        for bound, count in zip((*map(str, BATCH_SIZE_BUCKETS), "+Inf"), stats.batch_sizes, strict=True):
-            cumulative += count
-            buckets.append((bound, cumulative))
-        yield HistogramMetricFamily(
-            f"{PREFIX}_writer_batch_jobs", "Jobs per write transaction", buckets=buckets, sum_value=stats.jobs
-        )
-        yield GaugeMetricFamily(
-            f"{PREFIX}_writer_queue_depth", "Write jobs waiting for the writer", value=self._store.writer_queue_depth()
-        )
-        yield CounterMetricFamily(
-            f"{PREFIX}_tracking_sent", "Self-tracking items delivered to the store", value=self._tracking.sent
-        )
-        dropped = CounterMetricFamily(
-            f"{PREFIX}_tracking_dropped", "Self-tracking items dropped, by reason", labels=["reason"]
-        )
-        for reason, count in sorted(self._tracking.dropped.items()):
-            dropped.add_metric([reason], count)
-        yield dropped

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
@@ -26,34 +25,16 @@ from .support import (
     create_key,
     gateway_executable,
     lifespan_running,
+    scrape,
     serve_environment,
     stored_rows,
+    value,
 )
 
 pytestmark = pytest.mark.usefixtures("database_url")  # every test on SQLite and on PostgreSQL
 
 GATEWAY = {"X-Gateway-ID": DEMO}
 METRICS_TOKEN = "metrics-token-0123456789"
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a scrape: (name, sorted labels) -> value."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-async def scrape(http: httpx.AsyncClient, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    response = await http.get("/metrics", headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return samples(response.text)
-
-
-def value(scraped: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_health_reports_the_database_and_the_writer_queue(http: httpx.AsyncClient) -> None:

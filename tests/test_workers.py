@@ -28,8 +28,10 @@ from .support import (
     database_url,
     gateway_process,
     jsonrpc_request,
+    scrape,
     sse_messages,
     stored_rows,
+    value,
 )
 
 pytestmark = [
@@ -221,3 +223,29 @@ async def test_a_session_held_on_another_host_is_a_404_naming_that_host(tmp_path
 
     assert answer.status_code == 404
     assert "gateway-host-2" in answer.json()["error"]
+
+
+async def test_with_workers_any_scrape_of_metrics_counts_every_process(tmp_path: Path) -> None:
+    """`serve --workers 2`: the processes keep their metrics in shared files, so whichever one a scrape reaches
+    answers the totals: every request and every stored event, counted once."""
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with (
+        gateway_process(tmp_path / "unused.db", "--workers", "2") as (_, base_url),
+        httpx.AsyncClient(base_url=base_url, limits=no_reuse, timeout=WAIT) as http,
+    ):
+        created = await http.post(f"/v1/gateways/{DEMO}/keys", json={"kind": "sk"}, headers=ADMIN_HEADERS)
+        bearer = {"Authorization": f"Bearer {created.json()['key']}"}
+        before = await scrape(http)
+        for index in range(20):
+            answer = await http.post("/v1/track", json={"event": "paid", "event_id": f"evt_{index}"}, headers=bearer)
+            assert answer.status_code == 202
+        scrapes = [await scrape(http) for _ in range(6)]
+
+    requests = {"route": "/v1/track", "method": "POST", "status": "202"}
+    for scraped in scrapes:
+        assert value(scraped, "mcp_gateway_http_requests_total", **requests) == 20
+        assert value(scraped, "mcp_gateway_events_stored_total", source="server") == 20
+        assert (
+            value(scraped, "mcp_gateway_writer_transactions_total")
+            >= value(before, "mcp_gateway_writer_transactions_total") + 1
+        )

@@ -154,10 +154,19 @@ BATCH_SIZE_BUCKETS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
 """Upper bounds of the writer's jobs-per-transaction histogram (`WriterStats.batch_sizes`)."""
 
 
+class WriterListener(Protocol):
+    """Hears of each write transaction and of the events stored, as they happen (`metrics.Metrics` is one)."""
+
+    def batch(self, jobs: int, seconds: float, *, failed: bool, queue_depth: int) -> None: ...
+
+    def stored(self, source: str, count: int) -> None: ...
+
+
 @dataclass(slots=True)
 class WriterStats:
-    """What a store's writer has done since the store opened, for `/metrics`: its transactions, counted by the
-    writer, and the events they stored, counted by the capture calls once committed."""
+    """What a store's writer has done since the store opened, for `/metrics` and the benchmarks: its
+    transactions, counted by the writer, and the events they stored, counted by the capture calls once
+    committed. `listeners` hear of each as it happens."""
 
     transactions: int = 0
     failed_transactions: int = 0
@@ -170,14 +179,26 @@ class WriterStats:
     """Time the writer spent in transactions (its commits' waits included)."""
     max_jobs: int = 0
     """The most jobs one transaction held."""
+    listeners: list[WriterListener] = field(default_factory=list)
 
-    def record_batch(self, jobs: int, seconds: float, *, failed: bool = False) -> None:
+    def record_batch(self, jobs: int, seconds: float, *, failed: bool = False, queue_depth: int = 0) -> None:
+        """A transaction of `jobs` jobs took `seconds`; `queue_depth` jobs were waiting when it ended."""
         self.transactions += 1
         self.failed_transactions += failed
         self.jobs += jobs
         self.busy_seconds += seconds
         self.max_jobs = max(self.max_jobs, jobs)
         self.batch_sizes[sum(1 for bound in BATCH_SIZE_BUCKETS if jobs > bound)] += 1
+        for listener in self.listeners:
+            listener.batch(jobs, seconds, failed=failed, queue_depth=queue_depth)
+
+    def record_stored(self, sources: Iterable[str]) -> None:
+        """New events of these sources (one item each) were committed."""
+        counts = Counter(sources)
+        self.events_stored.update(counts)
+        for listener in self.listeners:
+            for source, count in counts.items():
+                listener.stored(source, count)
 
 
 class Cursor(Protocol):

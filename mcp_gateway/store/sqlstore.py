@@ -414,7 +414,7 @@ class SQLStore:
             return session_status, event_status
 
         session_status, event_status = await self.write(job)
-        self.writer_stats.events_stored.update(
+        self.writer_stats.record_stored(
             e.source for e, status in zip(events, event_status, strict=True) if status == "stored"
         )
         return session_status, event_status
@@ -439,7 +439,7 @@ class SQLStore:
             return results
 
         results = await self.write(job)
-        self.writer_stats.events_stored.update(event.source for status, event in results if status == "stored")
+        self.writer_stats.record_stored(event.source for status, event in results if status == "stored")
         return results
 
     async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None:

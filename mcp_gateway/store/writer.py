@@ -162,9 +162,11 @@ class GroupCommitWriter(Generic[C]):
             error = StorageError(f"write failed: {exc}")
             for _, future in batch:
                 future.set_exception(error)
-            self._stats.record_batch(len(batch), time.perf_counter() - started, failed=True)
+            self._stats.record_batch(
+                len(batch), time.perf_counter() - started, failed=True, queue_depth=self._jobs.qsize()
+            )
             return
-        self._stats.record_batch(len(batch), time.perf_counter() - started)
+        self._stats.record_batch(len(batch), time.perf_counter() - started, queue_depth=self._jobs.qsize())
         for future, result, failure in outcomes:
             if failure is None:
                 future.set_result(result)

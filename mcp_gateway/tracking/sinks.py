@@ -66,10 +66,20 @@ class BatchSettings(BaseModel):
     max_queue: int = Field(default=DEFAULT_MAX_QUEUE, ge=1)
 
 
+class SinkListener(Protocol):
+    """Hears of items a sink delivered or dropped, as it happens."""
+
+    def sent(self, count: int) -> None: ...
+
+    def dropped(self, reason: str, count: int) -> None: ...
+
+
 class SinkStats:
-    """Delivery counters of one sink: sent, retried, and dropped by reason. Thread-safe."""
+    """Delivery counters of one sink: sent, retried, and dropped by reason. Thread-safe. `listeners` hear of
+    deliveries and drops as they happen."""
 
     def __init__(self) -> None:
+        self.listeners: list[SinkListener] = []
         self._lock = threading.Lock()
         self._sent = 0
         self._retried = 0
@@ -93,6 +103,8 @@ class SinkStats:
     def add_sent(self, count: int) -> None:
         with self._lock:
             self._sent += count
+        for listener in self.listeners:
+            listener.sent(count)
 
     def add_retry(self) -> None:
         with self._lock:
@@ -110,6 +122,8 @@ class SinkStats:
             should_log = last is None or now - last >= DROP_LOG_INTERVAL
             if should_log:
                 self._last_logged[reason] = now
+        for listener in self.listeners:
+            listener.dropped(reason, count)
         if should_log:
             logger.warning("tracking dropped %d item(s): %s%s (%d so far)", count, reason, detail, total)
 
