@@ -225,3 +225,13 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
 
     assert exited.value.code == 0
     assert capsys.readouterr().out.split() == ["mcp-gateway", __version__]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_serve_with_several_workers_on_sqlite_fails_saying_it_needs_postgresql(
+    db_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["serve", "--workers", "2", "--db", str(db_path)]) == 1
+
+    assert "PostgreSQL" in failed(capsys)
+    assert not db_path.exists()  # refused before anything was opened
