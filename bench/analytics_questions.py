@@ -5,6 +5,11 @@ columnar scan in DuckDB.
     .venv/bin/python bench/analytics_questions.py --events 10000000   # the big run (long generation)
     .venv/bin/python bench/analytics_questions.py --quick             # 100,000 events, a smoke run
     .venv/bin/python bench/analytics_questions.py --runs 15 --data-dir /dev/shm/bench-data
+    .venv/bin/python bench/analytics_questions.py --postgres postgresql://user@host/empty_db   # PostgreSQL
+
+With `--postgres URL` the questions run on `PostgresStore` instead: a database with no gateway yet is first
+filled from the data set by `mcp-gateway migrate-db`'s copy (timed and printed), one already filled is used as
+it is. The columns then say PostgreSQL where they say SQLite.
 
 The data set (`analytics_data.py`: web visits and MCP sessions over 30 days for gateway `demo`, and ~1%
 of it for a second gateway `other`) is written through the store's real write path, so the writer's
@@ -49,7 +54,8 @@ from pydantic_core import to_jsonable_python
 
 from mcp_gateway.analytics import QUESTIONS, Asked, Question
 from mcp_gateway.gateways import DEMO_GATEWAY_ID
-from mcp_gateway.store import SQLiteStore, histogram, sketch
+from mcp_gateway.store import PostgresStore, SQLiteStore, Store, histogram, sketch
+from mcp_gateway.store.transfer import copy_sqlite_to_postgres
 
 DEFAULT_EVENTS: Final = 1_000_000
 QUICK_EVENTS: Final = 100_000
@@ -582,7 +588,7 @@ async def measure_one(
 
 
 async def measure(
-    dataset: Dataset, runs: int, timeout_s: float, only: Sequence[str] = ()
+    dataset: Dataset, runs: int, timeout_s: float, only: Sequence[str] = (), database_url: str | None = None
 ) -> tuple[list[Measured], list[str]]:
     """Every registered question (or those whose path is in `only`), timed on both engines; notes about
     what was left out."""
@@ -594,7 +600,10 @@ async def measure(
         f"no DuckDB reference (not in SPECS): {m} {p}, asked with the window only"
         for m, p in registered.keys() - specs.keys()
     ]
-    store = SQLiteStore(dataset.sqlite_path)
+    store: Store = SQLiteStore(dataset.sqlite_path)
+    if database_url is not None:
+        await fill_postgres(dataset, database_url)
+        store = PostgresStore(database_url)
     await store.open()  # applies migrations newer than the data set (e.g. a new index) before anything is timed
     connection = duckdb_connect(dataset.duckdb_path, read_only=True)
     measured: list[Measured] = []
@@ -620,6 +629,23 @@ async def measure(
 # --------------------------------------------------------------------------------------------------
 
 
+async def fill_postgres(dataset: Dataset, database_url: str) -> None:
+    """Copy the data set into the PostgreSQL database unless it already has gateways (`migrate-db`'s copy)."""
+    store = PostgresStore(database_url)
+    await store.open()
+    try:
+        filled = bool(await store.list_gateways())
+    finally:
+        await store.close()
+    if filled:
+        return
+    started = time.perf_counter()
+    copied = await copy_sqlite_to_postgres(dataset.sqlite_path, database_url)
+    seconds = time.perf_counter() - started
+    rows = sum(c.rows for c in copied)
+    print(f"copied {rows:,} rows into PostgreSQL in {seconds:.0f} s ({rows / seconds:,.0f} rows/s)", file=sys.stderr)
+
+
 def verdict(row: Measured) -> str:
     p95 = row.p95_ms(row.sqlite_s)
     if p95 is None:
@@ -630,7 +656,9 @@ def verdict(row: Measured) -> str:
     return "yes" if under and beats else ("no: slower than DuckDB" if under else "no")
 
 
-def report(dataset: Dataset, measured: list[Measured], notes: list[str], runs: int) -> list[str]:
+def report(
+    dataset: Dataset, measured: list[Measured], notes: list[str], runs: int, engine: str = "SQLite"
+) -> list[str]:
     size_mb = dataset.sqlite_bytes / 1e6
     lines = [
         f"data set: {dataset.events:,} events ({dataset.rows.get('events.' + DEMO_GATEWAY_ID, 0):,} of gateway "
@@ -643,7 +671,8 @@ def report(dataset: Dataset, measured: list[Measured], notes: list[str], runs: i
         f"(funnel/retention {HEAVY_GOAL_MS:.0f} ms) and a median below DuckDB's",
         "",
     ]
-    head = ["question", "dashboard", "SQLite p50 ms", "p95 ms", "DuckDB p50 ms", "p95 ms", "SQLite/DuckDB", "goal ms"]
+    head = ["question", "dashboard", f"{engine} p50 ms", "p95 ms", "DuckDB p50 ms", "p95 ms", f"{engine}/DuckDB"]
+    head.append("goal ms")
     head.append("met")
     body = []
     for row in measured:
@@ -689,11 +718,15 @@ def main() -> None:
     parser.add_argument("--timeout", type=positive, default=60, help="seconds one answer may take (60)")
     parser.add_argument("--only", action="append", metavar="PATH", help="ask only this question (repeatable)")
     parser.add_argument("--data-dir", type=Path, default=Path(".bench-data"), help="cache of generated data sets")
+    parser.add_argument("--postgres", metavar="URL", help="ask PostgreSQL (filled from the data set if empty)")
     options = parser.parse_args()
     events = QUICK_EVENTS if options.quick else options.events
     dataset = cached_dataset(options.data_dir, events)
-    measured, notes = asyncio.run(measure(dataset, options.runs, options.timeout, options.only or ()))
-    print("\n".join(report(dataset, measured, notes, options.runs)))
+    measured, notes = asyncio.run(
+        measure(dataset, options.runs, options.timeout, options.only or (), database_url=options.postgres)
+    )
+    engine = "PostgreSQL" if options.postgres else "SQLite"
+    print("\n".join(report(dataset, measured, notes, options.runs, engine)))
 
 
 if __name__ == "__main__":
