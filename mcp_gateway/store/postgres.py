@@ -32,7 +32,7 @@ from psycopg.types.string import StrDumperUnknown
 
 from ..errors import StorageError
 from .base import Connection, Dialect, WriterStats
-from .migrations import apply_migrations
+from .migrations import POSTGRES_MIGRATIONS, apply_migrations
 from .rollups import ROLLUP_MIGRATIONS, rebuild_rollups_if_stale
 from .sqlstore import SQLStore, events_after
 from .writer import Driver, GroupCommitWriter, transaction
@@ -191,7 +191,8 @@ class PostgresStore(SQLStore):
     def _open_writer(self) -> _Connection:
         conn = self._connect()
         try:
-            migrated = bool(apply_migrations(conn, _begin_write, _translate_ddl) & ROLLUP_MIGRATIONS)
+            applied = apply_migrations(conn, _begin_write, _translate_ddl, POSTGRES_MIGRATIONS)
+            migrated = bool(applied & ROLLUP_MIGRATIONS)
             with transaction(conn, _begin_write):
                 rebuild_rollups_if_stale(conn, lambda after, limit: events_after(conn, after, limit), migrated=migrated)
         except psycopg.Error as exc:
