@@ -8,8 +8,8 @@ columnar scan in DuckDB.
     .venv/bin/python bench/analytics_questions.py --postgres postgresql://user@host/empty_db   # PostgreSQL
 
 With `--postgres URL` the questions run on `PostgresStore` instead: a database with no gateway yet is first
-filled from the data set by `mcp-gateway migrate-db`'s copy (timed and printed), one already filled is used as
-it is. The columns then say PostgreSQL where they say SQLite.
+filled from the data set by `mcp-gateway migrate-db`'s copy (timed and printed), one already filled with the
+same data set is used as it is. The columns then say PostgreSQL where they say SQLite.
 
 The data set (`analytics_data.py`: web visits and MCP sessions over 30 days for gateway `demo`, and ~1%
 of it for a second gateway `other`) is written through the store's real write path, so the writer's
@@ -629,21 +629,34 @@ async def measure(
 # --------------------------------------------------------------------------------------------------
 
 
+BENCH_DATASET_SETTING: Final = "bench_dataset"
+"""Which generated data set a PostgreSQL database was filled with (the cached file's name)."""
+
+
 async def fill_postgres(dataset: Dataset, database_url: str) -> None:
-    """Copy the data set into the PostgreSQL database unless it already has gateways (`migrate-db`'s copy)."""
+    """Copy the data set into the PostgreSQL database unless it already holds it (`migrate-db`'s copy); refuse a
+    database holding anything else."""
     store = PostgresStore(database_url)
     await store.open()
     try:
-        filled = bool(await store.list_gateways())
+        holds = await store.get_setting(BENCH_DATASET_SETTING)
+        empty = not await store.list_gateways()
     finally:
         await store.close()
-    if filled:
+    if holds == dataset.sqlite_path.name:
         return
+    if not empty:
+        raise SystemExit(f"the PostgreSQL database holds {holds or 'other data'}: give an empty database")
     started = time.perf_counter()
     copied = await copy_sqlite_to_postgres(dataset.sqlite_path, database_url)
     seconds = time.perf_counter() - started
     rows = sum(c.rows for c in copied)
     print(f"copied {rows:,} rows into PostgreSQL in {seconds:.0f} s ({rows / seconds:,.0f} rows/s)", file=sys.stderr)
+    await store.open()
+    try:
+        await store.put_setting_if_absent(BENCH_DATASET_SETTING, dataset.sqlite_path.name)
+    finally:
+        await store.close()
 
 
 def verdict(row: Measured) -> str:
