@@ -150,15 +150,20 @@ async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(stor
 
 
 async def test_a_write_whose_caller_gave_up_is_not_run_and_the_writer_goes_on(store: SQLStore) -> None:
-    release_writer = threading.Event()
+    writer_busy, release_writer = threading.Event(), threading.Event()
     ran: list[str] = []
 
     def record(label: str) -> Callable[[Connection], None]:
         return lambda _: ran.append(label)
 
+    def hold_the_writer(_: Connection) -> None:
+        writer_busy.set()
+        release_writer.wait(WAIT)
+
     with anyio.fail_after(WAIT):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(store.write, lambda _: release_writer.wait(WAIT))
+            tg.start_soon(store.write, hold_the_writer)
+            await anyio.to_thread.run_sync(writer_busy.wait, WAIT)  # the next job waits for another transaction
             async with anyio.create_task_group() as abandoned:
                 abandoned.start_soon(store.write, record("abandoned"))
                 await anyio.wait_all_tasks_blocked()
