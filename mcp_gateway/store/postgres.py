@@ -57,9 +57,10 @@ class _Number(Loader):
 
     def load(self, data: Buffer) -> int | float:
         text = bytes(data).decode("ascii")
-        if "." in text or "e" in text or "N" in text:  # a fraction, an exponent, NaN or Infinity
+        try:
+            return int(text)
+        except ValueError:  # a fraction, an exponent, NaN or Infinity
             return float(text)
-        return int(text)
 
 
 class _Text(StrDumperUnknown):

@@ -17,6 +17,7 @@ row, and the request gets the SDK's own answer for an unknown session.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import getpass
 import logging
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 FORWARDED_HEADER: Final = "x-mcp-gateway-forwarded"
 """Set on a forwarded request: the receiving process answers it itself."""
 
+REMEMBERED_SESSIONS: Final = 100_000
+"""Sessions a process remembers having opened, so their requests skip the database."""
+
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection", "host"}
 )
@@ -64,8 +68,13 @@ class SessionOwners:
         self._store = store
         self.address = address
         """`<host>|<socket path>` of this process."""
+        self._mine: collections.OrderedDict[str, None] = collections.OrderedDict()
+        """The sessions this process claimed lately: their requests need no look-up (session ids are unique)."""
 
     async def claim(self, session_id: str) -> None:
+        self._mine[session_id] = None
+        if len(self._mine) > REMEMBERED_SESSIONS:
+            self._mine.popitem(last=False)  # an older one's requests look it up again
         await self._store.execute_now(
             "INSERT INTO mcp_session_owners (session_id, owner, created_at_ms) VALUES (?, ?, ?)"
             " ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner, created_at_ms = excluded.created_at_ms",
@@ -73,6 +82,8 @@ class SessionOwners:
         )
 
     async def owner(self, session_id: str) -> str | None:
+        if session_id in self._mine:
+            return self.address
         rows = await self._store.fetch("SELECT owner FROM mcp_session_owners WHERE session_id = ?", (session_id,))
         return str(rows[0][0]) if rows else None
 
@@ -165,10 +176,11 @@ class Forwarder:
         host = Headers(scope=scope).get("host", "localhost")
         query = scope.get("query_string", b"").decode("latin-1")
         url = f"http://{host}{scope.get('raw_path', scope['path'].encode()).decode('latin-1')}"
-        request = self._client(path).build_request(
+        client = self._client(path)
+        request = client.build_request(
             scope["method"], url + (f"?{query}" if query else ""), headers=headers, content=_body(receive)
         )
-        response = await self._client(path).send(request, stream=True)
+        response = await client.send(request, stream=True)
         try:
             await send(
                 {
