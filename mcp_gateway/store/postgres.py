@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,7 +31,7 @@ from psycopg.types.numeric import Int8Dumper
 from psycopg.types.string import StrDumperUnknown
 
 from ..errors import StorageError
-from .base import Connection, Dialect, WriterStats
+from .base import Dialect
 from .migrations import POSTGRES_MIGRATIONS, apply_migrations
 from .rollups import ROLLUP_MIGRATIONS, rebuild_rollups_if_stale
 from .sqlstore import SQLStore, events_after
@@ -138,17 +138,12 @@ class PostgresStore(SQLStore):
     dialect: Dialect = "postgresql"
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
-        self._writer: GroupCommitWriter[_Connection] | None = None
         self._pool: psycopg_pool.AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
-        self.writer_stats = WriterStats()
-        self._batch_events = []
 
     def __repr__(self) -> str:
         return f"PostgresStore({redacted(self.url)!r})"
-
-    def writer_queue_depth(self) -> int:
-        return 0 if self._writer is None else self._writer.queue_depth()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -202,19 +197,12 @@ class PostgresStore(SQLStore):
         return conn
 
     async def close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.stop()
+        await self._stop_writer()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
 
     # -- writes and reads ------------------------------------------------------------------------
-
-    async def write(self, job: Callable[[Connection], T]) -> T:
-        if self._writer is None:
-            raise StorageError("store is not open")
-        return await self._writer.write(job)
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         return await self._run(sql, params)

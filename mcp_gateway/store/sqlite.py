@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 import anyio.to_thread
 
 from ..errors import StorageError
-from .base import Connection, Dialect, WriterStats
+from .base import Dialect
 from .migrations import apply_migrations
 from .rollups import ROLLUP_MIGRATIONS, rebuild_rollups_if_stale
 from .sqlstore import SQLStore, events_after
@@ -79,17 +79,12 @@ class SQLiteStore(SQLStore):
     dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path | str) -> None:
+        super().__init__()
         self.path = Path(path)
-        self._writer: GroupCommitWriter[sqlite3.Connection] | None = None
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._read_slots = threading.BoundedSemaphore(READ_CONNECTIONS)
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self.writer_stats = WriterStats()
-        self._batch_events = []
-
-    def writer_queue_depth(self) -> int:
-        return 0 if self._writer is None else self._writer.queue_depth()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -121,9 +116,7 @@ class SQLiteStore(SQLStore):
         return conn
 
     async def close(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.stop()
+        await self._stop_writer()
         with self._readers_lock:
             for conn in self._all_readers:
                 conn.close()
@@ -131,11 +124,6 @@ class SQLiteStore(SQLStore):
             self._readers = queue.SimpleQueue()  # drop the closed connections, or a reopened store reads through them
 
     # -- writes and reads ------------------------------------------------------------------------
-
-    async def write(self, job: Callable[[Connection], T]) -> T:
-        if self._writer is None:
-            raise StorageError("store is not open")
-        return await self._writer.write(job)
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query` on a read connection in a worker thread."""

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
-from ..errors import ConflictError, NotFoundError
+from ..errors import ConflictError, NotFoundError, StorageError
 from .base import (
     SESSION_INACTIVITY_MS,
     WEB_FIELD_NAMES,
@@ -32,6 +32,7 @@ from .base import (
 )
 from .lookup import rows_by_ids
 from .rollups import add_to_rollups, hist_of
+from .writer import GroupCommitWriter
 
 T = TypeVar("T")
 
@@ -175,14 +176,32 @@ _LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, c
 
 
 class SQLStore:
-    """The `Store` methods over `write` and `fetch`, which a subclass provides for its database."""
+    """The `Store` methods over `write` and `fetch`: a subclass starts the writer (`_writer`, on its own
+    connection) and provides `fetch` for its database."""
 
     dialect: Dialect
-    writer_stats: WriterStats
+
+    def __init__(self) -> None:
+        self.writer_stats = WriterStats()
+        self._writer: GroupCommitWriter[Any] | None = None
+        self._batch_events: list[EventRow] = []
+        """Events the jobs of the writer's current transaction stored: their rollups are folded in once, before
+        the transaction commits (`fold_batch`), not job by job; on PostgreSQL every statement is a round trip."""
+
+    def writer_queue_depth(self) -> int:
+        return 0 if self._writer is None else self._writer.queue_depth()
 
     async def write(self, job: Callable[[Connection], T]) -> T:
         """Run `job` in the writer's next transaction; return once that transaction committed."""
-        raise NotImplementedError
+        if self._writer is None:
+            raise StorageError("store is not open")
+        return await self._writer.write(job)
+
+    async def _stop_writer(self) -> None:
+        """Commit what is queued and close the writer's connection (the store is closing)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.stop()
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one read-only query (`?` placeholders) and return its rows."""
@@ -193,10 +212,6 @@ class SQLStore:
         that processes share, kept right by the database's row locks, such as rate-limit windows. On SQLite it
         is a job of the writer; PostgreSQL runs it beside the writer's turns, on a connection of the read pool."""
         return await self.write(lambda conn: conn.execute(sql, tuple(params)).fetchall())
-
-    _batch_events: list[EventRow]
-    """Events the jobs of the writer's current transaction stored: their rollups are folded in once, before the
-    transaction commits (`fold_batch`), not job by job — on PostgreSQL every statement is a round trip."""
 
     def fold_batch(self, conn: Connection) -> None:
         """The writer's `before_commit`: add the transaction's stored events to the rollups."""
