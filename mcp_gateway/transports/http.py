@@ -169,9 +169,10 @@ class McpRoutes:
                     Reply(200, "The reply, after any messages the server sends first", str, sse),
                     Reply(202, "A notification or a response: accepted, nothing to answer"),
                 ),
-                errors=(*checked, 406, 413, 415),
+                errors=(*checked, 406, 413, 415, 429, 503),
                 error_type=McpError,
-                description=accept,
+                description=f"{accept} An `initialize` without a session is refused with 429 (too many new or open "
+                "sessions from this client) or 503 (every session busy), with `Retry-After`.",
             ),
             Operation(
                 "GET",
@@ -215,7 +216,7 @@ class McpRoutes:
                 response=str,
                 content_type=sse,
                 params=GATEWAY_PARAMS,
-                errors=(*checked, 429),
+                errors=(*checked, 429, 503),
                 error_type=McpError,
             ),
             Operation(
@@ -263,7 +264,7 @@ class McpRoutes:
             finally:
                 ended = watched is not None and watched.status in _SESSION_GONE  # deleted, or unknown to the SDK
                 self.sessions.ended(session, stream=request.method == "GET", deleted=ended)
-        elif session_id is None and opens_session(scope):
+        elif request.method == "POST" and session_id is None and opens_session(scope):
             reservation = await self.sessions.reserve(_client_of(request))
             host = request.headers.get("host", "").encode("latin-1")
             try:
