@@ -16,10 +16,20 @@ import httpx
 import pytest
 
 from mcp_gateway import Settings, create_app
-from mcp_gateway.transports.session_limits import SessionLimits, TrackedSession
+from mcp_gateway.transports.session_limits import SessionLimits, TrackedSession, client_key
 from mcp_gateway.web import ApiError
 
-from .support import ADMIN_TOKEN, DEMO, HANDSHAKE, LiveServer, connect, jsonrpc_request, serve_in_thread, sse_messages
+from .support import (
+    ADMIN_TOKEN,
+    DEMO,
+    HANDSHAKE,
+    MODERN,
+    LiveServer,
+    connect,
+    jsonrpc_request,
+    serve_in_thread,
+    sse_messages,
+)
 
 MCP_URL = f"/mcp?gid={DEMO}"
 SSE_URL = f"/v1/mcp/sse?gid={DEMO}"
@@ -155,6 +165,15 @@ async def test_oldest_sse_stream_is_ended_to_make_room_for_a_new_session(tmp_pat
                     await anext(messages)  # the stream ended
 
 
+async def test_sessionless_revision_opens_no_session_and_is_not_counted(tmp_path: Path) -> None:
+    with gateway(tmp_path, new_mcp_sessions_per_ip_per_minute=1) as server:
+        for _ in range(3):
+            async with connect(f"streamable-http-{MODERN}", server) as session:
+                assert session.protocol_version == MODERN
+                assert (await session.list_tools()).tools
+        await assert_legitimate_client_gets_in(server)
+
+
 # -- the table itself -------------------------------------------------------------------------------
 
 
@@ -210,3 +229,10 @@ async def test_sessions_idle_past_the_timeout_are_forgotten_without_eviction() -
     clock.now += 61
     await _open(limits, "c", ended)
     assert ended == [] and len(limits) == 1
+
+
+def test_clients_are_counted_by_ipv4_address_and_by_ipv6_64() -> None:
+    assert client_key("203.0.113.7") == "203.0.113.7"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key(None) == "unknown"
