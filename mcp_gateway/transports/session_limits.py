@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import ipaddress
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..ratelimit import FixedWindowLimiter
 from ..web import ApiError
+
+logger = logging.getLogger(__name__)
 
 SESSION_RETRY_AFTER_SECONDS: Final = 10
 """What a client refused for lack of room (its own open-session cap, or a table of busy sessions) is told to wait."""
@@ -142,13 +145,14 @@ class SessionLimits:
         self._reserved += 1
         self._per_client[client] += 1
         reservation = Reservation(self, client)
-        try:
-            for victim in victims:
-                self.evicted += 1
-                await victim.close()
-        except BaseException:
-            reservation.release()
-            raise
+        for victim in victims:
+            self.evicted += 1
+            logger.info("Ending the least recently active MCP session to make room for a new one")
+            try:
+                with anyio.CancelScope(shield=True):  # forgotten here already: it must end in the SDK too
+                    await victim.close()
+            except Exception:  # the SDK's own cap still stands behind this table
+                logger.exception("Could not end an MCP session to make room")
         return reservation
 
     def started(self, session_id: str, *, stream: bool) -> TrackedSession | None:
