@@ -8,7 +8,8 @@
 The gateway comes from `?gid=` or the `X-Gateway-ID` header. Before any SDK code runs, the
 request is checked: gateway given (400) and known (404), MCP enabled for it (403), Host allowed
 (421) and Origin in the gateway's allowed origins (403) — the SDK's own DNS-rebinding rules,
-answered as JSON.
+answered as JSON. A request that would open an MCP session is then admitted by `SessionLimits` (429 or 503, with
+`Retry-After`), which may end the least recently active idle session to make room.
 """
 
 from __future__ import annotations
