@@ -21,6 +21,18 @@ DEFAULT_ALLOWED_HOSTS: Final = ("127.0.0.1", "127.0.0.1:*", "localhost", "localh
 DEFAULT_MAX_SSE_CONNECTIONS_PER_IP: Final = 10
 """Concurrent `GET /v1/mcp/sse` streams one client IP may hold (the seed's rate-limit table)."""
 
+DEFAULT_MCP_SESSION_IDLE_SECONDS: Final = 900.0
+"""An MCP session (Streamable HTTP) with no request in flight for this long is closed (the SDK's 30 min, halved)."""
+
+DEFAULT_MAX_MCP_SESSIONS: Final = 10_000
+"""Open MCP sessions (Streamable HTTP and SSE) one process holds; past it the least recently active idle one goes."""
+
+DEFAULT_MAX_MCP_SESSIONS_PER_IP: Final = 100
+"""Open MCP sessions one client IP (an IPv6 /64) may hold in one process before 429."""
+
+DEFAULT_NEW_MCP_SESSIONS_PER_IP_PER_MINUTE: Final = 120
+"""New MCP sessions (`initialize` without a session, SSE streams) one client IP may open per minute before 429."""
+
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 """Largest request body any route reads; bigger bodies get 413."""
 
@@ -33,6 +45,14 @@ DEFAULT_TRACK_RATE_LIMIT: Final = 100
 
 DEFAULT_V1_TRACK_RATE_LIMIT: Final = 200
 """`POST /v1/track` requests per key per minute before 429 `rate_limited` (seed 004's burst)."""
+
+_MCP_SESSION_VARIABLES: Final = (
+    "MCP_SESSION_IDLE_SECONDS",
+    "MAX_MCP_SESSIONS",
+    "MAX_MCP_SESSIONS_PER_IP",
+    "NEW_MCP_SESSIONS_PER_IP_PER_MINUTE",
+)
+"""The MCP session limits, each read from `MCP_GATEWAY_<name>` into the setting of the same name in lower case."""
 
 
 class Settings(BaseModel):
@@ -50,6 +70,10 @@ class Settings(BaseModel):
     """When set, `GET /metrics` wants it as `Authorization: Bearer`; unset, /metrics is open like /health."""
     allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
     max_sse_connections_per_ip: int = Field(default=DEFAULT_MAX_SSE_CONNECTIONS_PER_IP, ge=1)
+    mcp_session_idle_seconds: float = Field(default=DEFAULT_MCP_SESSION_IDLE_SECONDS, gt=0, allow_inf_nan=False)
+    max_mcp_sessions: int = Field(default=DEFAULT_MAX_MCP_SESSIONS, ge=1)
+    max_mcp_sessions_per_ip: int = Field(default=DEFAULT_MAX_MCP_SESSIONS_PER_IP, ge=1)
+    new_mcp_sessions_per_ip_per_minute: int = Field(default=DEFAULT_NEW_MCP_SESSIONS_PER_IP_PER_MINUTE, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     gateway_cache_seconds: float = Field(default=DEFAULT_GATEWAY_CACHE_SECONDS, ge=0)
     retention_days: int | None = Field(default=None, ge=1)
@@ -71,6 +95,9 @@ class Settings(BaseModel):
         if token := env.get(ENV_PREFIX + "METRICS_TOKEN"):
             values["metrics_token"] = token
         for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT", "RETENTION_DAYS"):
+            if limit := env.get(ENV_PREFIX + name):
+                values[name.lower()] = limit
+        for name in _MCP_SESSION_VARIABLES:
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):

@@ -8,7 +8,8 @@
 The gateway comes from `?gid=` or the `X-Gateway-ID` header. Before any SDK code runs, the
 request is checked: gateway given (400) and known (404), MCP enabled for it (403), Host allowed
 (421) and Origin in the gateway's allowed origins (403) — the SDK's own DNS-rebinding rules,
-answered as JSON.
+answered as JSON. A request that would open an MCP session is then admitted by `SessionLimits` (429 or 503, with
+`Retry-After`), which may end the least recently active idle session to make room.
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ from ..web import ApiError, read_body
 from .forwarding import ClaimingSend, Forwarder
 from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
+from .session_limits import (
+    Closer,
+    CompletableSend,
+    EvictableReceive,
+    OpeningSend,
+    SessionLimits,
+    client_key,
+    opens_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +136,12 @@ class McpRoutes:
         self._directory = directory
         self._runtimes = runtimes
         self.sse_limiter = ConnectionLimiter(settings.max_sse_connections_per_ip)
+        self.sessions = SessionLimits(
+            max_sessions=settings.max_mcp_sessions,
+            max_per_ip=settings.max_mcp_sessions_per_ip,
+            new_per_ip_per_minute=settings.new_mcp_sessions_per_ip_per_minute,
+            idle_timeout=settings.mcp_session_idle_seconds,
+        )
         self.forwarder: Forwarder | None = None
         """Set while other processes may hold sessions (PostgreSQL): requests for theirs are forwarded there."""
 
@@ -154,9 +170,10 @@ class McpRoutes:
                     Reply(200, "The reply, after any messages the server sends first", str, sse),
                     Reply(202, "A notification or a response: accepted, nothing to answer"),
                 ),
-                errors=(*checked, 406, 413, 415),
+                errors=(*checked, 406, 413, 415, 429, 503),
                 error_type=McpError,
-                description=accept,
+                description=f"{accept} An `initialize` without a session is refused with 429 (too many new or open "
+                "sessions from this client) or 503 (every session busy), with `Retry-After`.",
             ),
             Operation(
                 "GET",
@@ -200,7 +217,7 @@ class McpRoutes:
                 response=str,
                 content_type=sse,
                 params=GATEWAY_PARAMS,
-                errors=(*checked, 429),
+                errors=(*checked, 429, 503),
                 error_type=McpError,
             ),
             Operation(
@@ -235,12 +252,29 @@ class McpRoutes:
     async def streamable_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         runtime = await self._resolve(request)
+        session_id = request.headers.get("mcp-session-id")
         if (forwarder := self.forwarder) is not None:
-            if (session_id := request.headers.get("mcp-session-id")) is None:
+            if session_id is None:
                 send = ClaimingSend(send, forwarder.owners)
             elif await forwarder.forward_if_elsewhere(session_id, scope, receive, send):
                 return
-        await runtime.session_manager.handle_request(scope, receive, JsonErrors(send))
+        if session_id is not None and (session := self.sessions.started(session_id, stream=request.method == "GET")):
+            watched = _StatusOf(send) if request.method == "DELETE" else None
+            try:
+                await runtime.session_manager.handle_request(scope, receive, JsonErrors(watched or send))
+            finally:
+                ended = watched is not None and watched.status in _SESSION_GONE  # deleted, or unknown to the SDK
+                self.sessions.ended(session, stream=request.method == "GET", deleted=ended)
+        elif request.method == "POST" and session_id is None and opens_session(scope):
+            reservation = await self.sessions.reserve(_client_of(request))
+            host = request.headers.get("host", "").encode("latin-1")
+            try:
+                send = OpeningSend(send, reservation, lambda opened: _session_ender(runtime, opened, host))
+                await runtime.session_manager.handle_request(scope, receive, JsonErrors(send))
+            finally:
+                reservation.release()
+        else:
+            await runtime.session_manager.handle_request(scope, receive, JsonErrors(send))
 
     async def sse(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -274,9 +308,18 @@ class McpRoutes:
         if self.forwarder is not None:
             send = ClaimingSend(send, self.forwarder.owners)
         try:
-            lowlevel = runtime.lowlevel
-            async with runtime.sse.connect_sse(scope, receive, JsonErrors(send)) as (read_stream, write_stream):
-                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+            reservation = await self.sessions.reserve(_client_of(request))
+            # An SSE session lives as long as its stream; eviction ends it as a client's disconnect would.
+            evictable, response = EvictableReceive(receive), CompletableSend(send)
+            session = reservation.fill(uuid.uuid4().hex, evictable.evict, streams=1)
+            try:
+                lowlevel = runtime.lowlevel
+                async with runtime.sse.connect_sse(scope, evictable, JsonErrors(response)) as (reader, writer):
+                    await lowlevel.run(reader, writer, lowlevel.create_initialization_options())
+            finally:
+                self.sessions.forget(session)
+            if evictable.evicted:
+                await response.complete()
         finally:
             self.sse_limiter.release(client_ip)
 
@@ -291,3 +334,56 @@ class McpRoutes:
         ):
             return
         await runtime.sse.handle_post_message(scope, receive, JsonErrors(send))
+
+
+_SESSION_GONE: Final = (200, 204, 404)
+"""Answers to a DELETE after which the SDK holds no such session."""
+
+
+class _StatusOf:
+    """Wraps `send` to note the status answered."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status: int | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
+def _client_of(request: Request) -> str:
+    return client_key(request.client.host if request.client else None)
+
+
+def _session_ender(runtime: GatewayRuntime, session_id: str, host: bytes) -> Closer:
+    """Ends a Streamable HTTP session as its client would, with the SDK's own DELETE (the Host of the request that
+    opened it passes the transport's check again); the session manager forgets it before this returns."""
+
+    async def end() -> None:
+        scope: Scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "DELETE",
+            "scheme": "http",
+            "path": MCP_PATH,
+            "raw_path": MCP_PATH.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", host), (b"mcp-session-id", session_id.encode())],
+            "client": None,
+            "server": None,
+        }
+        await runtime.session_manager.handle_request(scope, _no_body, _discard)
+
+    return end
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _discard(message: Message) -> None:
+    pass

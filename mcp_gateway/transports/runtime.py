@@ -100,6 +100,8 @@ class GatewayRuntimes:
             streamable_http_path=MCP_PATH,
             transport_security=security,
             max_request_body_size=self._settings.max_body_bytes,
+            session_idle_timeout=self._settings.mcp_session_idle_seconds,
+            max_sessions=self._settings.max_mcp_sessions,  # the SDK's own cap stays, behind McpRoutes.sessions
         )
         runtime = GatewayRuntime(
             gateway_id=gateway.id,
