@@ -256,7 +256,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol (its default, `uvicorn[standard]`) with `ReadGuard`'s deadlines and caps."""
 
     def __init__(
-        self, config: Config, server_state: ServerState, app_state: dict[str, Any], _loop: Any = None
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._guard = ReadGuard(self, server_state, self.loop)
@@ -283,7 +287,11 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's pure-Python h11 protocol with the same guard (`serve` uses httptools; this one for `http="h11"`)."""
 
     def __init__(
-        self, config: Config, server_state: ServerState, app_state: dict[str, Any], _loop: Any = None
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._guard = ReadGuard(self, server_state, self.loop)
