@@ -11,7 +11,9 @@ No secret and no raw client IP is written: in access lines the client is the sam
 store keeps (`privacy.IpHasher`, `-` until the server's secret is loaded, and the address a trusted proxy
 forwarded for, as the app sees it), and the values of query parameters that carry keys, tokens or personal
 data (`api_key`, `token`, `admin_token`, `key`, `session_id`, `email`, ...; any whose value holds an `@`)
-are `[redacted]`, as are path segments holding an `@`.
+are `[redacted]`, as are path segments holding an `@`. The MCP SDK's lines (and our transports') show MCP
+session ids (which let whoever holds one use the session) by their first 8 characters only, and any line break
+a client put into them escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -48,6 +51,7 @@ def configure(level: str, log_format: LogFormat) -> None:
     """Send every logger's records to stderr in `log_format`, from `level` up; access lines redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(SessionIdRedaction())
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     access = logging.getLogger(ACCESS_LOGGER)
     if not any(isinstance(f, AccessRedaction) for f in access.filters):
@@ -134,5 +138,29 @@ class AccessRedaction(logging.Filter):
             client, method, target, version, status = args
             host = str(client).rpartition(":")[0] if client else ""
             record.args = (client_label(host), method, redact_target(str(target)), version, status)
+            record.redacted = True
+        return True
+
+
+SESSION_ID: Final = re.compile(
+    r"\b([0-9a-fA-F]{8})(?:[0-9a-fA-F]{24}|-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\b"
+)
+"""An MCP session id as the SDK makes them: 32 hex digits, or a UUID with dashes."""
+
+CONTROL_CHARACTER: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+SESSION_LOGGERS: Final = ("mcp.server", "mcp_gateway.transports")
+"""Loggers whose lines may name MCP sessions (the SDK writes some ids a client sent, in f-strings)."""
+
+
+class SessionIdRedaction(logging.Filter):
+    """Shortens session ids to their first 8 characters and escapes control characters in the message of the
+    records of `SESSION_LOGGERS` (on the handler: it sees every logger's records)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith(SESSION_LOGGERS) and not getattr(record, "redacted", False):
+            message = SESSION_ID.sub(r"\1…", record.getMessage())
+            record.msg = CONTROL_CHARACTER.sub(lambda found: repr(found.group())[1:-1], message)
+            record.args = ()
             record.redacted = True
         return True

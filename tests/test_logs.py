@@ -22,7 +22,15 @@ from mcp_gateway.logs import redact_target
 from mcp_gateway.privacy import IpHasher
 from mcp_gateway.services import HASH_SECRET_SETTING
 
-from .support import DEMO, STARTUP_TIMEOUT, gateway_executable, serve_environment, stored_rows
+from .support import (
+    DEMO,
+    HANDSHAKE,
+    STARTUP_TIMEOUT,
+    gateway_executable,
+    jsonrpc_request,
+    serve_environment,
+    stored_rows,
+)
 
 SECRETS: Final = {
     "api_key": "rk_live_SECRET_READ_KEY_1",
@@ -143,6 +151,27 @@ def test_forwarded_for_from_a_trusted_proxy_is_the_client_for_the_app_and_the_lo
 
     assert stored == forwarded
     assert forwarded in line
+
+
+def test_mcp_session_ids_are_shortened_and_line_breaks_a_client_sent_are_escaped(tmp_path: Path) -> None:
+    streamable = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    initialize = {"protocolVersion": HANDSHAKE, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    with serve_logging(tmp_path) as server:
+        opened = httpx.post(
+            f"{server.base_url}/mcp?gid={DEMO}", json=jsonrpc_request("initialize", initialize), headers=streamable
+        )
+        forged = httpx.post(
+            f"{server.base_url}/v1/mcp/{DEMO}/messages",
+            params={"session_id": "nope\nCRITICAL forged line"},
+            json=jsonrpc_request("ping"),
+        )
+    session_id = opened.headers["mcp-session-id"]
+    log = server.log()
+
+    assert forged.status_code == 400
+    assert session_id not in log
+    assert f"{session_id[:8]}…" in log
+    assert not [line for line in log.splitlines() if line.startswith("CRITICAL forged")]
 
 
 @pytest.mark.parametrize(
