@@ -17,7 +17,9 @@ import anyio.abc
 import httpx
 import pytest
 
+from mcp_gateway import Settings
 from mcp_gateway.cli import run
+from mcp_gateway.connections import ConnectionLimits
 
 from .support import DEMO, HANDSHAKE, create_key, gateway_process, jsonrpc_request, sse_messages
 
@@ -129,6 +131,33 @@ async def test_connections_beyond_the_per_ip_cap_are_refused_while_other_address
     assert health.status_code == 200
     assert [status_of(answer) for answer in answers] == [200] * cap
     assert status_of(answer_after) == 200
+
+
+async def test_beyond_the_total_cap_new_connections_are_answered_503(tmp_path: Path) -> None:
+    async with served(tmp_path, max_connections="2") as (_, port):
+        await anyio.sleep(0.5)  # the server sees the startup health check's connection closed: it holds none
+        async with (
+            await open_raw(port) as first,
+            await open_raw(port) as _second,
+            await open_raw(port, OTHER_CLIENT) as third,
+        ):
+            refusal = await read_until_closed(third)
+            await first.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answer = await read_until_closed(first)
+
+    assert status_of(refusal) == 503
+    assert refusal.endswith(b'{"error": "Too many open connections"}')
+    assert status_of(answer) == 200
+
+
+def test_the_per_client_cap_counts_ipv6_by_its_64_and_exempts_trusted_proxies() -> None:
+    settings = Settings(trusted_proxies=("10.0.0.0/8",))
+    limits = ConnectionLimits.from_settings(settings)
+
+    assert limits.client_key("2001:db8:1:2::7") == limits.client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert limits.client_key("2001:db8:1:3::7") != limits.client_key("2001:db8:1:2::7")
+    assert limits.client_key("192.0.2.1") == "192.0.2.1"
+    assert limits.client_key("10.1.2.3") is None
 
 
 async def test_long_lived_streams_outlive_the_read_timeouts(tmp_path: Path) -> None:
