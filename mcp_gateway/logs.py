@@ -1,7 +1,7 @@
 """How the gateway logs: `text` (a line a human reads) or `json` (one object per line, for a log pipeline).
 
     {"ts": "2026-12-04T01:09:23.412Z", "level": "info", "logger": "uvicorn.access",
-     "message": "127.0.0.1:50412 - \"POST /track HTTP/1.1\" 200", "exception": "Traceback ..."}
+     "message": "9e704e3226b3f80510f1943c3cbe31ab - \"POST /track HTTP/1.1\" 200", "exception": "Traceback ..."}
 
 `exception` is there only when the record carries one. With `json`, uvicorn's own loggers (startup,
 access lines) go through the same handler instead of uvicorn's text format; with `text`, uvicorn keeps its
