@@ -7,8 +7,11 @@ Timeouts are set small (half a second to a second); the bounds the tests wait wi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -16,10 +19,12 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from mcp_gateway import Settings
 from mcp_gateway.cli import run
-from mcp_gateway.connections import ConnectionLimits
+from mcp_gateway.connections import ConnectionLimits, GuardedH11Protocol, GuardedHttpToolsProtocol, use_limits
 
 from .support import DEMO, HANDSHAKE, create_key, gateway_process, jsonrpc_request, sse_messages
 
@@ -216,6 +221,60 @@ async def test_serve_with_workers_applies_the_read_timeouts_in_every_worker(tmp_
             await stream.aclose()
 
     assert [status_of(answer) for answer in answers] == [408] * 4
+
+
+# -- both of uvicorn's HTTP/1.1 parsers, in a server of a small app ------------------------------------------
+
+
+async def echo_body(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole body, then answers it back slowly in two parts: the answer outlives the deadlines."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    await anyio.sleep(1.5)  # three deadlines long
+    await send({"type": "http.response.body", "body": b"|done"})
+
+
+@contextlib.contextmanager
+def small_server(protocol: type[asyncio.Protocol]) -> Iterator[int]:
+    """`echo_body` under uvicorn with `protocol` and deadlines of half a second, in a thread: its port."""
+    use_limits(ConnectionLimits(header_timeout=0.5, body_timeout=0.5, max_per_client=100, max_total=1000))
+    config = uvicorn.Config(echo_body, port=0, http=protocol, lifespan="off", log_level="warning", ws="none")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + CLOSE_BOUND
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(CLOSE_BOUND)
+        use_limits(ConnectionLimits.from_settings(Settings()))
+
+
+@pytest.mark.parametrize("protocol", [GuardedHttpToolsProtocol, GuardedH11Protocol])
+async def test_both_parsers_time_headers_and_body_but_not_the_answer(protocol: type[asyncio.Protocol]) -> None:
+    post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+    with small_server(protocol) as port:
+        async with await open_raw(port) as headers, await open_raw(port) as body, await open_raw(port) as slow:
+            await headers.send(PARTIAL_HEADERS)
+            await body.send(post + b"12345")
+            await slow.send(post + b"0123456789")
+            stalled_headers, stalled_body, answered = [await read_until_closed(s) for s in (headers, body, slow)]
+
+    assert status_of(stalled_headers) == 408
+    assert status_of(stalled_body) == 408
+    assert status_of(answered) == 200 and answered.endswith(b"0123456789\r\n5\r\n|done\r\n0\r\n\r\n")  # chunked
 
 
 @pytest.mark.parametrize(
