@@ -86,11 +86,13 @@ class ConnectionLimits:
             address = ipaddress.ip_address(host)
         except ValueError:
             return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # an IPv4 client of a dual-stack socket
         if any(address in network for network in self.exempt):
             return None
         if address.version == 6:
             return str(ipaddress.ip_network(f"{address}/{IPV6_CLIENT_PREFIX}", strict=False))
-        return host
+        return str(address)
 
 
 _limits = ConnectionLimits.from_settings(Settings())

@@ -162,6 +162,8 @@ def test_the_per_client_cap_counts_ipv6_by_its_64_and_exempts_trusted_proxies() 
     assert limits.client_key("2001:db8:1:2::7") == limits.client_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
     assert limits.client_key("2001:db8:1:3::7") != limits.client_key("2001:db8:1:2::7")
     assert limits.client_key("192.0.2.1") == "192.0.2.1"
+    assert limits.client_key("::ffff:192.0.2.1") == "192.0.2.1"  # an IPv4 client of a dual-stack socket
+    assert limits.client_key("::ffff:10.0.0.1") is None
     assert limits.client_key("10.1.2.3") is None
 
 
