@@ -1,6 +1,8 @@
 """`mcp-gateway`: serve the gateway, run it over stdio, and manage gateways.
 
     mcp-gateway serve [--host H] [--port P] [--db PATH] [--allowed-host HOST ...] [--workers N]
+                      [--trusted-proxy ADDR ...] [--header-timeout S] [--body-timeout S]
+                      [--max-connections-per-ip N] [--max-connections N]
     mcp-gateway stdio --gateway ID [--db PATH]
     mcp-gateway gateways list | show ID | create ID --name NAME [--origin O ...] [--manifest FILE]
     mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
@@ -64,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="gateway processes sharing the port (default 1; more than 1 needs PostgreSQL: --database-url)",
     )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        dest="trusted_proxies",
+        metavar="ADDR",
+        help="reverse proxy address or network whose X-Forwarded-For is believed (repeat; default none)",
+    )
+    serve.add_argument("--header-timeout", type=float, metavar="S", help="seconds a request's headers may take (10)")
+    serve.add_argument("--body-timeout", type=float, metavar="S", help="seconds a request body may stall (20)")
+    serve.add_argument("--max-connections-per-ip", type=int, metavar="N", help="open connections per client (100)")
+    serve.add_argument("--max-connections", type=int, metavar="N", help="open connections in all (90%% of ulimit -n)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--log-format",
@@ -244,9 +257,8 @@ WORKER_ENVIRONMENT: Final = ENV_PREFIX + "WORKER"
 
 def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: int) -> int:
     import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
 
-    from .app import create_app
+    from . import connections
 
     if workers < 1:
         return _fail("--workers must be at least 1")
@@ -260,10 +272,13 @@ def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: i
         "port": settings.port,
         "log_level": log_level,
         "lifespan": "on",
-        "log_config": None if log_format == "json" else LOGGING_CONFIG,  # None: uvicorn's loggers reach our handler
+        "log_config": logs.uvicorn_log_config(log_format),
+        "http": connections.GuardedHttpToolsProtocol,  # read deadlines and connection caps (in every worker)
+        "proxy_headers": bool(settings.trusted_proxies),  # X-Forwarded-For believed from the trusted proxies only
+        "forwarded_allow_ips": list(settings.trusted_proxies),
     }
     if workers == 1:
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(_guarded_app(settings), **options)
         return 0
     os.environ[WORKER_ENVIRONMENT] = json.dumps(
         {"settings": settings.model_dump(mode="json"), "log_level": log_level, "log_format": log_format}
@@ -278,11 +293,21 @@ def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: i
 
 def worker_app() -> Any:
     """The app of one `serve --workers N` process (uvicorn imports this in each one it starts)."""
-    from .app import create_app
-
     given = json.loads(os.environ[WORKER_ENVIRONMENT])
     logs.configure(given["log_level"], given["log_format"])
-    return create_app(Settings.model_validate(given["settings"]))
+    return _guarded_app(Settings.model_validate(given["settings"]))
+
+
+def _guarded_app(settings: Settings) -> Any:
+    """The app of a `serve` process, with this process's connection limits set and its log hashing client IPs
+    with the app's own secret (loaded when the app starts)."""
+    from . import connections
+    from .app import create_app
+
+    connections.use_limits(connections.ConnectionLimits.from_settings(settings))
+    app = create_app(settings)
+    logs.hash_client_ips_with(app.state.services.hash_ip)
+    return app
 
 
 def _stdio(settings: Settings, gateway_id: str) -> int:
@@ -298,7 +323,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         overrides: dict[str, Any] = {"db_path": args.db, "database_url": args.database_url}
         if args.command == "serve":
-            overrides |= {"host": args.host, "port": args.port}
+            overrides |= {"host": args.host, "port": args.port, "header_timeout_seconds": args.header_timeout}
+            overrides |= {"body_timeout_seconds": args.body_timeout, "max_connections": args.max_connections}
+            overrides |= {"max_connections_per_ip": args.max_connections_per_ip}
+            if args.trusted_proxies:
+                overrides["trusted_proxies"] = tuple(args.trusted_proxies)
             if args.allowed_hosts:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ENV_PREFIX: Final = "MCP_GATEWAY_"
 
@@ -46,13 +47,30 @@ DEFAULT_TRACK_RATE_LIMIT: Final = 100
 DEFAULT_V1_TRACK_RATE_LIMIT: Final = 200
 """`POST /v1/track` requests per key per minute before 429 `rate_limited` (seed 004's burst)."""
 
-_MCP_SESSION_VARIABLES: Final = (
+_NUMBER_VARIABLES: Final = (
+    "TRACK_RATE_LIMIT",
+    "V1_TRACK_RATE_LIMIT",
+    "RETENTION_DAYS",
     "MCP_SESSION_IDLE_SECONDS",
     "MAX_MCP_SESSIONS",
     "MAX_MCP_SESSIONS_PER_IP",
     "NEW_MCP_SESSIONS_PER_IP_PER_MINUTE",
+    "HEADER_TIMEOUT_SECONDS",
+    "BODY_TIMEOUT_SECONDS",
+    "MAX_CONNECTIONS_PER_IP",
+    "MAX_CONNECTIONS",
 )
-"""The MCP session limits, each read from `MCP_GATEWAY_<name>` into the setting of the same name in lower case."""
+"""Limits read from `MCP_GATEWAY_<name>` into the setting of the same name in lower case (validated there)."""
+
+# -- connections (mcp_gateway/connections.py) and whose forwarded headers count
+DEFAULT_HEADER_TIMEOUT_SECONDS: Final = 10.0
+"""Longest a request's headers may take to arrive, from the connection (or the request's first byte) on; then 408."""
+
+DEFAULT_BODY_TIMEOUT_SECONDS: Final = 20.0
+"""Longest a request body may go without a byte arriving; then 408."""
+
+DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 100
+"""Open connections one client address (IPv6: one /64) may hold per process; more are answered 429 and closed."""
 
 
 class Settings(BaseModel):
@@ -80,6 +98,21 @@ class Settings(BaseModel):
     """Delete tracked data (events, sessions, rollups) older than this many days, hourly; None keeps everything."""
     track_rate_limit: int = Field(default=DEFAULT_TRACK_RATE_LIMIT, ge=1)
     v1_track_rate_limit: int = Field(default=DEFAULT_V1_TRACK_RATE_LIMIT, ge=1)
+    header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600)
+    max_connections_per_ip: int = Field(default=DEFAULT_MAX_CONNECTIONS_PER_IP, ge=1)
+    max_connections: int | None = Field(default=None, ge=1)
+    """Open connections one process holds in all (more are answered 503 and closed); None: 90% of its file limit."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For`/`-Proto` count; none by default."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(str(ipaddress.ip_network(proxy.strip(), strict=False)) for proxy in proxies)
+        except ValueError:
+            raise ValueError("each trusted proxy must be an IP address or network, e.g. 10.0.0.0/8") from None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -94,13 +127,12 @@ class Settings(BaseModel):
             values["admin_token"] = token
         if token := env.get(ENV_PREFIX + "METRICS_TOKEN"):
             values["metrics_token"] = token
-        for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT", "RETENTION_DAYS"):
-            if limit := env.get(ENV_PREFIX + name):
-                values[name.lower()] = limit
-        for name in _MCP_SESSION_VARIABLES:
+        for name in _NUMBER_VARIABLES:
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):
             values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        if proxies := env.get(ENV_PREFIX + "TRUSTED_PROXIES"):
+            values["trusted_proxies"] = tuple(p.strip() for p in proxies.split(",") if p.strip())
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls.model_validate(values)
