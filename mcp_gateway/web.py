@@ -43,6 +43,15 @@ def json_error(status: int, message: str, /, *, headers: Mapping[str, str] | Non
     return JSONResponse({"error": message, **extra}, status_code=status, headers=dict(headers or {}))
 
 
+UNKNOWN_CLIENT: Final = "unknown"
+"""The client address of a request whose server named none (a Unix socket, some test transports)."""
+
+
+def client_host(request: Request) -> str:
+    """The client's IP address as the server reports it (forwarded headers are the server's to trust or not)."""
+    return request.client.host if request.client else UNKNOWN_CLIENT
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, or 413 as soon as it is known to exceed `limit` bytes."""
     declared = request.headers.get("content-length", "")
