@@ -16,12 +16,17 @@ every `spool_retry_interval` seconds, on `flush()`, and when a new sink starts o
 directory. Items still queued when `aclose()` times out, or when the interpreter exits, are
 spooled too. `max_spool_bytes=0` turns the spool off (undeliverable items are then dropped as
 `retries_exhausted`).
+
+The sink's own requests are not logged by httpx (which logs every request at INFO on its `httpx` logger):
+a filter there drops the records made while the sink sends, so a wrapped server's log is not a line per
+delivery, and the host's own httpx requests are logged as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import email.utils
 import functools
 import hashlib
@@ -50,6 +55,24 @@ from .spool import DEFAULT_MAX_SPOOL_BYTES, Spool, default_spool_dir
 from .wire import CaptureBatch, CaptureSession
 
 logger = logging.getLogger("mcp_gateway.tracking")
+
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("mcp_gateway_tracking_sending", default=False)
+"""True in the task of a sink while it sends a request: httpx logs the request in that task."""
+
+
+class QuietSinkRequests(logging.Filter):
+    """On the `httpx` logger: drops the records of the sink's own requests, passes every other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _sending.get()
+
+
+def _quiet_httpx() -> None:
+    """Install `QuietSinkRequests` on the `httpx` logger once per process."""
+    httpx_logger = logging.getLogger("httpx")
+    if not any(isinstance(existing, QuietSinkRequests) for existing in httpx_logger.filters):
+        httpx_logger.addFilter(QuietSinkRequests())
+
 
 DEFAULT_ENDPOINT: Final = "https://api.agnost.ai"
 DEFAULT_MAX_RETRIES: Final = 3
@@ -175,6 +198,7 @@ class HttpSink(BatchingSink):
         self._client: httpx.AsyncClient | None = None
         self._atexit = functools.partial(_spool_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+        _quiet_httpx()
 
     @property
     def uses_batch_endpoint(self) -> bool:
@@ -349,10 +373,13 @@ class HttpSink(BatchingSink):
     async def _post(self, path: str, org: str, body: dict[str, Any]) -> _Outcome:
         client = self._client
         assert client is not None
+        sending = _sending.set(True)
         try:
             response = await client.post(self._base + path, json=body, headers={"X-Org-Id": org})
         except httpx.HTTPError as exc:
             return _Outcome("retry", reason=type(exc).__name__)
+        finally:
+            _sending.reset(sending)
         status = response.status_code
         if 200 <= status < 300:
             return _OK
