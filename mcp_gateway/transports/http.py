@@ -20,8 +20,15 @@ import uuid
 from http import HTTPStatus
 from typing import Annotated, Final
 
-from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
-from pydantic import Field
+from mcp.types import (
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
+from pydantic import Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -116,6 +123,15 @@ class JsonErrors:
 
 
 _REPLACED_HEADERS: Final = (b"content-type", b"content-length")
+
+
+def _replay(body: bytes) -> Receive:
+    """An ASGI `receive` giving `body`, already read, as the request's only message."""
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 class McpRoutes:
@@ -216,9 +232,9 @@ class McpRoutes:
                     Param("gid", "path", "The gateway's id", GatewayId),
                     Param("session_id", "query", "The session the `endpoint` event named", uuid.UUID, required=True),
                 ),
-                errors=checked,
+                errors=(*checked, 413),
                 error_type=McpError,
-                description="The answer comes on the SSE stream.",
+                description="The answer comes on the SSE stream. A body that is not one JSON-RPC message is 400.",
             ),
         ]
 
@@ -290,4 +306,10 @@ class McpRoutes:
             and await self.forwarder.forward_if_elsewhere(session_id.lower(), scope, receive, send)
         ):
             return
-        await runtime.sse.handle_post_message(scope, receive, JsonErrors(send))
+        body = await read_body(request, self._settings.max_body_bytes)
+        try:
+            jsonrpc_message_adapter.validate_json(body, by_name=False)
+        except ValidationError:  # the SDK would log it with a traceback quoting the body
+            logger.debug("SSE message endpoint: a body that is not one JSON-RPC message (400)")
+            raise ApiError(400, "Body is not a JSON-RPC message", field="body") from None
+        await runtime.sse.handle_post_message(scope, _replay(body), JsonErrors(send))
