@@ -485,3 +485,16 @@ async def test_a_malformed_sse_message_is_a_json_400_logged_in_one_short_line_wi
     assert error_body(response)["field"] == "body"
     assert "SECRET-BODY-MARKER" not in response.text
     assert valid.status_code == 202
+
+
+@pytest.mark.parametrize("flag", ["mcp_enabled", "tracking_enabled"])
+@pytest.mark.parametrize("sent", [0, 1, "true", "false", "yes"], ids=["0", "1", "str-true", "str-false", "yes"])
+async def test_a_manifest_boolean_takes_only_json_true_or_false(http: httpx.AsyncClient, flag: str, sent: Any) -> None:
+    """pydantic's lax mode would read 0 as false: a boolean switch (tracking off) must be said as one."""
+    manifest = default_manifest().model_dump(mode="json")
+    response = await http.put(f"/v1/gateways/{DEMO}/manifest", headers=ADMIN_HEADERS, json=manifest | {flag: sent})
+
+    assert response.status_code == 422, response.text
+    assert error_body(response)["field"] == flag
+    kept = await admin_json(http, "GET", f"/v1/gateways/{DEMO}/manifest")
+    assert kept[flag] is True
