@@ -111,6 +111,8 @@ class Operation:
     query: type[BaseModel] | None = None
     body: Any = None
     """A type pydantic can describe (usually a model), validated from the JSON body; None: no body."""
+    body_required: bool = True
+    """False: a request without a body is read as `{}` (every field has a default)."""
     response: Any = None
     """A type pydantic can describe (dataclass, model, TypedDict, list[...]); None: any JSON object."""
     status: int = 200
@@ -228,7 +230,7 @@ def _entry(op: Operation, schema: Callable[[str], _Schema | None], components: d
     body = schema("body")
     if body is not None:
         entry["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": _without(body, path_names, components)}},
         }
     return entry

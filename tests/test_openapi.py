@@ -195,6 +195,22 @@ async def test_bodies_are_validated_as_documented(http: httpx.AsyncClient, doc: 
     assert (response.status_code, response.json()["field"]) == (400, "session_id")
 
 
+async def test_a_post_question_without_a_body_is_answered_as_its_document_says(
+    http: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    """/query's parameters all have defaults: its body may be left out. /funnel needs `steps`: its body may not."""
+    headers = await read_headers(http)
+    assert doc["paths"]["/query"]["post"]["requestBody"]["required"] is False
+    answered = await http.post("/query", headers=headers)
+    assert answered.status_code == 200, answered.text
+    assert_documented(doc, "/query", answered)
+    assert answered.json()["metrics"] == ["event_count"]
+
+    assert doc["paths"]["/funnel"]["post"]["requestBody"]["required"] is True
+    refused = await http.post("/funnel", headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "steps")
+
+
 def test_same_named_models_of_different_modules_keep_their_own_schemas(doc: dict[str, Any]) -> None:
     # ingest.track.TrackUser (seed 000: fbp, fbc, ...) and ingest.visits.TrackUser (email, phone, external id).
     track_user = _body_property(doc, "/track", "post", "user")["$ref"].rsplit("/", 1)[1]
