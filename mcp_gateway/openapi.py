@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Final, Literal, NotRequired
 
 import anyio.to_thread
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, WithJsonSchema
 from pydantic.json_schema import JsonSchemaMode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -134,6 +134,20 @@ GATEWAY_PARAMS: Final = (
 """How the routes without keys are told their gateway (`gateways.request_gateway`): one of the two."""
 
 _Schema = dict[str, Any]
+
+
+def name_or_prefixed(names: Iterable[str], prefix: str, *, max_length: int, description: str) -> WithJsonSchema:
+    """The schema of a name from an allow-list (`names`) or `prefix` and a key (`properties.plan`), for a field
+    the route checks against that allow-list itself: the document names what the route accepts."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": sorted(set(names))},
+                {"type": "string", "pattern": f"^{re.escape(prefix)}.", "maxLength": max_length},
+            ],
+            "description": description,
+        }
+    )
 
 
 def document(operations: Iterable[Operation], *, title: str = "mcp-gateway") -> dict[str, Any]:

@@ -211,6 +211,49 @@ async def test_a_post_question_without_a_body_is_answered_as_its_document_says(
     assert (refused.status_code, refused.json()["field"]) == (400, "steps")
 
 
+def _names(schema: dict[str, Any]) -> tuple[list[str], str]:
+    """The allow-list and the prefix pattern of a `name_or_prefixed` schema."""
+    [listed, prefixed] = schema["anyOf"]
+    return listed["enum"], prefixed["pattern"]
+
+
+async def test_query_groups_and_filters_and_funnel_filters_are_enumerated_as_the_routes_accept_them(
+    http: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    schemas = doc["components"]["schemas"]
+    groups, group_pattern = _names(schemas["QueryArgs"]["properties"]["group_by"]["items"])
+    fields, field_pattern = _names(schemas["QueryFilter"]["properties"]["field"])
+    steps, step_pattern = _names(schemas["StepFilter"]["properties"]["property"])
+    [breakdown, _] = schemas["FunnelArgs"]["properties"]["breakdown"]["anyOf"]
+    assert _names(breakdown) == (steps, step_pattern)
+    assert {"day", "hour", "source", "traffic_source"} <= set(groups) and "latency_ms" not in groups
+    assert {"source", "latency_ms", "success"} <= set(fields) and "day" not in fields
+    assert group_pattern == field_pattern == step_pattern == "^properties\\.."
+
+    headers = await read_headers(http)
+    window = {"since": T0, "until": T0 + 86_400_000}
+    for name in [*groups, "properties.plan"]:  # every documented name is accepted ...
+        answer = await http.post("/query", json={**window, "group_by": [name]}, headers=headers)
+        assert answer.status_code == 200, (name, answer.text)
+    for name in [*fields, "properties.plan"]:
+        value = True if name == "success" else 1 if name == "latency_ms" else "x"
+        answer = await http.post(
+            "/query", json={**window, "filters": [{"field": name, "value": value}]}, headers=headers
+        )
+        assert answer.status_code == 200, (name, answer.text)
+    for name in [*steps, "properties.plan"]:
+        step = {"event": "b", "filters": [{"property": name, "value": "x"}]}
+        answer = await http.post("/funnel", json={**window, "steps": ["a", step], "breakdown": name}, headers=headers)
+        assert answer.status_code == 200, (name, answer.text)
+    # ... and a name outside them is refused, naming it
+    refused = await http.post("/query", json={"group_by": ["latency_ms"]}, headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "group_by.0")
+    refused = await http.post("/query", json={"filters": [{"field": "day", "value": 1}]}, headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "filters.0.field")
+    refused = await http.post("/funnel", json={"steps": ["a", "b"], "breakdown": "properties."}, headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "breakdown")
+
+
 def test_same_named_models_of_different_modules_keep_their_own_schemas(doc: dict[str, Any]) -> None:
     # ingest.track.TrackUser (seed 000: fbp, fbc, ...) and ingest.visits.TrackUser (email, phone, external id).
     track_user = _body_property(doc, "/track", "post", "user")["$ref"].rsplit("/", 1)[1]
