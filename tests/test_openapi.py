@@ -211,6 +211,28 @@ async def test_a_post_question_without_a_body_is_answered_as_its_document_says(
     assert (refused.status_code, refused.json()["field"]) == (400, "steps")
 
 
+async def test_times_are_documented_in_the_forms_the_routes_read(http: httpx.AsyncClient, doc: dict[str, Any]) -> None:
+    since = _parameter(doc, "/stats", "get", "since")
+    assert {"type": "string", "format": "date-time"} in since["anyOf"]
+    assert {"type": "string", "pattern": "^[0-9]{1,15}$"} in since["anyOf"]
+    assert {"type": "integer", "minimum": 0, "maximum": 10**15 - 1} in since["anyOf"]
+    headers = await read_headers(http)
+    for sent in ("1767225600000", "2026-01-01T00:00:00Z", "2026-01-01t00:00:00.5z", "2026-01-01T05:30:00+05:30"):
+        answer = await http.get("/stats", params={"since": sent, "until": "1767312000000"}, headers=headers)
+        assert answer.status_code == 200, (sent, answer.text)
+        assert answer.json()["window"]["since"] in (1767225600000, 1767225600500), sent
+    answer = await http.post("/query", json={"since": 1767225600000, "until": "2026-01-02T00:00:00Z"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+
+    v1 = _body_property(doc, "/v1/track", "post", "timestamp")
+    assert {"type": "string", "format": "date-time", "maxLength": 64} in v1["anyOf"]
+    key = await create_key(http, kind="sk")
+    sent_v1 = {"event": "e", "event_id": "lower-case-rfc3339", "timestamp": "2026-05-16t19:00:00.000z"}
+    accepted = await http.post("/v1/track", json=sent_v1, headers={"Authorization": f"Bearer {key}"})
+    assert accepted.status_code == 202, accepted.text
+    assert "milliseconds" in _body_property(doc, "/track", "post", "timestamp")["description"]
+
+
 def _names(schema: dict[str, Any]) -> tuple[list[str], str]:
     """The allow-list and the prefix pattern of a `name_or_prefixed` schema."""
     [listed, prefixed] = schema["anyOf"]

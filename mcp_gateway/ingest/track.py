@@ -34,7 +34,7 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
@@ -48,7 +48,7 @@ from ..openapi import GATEWAY_PARAMS, Operation
 from ..ratelimit import Verdict, limiter_for
 from ..store import EventRow, KeyKind, Store
 from ..web import ApiError, client_host, cors_route, field_errors, read_body, read_model
-from .web import MAX_TIMESTAMP, WebEvent, timestamp_ms
+from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package
     from ..services import Services
@@ -175,7 +175,14 @@ class TrackEvent(BaseModel):
 
     event_name: str = Field(min_length=1, max_length=128)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timestamp: float | None = Field(default=None, ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, strict=True)
+    timestamp: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TIMESTAMP,
+        allow_inf_nan=False,
+        strict=True,
+        description=f"Seconds since the epoch; from {SECONDS_CUTOFF} on, milliseconds",
+    )
     """Unix seconds; values too big to be seconds are taken as milliseconds."""
     user: TrackUser = Field(default_factory=TrackUser)
     custom_data: dict[str, Any] | None = None
@@ -207,7 +214,10 @@ class V1TrackEvent(BaseModel):
 
     event: str = Field(min_length=1, max_length=128)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timestamp: str | None = Field(default=None, max_length=64)
+    timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = Field(
+        default=None,
+        description="An RFC 3339 date-time (`2026-05-16T19:00:00.000Z`); any ISO 8601 time, UTC without a zone",
+    )
     """ISO 8601; without a zone it is UTC."""
     anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
@@ -258,7 +268,7 @@ class V1Accepted(TypedDict):
 def iso_ms(value: str) -> int:
     """Milliseconds since the epoch of an ISO 8601 timestamp (UTC when it names no zone)."""
     try:
-        moment = datetime.fromisoformat(value.strip())
+        moment = datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise ValueError("timestamp must be an ISO 8601 date-time, e.g. 2026-05-16T19:00:00.000Z") from None
     if moment.tzinfo is None:
