@@ -233,6 +233,30 @@ async def test_times_are_documented_in_the_forms_the_routes_read(http: httpx.Asy
     assert "milliseconds" in _body_property(doc, "/track", "post", "timestamp")["description"]
 
 
+@pytest.mark.parametrize(
+    ("session_id", "status"),
+    [
+        ("0123456789abcdef0123456789abcdef", 404),  # the form the endpoint event names: unknown here
+        ("01234567-89ab-cdef-0123-456789abcdef", 404),  # format uuid
+        ("{01234567-89ab-cdef-0123-456789abcdef}", 400),  # Python's UUID() reads these; the document does not
+        ("urn:uuid:01234567-89ab-cdef-0123-456789abcdef", 400),
+        ("0123456789abcdef", 400),
+    ],
+)
+async def test_the_sse_session_id_is_a_uuid_as_documented(
+    http: httpx.AsyncClient, doc: dict[str, Any], session_id: str, status: int
+) -> None:
+    documented = _parameter(doc, "/v1/mcp/{gid}/messages", "post", "session_id")
+    assert {"type": "string", "format": "uuid"} in documented["anyOf"]
+    assert {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"} in documented["anyOf"]
+    answer = await http.post(
+        f"/v1/mcp/{DEMO}/messages", params={"session_id": session_id}, json={"jsonrpc": "2.0", "method": "x"}
+    )
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["field"] == "session_id"
+
+
 def _names(schema: dict[str, Any]) -> tuple[list[str], str]:
     """The allow-list and the prefix pattern of a `name_or_prefixed` schema."""
     [listed, prefixed] = schema["anyOf"]

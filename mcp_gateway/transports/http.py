@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import uuid
+import re
 from http import HTTPStatus
 from typing import Annotated, Final
 
@@ -28,7 +28,7 @@ from mcp.types import (
     JSONRPCResponse,
     jsonrpc_message_adapter,
 )
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, WithJsonSchema
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -57,6 +57,19 @@ McpError = ErrorBody | JSONRPCError
 """Our HTTP-level errors, or the SDK's JSON-RPC error objects (a parse error, an invalid request)."""
 
 SESSION_HEADER: Final = Param("Mcp-Session-Id", "header", "The session the server gave in its `initialize` answer")
+SseSessionId = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "uuid"}, {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}],
+            "description": "A UUID, as the `endpoint` event names it (32 hex digits) or with hyphens",
+        }
+    ),
+]
+"""The SSE transport's session id: the SDK reads it as a UUID (400 otherwise) and names it in 32 hex digits."""
+_SSE_SESSION_ID: Final = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 VERSION_HEADER: Final = Param("MCP-Protocol-Version", "header", "The negotiated protocol revision")
 
 
@@ -230,7 +243,7 @@ class McpRoutes:
                 content_type="text/plain",
                 params=(
                     Param("gid", "path", "The gateway's id", GatewayId),
-                    Param("session_id", "query", "The session the `endpoint` event named", uuid.UUID, required=True),
+                    Param("session_id", "query", "The session the `endpoint` event named", SseSessionId, required=True),
                 ),
                 errors=(*checked, 413),
                 error_type=McpError,
@@ -300,10 +313,10 @@ class McpRoutes:
         request = Request(scope, receive)
         runtime = await self._resolve(request, request.path_params["gid"])
         session_id = request.query_params.get("session_id")
-        if (
-            self.forwarder is not None
-            and session_id
-            and await self.forwarder.forward_if_elsewhere(session_id.lower(), scope, receive, send)
+        if session_id is None or not _SSE_SESSION_ID.fullmatch(session_id):
+            raise ApiError(400, "session_id must be the id the endpoint event named (a UUID)", field="session_id")
+        if self.forwarder is not None and await self.forwarder.forward_if_elsewhere(
+            session_id.lower(), scope, receive, send
         ):
             return
         body = await read_body(request, self._settings.max_body_bytes)
