@@ -133,6 +133,12 @@ GATEWAY_PARAMS: Final = (
 )
 """How the routes without keys are told their gateway (`gateways.request_gateway`): one of the two."""
 
+GATEWAY_RULE: Final = (
+    "The gateway is named by `?gid=` or by the `X-Gateway-ID` header: one of them is required (400 without)."
+)
+"""OpenAPI 3.1 cannot make one of two parameters required: operations taking `GATEWAY_PARAMS` say it in their
+description, in their 400 answer, and as `x-required-one-of` (an extension naming the alternatives)."""
+
 _Schema = dict[str, Any]
 
 
@@ -237,8 +243,15 @@ def _entry(op: Operation, schema: Callable[[str], _Schema | None], components: d
         "parameters": _parameters(op, path_names, schema, components),
         "responses": _responses(op, schema),
     }
-    if op.description:
-        entry["description"] = op.description
+    gateway_rule = all(param in op.params for param in GATEWAY_PARAMS)
+    description = " ".join(text for text in (GATEWAY_RULE if gateway_rule else "", op.description) if text)
+    if description:
+        entry["description"] = description
+    if gateway_rule:
+        entry["x-required-one-of"] = [[param.name for param in GATEWAY_PARAMS]]
+        entry["responses"]["400"]["description"] = (
+            "Bad Request: no gateway id (`?gid=` or `X-Gateway-ID`), or bad input"
+        )
     if op.security != "none":
         entry["security"] = [{name: []} for name in SECURITY_ALTERNATIVES[op.security]]
     body = schema("body")

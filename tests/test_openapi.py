@@ -257,6 +257,26 @@ async def test_the_sse_session_id_is_a_uuid_as_documented(
         assert answer.json()["field"] == "session_id"
 
 
+async def test_routes_needing_gid_or_its_header_say_so_and_refuse_neither(
+    http: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    ruled = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            names = {(param["name"], param["in"], param["required"]) for param in operation["parameters"]}
+            if not {("gid", "query", False), ("X-Gateway-ID", "header", False)} <= names:
+                continue
+            ruled.append((method.upper(), path))
+            assert operation["x-required-one-of"] == [["gid", "X-Gateway-ID"]], path
+            assert "`?gid=` or by the `X-Gateway-ID` header: one of them is required" in operation["description"], path
+            assert "X-Gateway-ID" in operation["responses"]["400"]["description"], path
+            answer = await http.request(
+                method.upper(), path, json={}, headers={"Accept": "application/json, text/event-stream"}
+            )
+            assert (answer.status_code, answer.json()["field"]) == (400, "X-Gateway-ID"), (path, answer.text)
+    assert {("POST", "/track"), ("POST", "/mcp"), ("GET", "/v1/mcp/sse"), ("POST", "/track/event")} <= set(ruled)
+
+
 def _names(schema: dict[str, Any]) -> tuple[list[str], str]:
     """The allow-list and the prefix pattern of a `name_or_prefixed` schema."""
     [listed, prefixed] = schema["anyOf"]
