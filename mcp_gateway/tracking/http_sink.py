@@ -17,15 +17,16 @@ directory. Items still queued when `aclose()` times out, or when the interpreter
 spooled too. `max_spool_bytes=0` turns the spool off (undeliverable items are then dropped as
 `retries_exhausted`).
 
-The sink's own requests are not logged by httpx (which logs every request at INFO on its `httpx` logger):
-a filter there drops the records made while the sink sends, so a wrapped server's log is not a line per
-delivery, and the host's own httpx requests are logged as before.
+The sink's own requests are not logged by httpx (which logs every request at INFO on its `httpx` logger)
+nor httpcore (DEBUG): a filter on their loggers drops the records made while the sink's client works, so
+a wrapped server's log is not a line per delivery, and the host's own httpx requests are logged as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import email.utils
 import functools
@@ -34,6 +35,7 @@ import logging
 import random
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
@@ -57,21 +59,42 @@ from .wire import CaptureBatch, CaptureSession
 logger = logging.getLogger("mcp_gateway.tracking")
 
 _sending: contextvars.ContextVar[bool] = contextvars.ContextVar("mcp_gateway_tracking_sending", default=False)
-"""True in the task of a sink while it sends a request: httpx logs the request in that task."""
+"""True in the task of a sink while its HTTP client works: httpx and httpcore log in that task."""
+
+HTTP_CLIENT_LOGGERS: Final = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+"""Where httpx (a line per request, INFO) and httpcore (each step, DEBUG) log."""
 
 
 class QuietSinkRequests(logging.Filter):
-    """On the `httpx` logger: drops the records of the sink's own requests, passes every other."""
+    """On httpx's and httpcore's loggers: drops the records of the sink's own requests, passes every other."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not _sending.get()
 
 
-def _quiet_httpx() -> None:
-    """Install `QuietSinkRequests` on the `httpx` logger once per process."""
-    httpx_logger = logging.getLogger("httpx")
-    if not any(isinstance(existing, QuietSinkRequests) for existing in httpx_logger.filters):
-        httpx_logger.addFilter(QuietSinkRequests())
+def _quiet_http_client_logs() -> None:
+    """Install `QuietSinkRequests` on `HTTP_CLIENT_LOGGERS` once per process."""
+    for name in HTTP_CLIENT_LOGGERS:
+        client_logger = logging.getLogger(name)
+        if not any(isinstance(existing, QuietSinkRequests) for existing in client_logger.filters):
+            client_logger.addFilter(QuietSinkRequests())
+
+
+@contextlib.contextmanager
+def _unlogged() -> Iterator[None]:
+    """While the block runs (in this task), the HTTP client's log records are the sink's: dropped."""
+    sending = _sending.set(True)
+    try:
+        yield
+    finally:
+        _sending.reset(sending)
 
 
 DEFAULT_ENDPOINT: Final = "https://api.agnost.ai"
@@ -198,7 +221,7 @@ class HttpSink(BatchingSink):
         self._client: httpx.AsyncClient | None = None
         self._atexit = functools.partial(_spool_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
-        _quiet_httpx()
+        _quiet_http_client_logs()
 
     @property
     def uses_batch_endpoint(self) -> bool:
@@ -222,7 +245,8 @@ class HttpSink(BatchingSink):
     async def _on_stop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            with _unlogged():
+                await client.aclose()
 
     async def _on_flush(self) -> None:
         if self._stopping and not self._spool_due():
@@ -373,13 +397,11 @@ class HttpSink(BatchingSink):
     async def _post(self, path: str, org: str, body: dict[str, Any]) -> _Outcome:
         client = self._client
         assert client is not None
-        sending = _sending.set(True)
         try:
-            response = await client.post(self._base + path, json=body, headers={"X-Org-Id": org})
+            with _unlogged():
+                response = await client.post(self._base + path, json=body, headers={"X-Org-Id": org})
         except httpx.HTTPError as exc:
             return _Outcome("retry", reason=type(exc).__name__)
-        finally:
-            _sending.reset(sending)
         status = response.status_code
         if 200 <= status < 300:
             return _OK
