@@ -138,13 +138,19 @@ class JsonErrors:
 _REPLACED_HEADERS: Final = (b"content-type", b"content-length")
 
 
-def _replay(body: bytes) -> Receive:
-    """An ASGI `receive` giving `body`, already read, as the request's only message."""
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """An ASGI `receive` giving `body`, already read from `receive`, as the request's only message; then what
+    `receive` gives (a disconnect)."""
+    replayed = False
 
-    async def receive() -> Message:
+    async def receive_replaying() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return receive
+    return receive_replaying
 
 
 class McpRoutes:
@@ -325,4 +331,4 @@ class McpRoutes:
         except ValidationError:  # the SDK would log it with a traceback quoting the body
             logger.debug("SSE message endpoint: a body that is not one JSON-RPC message (400)")
             raise ApiError(400, "Body is not a JSON-RPC message", field="body") from None
-        await runtime.sse.handle_post_message(scope, _replay(body), JsonErrors(send))
+        await runtime.sse.handle_post_message(scope, _replay(body, receive), JsonErrors(send))
