@@ -32,7 +32,7 @@ from .store import Store
 from .store.retention import keep_pruning
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
-from .web import EXCEPTION_HANDLERS
+from .web import EXCEPTION_HANDLERS, quiet_client_disconnects
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def create_app(
         *dashboard.routes(),
         *admin.routes(),
     ]
+    quiet_client_disconnects()
     app = Starlette(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,

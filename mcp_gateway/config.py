@@ -42,10 +42,11 @@ DEFAULT_GATEWAY_CACHE_SECONDS: Final = 1.0
 
 
 DEFAULT_TRACK_RATE_LIMIT: Final = 100
-"""`POST /track` requests per gateway per minute (seed 000)."""
+"""`POST /track` requests per gateway and client IP per minute (seed 000's number, counted per IP as seed 001's)."""
 
 DEFAULT_V1_TRACK_RATE_LIMIT: Final = 200
-"""`POST /v1/track` requests per key per minute before 429 `rate_limited` (seed 004's burst)."""
+"""`POST /v1/track` requests per minute before 429 `rate_limited` (seed 004's burst): per `sk_` key, per `pk_` key
+and client IP."""
 
 _NUMBER_VARIABLES: Final = (
     "TRACK_RATE_LIMIT",

@@ -77,8 +77,9 @@ class AgentManifest(BaseModel):
     docs_summary: str = Field(default="", max_length=4000)
     system_hint: str = Field(min_length=1, max_length=20_000)
     enabled_tools: list[str] = Field(default_factory=lambda: list(BUILTIN_TOOLS))
-    mcp_enabled: bool = True
-    tracking_enabled: bool = True
+    mcp_enabled: bool = Field(default=True, strict=True)
+    """Serve MCP for this gateway (403 otherwise). Booleans are strict: JSON `true`/`false`, never `0`/`1`/"true"."""
+    tracking_enabled: bool = Field(default=True, strict=True)
     """Record this gateway's MCP sessions and events in its own store."""
 
     @field_validator("enabled_tools")

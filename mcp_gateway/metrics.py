@@ -12,9 +12,11 @@
     mcp_gateway_tracking_dropped_total{reason}                  self-tracking items dropped (queue_full, ...)
     process_*                                                   memory, CPU, open files (Linux)
 
-`route` is the matched route's template (`/analytics/leads/{lead_id}`; `unmatched` for none) and an
-unknown method is `OTHER`, so the label sets stay few whatever paths and methods clients send. The
-store's and self-tracking's counters are read when Prometheus scrapes, not pushed on every write.
+`route` is the matched route's template (`/analytics/leads/{lead_id}`; `unmatched` for none), a
+request whose client closed the connection before the answer began has status 499 (as nginx
+counts it; not a 5xx, whatever the app made of it), and an unknown method is `OTHER`, so the
+label sets stay few whatever paths and methods clients send. The store's and self-tracking's
+counters are read when Prometheus scrapes, not pushed on every write.
 With `MCP_GATEWAY_METRICS_TOKEN` set, a scrape must send it as `Authorization: Bearer`.
 """
 
@@ -34,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .store import BATCH_SIZE_BUCKETS, Store
 from .tracking.sinks import SinkStats
-from .web import ApiError
+from .web import CLIENT_CLOSED_REQUEST, ApiError
 
 PREFIX: Final = "mcp_gateway"
 UNMATCHED: Final = "unmatched"
@@ -178,15 +180,25 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500  # what the client gets when the app raises before it answers
+        answered = closed_first = False  # closed_first: the client went away before the answer began
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
             await send(message)
 
+        async def receive_noting_close() -> Message:
+            nonlocal closed_first
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answered:
+                closed_first = True
+            return message
+
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive_noting_close, send_status)
         finally:
+            if closed_first:
+                status = CLIENT_CLOSED_REQUEST
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             self.metrics.observe(route, scope["method"], status, time.perf_counter() - started)

@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import Annotated, Any, Final, Literal, NotRequired
 
 import anyio.to_thread
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, WithJsonSchema
 from pydantic.json_schema import JsonSchemaMode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -111,6 +111,8 @@ class Operation:
     query: type[BaseModel] | None = None
     body: Any = None
     """A type pydantic can describe (usually a model), validated from the JSON body; None: no body."""
+    body_required: bool = True
+    """False: a request without a body is read as `{}` (every field has a default)."""
     response: Any = None
     """A type pydantic can describe (dataclass, model, TypedDict, list[...]); None: any JSON object."""
     status: int = 200
@@ -131,7 +133,27 @@ GATEWAY_PARAMS: Final = (
 )
 """How the routes without keys are told their gateway (`gateways.request_gateway`): one of the two."""
 
+GATEWAY_RULE: Final = (
+    "The gateway is named by `?gid=` or by the `X-Gateway-ID` header: one of them is required (400 without)."
+)
+"""OpenAPI 3.1 cannot make one of two parameters required: operations taking `GATEWAY_PARAMS` say it in their
+description, in their 400 answer, and as `x-required-one-of` (an extension naming the alternatives)."""
+
 _Schema = dict[str, Any]
+
+
+def name_or_prefixed(names: Iterable[str], prefix: str, *, max_length: int, description: str) -> WithJsonSchema:
+    """The schema of a name from an allow-list (`names`) or `prefix` and a key (`properties.plan`), for a field
+    the route checks against that allow-list itself: the document names what the route accepts."""
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": sorted(set(names))},
+                {"type": "string", "pattern": f"^{re.escape(prefix)}.", "maxLength": max_length},
+            ],
+            "description": description,
+        }
+    )
 
 
 def document(operations: Iterable[Operation], *, title: str = "mcp-gateway") -> dict[str, Any]:
@@ -221,14 +243,21 @@ def _entry(op: Operation, schema: Callable[[str], _Schema | None], components: d
         "parameters": _parameters(op, path_names, schema, components),
         "responses": _responses(op, schema),
     }
-    if op.description:
-        entry["description"] = op.description
+    gateway_rule = all(param in op.params for param in GATEWAY_PARAMS)
+    description = " ".join(text for text in (GATEWAY_RULE if gateway_rule else "", op.description) if text)
+    if description:
+        entry["description"] = description
+    if gateway_rule:
+        entry["x-required-one-of"] = [[param.name for param in GATEWAY_PARAMS]]
+        entry["responses"]["400"]["description"] = (
+            "Bad Request: no gateway id (`?gid=` or `X-Gateway-ID`), or bad input"
+        )
     if op.security != "none":
         entry["security"] = [{name: []} for name in SECURITY_ALTERNATIVES[op.security]]
     body = schema("body")
     if body is not None:
         entry["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {"application/json": {"schema": _without(body, path_names, components)}},
         }
     return entry

@@ -1,6 +1,11 @@
 """HTTP plumbing every route shares: errors leave as JSON (`{"error": message, ...}`, never HTML or
 a traceback), and bodies are read with a size limit and parsed into pydantic models with errors
-that name the bad field."""
+that name the bad field.
+
+A client that goes away before its request is read (`ClientDisconnect`) is no error of ours: it is
+logged at DEBUG in one line, answered 499 (nginx's "client closed request"; nobody is left to read
+it) and so counted in `/metrics`; the SDK's transports log it as an error with a traceback, which
+`quiet_client_disconnects` turns into the same DEBUG line."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -41,6 +46,18 @@ class ApiError(Exception):
 def json_error(status: int, message: str, /, *, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     """`{"error": message, **extra}`; `message` is positional-only, so `extra` may carry a "message" key."""
     return JSONResponse({"error": message, **extra}, status_code=status, headers=dict(headers or {}))
+
+
+CLIENT_CLOSED_REQUEST: Final = 499
+"""The status of a request whose client closed the connection before it was answered (as nginx logs it)."""
+
+UNKNOWN_CLIENT: Final = "unknown"
+"""The client address of a request whose server named none (a Unix socket, some test transports)."""
+
+
+def client_host(request: Request) -> str:
+    """The client's IP address as the server reports it (forwarded headers are the server's to trust or not)."""
+    return request.client.host if request.client else UNKNOWN_CLIENT
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -153,6 +170,33 @@ async def _gateway_error(_: Request, exc: Exception) -> Response:
     return await _unexpected(_, exc)
 
 
+async def _client_disconnect(request: Request, _: Exception) -> Response:
+    logger.debug("client closed the connection before its request was read: %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
+class ClientDisconnectFilter(logging.Filter):
+    """Drops a record whose exception is a `ClientDisconnect`, logging one DEBUG line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None or not isinstance(record.exc_info[1], ClientDisconnect):
+            return True
+        logger.debug("client closed the connection before its request was read (%s)", record.name)
+        return False
+
+
+DISCONNECT_LOGGING_LOGGERS: Final = ("mcp.server.streamable_http", "mcp.server.sse")
+"""The SDK's transport loggers, which log a client's disconnect mid-body as an error with a traceback."""
+
+
+def quiet_client_disconnects() -> None:
+    """Install `ClientDisconnectFilter` on the SDK's transport loggers, once per process."""
+    for name in DISCONNECT_LOGGING_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        if not any(isinstance(existing, ClientDisconnectFilter) for existing in sdk_logger.filters):
+            sdk_logger.addFilter(ClientDisconnectFilter())
+
+
 async def _unexpected(_: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", exc_info=exc)
     return json_error(500, "Internal server error")
@@ -165,6 +209,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ConflictError: _gateway_error,
     InvalidInputError: _gateway_error,
     StorageError: _gateway_error,
+    ClientDisconnect: _client_disconnect,
     Exception: _unexpected,
 }
 """Starlette `exception_handlers` for the app."""

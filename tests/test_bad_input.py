@@ -28,6 +28,7 @@ from .support import (
     jsonrpc_request,
     leads_of,
     serve_in_thread,
+    sse_messages,
     text_of,
 )
 
@@ -451,3 +452,49 @@ async def test_text_the_reply_cannot_encode_as_utf8_still_gets_a_json_rpc_reply(
 
     assert response.status_code < 500
     assert "error" in response.json() or response.json()["result"]["isError"]
+
+
+MALFORMED_MESSAGES: list[tuple[str, bytes]] = [
+    ("not-json", b"not json SECRET-BODY-MARKER"),
+    ("not-json-rpc", b'{"jsonrpc": "2.0", "SECRET-BODY-MARKER": true}'),
+    ("wrong-version", b'{"jsonrpc": "1.0", "id": 1, "method": "SECRET-BODY-MARKER"}'),
+]
+
+
+@pytest.mark.parametrize("body", [body for _, body in MALFORMED_MESSAGES], ids=[name for name, _ in MALFORMED_MESSAGES])
+async def test_a_malformed_sse_message_is_a_json_400_logged_in_one_short_line_without_its_body(
+    live_server: LiveServer, live_http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture, body: bytes
+) -> None:
+    async with (
+        live_http.stream("GET", f"/v1/mcp/sse?gid={DEMO}") as stream,
+        contextlib.aclosing(sse_messages(stream)) as messages,
+    ):
+        with anyio.fail_after(10):
+            endpoint = await anext(messages)
+        assert endpoint.event == "endpoint"
+        with caplog.at_level(logging.DEBUG):
+            caplog.clear()
+            response = await live_http.post(endpoint.data, content=body, headers={"Content-Type": "application/json"})
+            logged = [record for record in caplog.records if record.name.startswith(("mcp", "uvicorn"))]
+        valid = await live_http.post(endpoint.data, json=jsonrpc_request("ping"))  # the session still works
+
+    assert len(logged) <= 1, [record.getMessage() for record in logged]
+    assert all(record.levelno <= logging.WARNING and record.exc_info is None for record in logged)
+    assert all("SECRET-BODY-MARKER" not in record.getMessage() for record in logged)
+    assert response.status_code == 400
+    assert error_body(response)["field"] == "body"
+    assert "SECRET-BODY-MARKER" not in response.text
+    assert valid.status_code == 202
+
+
+@pytest.mark.parametrize("flag", ["mcp_enabled", "tracking_enabled"])
+@pytest.mark.parametrize("sent", [0, 1, "true", "false", "yes"], ids=["0", "1", "str-true", "str-false", "yes"])
+async def test_a_manifest_boolean_takes_only_json_true_or_false(http: httpx.AsyncClient, flag: str, sent: Any) -> None:
+    """pydantic's lax mode would read 0 as false: a boolean switch (tracking off) must be said as one."""
+    manifest = default_manifest().model_dump(mode="json")
+    response = await http.put(f"/v1/gateways/{DEMO}/manifest", headers=ADMIN_HEADERS, json=manifest | {flag: sent})
+
+    assert response.status_code == 422, response.text
+    assert error_body(response)["field"] == flag
+    kept = await admin_json(http, "GET", f"/v1/gateways/{DEMO}/manifest")
+    assert kept[flag] is True

@@ -195,6 +195,131 @@ async def test_bodies_are_validated_as_documented(http: httpx.AsyncClient, doc: 
     assert (response.status_code, response.json()["field"]) == (400, "session_id")
 
 
+async def test_a_post_question_without_a_body_is_answered_as_its_document_says(
+    http: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    """/query's parameters all have defaults: its body may be left out. /funnel needs `steps`: its body may not."""
+    headers = await read_headers(http)
+    assert doc["paths"]["/query"]["post"]["requestBody"]["required"] is False
+    answered = await http.post("/query", headers=headers)
+    assert answered.status_code == 200, answered.text
+    assert_documented(doc, "/query", answered)
+    assert answered.json()["metrics"] == ["event_count"]
+
+    assert doc["paths"]["/funnel"]["post"]["requestBody"]["required"] is True
+    refused = await http.post("/funnel", headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "steps")
+
+
+async def test_times_are_documented_in_the_forms_the_routes_read(http: httpx.AsyncClient, doc: dict[str, Any]) -> None:
+    since = _parameter(doc, "/stats", "get", "since")
+    assert {"type": "string", "format": "date-time"} in since["anyOf"]
+    assert {"type": "string", "pattern": "^[0-9]{1,15}$"} in since["anyOf"]
+    assert {"type": "integer", "minimum": 0, "maximum": 10**15 - 1} in since["anyOf"]
+    headers = await read_headers(http)
+    for sent in ("1767225600000", "2026-01-01T00:00:00Z", "2026-01-01t00:00:00.5z", "2026-01-01T05:30:00+05:30"):
+        answer = await http.get("/stats", params={"since": sent, "until": "1767312000000"}, headers=headers)
+        assert answer.status_code == 200, (sent, answer.text)
+        assert answer.json()["window"]["since"] in (1767225600000, 1767225600500), sent
+    answer = await http.post("/query", json={"since": 1767225600000, "until": "2026-01-02T00:00:00Z"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+
+    v1 = _body_property(doc, "/v1/track", "post", "timestamp")
+    assert {"type": "string", "format": "date-time", "maxLength": 64} in v1["anyOf"]
+    key = await create_key(http, kind="sk")
+    sent_v1 = {"event": "e", "event_id": "lower-case-rfc3339", "timestamp": "2026-05-16t19:00:00.000z"}
+    accepted = await http.post("/v1/track", json=sent_v1, headers={"Authorization": f"Bearer {key}"})
+    assert accepted.status_code == 202, accepted.text
+    assert "milliseconds" in _body_property(doc, "/track", "post", "timestamp")["description"]
+
+
+@pytest.mark.parametrize(
+    ("session_id", "status"),
+    [
+        ("0123456789abcdef0123456789abcdef", 404),  # the form the endpoint event names: unknown here
+        ("01234567-89ab-cdef-0123-456789abcdef", 404),  # format uuid
+        ("{01234567-89ab-cdef-0123-456789abcdef}", 400),  # Python's UUID() reads these; the document does not
+        ("urn:uuid:01234567-89ab-cdef-0123-456789abcdef", 400),
+        ("0123456789abcdef", 400),
+    ],
+)
+async def test_the_sse_session_id_is_a_uuid_as_documented(
+    http: httpx.AsyncClient, doc: dict[str, Any], session_id: str, status: int
+) -> None:
+    documented = _parameter(doc, "/v1/mcp/{gid}/messages", "post", "session_id")
+    assert {"type": "string", "format": "uuid"} in documented["anyOf"]
+    assert {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"} in documented["anyOf"]
+    answer = await http.post(
+        f"/v1/mcp/{DEMO}/messages", params={"session_id": session_id}, json={"jsonrpc": "2.0", "method": "x"}
+    )
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["field"] == "session_id"
+
+
+async def test_routes_needing_gid_or_its_header_say_so_and_refuse_neither(
+    http: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    ruled = []
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            names = {(param["name"], param["in"], param["required"]) for param in operation["parameters"]}
+            if not {("gid", "query", False), ("X-Gateway-ID", "header", False)} <= names:
+                continue
+            ruled.append((method.upper(), path))
+            assert operation["x-required-one-of"] == [["gid", "X-Gateway-ID"]], path
+            assert "`?gid=` or by the `X-Gateway-ID` header: one of them is required" in operation["description"], path
+            assert "X-Gateway-ID" in operation["responses"]["400"]["description"], path
+            answer = await http.request(
+                method.upper(), path, json={}, headers={"Accept": "application/json, text/event-stream"}
+            )
+            assert (answer.status_code, answer.json()["field"]) == (400, "X-Gateway-ID"), (path, answer.text)
+    assert {("POST", "/track"), ("POST", "/mcp"), ("GET", "/v1/mcp/sse"), ("POST", "/track/event")} <= set(ruled)
+
+
+def _names(schema: dict[str, Any]) -> tuple[list[str], str]:
+    """The allow-list and the prefix pattern of a `name_or_prefixed` schema."""
+    [listed, prefixed] = schema["anyOf"]
+    return listed["enum"], prefixed["pattern"]
+
+
+async def test_query_groups_and_filters_and_funnel_filters_are_enumerated_as_the_routes_accept_them(
+    http: httpx.AsyncClient, doc: dict[str, Any]
+) -> None:
+    schemas = doc["components"]["schemas"]
+    groups, group_pattern = _names(schemas["QueryArgs"]["properties"]["group_by"]["items"])
+    fields, field_pattern = _names(schemas["QueryFilter"]["properties"]["field"])
+    steps, step_pattern = _names(schemas["StepFilter"]["properties"]["property"])
+    [breakdown, _] = schemas["FunnelArgs"]["properties"]["breakdown"]["anyOf"]
+    assert _names(breakdown) == (steps, step_pattern)
+    assert {"day", "hour", "source", "traffic_source"} <= set(groups) and "latency_ms" not in groups
+    assert {"source", "latency_ms", "success"} <= set(fields) and "day" not in fields
+    assert group_pattern == field_pattern == step_pattern == "^properties\\.."
+
+    headers = await read_headers(http)
+    window = {"since": T0, "until": T0 + 86_400_000}
+    for name in [*groups, "properties.plan"]:  # every documented name is accepted ...
+        answer = await http.post("/query", json={**window, "group_by": [name]}, headers=headers)
+        assert answer.status_code == 200, (name, answer.text)
+    for name in [*fields, "properties.plan"]:
+        value = True if name == "success" else 1 if name == "latency_ms" else "x"
+        answer = await http.post(
+            "/query", json={**window, "filters": [{"field": name, "value": value}]}, headers=headers
+        )
+        assert answer.status_code == 200, (name, answer.text)
+    for name in [*steps, "properties.plan"]:
+        step = {"event": "b", "filters": [{"property": name, "value": "x"}]}
+        answer = await http.post("/funnel", json={**window, "steps": ["a", step], "breakdown": name}, headers=headers)
+        assert answer.status_code == 200, (name, answer.text)
+    # ... and a name outside them is refused, naming it
+    refused = await http.post("/query", json={"group_by": ["latency_ms"]}, headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "group_by.0")
+    refused = await http.post("/query", json={"filters": [{"field": "day", "value": 1}]}, headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "filters.0.field")
+    refused = await http.post("/funnel", json={"steps": ["a", "b"], "breakdown": "properties."}, headers=headers)
+    assert (refused.status_code, refused.json()["field"]) == (400, "breakdown")
+
+
 def test_same_named_models_of_different_modules_keep_their_own_schemas(doc: dict[str, Any]) -> None:
     # ingest.track.TrackUser (seed 000: fbp, fbc, ...) and ingest.visits.TrackUser (email, phone, external id).
     track_user = _body_property(doc, "/track", "post", "user")["$ref"].rsplit("/", 1)[1]

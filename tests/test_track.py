@@ -26,6 +26,7 @@ from .support import (
     create_key,
     database_bytes,
     lifespan_running,
+    serve_in_thread,
 )
 
 GATEWAY: Final = {"X-Gateway-ID": DEMO}
@@ -215,6 +216,31 @@ async def test_track_rate_limits_each_gateway_separately(limited: httpx.AsyncCli
         await limited.post("/track", json={"event_name": "A"}, headers=GATEWAY)
     assert (await limited.post("/track", json={"event_name": "A"}, headers=GATEWAY)).status_code == 429
     assert (await limited.post("/track?gid=shop", json={"event_name": "A"})).status_code == 200
+
+
+async def test_track_limits_one_client_ip_alone_over_a_real_socket(settings: Settings) -> None:
+    """One client using up its window on a gateway leaves the gateway's other visitors theirs (seed 001: per IP)."""
+    app = create_app(settings.model_copy(update={"track_rate_limit": 3}))
+    with serve_in_thread(app, settings.db_path) as server:
+        abuser = httpx.AsyncClient(
+            base_url=server.base_url, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+        )
+        visitor = httpx.AsyncClient(
+            base_url=server.base_url, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.3")
+        )
+        async with abuser, visitor:
+            answers = [(await abuser.post("/track", json={"event_name": "A"}, headers=GATEWAY)) for _ in range(4)]
+            assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+            assert answers[-1].json()["error"] == "Rate limit exceeded. Maximum 3 requests per minute."
+            assert answers[-1].headers["Retry-After"] == str(answers[-1].json()["retry_after"])
+            other = await visitor.post("/track", json={"event_name": "A"}, headers=GATEWAY)
+            assert other.status_code == 200, other.text
+            assert other.headers["X-RateLimit-Remaining"] == "2"
+            batch = await visitor.post("/track/batch", json={"events": [{"event_name": "A"}] * 2}, headers=GATEWAY)
+            assert batch.status_code == 200
+            assert (
+                await abuser.post("/track/batch", json={"events": [{"event_name": "A"}]}, headers=GATEWAY)
+            ).status_code == 429
 
 
 # -- hashing and enrichment --------------------------------------------------------------------------
@@ -447,6 +473,23 @@ async def test_v1_track_over_the_rate_limit_is_429_rate_limited_per_key(limited:
     assert int(refused.headers["Retry-After"]) >= 1
     other = await limited.post("/v1/track", json={"event": "a"}, headers={"Authorization": f"Bearer {second}"})
     assert other.status_code == 202
+
+
+async def test_v1_track_limits_a_publishable_key_per_client_ip(settings: Settings) -> None:
+    """A `pk_` key is public in its site's pages: one client using up its window leaves other visitors theirs."""
+    app = create_app(settings.model_copy(update={"v1_track_rate_limit": 3}))
+    async with lifespan_running(app):
+        abuser, visitor = (
+            httpx.AsyncClient(transport=BoundedASGITransport(app=app, client=(ip, 40000)), base_url="http://127.0.0.1")
+            for ip in ("127.0.0.2", "127.0.0.3")
+        )
+        async with abuser, visitor:
+            await create_shop(abuser)
+            headers = {"Authorization": f"Bearer {await create_key(abuser, 'shop', kind='pk')}", "Origin": SHOP_ORIGIN}
+            answers = [await abuser.post("/v1/track", json={"event": "a"}, headers=headers) for _ in range(4)]
+            assert [answer.status_code for answer in answers] == [202, 202, 202, 429]
+            assert answers[-1].json()["error"] == "rate_limited"
+            assert (await visitor.post("/v1/track", json={"event": "a"}, headers=headers)).status_code == 202
 
 
 # -- CORS ----------------------------------------------------------------------------------------------

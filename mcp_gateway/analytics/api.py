@@ -2,7 +2,8 @@
 its own gateway.
 
 A question names its path, its parameters (a pydantic model: the query string of a GET, the JSON
-body of a POST, path parameters merged in) and an `answer(asked, args)` function returning
+body of a POST, path parameters merged in; no body is `{}`, which the document says of a POST whose
+parameters all have defaults) and an `answer(asked, args)` function returning
 something pydantic can serialise (dataclasses, models, dicts). This module does the rest, the same
 way for all of them: the key (`Authorization: Bearer rk_…`, `X-API-Key`, the `api_key` query
 parameter, or the dashboard's cookie; none or an unknown key -> 401 with `WWW-Authenticate:
@@ -60,6 +61,7 @@ class Question(Generic[A]):
 
     def operation(self) -> Operation:
         post = self.method == "POST"
+        optional = post and not any(field.is_required() for field in self.args.model_fields.values())
         return Operation(
             self.method,
             self.path,
@@ -68,7 +70,9 @@ class Question(Generic[A]):
             security="read",
             query=None if post else self.args,
             body=self.args if post else None,
+            body_required=not optional,
             response=self.response,
+            description="Without a body, every parameter takes its default (read as `{}`)." if optional else "",
         )
 
 

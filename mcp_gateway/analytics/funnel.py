@@ -43,6 +43,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import Discriminator, Field, Tag, field_validator
 
+from ..openapi import name_or_prefixed
 from .api import Asked, Question
 from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, Source, event_dimension
 from .rollups import EXACT_BELOW, visitors_by
@@ -80,8 +81,20 @@ def _check_property(name: str) -> str:
     return name
 
 
+ColumnOrProperty = Annotated[
+    str,
+    name_or_prefixed(
+        BREAKDOWN_COLUMNS,
+        PROPERTY_PREFIX,
+        max_length=MAX_NAME_CHARS,
+        description="A column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or a custom property (`properties.<key>`)",
+    ),
+]
+"""What a step filter or a breakdown names; `_check_property` holds the route to it."""
+
+
 class StepFilter(Args):
-    property: str = Field(
+    property: ColumnOrProperty = Field(
         min_length=1,
         max_length=MAX_NAME_CHARS,
         description="A column (" + ", ".join(BREAKDOWN_COLUMNS) + ") or a custom property (`properties.<key>`)",
@@ -123,7 +136,7 @@ class FunnelArgs(WindowArgs):
         le=MAX_CONVERSION_WINDOW_HOURS,
         description="Longest time from the step-1 event to the last step",
     )
-    breakdown: str | None = Field(
+    breakdown: ColumnOrProperty | None = Field(
         None,
         min_length=1,
         max_length=MAX_NAME_CHARS,

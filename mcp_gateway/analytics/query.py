@@ -39,6 +39,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AliasChoices, Field
 
+from ..openapi import name_or_prefixed
 from ..store import Dialect
 from ..web import ApiError
 from .api import Asked, Question
@@ -79,11 +80,29 @@ MAX_FIELD_CHARS: Final = len(PROPERTY_PREFIX) + MAX_NAME_CHARS
 
 Scalar = Annotated[str, Field(max_length=1000)] | int | float | bool
 FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_CHARS)]
+GroupName = Annotated[
+    FieldName,
+    name_or_prefixed(
+        [*COLUMNS, *TIME_BUCKETS],
+        PROPERTY_PREFIX,
+        max_length=MAX_FIELD_CHARS,
+        description="A column, day/hour, or properties.<key>",
+    ),
+]
+FilterName = Annotated[
+    FieldName,
+    name_or_prefixed(
+        [*COLUMNS, *NUMBER_COLUMNS, *FLAG_COLUMNS],
+        PROPERTY_PREFIX,
+        max_length=MAX_FIELD_CHARS,
+        description="A column or properties.<key>",
+    ),
+]
 Kind = Literal["text", "time", "number", "flag", "property"]
 
 
 class QueryFilter(Args):
-    field: FieldName
+    field: FilterName
     op: Literal["eq", "neq", "in", "contains", "gt", "lt"] = "eq"
     value: Scalar | list[Scalar]
 
@@ -95,7 +114,7 @@ class QueryArgs(WindowArgs):
         max_length=len(METRICS),
         description="What to compute",
     )
-    group_by: list[FieldName] = Field(
+    group_by: list[GroupName] = Field(
         default_factory=list,
         max_length=MAX_GROUPS,
         validation_alias=AliasChoices("group_by", "groupBy"),

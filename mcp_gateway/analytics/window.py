@@ -44,10 +44,10 @@ def _instant(raw: object) -> object:
     """ms since the epoch, or an ISO 8601 time (a naive one is UTC), as ms."""
     if not isinstance(raw, str):
         return raw
-    if raw.isdecimal() and len(raw) <= 15:
+    if raw.isdecimal() and len(raw) <= MAX_INSTANT_DIGITS:
         return int(raw)
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    try:  # upper(): RFC 3339 allows a lower-case `t` and `z`, which fromisoformat does not read
+        parsed = datetime.fromisoformat(raw.upper().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError("must be milliseconds since the epoch or an ISO 8601 time") from None
     if parsed.tzinfo is None:
@@ -55,11 +55,21 @@ def _instant(raw: object) -> object:
     return int(parsed.timestamp() * 1000)
 
 
-Instant = Annotated[
-    int,
-    BeforeValidator(_instant),
-    WithJsonSchema({"type": "string", "description": "Milliseconds since the epoch, or an ISO 8601 time (UTC)"}),
-]
+MAX_INSTANT_DIGITS: Final = 15
+"""Digits of a time given as milliseconds in a string (a query parameter): 15 reach past the year 30000."""
+
+INSTANT_SCHEMA: Final = {
+    "anyOf": [
+        {"type": "string", "pattern": f"^[0-9]{{1,{MAX_INSTANT_DIGITS}}}$"},
+        {"type": "integer", "minimum": 0, "maximum": 10**MAX_INSTANT_DIGITS - 1},
+        {"type": "string", "format": "date-time"},
+    ],
+    "description": "Milliseconds since the epoch (`1767225600000`), or an ISO 8601 time (`2026-01-01T00:00:00Z`;"
+    " RFC 3339 date-times, and also a date alone or a time without a zone, which is UTC)",
+}
+"""How `Instant` is documented: what `_instant` reads."""
+
+Instant = Annotated[int, BeforeValidator(_instant), WithJsonSchema(INSTANT_SCHEMA)]
 
 
 class Args(BaseModel):

@@ -8,14 +8,17 @@ Every route answers CORS preflights and carries CORS headers, errors included (`
 
 `/track`: a missing gateway id -> 400 naming it, an unknown one -> 404 `{"error": "Gateway Not
 Configured"}`, a bad body -> 400 naming the field (`custom_data` over 8 KB of JSON included).
-`Settings.track_rate_limit` requests per gateway per 60 s (a batch counts its events) -> 429 with
-`retry_after` and `Retry-After`; `X-RateLimit-*` headers are on every answer that got that far.
+`Settings.track_rate_limit` requests per gateway and client IP per 60 s (a batch counts its events) -> 429
+with `retry_after` and `Retry-After`; `X-RateLimit-*` headers are on every answer that got that far. One
+client over its limit is refused alone: the gateway's other visitors keep their own windows.
 The same `event_id` twice stores one event and answers the same receipt and `tx_id`.
 
 `/v1/track`: a missing, unknown, revoked or non-pk/sk key -> 401 `{"error": "unauthorized"}`; a
 `pk_` key needs an `Origin` in its gateway's allowed origins -> else 403 `origin_not_allowed`
 (`sk_` keys are for servers and skip that check); a bad body -> 400 `{"error": "invalid_payload",
-"field", "message"}`; `Settings.v1_track_rate_limit` per key per 60 s -> 429 `rate_limited`.
+"field", "message"}`; `Settings.v1_track_rate_limit` per 60 s -> 429 `rate_limited`, counted per `sk_` key
+(a secret: only its holder sends with it) and per `pk_` key and client IP (a `pk_` key is public in every
+page of its site, so one client alone must not use up what every visitor shares).
 
 Receipts: `receipt.data` is `{"id", "ts", "owner"}` (event id, stored timestamp in ms, gateway id)
 and `receipt.signature` is the hex HMAC-SHA256 of its canonical JSON (`canonical_json`) keyed with
@@ -31,7 +34,7 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
@@ -44,8 +47,8 @@ from ..gateways import origin_allowed, request_gateway
 from ..openapi import GATEWAY_PARAMS, Operation
 from ..ratelimit import Verdict, limiter_for
 from ..store import EventRow, KeyKind, Store
-from ..web import ApiError, cors_route, field_errors, read_body, read_model
-from .web import MAX_TIMESTAMP, WebEvent, timestamp_ms
+from ..web import ApiError, client_host, cors_route, field_errors, read_body, read_model
+from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package
     from ..services import Services
@@ -172,7 +175,14 @@ class TrackEvent(BaseModel):
 
     event_name: str = Field(min_length=1, max_length=128)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timestamp: float | None = Field(default=None, ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, strict=True)
+    timestamp: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_TIMESTAMP,
+        allow_inf_nan=False,
+        strict=True,
+        description=f"Seconds since the epoch; from {SECONDS_CUTOFF} on, milliseconds",
+    )
     """Unix seconds; values too big to be seconds are taken as milliseconds."""
     user: TrackUser = Field(default_factory=TrackUser)
     custom_data: dict[str, Any] | None = None
@@ -204,7 +214,10 @@ class V1TrackEvent(BaseModel):
 
     event: str = Field(min_length=1, max_length=128)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timestamp: str | None = Field(default=None, max_length=64)
+    timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = Field(
+        default=None,
+        description="An RFC 3339 date-time (`2026-05-16T19:00:00.000Z`); any ISO 8601 time, UTC without a zone",
+    )
     """ISO 8601; without a zone it is UTC."""
     anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
@@ -255,7 +268,7 @@ class V1Accepted(TypedDict):
 def iso_ms(value: str) -> int:
     """Milliseconds since the epoch of an ISO 8601 timestamp (UTC when it names no zone)."""
     try:
-        moment = datetime.fromisoformat(value.strip())
+        moment = datetime.fromisoformat(value.strip().upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise ValueError("timestamp must be an ISO 8601 date-time, e.g. 2026-05-16T19:00:00.000Z") from None
     if moment.tzinfo is None:
@@ -271,6 +284,11 @@ def iso_ms(value: str) -> int:
 
 def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def _limit_key(owner: str, request: Request) -> str:
+    """The window of one client (by IP) of `owner` (a gateway, a publishable key): an IP holds no `|`."""
+    return f"{owner}|{client_host(request)}"
 
 
 class TrackApi:
@@ -332,8 +350,8 @@ class TrackApi:
     async def _gateway_id(self, request: Request) -> str:
         return (await request_gateway(request, self._directory)).id
 
-    async def _hit_track(self, gateway_id: str, cost: int) -> Verdict:
-        return (await self._track_limit.hit(gateway_id, cost)).enforce()
+    async def _hit_track(self, request: Request, gateway_id: str, cost: int) -> Verdict:
+        return (await self._track_limit.hit(_limit_key(gateway_id, request), cost)).enforce()
 
     def _web_event(self, request: Request, body: TrackEvent) -> WebEvent:
         user = body.user
@@ -359,7 +377,7 @@ class TrackApi:
 
     async def track(self, request: Request) -> JSONResponse:
         gateway_id = await self._gateway_id(request)
-        verdict = await self._hit_track(gateway_id, 1)
+        verdict = await self._hit_track(request, gateway_id, 1)
         try:
             body = await read_model(request, TrackEvent, limit=self._max_body_bytes, strict_content_type=False)
         except ApiError as exc:
@@ -372,7 +390,7 @@ class TrackApi:
         gateway_id = await self._gateway_id(request)
         limit = self._max_body_bytes * BATCH_BODY_FACTOR
         batch = await read_model(request, TrackBatch, limit=limit, strict_content_type=False)
-        verdict = await self._hit_track(gateway_id, len(batch.events))
+        verdict = await self._hit_track(request, gateway_id, len(batch.events))
         results: list[BatchItemConfirmed | BatchItemError | None] = []
         valid: list[tuple[int, WebEvent]] = []
         for index, item in enumerate(batch.events):
@@ -405,7 +423,7 @@ class TrackApi:
             origin = request.headers.get("origin", "").strip()
             if not origin or not origin_allowed(origin, gateway.allowed_origins):
                 raise ApiError(403, "origin_not_allowed")
-        verdict = await self._v1_limit.hit(key.id)
+        verdict = await self._v1_limit.hit(_limit_key(key.id, request) if key.kind == "pk" else key.id)
         if not verdict.allowed:
             raise ApiError(429, "rate_limited", headers=verdict.headers(), retry_after=verdict.reset_seconds)
         body = await self._v1_body(request, verdict)

@@ -16,12 +16,18 @@ every `spool_retry_interval` seconds, on `flush()`, and when a new sink starts o
 directory. Items still queued when `aclose()` times out, or when the interpreter exits, are
 spooled too. `max_spool_bytes=0` turns the spool off (undeliverable items are then dropped as
 `retries_exhausted`).
+
+The sink's own requests are not logged by httpx (which logs every request at INFO on its `httpx` logger)
+nor httpcore (DEBUG): a filter on their loggers drops the records made while the sink's client works, so
+a wrapped server's log is not a line per delivery, and the host's own httpx requests are logged as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import contextvars
 import email.utils
 import functools
 import hashlib
@@ -29,6 +35,7 @@ import logging
 import random
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from os import PathLike
@@ -50,6 +57,45 @@ from .spool import DEFAULT_MAX_SPOOL_BYTES, Spool, default_spool_dir
 from .wire import CaptureBatch, CaptureSession
 
 logger = logging.getLogger("mcp_gateway.tracking")
+
+_sending: contextvars.ContextVar[bool] = contextvars.ContextVar("mcp_gateway_tracking_sending", default=False)
+"""True in the task of a sink while its HTTP client works: httpx and httpcore log in that task."""
+
+HTTP_CLIENT_LOGGERS: Final = (
+    "httpx",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+"""Where httpx (a line per request, INFO) and httpcore (each step, DEBUG) log."""
+
+
+class QuietSinkRequests(logging.Filter):
+    """On httpx's and httpcore's loggers: drops the records of the sink's own requests, passes every other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _sending.get()
+
+
+def _quiet_http_client_logs() -> None:
+    """Install `QuietSinkRequests` on `HTTP_CLIENT_LOGGERS` once per process."""
+    for name in HTTP_CLIENT_LOGGERS:
+        client_logger = logging.getLogger(name)
+        if not any(isinstance(existing, QuietSinkRequests) for existing in client_logger.filters):
+            client_logger.addFilter(QuietSinkRequests())
+
+
+@contextlib.contextmanager
+def _unlogged() -> Iterator[None]:
+    """While the block runs (in this task), the HTTP client's log records are the sink's: dropped."""
+    sending = _sending.set(True)
+    try:
+        yield
+    finally:
+        _sending.reset(sending)
+
 
 DEFAULT_ENDPOINT: Final = "https://api.agnost.ai"
 DEFAULT_MAX_RETRIES: Final = 3
@@ -175,6 +221,7 @@ class HttpSink(BatchingSink):
         self._client: httpx.AsyncClient | None = None
         self._atexit = functools.partial(_spool_at_exit, weakref.ref(self))
         atexit.register(self._atexit)
+        _quiet_http_client_logs()
 
     @property
     def uses_batch_endpoint(self) -> bool:
@@ -198,7 +245,8 @@ class HttpSink(BatchingSink):
     async def _on_stop(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            await client.aclose()
+            with _unlogged():
+                await client.aclose()
 
     async def _on_flush(self) -> None:
         if self._stopping and not self._spool_due():
@@ -350,7 +398,8 @@ class HttpSink(BatchingSink):
         client = self._client
         assert client is not None
         try:
-            response = await client.post(self._base + path, json=body, headers={"X-Org-Id": org})
+            with _unlogged():
+                response = await client.post(self._base + path, json=body, headers={"X-Org-Id": org})
         except httpx.HTTPError as exc:
             return _Outcome("retry", reason=type(exc).__name__)
         status = response.status_code

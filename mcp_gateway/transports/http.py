@@ -17,12 +17,20 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import uuid
 from http import HTTPStatus
 from typing import Annotated, Final
 
-from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCNotification, JSONRPCRequest, JSONRPCResponse
-from pydantic import Field
+from mcp.types import (
+    JSONRPCError,
+    JSONRPCMessage,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+    jsonrpc_message_adapter,
+)
+from pydantic import Field, ValidationError, WithJsonSchema
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
@@ -60,6 +68,19 @@ McpError = ErrorBody | JSONRPCError
 """Our HTTP-level errors, or the SDK's JSON-RPC error objects (a parse error, an invalid request)."""
 
 SESSION_HEADER: Final = Param("Mcp-Session-Id", "header", "The session the server gave in its `initialize` answer")
+SseSessionId = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "format": "uuid"}, {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}],
+            "description": "A UUID, as the `endpoint` event names it (32 hex digits) or with hyphens",
+        }
+    ),
+]
+"""The SSE transport's session id: the SDK reads it as a UUID (400 otherwise) and names it in 32 hex digits."""
+_SSE_SESSION_ID: Final = re.compile(
+    r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
 VERSION_HEADER: Final = Param("MCP-Protocol-Version", "header", "The negotiated protocol revision")
 
 
@@ -126,6 +147,21 @@ class JsonErrors:
 
 
 _REPLACED_HEADERS: Final = (b"content-type", b"content-length")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """An ASGI `receive` giving `body`, already read from `receive`, as the request's only message; then what
+    `receive` gives (a disconnect)."""
+    replayed = False
+
+    async def receive_replaying() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_replaying
 
 
 class McpRoutes:
@@ -231,11 +267,11 @@ class McpRoutes:
                 content_type="text/plain",
                 params=(
                     Param("gid", "path", "The gateway's id", GatewayId),
-                    Param("session_id", "query", "The session the `endpoint` event named", uuid.UUID, required=True),
+                    Param("session_id", "query", "The session the `endpoint` event named", SseSessionId, required=True),
                 ),
-                errors=checked,
+                errors=(*checked, 413),
                 error_type=McpError,
-                description="The answer comes on the SSE stream.",
+                description="The answer comes on the SSE stream. A body that is not one JSON-RPC message is 400.",
             ),
         ]
 
@@ -327,13 +363,19 @@ class McpRoutes:
         request = Request(scope, receive)
         runtime = await self._resolve(request, request.path_params["gid"])
         session_id = request.query_params.get("session_id")
-        if (
-            self.forwarder is not None
-            and session_id
-            and await self.forwarder.forward_if_elsewhere(session_id.lower(), scope, receive, send)
+        if session_id is None or not _SSE_SESSION_ID.fullmatch(session_id):
+            raise ApiError(400, "session_id must be the id the endpoint event named (a UUID)", field="session_id")
+        if self.forwarder is not None and await self.forwarder.forward_if_elsewhere(
+            session_id.lower(), scope, receive, send
         ):
             return
-        await runtime.sse.handle_post_message(scope, receive, JsonErrors(send))
+        body = await read_body(request, self._settings.max_body_bytes)
+        try:
+            jsonrpc_message_adapter.validate_json(body, by_name=False)
+        except ValidationError:  # the SDK would log it with a traceback quoting the body
+            logger.debug("SSE message endpoint: a body that is not one JSON-RPC message (400)")
+            raise ApiError(400, "Body is not a JSON-RPC message", field="body") from None
+        await runtime.sse.handle_post_message(scope, _replay(body, receive), JsonErrors(send))
 
 
 _SESSION_GONE: Final = (200, 204, 404)

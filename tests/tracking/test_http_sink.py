@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import httpx
 import pytest
 from mcp import Client
 
@@ -67,6 +69,26 @@ async def test_batches_go_to_the_batch_route_with_the_org_header(backend: FakeBa
     assert backend.orphans == 0
     assert [(hit.path, hit.status, hit.org) for hit in backend.hits] == [(BATCH_PATH, 200, ORG)]
     assert (sink.stats.sent, sink.stats.retried, sink.stats.dropped) == (6, 0, {})
+
+
+async def test_httpx_logs_the_hosts_requests_but_not_the_sinks_own(
+    backend: FakeBackend, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs every request at INFO (httpcore each step at DEBUG); a wrapped server's log must not get a line
+    per delivery."""
+    caplog.set_level(logging.DEBUG)
+    sink = quick_sink(backend.url, tmp_path)
+    assert all(sink.submit(item) for item in session_with_events(5))
+    assert await sink.flush(5)
+    await sink.aclose()
+    assert [hit.path for hit in backend.hits] == [BATCH_PATH]
+    async with httpx.AsyncClient() as host_client:  # the host application's own client
+        await host_client.get(backend.url + "/the-hosts-own-request")
+    logged = [record.getMessage() for record in caplog.records if record.name == "httpx"]
+    assert len(logged) == 1 and "/the-hosts-own-request" in logged[0], logged
+    steps = [record.getMessage() for record in caplog.records if record.name.startswith("httpcore")]
+    assert any("b'GET'" in step for step in steps), steps  # the host's request, step by step
+    assert not any("b'POST'" in step for step in steps), steps  # none of the sink's
 
 
 async def test_a_plain_agnost_backend_is_sent_single_items_after_one_404(tmp_path: Path) -> None:
