@@ -11,8 +11,11 @@ on a loopback socket this script binds and hands over, so no port is ever raced 
     plain SDK (json)      `streamable_http_app(stateless_http=True, json_response=True)`: what answers
                           a plain JSON-RPC POST in the plain SDK
 
-Both kinds of server register the same `echo` tool the same way (async, one `str` argument), so
-rows compare transports, not tools. Pairs (same request, same transport, same response format):
+Both kinds of server register the same `echo` tool the same way (async, one `str` argument), and the
+gateway's real `book_demo` (`register_book_demo`: a lead written to the server's own SQLite database, the
+same email within 10 minutes answered from the existing lead; every request here books a new email), so
+rows compare transports, not tools. The gateway also records every call (self-tracking into its store);
+the plain SDK servers record nothing. Pairs (same request, same transport, same response format):
 
     jsonrpc POST        gateway `POST /v1/mcp/sse?gid=demo`  vs  plain SDK (json) `POST /mcp`
     streamable session  initialize once per connection, then `Mcp-Session-Id`; the SDK client's Accept
@@ -38,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import secrets
@@ -78,9 +82,14 @@ from _common import (
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from mcp_gateway.store import Store
 
 GATEWAY_ID: Final = "demo"
 ECHO_TEXT: Final = "hello"
+BOOK_DEMO: Final = "book_demo"
+BOOKED: Final = "booked"
 MODERN_VERSION: Final = "2026-07-28"
 
 ROW_TIMEOUT_S: Final = 60.0
@@ -113,6 +122,28 @@ def _register_echo(server: MCPServer) -> None:
         return text
 
 
+class _StoreLifespan:
+    """Opens a store (with the `demo` gateway its leads belong to) before the wrapped app's lifespan starts,
+    and closes it after it ends; nothing else."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self._app = app
+        self._store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self._app(scope, receive, send)
+            return
+        from mcp_gateway.gateways import GatewayDirectory
+
+        await self._store.open()
+        await GatewayDirectory(self._store, cache_seconds=0).ensure_demo()
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            await self._store.close()
+
+
 def _build_app(kind: ServerKind, db_path: Path) -> Any:
     from mcp.server import MCPServer
 
@@ -121,7 +152,6 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
         from mcp_gateway.config import Settings
         from mcp_gateway.gateways import Gateway, GatewayDirectory
         from mcp_gateway.server import build_gateway_server
-        from mcp_gateway.store import Store
 
         def gateway_with_echo(gateway: Gateway, directory: GatewayDirectory, store: Store) -> MCPServer:
             server = build_gateway_server(gateway, directory, store)
@@ -131,11 +161,16 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
         settings = Settings(db_path=db_path, admin_token=secrets.token_urlsafe(24))
         return create_app(settings, server_factory=gateway_with_echo)
 
+    from mcp_gateway.store import SQLiteStore
+    from mcp_gateway.tools import register_book_demo
+
     plain = MCPServer(name="plain-sdk-bench")
     _register_echo(plain)
+    store = SQLiteStore(db_path)  # the gateway's store and migrations, for book_demo's leads; no tracking
+    register_book_demo(plain, GATEWAY_ID, store)
     if kind == "sdk-stateful":
-        return plain.streamable_http_app()
-    return plain.streamable_http_app(stateless_http=True, json_response=True)
+        return _StoreLifespan(plain.streamable_http_app(), store)
+    return _StoreLifespan(plain.streamable_http_app(stateless_http=True, json_response=True), store)
 
 
 def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int) -> None:
@@ -232,6 +267,9 @@ class Scenario:
 
     def body(self, request_id: int) -> bytes:
         params = self.params
+        if params.get("name") == BOOK_DEMO:  # a new lead every time: a repeated email is answered from the first
+            arguments = {**params["arguments"], "email": f"lead{next(_LEAD_NUMBERS)}@example.com"}
+            params = {**params, "arguments": arguments}
         if self.mode == "modern":
             params = {
                 **params,
@@ -245,6 +283,10 @@ class Scenario:
         return json.dumps(message, separators=(",", ":")).encode()
 
 
+_LEAD_NUMBERS: Final = itertools.count(1)
+"""Numbers the emails `book_demo` rows book, unique over the whole run (every server and round)."""
+
+
 def _checker(scenario: Scenario) -> Callable[[Reply], int | str]:
     """For `post_all`: 1 if a 200 reply is the expected successful one, else what is wrong with it."""
 
@@ -255,7 +297,11 @@ def _checker(scenario: Scenario) -> Callable[[Reply], int | str]:
             return f"not a result: {json.dumps(message)[:300]}"
         if scenario.method == "tools/call":
             content = result.get("content") or [{}]
-            if result.get("isError") or content[0].get("text") != ECHO_TEXT:
+            if scenario.params["name"] == BOOK_DEMO:
+                booked = (result.get("structuredContent") or {}).get("status") == BOOKED
+            else:
+                booked = content[0].get("text") == ECHO_TEXT
+            if result.get("isError") or not booked:
                 return f"unexpected tool result: {json.dumps(result)[:300]}"
         elif scenario.method == "resources/read" and not result.get("contents"):
             return f"no contents: {json.dumps(result)[:300]}"
@@ -343,15 +389,21 @@ async def run_row(child: ChildServer, scenario: Scenario, args: argparse.Namespa
 
 def scenarios() -> list[Scenario]:
     echo: Json = {"name": "echo", "arguments": {"text": ECHO_TEXT}}
+    book: Json = {"name": BOOK_DEMO, "arguments": {"name": "Ada Lovelace", "email": "", "company": "Analytical"}}
     pricing: Json = {"uri": "pricing://current"}
     gid = f"?gid={GATEWAY_ID}"
+    rows: list[Scenario] = []
+    for tool, params in (("echo", echo), (BOOK_DEMO, book)):
+        rows += [
+            Scenario("jsonrpc POST", "gateway", "post", f"/v1/mcp/sse{gid}", "tools/call", params, f"post {tool}"),
+            Scenario("jsonrpc POST", "sdk-json", "post", "/mcp", "tools/call", params, f"post {tool}"),
+            Scenario("streamable session", "gateway", "session", f"/mcp{gid}", "tools/call", params, f"session {tool}"),
+            Scenario("streamable session", "sdk-stateful", "session", "/mcp", "tools/call", params, f"session {tool}"),
+            Scenario("streamable 2026", "gateway", "modern", f"/mcp{gid}", "tools/call", params, f"modern {tool}"),
+            Scenario("streamable 2026", "sdk-stateful", "modern", "/mcp", "tools/call", params, f"modern {tool}"),
+        ]
     return [
-        Scenario("jsonrpc POST", "gateway", "post", f"/v1/mcp/sse{gid}", "tools/call", echo, pair="post"),
-        Scenario("jsonrpc POST", "sdk-json", "post", "/mcp", "tools/call", echo, pair="post"),
-        Scenario("streamable session", "gateway", "session", f"/mcp{gid}", "tools/call", echo, pair="session"),
-        Scenario("streamable session", "sdk-stateful", "session", "/mcp", "tools/call", echo, pair="session"),
-        Scenario("streamable 2026", "gateway", "modern", f"/mcp{gid}", "tools/call", echo, pair="modern"),
-        Scenario("streamable 2026", "sdk-stateful", "modern", "/mcp", "tools/call", echo, pair="modern"),
+        *rows,
         Scenario("streamable 2026", "sdk-json", "modern", "/mcp", "tools/call", echo),
         Scenario("jsonrpc POST", "gateway", "post", f"/v1/mcp/sse{gid}", "resources/read", pricing),
     ]
