@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="gateway processes sharing the port (default 1; more than 1 needs PostgreSQL: --database-url)",
     )
+    serve.add_argument(
+        "--mcp-json-response",
+        action="store_true",
+        default=None,
+        help="answer Streamable HTTP as JSON, never SSE: faster, no messages during a call"
+        " (env MCP_GATEWAY_MCP_JSON_RESPONSE)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--log-format",
@@ -298,7 +305,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         overrides: dict[str, Any] = {"db_path": args.db, "database_url": args.database_url}
         if args.command == "serve":
-            overrides |= {"host": args.host, "port": args.port}
+            overrides |= {"host": args.host, "port": args.port, "mcp_json_response": args.mcp_json_response}
             if args.allowed_hosts:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)

@@ -56,6 +56,10 @@ class Settings(BaseModel):
     """Delete tracked data (events, sessions, rollups) older than this many days, hourly; None keeps everything."""
     track_rate_limit: int = Field(default=DEFAULT_TRACK_RATE_LIMIT, ge=1)
     v1_track_rate_limit: int = Field(default=DEFAULT_V1_TRACK_RATE_LIMIT, ge=1)
+    mcp_json_response: bool = False
+    """Answer Streamable HTTP requests as `application/json` (the SDK's `json_response`), never as an SSE stream:
+    faster, but nothing a handler sends during a call (progress, log messages, sampling, elicitation) reaches the
+    client, and a call is not cancelled when its client disconnects."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -73,6 +77,8 @@ class Settings(BaseModel):
         for name in ("TRACK_RATE_LIMIT", "V1_TRACK_RATE_LIMIT", "RETENTION_DAYS"):
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit
+        if json_response := env.get(ENV_PREFIX + "MCP_JSON_RESPONSE"):
+            values["mcp_json_response"] = json_response
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):
             values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
         values.update({key: value for key, value in overrides.items() if value is not None})

@@ -104,6 +104,7 @@ class GatewayRuntimes:
             streamable_http_path=MCP_PATH,
             transport_security=security,
             max_request_body_size=self._settings.max_body_bytes,
+            json_response=self._settings.mcp_json_response,
         )
         runtime = GatewayRuntime(
             gateway_id=gateway.id,
