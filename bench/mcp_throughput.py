@@ -144,7 +144,7 @@ class _StoreLifespan:
             await self._store.close()
 
 
-def _build_app(kind: ServerKind, db_path: Path) -> Any:
+def _build_app(kind: ServerKind, db_path: Path, *, json_response: bool = False) -> Any:
     from mcp.server import MCPServer
 
     if kind == "gateway":
@@ -159,6 +159,8 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
             return server
 
         settings = Settings(db_path=db_path, admin_token=secrets.token_urlsafe(24))
+        if json_response:  # only asked for when set, so the script also runs against a gateway without the setting
+            settings = settings.model_copy(update={"mcp_json_response": True})
         return create_app(settings, server_factory=gateway_with_echo)
 
     from mcp_gateway.store import SQLiteStore
@@ -173,9 +175,9 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
     return _StoreLifespan(plain.streamable_http_app(stateless_http=True, json_response=True), store)
 
 
-def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int) -> None:
+def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int, *, json_response: bool) -> None:
     die_with_parent(parent_pid)
-    serve_app(_build_app(kind, db_path), fd)
+    serve_app(_build_app(kind, db_path, json_response=json_response), fd)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,10 +186,18 @@ def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int) -> No
 
 
 @contextlib.contextmanager
-def running_servers(kinds: Sequence[ServerKind]) -> Iterator[dict[ServerKind, ChildServer]]:
+def running_servers(
+    kinds: Sequence[ServerKind], *, gateway_json_response: bool = False
+) -> Iterator[dict[ServerKind, ChildServer]]:
     """The child servers, stopped (then killed if need be) however the block ends."""
     with Children(__file__) as children:
-        yield {kind: children.spawn(kind, ["--db", str(children.workdir / f"{kind}.db")]) for kind in kinds}
+        servers: dict[ServerKind, ChildServer] = {}
+        for kind in kinds:
+            args = ["--db", str(children.workdir / f"{kind}.db")]
+            if kind == "gateway" and gateway_json_response:
+                args.append("--gateway-json-response")
+            servers[kind] = children.spawn(kind, args)
+        yield servers
 
 
 # --------------------------------------------------------------------------------------------------
@@ -490,7 +500,8 @@ def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
         f"{args.requests} timed requests per row and round after {args.warmup} warm-up, {args.concurrency} "
         f"connections, {args.rounds} round(s), client {args.client}; uvicorn uvloop+httptools, 1 worker per "
         f"server, {os.cpu_count()} CPUs. req/s, p50, p99, client CPU: the round with the median req/s; "
-        "srv CPU: median.",
+        "srv CPU: median."
+        + (" Gateway with mcp_json_response: Streamable HTTP answered as JSON." if args.gateway_json_response else ""),
         "",
         *table(header, lines, left=3),
         "",
@@ -539,6 +550,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (default raw)")
     parser.add_argument("--serve", choices=SERVER_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gateway-json-response",
+        action="store_true",
+        help="run the gateway with mcp_json_response (Streamable HTTP answered as JSON; the plain SDK stays SSE)",
+    )
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     return parser
@@ -550,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve is not None:
         if args.fd is None or args.db is None or args.parent is None:
             parser.error("--serve needs --fd, --db and --parent")
-        serve_child(args.serve, args.fd, args.db, args.parent)
+        serve_child(args.serve, args.fd, args.db, args.parent, json_response=args.gateway_json_response)
         return 0
 
     import uvloop
@@ -560,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with (
             sigterm_interrupts(),
-            running_servers(SERVER_KINDS) as children,
+            running_servers(SERVER_KINDS, gateway_json_response=args.gateway_json_response) as children,
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
         ):
             rows = runner.run(bench(args, children))
