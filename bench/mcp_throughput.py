@@ -11,8 +11,11 @@ on a loopback socket this script binds and hands over, so no port is ever raced 
     plain SDK (json)      `streamable_http_app(stateless_http=True, json_response=True)`: what answers
                           a plain JSON-RPC POST in the plain SDK
 
-Both kinds of server register the same `echo` tool the same way (async, one `str` argument), so
-rows compare transports, not tools. Pairs (same request, same transport, same response format):
+Both kinds of server register the same `echo` tool the same way (async, one `str` argument), and the
+gateway's real `book_demo` (`register_book_demo`: a lead written to the server's own SQLite database, the
+same email within 10 minutes answered from the existing lead; every request here books a new email), so
+rows compare transports, not tools. The gateway also records every call (self-tracking into its store);
+the plain SDK servers record nothing. Pairs (same request, same transport, same response format):
 
     jsonrpc POST        gateway `POST /v1/mcp/sse?gid=demo`  vs  plain SDK (json) `POST /mcp`
     streamable session  initialize once per connection, then `Mcp-Session-Id`; the SDK client's Accept
@@ -38,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import secrets
@@ -78,9 +82,14 @@ from _common import (
 
 if TYPE_CHECKING:
     from mcp.server import MCPServer
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from mcp_gateway.store import Store
 
 GATEWAY_ID: Final = "demo"
 ECHO_TEXT: Final = "hello"
+BOOK_DEMO: Final = "book_demo"
+BOOKED: Final = "booked"
 MODERN_VERSION: Final = "2026-07-28"
 
 ROW_TIMEOUT_S: Final = 60.0
@@ -113,7 +122,29 @@ def _register_echo(server: MCPServer) -> None:
         return text
 
 
-def _build_app(kind: ServerKind, db_path: Path) -> Any:
+class _StoreLifespan:
+    """Opens a store (with the `demo` gateway its leads belong to) before the wrapped app's lifespan starts,
+    and closes it after it ends; nothing else."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self._app = app
+        self._store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self._app(scope, receive, send)
+            return
+        from mcp_gateway.gateways import GatewayDirectory
+
+        await self._store.open()
+        await GatewayDirectory(self._store, cache_seconds=0).ensure_demo()
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            await self._store.close()
+
+
+def _build_app(kind: ServerKind, db_path: Path, *, json_response: bool = False) -> Any:
     from mcp.server import MCPServer
 
     if kind == "gateway":
@@ -121,7 +152,6 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
         from mcp_gateway.config import Settings
         from mcp_gateway.gateways import Gateway, GatewayDirectory
         from mcp_gateway.server import build_gateway_server
-        from mcp_gateway.store import Store
 
         def gateway_with_echo(gateway: Gateway, directory: GatewayDirectory, store: Store) -> MCPServer:
             server = build_gateway_server(gateway, directory, store)
@@ -129,18 +159,25 @@ def _build_app(kind: ServerKind, db_path: Path) -> Any:
             return server
 
         settings = Settings(db_path=db_path, admin_token=secrets.token_urlsafe(24))
+        if json_response:  # only asked for when set, so the script also runs against a gateway without the setting
+            settings = settings.model_copy(update={"mcp_json_response": True})
         return create_app(settings, server_factory=gateway_with_echo)
+
+    from mcp_gateway.store import SQLiteStore
+    from mcp_gateway.tools import register_book_demo
 
     plain = MCPServer(name="plain-sdk-bench")
     _register_echo(plain)
+    store = SQLiteStore(db_path)  # the gateway's store and migrations, for book_demo's leads; no tracking
+    register_book_demo(plain, GATEWAY_ID, store)
     if kind == "sdk-stateful":
-        return plain.streamable_http_app()
-    return plain.streamable_http_app(stateless_http=True, json_response=True)
+        return _StoreLifespan(plain.streamable_http_app(), store)
+    return _StoreLifespan(plain.streamable_http_app(stateless_http=True, json_response=True), store)
 
 
-def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int) -> None:
+def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int, *, json_response: bool) -> None:
     die_with_parent(parent_pid)
-    serve_app(_build_app(kind, db_path), fd)
+    serve_app(_build_app(kind, db_path, json_response=json_response), fd)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,10 +186,18 @@ def serve_child(kind: ServerKind, fd: int, db_path: Path, parent_pid: int) -> No
 
 
 @contextlib.contextmanager
-def running_servers(kinds: Sequence[ServerKind]) -> Iterator[dict[ServerKind, ChildServer]]:
+def running_servers(
+    kinds: Sequence[ServerKind], *, gateway_json_response: bool = False
+) -> Iterator[dict[ServerKind, ChildServer]]:
     """The child servers, stopped (then killed if need be) however the block ends."""
     with Children(__file__) as children:
-        yield {kind: children.spawn(kind, ["--db", str(children.workdir / f"{kind}.db")]) for kind in kinds}
+        servers: dict[ServerKind, ChildServer] = {}
+        for kind in kinds:
+            args = ["--db", str(children.workdir / f"{kind}.db")]
+            if kind == "gateway" and gateway_json_response:
+                args.append("--gateway-json-response")
+            servers[kind] = children.spawn(kind, args)
+        yield servers
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,6 +277,9 @@ class Scenario:
 
     def body(self, request_id: int) -> bytes:
         params = self.params
+        if params.get("name") == BOOK_DEMO:  # a new lead every time: a repeated email is answered from the first
+            arguments = {**params["arguments"], "email": f"lead{next(_LEAD_NUMBERS)}@example.com"}
+            params = {**params, "arguments": arguments}
         if self.mode == "modern":
             params = {
                 **params,
@@ -245,6 +293,10 @@ class Scenario:
         return json.dumps(message, separators=(",", ":")).encode()
 
 
+_LEAD_NUMBERS: Final = itertools.count(1)
+"""Numbers the emails `book_demo` rows book, unique over the whole run (every server and round)."""
+
+
 def _checker(scenario: Scenario) -> Callable[[Reply], int | str]:
     """For `post_all`: 1 if a 200 reply is the expected successful one, else what is wrong with it."""
 
@@ -255,7 +307,11 @@ def _checker(scenario: Scenario) -> Callable[[Reply], int | str]:
             return f"not a result: {json.dumps(message)[:300]}"
         if scenario.method == "tools/call":
             content = result.get("content") or [{}]
-            if result.get("isError") or content[0].get("text") != ECHO_TEXT:
+            if scenario.params["name"] == BOOK_DEMO:
+                booked = (result.get("structuredContent") or {}).get("status") == BOOKED
+            else:
+                booked = content[0].get("text") == ECHO_TEXT
+            if result.get("isError") or not booked:
                 return f"unexpected tool result: {json.dumps(result)[:300]}"
         elif scenario.method == "resources/read" and not result.get("contents"):
             return f"no contents: {json.dumps(result)[:300]}"
@@ -343,15 +399,21 @@ async def run_row(child: ChildServer, scenario: Scenario, args: argparse.Namespa
 
 def scenarios() -> list[Scenario]:
     echo: Json = {"name": "echo", "arguments": {"text": ECHO_TEXT}}
+    book: Json = {"name": BOOK_DEMO, "arguments": {"name": "Ada Lovelace", "email": "", "company": "Analytical"}}
     pricing: Json = {"uri": "pricing://current"}
     gid = f"?gid={GATEWAY_ID}"
+    rows: list[Scenario] = []
+    for tool, params in (("echo", echo), (BOOK_DEMO, book)):
+        rows += [
+            Scenario("jsonrpc POST", "gateway", "post", f"/v1/mcp/sse{gid}", "tools/call", params, f"post {tool}"),
+            Scenario("jsonrpc POST", "sdk-json", "post", "/mcp", "tools/call", params, f"post {tool}"),
+            Scenario("streamable session", "gateway", "session", f"/mcp{gid}", "tools/call", params, f"session {tool}"),
+            Scenario("streamable session", "sdk-stateful", "session", "/mcp", "tools/call", params, f"session {tool}"),
+            Scenario("streamable 2026", "gateway", "modern", f"/mcp{gid}", "tools/call", params, f"modern {tool}"),
+            Scenario("streamable 2026", "sdk-stateful", "modern", "/mcp", "tools/call", params, f"modern {tool}"),
+        ]
     return [
-        Scenario("jsonrpc POST", "gateway", "post", f"/v1/mcp/sse{gid}", "tools/call", echo, pair="post"),
-        Scenario("jsonrpc POST", "sdk-json", "post", "/mcp", "tools/call", echo, pair="post"),
-        Scenario("streamable session", "gateway", "session", f"/mcp{gid}", "tools/call", echo, pair="session"),
-        Scenario("streamable session", "sdk-stateful", "session", "/mcp", "tools/call", echo, pair="session"),
-        Scenario("streamable 2026", "gateway", "modern", f"/mcp{gid}", "tools/call", echo, pair="modern"),
-        Scenario("streamable 2026", "sdk-stateful", "modern", "/mcp", "tools/call", echo, pair="modern"),
+        *rows,
         Scenario("streamable 2026", "sdk-json", "modern", "/mcp", "tools/call", echo),
         Scenario("jsonrpc POST", "gateway", "post", f"/v1/mcp/sse{gid}", "resources/read", pricing),
     ]
@@ -438,7 +500,8 @@ def render(rows: Sequence[Row], args: argparse.Namespace) -> str:
         f"{args.requests} timed requests per row and round after {args.warmup} warm-up, {args.concurrency} "
         f"connections, {args.rounds} round(s), client {args.client}; uvicorn uvloop+httptools, 1 worker per "
         f"server, {os.cpu_count()} CPUs. req/s, p50, p99, client CPU: the round with the median req/s; "
-        "srv CPU: median.",
+        "srv CPU: median."
+        + (" Gateway with mcp_json_response: Streamable HTTP answered as JSON." if args.gateway_json_response else ""),
         "",
         *table(header, lines, left=3),
         "",
@@ -487,6 +550,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (default raw)")
     parser.add_argument("--serve", choices=SERVER_KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--gateway-json-response",
+        action="store_true",
+        help="run the gateway with mcp_json_response (Streamable HTTP answered as JSON; the plain SDK stays SSE)",
+    )
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--parent", type=int, help=argparse.SUPPRESS)
     return parser
@@ -498,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve is not None:
         if args.fd is None or args.db is None or args.parent is None:
             parser.error("--serve needs --fd, --db and --parent")
-        serve_child(args.serve, args.fd, args.db, args.parent)
+        serve_child(args.serve, args.fd, args.db, args.parent, json_response=args.gateway_json_response)
         return 0
 
     import uvloop
@@ -508,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with (
             sigterm_interrupts(),
-            running_servers(SERVER_KINDS) as children,
+            running_servers(SERVER_KINDS, gateway_json_response=args.gateway_json_response) as children,
             asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
         ):
             rows = runner.run(bench(args, children))

@@ -106,6 +106,10 @@ class Settings(BaseModel):
     """Open connections one process holds in all (more are answered 503 and closed); None: 90% of its file limit."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For`/`-Proto` count; none by default."""
+    mcp_json_response: bool = False
+    """Answer Streamable HTTP requests as `application/json` (the SDK's `json_response`), never as an SSE stream:
+    faster, but nothing a handler sends during a call (progress, log messages, sampling, elicitation) reaches the
+    client, and a call is not cancelled when its client disconnects."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -131,6 +135,8 @@ class Settings(BaseModel):
         for name in _NUMBER_VARIABLES:
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit
+        if json_response := env.get(ENV_PREFIX + "MCP_JSON_RESPONSE"):
+            values["mcp_json_response"] = json_response
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):
             values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
         if proxies := env.get(ENV_PREFIX + "TRUSTED_PROXIES"):

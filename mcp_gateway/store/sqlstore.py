@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -79,7 +80,6 @@ def _event(row: Sequence[Any]) -> EventRow:
 
 
 def _event_values(event: EventRow) -> tuple[object, ...]:
-    web = event.web or _NO_WEB
     return (
         event.gateway_id,
         event.id,
@@ -96,11 +96,14 @@ def _event_values(event: EventRow) -> tuple[object, ...]:
         None if event.properties is None else _json_text(event.properties),
         event.ts_ms,
         event.received_at_ms,
-        *dataclasses.astuple(web),
+        *(_NO_WEB_VALUES if event.web is None else _web_values(event.web)),
     )
 
 
-_NO_WEB: Final = WebFields()
+_web_values: Final = operator.attrgetter(*WEB_FIELD_NAMES)
+"""A `WebFields`' values in column order; shallow (they are all scalars), unlike `dataclasses.astuple`, which
+deep-copies each value and cost more than the rest of building an event's row."""
+_NO_WEB_VALUES: Final[tuple[object, ...]] = _web_values(WebFields())
 
 
 def _json_text(value: Any) -> str:

@@ -127,10 +127,11 @@ class JsonErrors:
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-            if message["status"] >= 400 and not content_type.startswith(("application/json", "text/event-stream")):
-                self._held = message
-                return
+            if message["status"] >= 400:  # the headers are read only for an error: not on every answer
+                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if not content_type.startswith(("application/json", "text/event-stream")):
+                    self._held = message
+                    return
         elif message["type"] == "http.response.body" and self._held is not None:
             self._body += message.get("body", b"")
             if message.get("more_body", False):

@@ -43,6 +43,8 @@ class GatewayRuntime:
     session_manager: StreamableHTTPSessionManager
     sse: SseServerTransport
     lifespan_state: Any = None
+    origins_of: Gateway | None = None
+    """The gateway object whose allowed origins `security` holds."""
 
     @property
     def lowlevel(self) -> Server[Any]:
@@ -82,8 +84,10 @@ class GatewayRuntimes:
                 if runtime is None:
                     runtime = await self._start(gateway)
                     self._runtimes[gateway.id] = runtime
-        if runtime.security.allowed_origins != list(gateway.allowed_origins):
-            runtime.security.allowed_origins = list(gateway.allowed_origins)
+        if runtime.origins_of is not gateway:  # the directory hands out one object until the gateway changes
+            runtime.origins_of = gateway
+            if runtime.security.allowed_origins != list(gateway.allowed_origins):
+                runtime.security.allowed_origins = list(gateway.allowed_origins)
         return runtime
 
     async def _start(self, gateway: Gateway) -> GatewayRuntime:
@@ -102,6 +106,7 @@ class GatewayRuntimes:
             max_request_body_size=self._settings.max_body_bytes,
             session_idle_timeout=self._settings.mcp_session_idle_seconds,
             max_sessions=self._settings.max_mcp_sessions,  # the SDK's own cap stays, behind McpRoutes.sessions
+            json_response=self._settings.mcp_json_response,
         )
         runtime = GatewayRuntime(
             gateway_id=gateway.id,
