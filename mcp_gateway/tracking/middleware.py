@@ -17,7 +17,8 @@ result recorded as the names listed). A protocol error's result is `{"error": {c
 a cancelled request records nothing.
 
 The recording runs after `call_next` returns (so it is not in the measured latency) and before
-the answer goes out. It is a few dictionary operations and one JSON encoding, except for the first
+the answer goes out. It is a few dictionary operations and one JSON encoding (on a worker thread
+when the params or the result are bigger than `privacy.MAX_INLINE_REDACTION_CHARS`), except for the first
 request of a session, which also runs `identify` and may list the server's tools (each bounded by
 a timeout, `IDENTIFY_TIMEOUT` and `TOOLS_TIMEOUT`). A session's tools are the names the last
 successful first-page `tools/list` answered, or else the server's own listing (see `_ToolNames`).
@@ -40,7 +41,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from ..privacy import Redactor, canonical_json, cap_text
+from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
 from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
@@ -223,7 +224,12 @@ class TrackingMiddleware:
             if session_id is None:
                 self.sink.stats.drop("session_not_queued")
                 return
-            self.sink.submit(self._event(ctx, spec, session_id, started, latency, wire, error), org_id=self.org_id)
+            event_of = (ctx, spec, session_id, started, latency, wire, error)
+            if exceeds(ctx.params, MAX_INLINE_REDACTION_CHARS) or exceeds(wire, MAX_INLINE_REDACTION_CHARS):
+                event = await anyio.to_thread.run_sync(self._event, *event_of)  # redacting it takes a while
+            else:
+                event = self._event(*event_of)
+            self.sink.submit(event, org_id=self.org_id)
         except Exception:
             logger.exception("tracking could not record %s", ctx.method)
             self.sink.stats.drop("capture_error")
