@@ -97,13 +97,12 @@ def looks_like_phone(candidate: str) -> bool:
     return "(" in candidate or sum(c in _SEPARATORS for c in candidate) >= 2
 
 
-def _email_pseudonym(match: re.Match[str]) -> str:
-    return hash_text(match.group().lower())
+def email_pseudonym(email: str) -> str:
+    return hash_text(email.lower())
 
 
-def _phone_pseudonym(match: re.Match[str]) -> str:
-    text = match.group()
-    return hash_text(phone_digits(text)) if looks_like_phone(text) else text
+def phone_pseudonym(phone: str) -> str:
+    return hash_text(phone_digits(phone))
 
 
 def _sub(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text: str) -> str:
@@ -129,11 +128,21 @@ def _sub(pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text
     return "".join(parts)
 
 
+def replace_personal(text: str, email: Callable[[str], str], phone: Callable[[str], str]) -> str:
+    """`text` with each email address replaced by `email(address)` and each phone number by `phone(number)`."""
+    if "@" in text:
+        text = _sub(EMAIL_IN_TEXT, lambda match: email(match.group()), text)
+
+    def phone_or_not(match: re.Match[str]) -> str:
+        candidate = match.group()
+        return phone(candidate) if looks_like_phone(candidate) else candidate
+
+    return _sub(PHONE_IN_TEXT, phone_or_not, text)
+
+
 def redact_text(text: str) -> str:
     """`text` with every email address and phone number in it replaced by its pseudonym; linear time."""
-    if "@" in text:
-        text = _sub(EMAIL_IN_TEXT, _email_pseudonym, text)
-    return _sub(PHONE_IN_TEXT, _phone_pseudonym, text)
+    return replace_personal(text, email_pseudonym, phone_pseudonym)
 
 
 def looks_like_url(text: str) -> bool:

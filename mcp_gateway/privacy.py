@@ -31,10 +31,12 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from . import pii
 from .pii import EMAIL_IN_TEXT, HASH_PREFIX, HASHED, PHONE_IN_TEXT, hash_text, redact_string, redact_text
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "cap_text",
     "exceeds",
     "hash_text",
+    "redact_sdk_logs",
     "redact_text",
 ]
 
@@ -232,6 +235,10 @@ class Redactor:
         assert capped is not None
         return capped
 
+    def redact_url(self, url: str) -> str:
+        """`url` with user info, sensitive query parameters and emails and phones anywhere in it hashed."""
+        return pii.redact_url(url, self.is_sensitive, self.hash_value)
+
     def redact_json_text(self, text: str | None) -> str | None:
         """A JSON document held as text, redacted; text that is not JSON only has its emails and phones hashed."""
         if text is None:
@@ -259,3 +266,30 @@ class IpHasher:
             raise RuntimeError("IpHasher has no secret yet")
         day = day or datetime.datetime.now(datetime.UTC).date()
         return hmac.new(self._secret, f"{day.isoformat()}|{ip}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+SDK_SERVER_LOGGER: Final = "mcp.server.mcpserver.server"
+"""The SDK logger that writes a failed resource read's URI and a failed tool's message at INFO."""
+
+
+class SdkLogRedaction(logging.Filter):
+    """Keeps personal data out of the SDK's INFO lines: `Resource %r failed: %r` names the resource by the
+    pseudonym of its URI (also where the error repeats it), and emails and phones in any other argument
+    are hashed (`Tool %r failed: %r` carries the tool's error message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return True
+        if isinstance(record.msg, str) and record.msg.startswith("Resource %r") and isinstance(args[0], str):
+            uri, pseudonym = args[0], hash_text(args[0])
+            args = (pseudonym, *(a.replace(uri, pseudonym) if isinstance(a, str) else a for a in args[1:]))
+        record.args = tuple(redact_text(a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def redact_sdk_logs() -> None:
+    """Install `SdkLogRedaction` on the SDK's server logger (once)."""
+    sdk_logger = logging.getLogger(SDK_SERVER_LOGGER)
+    if not any(isinstance(f, SdkLogRedaction) for f in sdk_logger.filters):
+        sdk_logger.addFilter(SdkLogRedaction())
