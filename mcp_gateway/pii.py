@@ -22,10 +22,11 @@ digits (an IP address, personal data too) are hashed. A phone is hashed as its d
 digits, a 3-digit country code, a 5-digit area code) and may only start where a token starts, so
 this scan is linear too.
 
-**URLs** (`redact_url`): the query (and a fragment holding `key=value` pairs, OAuth's
-`#access_token=`): the value of a parameter whose name is sensitive is hashed, every other key and
-value is percent-decoded and scanned for emails and phones; the path likewise; user info in the
-authority (`user:password@`) is hashed. Parts that hold nothing are kept byte for byte.
+**URLs** (`redact_url`; inside free text too, `redact_string`): in the query (and a fragment holding
+`key=value` pairs, OAuth's `#access_token=`) the value of a parameter whose name is sensitive is
+hashed, every other key and value is percent-decoded and scanned for emails and phones; the path
+likewise; user info in the authority (`user:password@`) is hashed. Parts that hold nothing are kept
+byte for byte.
 
 A pseudonym (`sha256:` + 64 hex digits) holds neither an email nor a phone, so scanning twice
 changes nothing.
@@ -65,6 +66,9 @@ SCAN_CHUNK_CHARS: Final = 32_768
 """Longer text is scanned this many characters at a time: the regular expression engine holds the GIL for a whole
 call, so a worker thread scanning a megabyte hands the event loop its turn between chunks (about a millisecond
 each) instead of stalling it for the whole scan."""
+
+URL_IN_TEXT: Final = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s\"'<>]{1,8192}")
+"""A URL inside free text (an error message quoting a resource URI, say); at most 8192 characters of it."""
 
 _DATE_START: Final = re.compile(r"\d{4}[-./]\d{2}[-./]\d{2}|\d{2}[-./]\d{2}[-./]\d{4}")
 _SEPARATORS: Final = frozenset(" .-")
@@ -151,8 +155,12 @@ def looks_like_url(text: str) -> bool:
 
 
 def redact_string(text: str, sensitive: SensitiveKey, hash_value: HashValue) -> str:
-    """A URL through `redact_url`, any other text through `redact_text`."""
-    return redact_url(text, sensitive, hash_value) if looks_like_url(text) else redact_text(text)
+    """A URL through `redact_url`; any other text through `redact_text`, after the URLs inside it (`URL_IN_TEXT`)."""
+    if looks_like_url(text):
+        return redact_url(text, sensitive, hash_value)
+    if "://" in text:
+        text = _sub(URL_IN_TEXT, lambda match: redact_url(match.group(), sensitive, hash_value), text)
+    return redact_text(text)
 
 
 def _redact_pairs(text: str, sensitive: SensitiveKey, hash_value: HashValue) -> str:

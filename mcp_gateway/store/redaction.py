@@ -9,7 +9,7 @@ Whatever route or sink a row came through, every field a sender controls is reda
 - `url`, `referrer`, `path`, an MCP resource URI (the event's `name`): user info, sensitive query
   parameters and emails and phones anywhere in them hashed (`pii.redact_url`);
 - every other text (ids, event names, `error_type`, campaign and source, client name, tool names):
-  emails and phones hashed (`pii.redact_text`).
+  emails and phones hashed, and URLs inside it redacted like those (`pii.redact_string`).
 
 The hashed identity columns (`email_hash`, `phone_hash`, ...) and IP hashes are left as they are,
 and so is any pseudonym already in a value: redacting twice changes nothing. A batch whose values
@@ -24,17 +24,13 @@ from typing import Any, Final
 
 import anyio.to_thread
 
-from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, cap_text, exceeds, redact_text
+from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, cap_text, exceeds
 from .base import EventRow, SessionRow, WebFields
 
 _redactor: Final = Redactor()
 
 
 def _text(value: str | None) -> str | None:
-    return None if value is None else redact_text(value)
-
-
-def _string(value: str | None) -> str | None:
     """A URL, a path or any other text, by what it looks like."""
     return None if value is None else _redactor.redact(value, parse_strings=False)
 
@@ -57,11 +53,11 @@ def _mapping(value: dict[str, Any] | None) -> dict[str, Any] | None:
 def redact_session(row: SessionRow) -> SessionRow:
     return dataclasses.replace(
         row,
-        id=redact_text(row.id),
-        client_config=redact_text(row.client_config),
-        connection_type=redact_text(row.connection_type),
+        id=_text(row.id) or row.id,
+        client_config=_text(row.client_config) or "",
+        connection_type=_text(row.connection_type) or "",
         transport=_text(row.transport),
-        tools=tuple(redact_text(name) for name in row.tools),
+        tools=tuple(_text(name) or "" for name in row.tools),
         user_data=_mapping(row.user_data),
     )
 
@@ -81,9 +77,9 @@ def _web(web: WebFields) -> WebFields:
 def redact_event(row: EventRow) -> EventRow:
     return dataclasses.replace(
         row,
-        id=redact_text(row.id),
+        id=_text(row.id) or row.id,
         session_id=_text(row.session_id),
-        name=_string(row.name) or row.name,
+        name=_text(row.name) or row.name,
         error_type=_text(row.error_type),
         args=_json_text(row.args),
         result=_json_text(row.result),
