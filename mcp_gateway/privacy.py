@@ -240,11 +240,20 @@ class Redactor:
         return pii.redact_url(url, self.is_sensitive, self.hash_value)
 
     def redact_json_text(self, text: str | None) -> str | None:
-        """A JSON document held as text, redacted; text that is not JSON only has its emails and phones hashed."""
+        """A JSON document held as text, redacted (re-encoded only when something changed: a document with
+        nothing to hide keeps its bytes); text that is not JSON only has its emails, phones and URLs redacted."""
         if text is None:
             return None
-        redacted: str = self.redact(text)
-        return redacted
+        if text.lstrip().startswith(("{", "[")) and len(text) <= MAX_PARSE_CHARS:
+            try:
+                parsed = json.loads(text)
+            except (ValueError, RecursionError):
+                parsed = None
+            if isinstance(parsed, dict | list):
+                redacted = self._walk(parsed, 1, True)
+                return text if redacted == parsed else canonical_json(redacted)
+        walked: str = self.redact(text)
+        return walked
 
 
 class IpHasher:
