@@ -190,10 +190,13 @@ def redact_url(url: str, sensitive: SensitiveKey, hash_value: HashValue) -> str:
         scheme, netloc, path, query, fragment = urlsplit(url)
     except ValueError:
         return redact_text(url)
-    new_netloc = redact_text(netloc)
-    if "@" in new_netloc:
-        userinfo, _, host = new_netloc.rpartition("@")
-        new_netloc = (userinfo if HASHED.fullmatch(userinfo) else hash_text(userinfo)) + "@" + host
+    if "@" not in netloc:
+        new_netloc = redact_text(netloc)
+    elif EMAIL_IN_TEXT.fullmatch(netloc):
+        new_netloc = email_pseudonym(netloc)
+    else:
+        userinfo, _, host = netloc.rpartition("@")
+        new_netloc = (userinfo if HASHED.fullmatch(userinfo) else hash_text(userinfo)) + "@" + redact_text(host)
     new_path = _redact_encoded(path)
     new_query = _redact_pairs(query, sensitive, hash_value) if query else query
     if "=" in fragment:
