@@ -213,7 +213,7 @@ class Redactor:
         return value
 
     def _redact_json_string(self, text: str, depth: int) -> str | None:
-        """A string holding a JSON object or array, redacted and re-encoded; None if it holds none."""
+        """A string holding a JSON object or array, redacted (re-encoded if that changed it); None if it holds none."""
         stripped = text.lstrip()
         if not stripped.startswith(("{", "[")):
             return None
@@ -226,7 +226,8 @@ class Redactor:
             return None
         if not isinstance(parsed, dict | list):
             return None
-        return canonical_json(self._walk(parsed, depth + 1, True))
+        redacted = self._walk(parsed, depth + 1, True)
+        return text if redacted == parsed else canonical_json(redacted)
 
     def to_json_text(self, value: Any, limit: int = MAX_PAYLOAD_CHARS) -> str:
         """`value` redacted, as compact JSON, capped at `limit` characters."""
