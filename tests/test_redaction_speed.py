@@ -48,7 +48,9 @@ REQUEST_BOUND: Final = 1.0
 """Seconds a 1 MB adversarial request may take to be answered."""
 
 HEALTH_BOUND: Final = 0.1
-"""Seconds `/health` may take while such a request is being handled."""
+"""Seconds `/health` may take while such a request is being handled: every probe but an odd one (a garbage
+collection pause, or the machine's other load, may catch one; a stalled event loop fails them all), and
+that one under `5 * HEALTH_BOUND`."""
 
 
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
@@ -134,4 +136,6 @@ async def test_a_megabyte_adversarial_request_is_answered_fast_and_health_stays_
                 assert len(body) < 1024 * 1024  # under the body limit: the route reads it all
                 took, health = await _post_while_polling_health(http, path, headers, body)
                 assert took < REQUEST_BOUND, (path, took)
-                assert health and max(health) < HEALTH_BOUND, (path, sorted(health)[-3:])
+                slow = [seconds for seconds in health if seconds >= HEALTH_BOUND]
+                assert health and len(slow) <= max(1, len(health) // 10), (path, sorted(health)[-3:])
+                assert max(health) < 5 * HEALTH_BOUND, (path, sorted(health)[-3:])
