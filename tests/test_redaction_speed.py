@@ -17,10 +17,14 @@ from typing import Final
 import anyio
 import httpx
 import pytest
+from mcp import Client
+from mcp.server import MCPServer
 
 from mcp_gateway.privacy import Redactor, redact_text
+from mcp_gateway.tracking import LocalSink, track_mcp
 
 from .support import ADMIN_HEADERS, gateway_process, jsonrpc_request
+from .tracking.helpers import Recorder
 
 MEGABYTE: Final = 1_000_000
 
@@ -139,3 +143,24 @@ async def test_a_megabyte_adversarial_request_is_answered_fast_and_health_stays_
                 slow = [seconds for seconds in health if seconds >= HEALTH_BOUND]
                 assert health and len(slow) <= max(1, len(health) // 10), (path, sorted(health)[-3:])
                 assert max(health) < 5 * HEALTH_BOUND, (path, sorted(health)[-3:])
+
+
+async def test_a_server_wrapped_with_track_mcp_records_a_megabyte_adversarial_argument_fast() -> None:
+    recorder = Recorder()
+    server = MCPServer("echo")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        return text[:10]
+
+    tracker = track_mcp(server, "org-1", sink=LocalSink(recorder, batch_size=10, flush_interval=5))
+    text = ADVERSARIAL["run without @"][: MEGABYTE // 2] + ADVERSARIAL["many @"][: MEGABYTE // 2]
+    async with Client(server) as client:
+        started = time.perf_counter()
+        assert not (await client.call_tool("echo", {"text": text})).is_error
+        took = time.perf_counter() - started
+    assert await tracker.flush(5)
+    await tracker.aclose()
+    assert took < REQUEST_BOUND
+    [event] = [event for event in recorder.events if event.primitive_name == "echo"]
+    assert event.args is not None and "truncated" in event.args and "a@a" not in event.args
