@@ -45,6 +45,7 @@ __all__ = [
     "HASH_PREFIX",
     "MAX_INLINE_REDACTION_CHARS",
     "MAX_PAYLOAD_CHARS",
+    "MAX_URL_CHARS",
     "PHONE_IN_TEXT",
     "PHONE_KEY_WORDS",
     "IpHasher",
@@ -90,6 +91,9 @@ _KEY_WORDS: Final = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 MAX_DEPTH: Final = 32
 """Deepest nesting walked; anything below is replaced by `TOO_DEEP`."""
+
+MAX_URL_CHARS: Final = 2048
+"""Longest URL, path or referrer stored; cut after redacting, so a cut never leaves half an address unhashed."""
 
 MAX_INLINE_REDACTION_CHARS: Final = 16_384
 """Largest value (about this many characters, `exceeds`) redacted where it is met; a bigger one is redacted on a
@@ -235,6 +239,10 @@ class Redactor:
         capped = cap_text(text, limit)
         assert capped is not None
         return capped
+
+    def redact_string(self, text: str) -> str:
+        """A URL through `redact_url`, any other text with the emails, phones and URLs in it redacted."""
+        return redact_string(text, self.is_sensitive, self.hash_value)
 
     def redact_url(self, url: str) -> str:
         """`url` with user info, sensitive query parameters and emails and phones anywhere in it hashed."""

@@ -74,7 +74,7 @@ MAX_BATCH: Final = 100
 MAX_ID: Final = 128
 MAX_NAME_CHARS: Final = 200
 MAX_URL_INPUT: Final = 8192
-"""Longest URL accepted; `WebIngestor` keeps the first 2048 characters."""
+"""Longest URL accepted; the store keeps the first `privacy.MAX_URL_CHARS` characters, redacted."""
 BATCH_BODY_FACTOR: Final = 8
 
 SESSION_START: Final = "$session_start"

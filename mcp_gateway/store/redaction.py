@@ -7,7 +7,8 @@ Whatever route or sink a row came through, every field a sender controls is reda
   at `privacy.MAX_PAYLOAD_CHARS` (redacting first: a cut document could not be parsed);
 - `properties` (web and server events), a session's `user_data`: walked the same way;
 - `url`, `referrer`, `path`, an MCP resource URI (the event's `name`): user info, sensitive query
-  parameters and emails and phones anywhere in them hashed (`pii.redact_url`);
+  parameters and emails and phones anywhere in them hashed (`pii.redact_url`), then URLs cut at
+  `privacy.MAX_URL_CHARS`;
 - every other text (ids, event names, `error_type`, campaign and source, client name, tool names):
   emails and phones hashed, and URLs inside it redacted like those (`pii.redact_string`).
 
@@ -24,7 +25,7 @@ from typing import Any, Final
 
 import anyio.to_thread
 
-from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, cap_text, exceeds
+from ..privacy import MAX_INLINE_REDACTION_CHARS, MAX_URL_CHARS, Redactor, cap_text, exceeds
 from .base import EventRow, SessionRow, WebFields
 
 _redactor: Final = Redactor()
@@ -32,11 +33,12 @@ _redactor: Final = Redactor()
 
 def _text(value: str | None) -> str | None:
     """A URL, a path or any other text, by what it looks like."""
-    return None if value is None else _redactor.redact(value, parse_strings=False)
+    return None if value is None else _redactor.redact_string(value)
 
 
 def _url(value: str | None) -> str | None:
-    return None if value is None else _redactor.redact_url(value)
+    """Redacted, then cut at `MAX_URL_CHARS`."""
+    return None if value is None else _redactor.redact_url(value)[:MAX_URL_CHARS]
 
 
 def _json_text(value: str | None) -> str | None:

@@ -320,7 +320,7 @@ class TrackingMiddleware:
         return CaptureEvent(
             session_id=session_id,
             primitive_type=primitive_type,
-            primitive_name=_cut(_name_of(ctx.method, operation, params), 512),
+            primitive_name=_cut(self._redactor.redact_string(_name_of(ctx.method, operation, params)), 512),
             latency=max(0.0, latency),
             success=error is None and not is_error,
             args=args,
