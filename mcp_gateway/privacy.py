@@ -123,8 +123,9 @@ def _is_phone_key(key: str) -> bool:
 def exceeds(value: Any, limit: int) -> bool:
     """Whether `value` (JSON-shaped) is bigger than about `limit` characters; stops counting past it.
 
-    Each string counts its length, every other node at least 1, so the work is bounded by `limit`
-    whatever the size of `value`: callers use it to decide cheaply where to redact something.
+    Each string counts its length, every other node at least 1, and a container counts its items before
+    they are looked at, so the work is bounded by `limit` whatever the size of `value`: callers use it to
+    decide cheaply where to redact something.
     """
     total = 0
     stack = [value]
@@ -133,12 +134,16 @@ def exceeds(value: Any, limit: int) -> bool:
         if isinstance(item, str):
             total += len(item) + 2
         elif isinstance(item, Mapping):
-            total += 2
+            total += 2 + 3 * len(item)
+            if total > limit:
+                return True
             for key, inner in item.items():
-                total += len(key) + 3 if isinstance(key, str) else 8
+                total += len(key) if isinstance(key, str) else 8
                 stack.append(inner)
         elif isinstance(item, list | tuple):
             total += 2 + len(item)
+            if total > limit:
+                return True
             stack.extend(item)
         else:
             total += 8

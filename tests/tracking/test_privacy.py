@@ -11,7 +11,7 @@ import re
 import pytest
 
 from mcp_gateway.pii import EMAIL_IN_TEXT, PHONE_IN_TEXT, SCAN_CHUNK_CHARS, looks_like_phone
-from mcp_gateway.privacy import MAX_DEPTH, TOO_DEEP, SdkLogRedaction, hash_text, redact_text
+from mcp_gateway.privacy import MAX_DEPTH, TOO_DEEP, SdkLogRedaction, exceeds, hash_text, redact_text
 from mcp_gateway.tracking import DEFAULT_SENSITIVE_KEYS, Redactor
 
 
@@ -204,3 +204,10 @@ def test_the_sdk_log_line_of_a_failed_resource_read_names_no_uri() -> None:
     assert SdkLogRedaction().filter(record)
     assert "ada" not in record.getMessage() and "token" not in record.getMessage()
     assert hash_text(uri) in record.getMessage()
+
+
+def test_the_size_check_stops_counting_past_its_limit() -> None:
+    assert not exceeds({"a": "b", "c": [1, 2]}, 100)
+    assert exceeds({"a": "x" * 101}, 100)
+    assert exceeds({str(i): i for i in range(100_000)}, 100) and exceeds(list(range(100_000)), 100)
+    assert exceeds([{"b": "x"}] * 100_000, 100)
