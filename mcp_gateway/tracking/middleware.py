@@ -31,6 +31,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -375,13 +376,15 @@ def _hide_private(arguments: Mapping[str, Any], output: Any, private: frozenset[
                 pseudonyms[value.strip()] = hidden[name]
     if not pseudonyms:
         return hidden, output
-    ordered = sorted(pseudonyms.items(), key=lambda item: len(item[0]), reverse=True)
+    for raw, pseudonym in list(pseudonyms.items()):  # as it reads inside JSON text too
+        pseudonyms.setdefault(canonical_json(raw)[1:-1], pseudonym)
+    # Whole words only: a name like "book" stays out of "booked", a short one out of an id like "abc-123".
+    alternatives = "|".join(re.escape(raw) for raw in sorted(pseudonyms, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
 
     def scrub(value: Any) -> Any:
         if isinstance(value, str):
-            for raw, pseudonym in ordered:
-                value = value.replace(raw, pseudonym).replace(canonical_json(raw)[1:-1], pseudonym)
-            return value
+            return pattern.sub(lambda match: pseudonyms[match.group()], value)
         if isinstance(value, Mapping):
             return {key: scrub(item) for key, item in value.items()}
         if isinstance(value, list | tuple):

@@ -9,10 +9,14 @@ import random
 import re
 
 import pytest
+from mcp import Client
+from mcp.server import MCPServer
 
 from mcp_gateway.pii import EMAIL_IN_TEXT, PHONE_IN_TEXT, SCAN_CHUNK_CHARS, looks_like_phone
 from mcp_gateway.privacy import MAX_DEPTH, TOO_DEEP, SdkLogRedaction, exceeds, hash_text, redact_text
-from mcp_gateway.tracking import DEFAULT_SENSITIVE_KEYS, Redactor
+from mcp_gateway.tracking import DEFAULT_SENSITIVE_KEYS, LocalSink, Redactor, track_mcp
+
+from .helpers import Recorder
 
 
 def sha(text: str) -> str:
@@ -211,3 +215,25 @@ def test_the_size_check_stops_counting_past_its_limit() -> None:
     assert exceeds({"a": "x" * 101}, 100)
     assert exceeds({str(i): i for i in range(100_000)}, 100) and exceeds(list(range(100_000)), 100)
     assert exceeds([{"b": "x"}] * 100_000, 100)
+
+
+async def test_private_arguments_are_hashed_in_the_args_and_wherever_the_result_repeats_them() -> None:
+    recorder = Recorder()
+    server = MCPServer("leads")
+
+    @server.tool()
+    def book(name: str, company: str) -> dict[str, str]:
+        return {"id": "abc-123", "status": "booked", "message": f"Booked for {name} of {company}."}
+
+    private = {"book": ["name", "company"]}
+    tracker = track_mcp(server, "org-1", sink=LocalSink(recorder, batch_size=10), private_arguments=private)
+    async with Client(server) as client:
+        assert not (await client.call_tool("book", {"name": "Ada Lovelace", "company": "abc"})).is_error
+    assert await tracker.flush(5)
+    await tracker.aclose()
+
+    event = recorder.event("book")
+    assert event.args is not None and event.result is not None
+    assert json.loads(event.args) == {"name": sha("Ada Lovelace"), "company": sha("abc")}
+    assert "Ada" not in event.result and f"Booked for {sha('Ada Lovelace')} of {sha('abc')}." in event.result
+    assert '"id":"abc-123"' in event.result and '"status":"booked"' in event.result  # whole words only
