@@ -26,6 +26,7 @@ from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
 from .metrics import Metrics, RequestMetrics
 from .openapi import OpenApiDocument, Operation
+from .privacy import redact_sdk_logs
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
@@ -45,6 +46,7 @@ def create_app(
 ) -> Starlette:
     """The whole gateway as one ASGI app. Its lifespan opens the store and creates `demo` if missing."""
     settings = settings or Settings()
+    redact_sdk_logs()
     services = Services.build(settings, store)
     runtimes = GatewayRuntimes(services, server_factory)
     auth = AdminAuth(services.store, settings.admin_token)

@@ -8,8 +8,16 @@ whatever its type, becomes `"sha256:" + hexdigest` of a normalised text: strings
 through objects and arrays, and strings holding a JSON object or array are parsed, redacted and
 re-encoded, so a tool's `content[].text` carrying JSON is covered too. `None` stays `None`.
 
-Email addresses inside free text (a tool's confirmation message, say) are hashed in place too,
-so an address never travels or lands raw even where no key names it.
+Phone keys (`PHONE_KEY_WORDS`: `phone`, `mobile`, `tel`, `msisdn`, ...) are matched by word instead:
+the first or last word of the key (split at `_`, `-`, spaces and camelCase) is one of them, so
+`mobile`, `home_tel`, `telNumber` and `mobilePhone` match while `hotel`, `telemetry` and `automobile`
+do not.
+
+Strings are scanned too (`pii.py`, linear time): email addresses and phone numbers inside free text
+(a tool's confirmation message, say) are hashed in place, and in a URL (`scheme://...`, or a path with
+a query) the values of sensitive query parameters are hashed as well, so personal data never travels
+or lands raw even where no key names it. A pseudonym (`sha256:...`) is left as it is, so redacting
+twice changes nothing.
 
 The hash is unsalted so the same address maps to the same value across sessions and servers:
 it is a pseudonym for counting and joining, not protection against someone who guesses the
@@ -23,9 +31,32 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
+
+from . import pii
+from .pii import EMAIL_IN_TEXT, HASH_PREFIX, HASHED, PHONE_IN_TEXT, hash_text, redact_string, redact_text
+
+__all__ = [
+    "DEFAULT_SENSITIVE_KEYS",
+    "EMAIL_IN_TEXT",
+    "HASH_PREFIX",
+    "MAX_INLINE_REDACTION_CHARS",
+    "MAX_PAYLOAD_CHARS",
+    "MAX_URL_CHARS",
+    "PHONE_IN_TEXT",
+    "PHONE_KEY_WORDS",
+    "IpHasher",
+    "Redactor",
+    "canonical_json",
+    "cap_text",
+    "exceeds",
+    "hash_text",
+    "redact_sdk_logs",
+    "redact_text",
+]
 
 DEFAULT_SENSITIVE_KEYS: Final[frozenset[str]] = frozenset(
     {
@@ -46,24 +77,32 @@ DEFAULT_SENSITIVE_KEYS: Final[frozenset[str]] = frozenset(
 )
 """Keys whose values are hashed, matched as a prefix or suffix of the normalised key."""
 
+PHONE_KEY_WORDS: Final[frozenset[str]] = frozenset(
+    {"phone", "phonenumber", "mobile", "cell", "cellphone", "tel", "telephone", "msisdn", "fax", "whatsapp"}
+)
+"""Words naming a phone number: a key whose first or last word is one of them is sensitive."""
+
 MAX_PAYLOAD_CHARS: Final = 16_384
 """Longest `args` / `result` string kept; longer ones are cut and marked."""
 
-HASH_PREFIX: Final = "sha256:"
 MAX_CACHED_KEYS: Final = 4096
 """Key names whose sensitivity a `Redactor` remembers (keys repeat: `content`, `text`, `type`, ...)."""
-_HASHED: Final = re.compile(r"sha256:[0-9a-f]{64}")
+_KEY_WORDS: Final = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 MAX_DEPTH: Final = 32
 """Deepest nesting walked; anything below is replaced by `TOO_DEEP`."""
+
+MAX_URL_CHARS: Final = 2048
+"""Longest URL, path or referrer stored; cut after redacting, so a cut never leaves half an address unhashed."""
+
+MAX_INLINE_REDACTION_CHARS: Final = 16_384
+"""Largest value (about this many characters, `exceeds`) redacted where it is met; a bigger one is redacted on a
+worker thread (`anyio.to_thread.run_sync`) so that no request's redaction holds the event loop for long."""
 
 MAX_PARSE_CHARS: Final = 1_000_000
 """Longest JSON-looking string parsed for redaction; a longer one is replaced by a marker."""
 
 TOO_DEEP: Final = "[omitted: nested too deep]"
-
-EMAIL_IN_TEXT: Final = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-"""What an email address inside free text looks like."""
 
 
 def cap_text(value: str | None, limit: int = MAX_PAYLOAD_CHARS) -> str | None:
@@ -76,9 +115,41 @@ def _normalise_key(key: str) -> str:
     return key.lower().replace("_", "").replace("-", "")
 
 
-def hash_text(text: str) -> str:
-    """`"sha256:" + hexdigest` of `text` (UTF-8; a lone surrogate is hashed as its own three bytes)."""
-    return HASH_PREFIX + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def _is_phone_key(key: str) -> bool:
+    words = _KEY_WORDS.findall(key[:256])
+    return bool(words) and (words[0].lower() in PHONE_KEY_WORDS or words[-1].lower() in PHONE_KEY_WORDS)
+
+
+def exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` (JSON-shaped) is bigger than about `limit` characters; stops counting past it.
+
+    Each string counts its length, every other node at least 1, and a container counts its items before
+    they are looked at, so the work is bounded by `limit` whatever the size of `value`: callers use it to
+    decide cheaply where to redact something.
+    """
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, Mapping):
+            total += 2 + 3 * len(item)
+            if total > limit:
+                return True
+            for key, inner in item.items():
+                total += len(key) if isinstance(key, str) else 8
+                stack.append(inner)
+        elif isinstance(item, list | tuple):
+            total += 2 + len(item)
+            if total > limit:
+                return True
+            stack.extend(item)
+        else:
+            total += 8
+        if total > limit:
+            return True
+    return False
 
 
 def canonical_json(value: Any) -> str:
@@ -106,7 +177,7 @@ class Redactor:
         verdict = self._verdicts.get(key)
         if verdict is None:
             norm = _normalise_key(key)
-            verdict = any(norm.startswith(k) or norm.endswith(k) for k in self._keys)
+            verdict = any(norm.startswith(k) or norm.endswith(k) for k in self._keys) or _is_phone_key(key)
             if len(self._verdicts) < MAX_CACHED_KEYS:
                 self._verdicts[key] = verdict
         return verdict
@@ -114,7 +185,7 @@ class Redactor:
     @staticmethod
     def hash_value(key: str, value: Any) -> str:
         """The pseudonym of `value` found under `key`; a pseudonym stays as it is, so redacting twice is harmless."""
-        if isinstance(value, str) and _HASHED.fullmatch(value):
+        if isinstance(value, str) and HASHED.fullmatch(value):
             return value
         if isinstance(value, str):
             text = value.strip()
@@ -143,24 +214,29 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self._walk(item, depth + 1, parse_strings) for item in value]
         if isinstance(value, str):
-            text = self._redact_json_string(value, depth) if parse_strings else value
-            return EMAIL_IN_TEXT.sub(lambda match: hash_text(match.group().lower()), text)
+            if parse_strings:
+                parsed = self._redact_json_string(value, depth)
+                if parsed is not None:
+                    return parsed
+            return redact_string(value, self.is_sensitive, self.hash_value)
         return value
 
-    def _redact_json_string(self, text: str, depth: int) -> str:
+    def _redact_json_string(self, text: str, depth: int) -> str | None:
+        """A string holding a JSON object or array, redacted (re-encoded if that changed it); None if it holds none."""
         stripped = text.lstrip()
         if not stripped.startswith(("{", "[")):
-            return text
+            return None
         if len(text) > MAX_PARSE_CHARS:
             # Too big to check, so it cannot be sent as it is.
             return f"[omitted: {len(text)} chars of JSON]"
         try:
             parsed = json.loads(text)
         except (ValueError, RecursionError):
-            return text
+            return None
         if not isinstance(parsed, dict | list):
-            return text
-        return canonical_json(self._walk(parsed, depth + 1, True))
+            return None
+        redacted = self._walk(parsed, depth + 1, True)
+        return text if redacted == parsed else canonical_json(redacted)
 
     def to_json_text(self, value: Any, limit: int = MAX_PAYLOAD_CHARS) -> str:
         """`value` redacted, as compact JSON, capped at `limit` characters."""
@@ -169,12 +245,29 @@ class Redactor:
         assert capped is not None
         return capped
 
+    def redact_string(self, text: str) -> str:
+        """A URL through `redact_url`, any other text with the emails, phones and URLs in it redacted."""
+        return redact_string(text, self.is_sensitive, self.hash_value)
+
+    def redact_url(self, url: str) -> str:
+        """`url` with user info, sensitive query parameters and emails and phones anywhere in it hashed."""
+        return pii.redact_url(url, self.is_sensitive, self.hash_value)
+
     def redact_json_text(self, text: str | None) -> str | None:
-        """A JSON document held as text, redacted; text that is not JSON only has its emails hashed."""
+        """A JSON document held as text, redacted (re-encoded only when something changed: a document with
+        nothing to hide keeps its bytes); text that is not JSON only has its emails, phones and URLs redacted."""
         if text is None:
             return None
-        redacted: str = self.redact(text)
-        return redacted
+        if text.lstrip().startswith(("{", "[")) and len(text) <= MAX_PARSE_CHARS:
+            try:
+                parsed = json.loads(text)
+            except (ValueError, RecursionError):
+                parsed = None
+            if isinstance(parsed, dict | list):
+                redacted = self._walk(parsed, 1, True)
+                return text if redacted == parsed else canonical_json(redacted)
+        walked: str = self.redact(text)
+        return walked
 
 
 class IpHasher:
@@ -196,3 +289,30 @@ class IpHasher:
             raise RuntimeError("IpHasher has no secret yet")
         day = day or datetime.datetime.now(datetime.UTC).date()
         return hmac.new(self._secret, f"{day.isoformat()}|{ip}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+SDK_SERVER_LOGGER: Final = "mcp.server.mcpserver.server"
+"""The SDK logger that writes a failed resource read's URI and a failed tool's message at INFO."""
+
+
+class SdkLogRedaction(logging.Filter):
+    """Keeps personal data out of the SDK's INFO lines: `Resource %r failed: %r` names the resource by the
+    pseudonym of its URI (also where the error repeats it), and emails and phones in any other argument
+    are hashed (`Tool %r failed: %r` carries the tool's error message)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or not args:
+            return True
+        if isinstance(record.msg, str) and record.msg.startswith("Resource %r") and isinstance(args[0], str):
+            uri, pseudonym = args[0], hash_text(args[0])
+            args = (pseudonym, *(a.replace(uri, pseudonym) if isinstance(a, str) else a for a in args[1:]))
+        record.args = tuple(redact_text(a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def redact_sdk_logs() -> None:
+    """Install `SdkLogRedaction` on the SDK's server logger (once)."""
+    sdk_logger = logging.getLogger(SDK_SERVER_LOGGER)
+    if not any(isinstance(f, SdkLogRedaction) for f in sdk_logger.filters):
+        sdk_logger.addFilter(SdkLogRedaction())

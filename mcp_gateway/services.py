@@ -21,6 +21,8 @@ from .ingest import Ingestor, WebIngestor, geo
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import Store, store_for
+from .tools.book_demo import PERSONAL_ARGUMENTS
+from .tools.book_demo import TOOL_NAME as BOOK_DEMO
 from .tracking import LocalSink, Tracker, track_mcp
 
 logger = logging.getLogger(__name__)
@@ -86,4 +88,10 @@ class Services:
             gateway = await self.directory.get(gateway_id)
             return gateway is not None and gateway.manifest.tracking_enabled
 
-        return track_mcp(server, gateway_id, sink=self.tracking_sink, enabled=enabled)
+        return track_mcp(
+            server,
+            gateway_id,
+            sink=self.tracking_sink,
+            enabled=enabled,
+            private_arguments={BOOK_DEMO: PERSONAL_ARGUMENTS},
+        )

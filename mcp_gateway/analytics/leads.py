@@ -14,7 +14,8 @@ then that session and its calls (`agents.agent_session`).
 
 Contact details are business data readable in full only with the admin token (DESIGN.md): the
 admin API's `GET /v1/gateways/{id}/leads` has them. A read key sees each email masked
-(`j•••@example.com`), enough to recognise a lead without handing the address to every dashboard.
+(`j•••@example.com`), enough to recognise a lead without handing the address to every dashboard,
+and so are the email addresses and phone numbers inside a lead's message (`•••67` for a phone).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BeforeValidator, Field
 
 from ..ingest.visits import LEAD_EVENT
+from ..pii import phone_digits, replace_personal
 from ..web import ApiError
 from .agents import BOOK_DEMO, AgentSessionDetail, TextFilter, agent_session, blank_is_none
 from .api import Asked, Question
@@ -78,13 +80,25 @@ async def _leads(asked: Asked, where: Where, tail: str = "", tail_params: tuple[
         [project_key, form_key, *where.params, *tail_params],
     )
     leads = [Lead(*row) for row in rows]
-    return [dataclasses.replace(lead, email=mask_email(lead.email)) for lead in leads]
+    return [
+        dataclasses.replace(lead, email=mask_email(lead.email), message=mask_message(lead.message)) for lead in leads
+    ]
 
 
 def mask_email(email: str) -> str:
     """`jane@example.com` -> `j•••@example.com`: the first letter and the domain."""
     local, at, domain = email.partition("@")
     return f"{local[:1]}•••{at}{domain}"
+
+
+def mask_phone(phone: str) -> str:
+    """`+44 20 7946 0958` -> `•••58`: the last two digits."""
+    return "•••" + phone_digits(phone)[-2:]
+
+
+def mask_message(message: str | None) -> str | None:
+    """A lead's message with the emails and phones in it masked (`mask_email`, `mask_phone`)."""
+    return None if message is None else replace_personal(message, mask_email, mask_phone)
 
 
 # -- list ---------------------------------------------------------------------------------------------

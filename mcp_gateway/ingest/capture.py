@@ -1,9 +1,10 @@
 """Turns Agnost wire records into stored sessions and events, for the REST API and the local sink alike.
 
-The server applies its own privacy rules whatever the sender did: values under sensitive keys in
-`args`, `result` and `user_data` are hashed, and the client IP is kept only as a daily-salted
-HMAC. Event ids come from the sender when given (so retries deduplicate) and are generated
-otherwise; a timestamp below 10^11 is taken as seconds, anything else as milliseconds.
+The server applies its own privacy rules whatever the sender did: the store redacts every row
+(`store/redaction.py`: values under sensitive keys in `args`, `result` and `user_data`, emails and
+phones anywhere, resource URIs), and the client IP is kept only as a daily-salted HMAC.
+Event ids come from the sender when given (so retries deduplicate) and are generated otherwise; a
+timestamp below 10^11 is taken as seconds, anything else as milliseconds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
-from ..privacy import IpHasher, Redactor, cap_text
+from ..privacy import IpHasher
 from ..store import CaptureStatus, EventRow, SessionRow, Store
 from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from .geo import country_of
@@ -34,10 +35,9 @@ class CaptureOutcome:
 
 
 class Ingestor:
-    def __init__(self, store: Store, hash_ip: IpHasher, redactor: Redactor | None = None) -> None:
+    def __init__(self, store: Store, hash_ip: IpHasher) -> None:
         self._store = store
         self._hash_ip = hash_ip
-        self._redactor = redactor or Redactor()
 
     def _session(self, gateway_id: str, session: CaptureSession, now_ms: int) -> SessionRow:
         return SessionRow(
@@ -49,7 +49,7 @@ class Ingestor:
             ip_hash=self._hash_ip(session.ip),
             country=country_of(session.ip),
             tools=tuple(session.tools),
-            user_data=None if session.user_data is None else self._redactor.redact(session.user_data),
+            user_data=session.user_data,
             started_at_ms=_ms(session.timestamp, now_ms),
             received_at_ms=now_ms,
         )
@@ -66,8 +66,8 @@ class Ingestor:
             latency_ms=event.latency,
             success=event.success,
             error_type=event.error_type,
-            args=cap_text(self._redactor.redact_json_text(event.args)),
-            result=cap_text(self._redactor.redact_json_text(event.result)),
+            args=event.args,
+            result=event.result,
             properties=None,
             ts_ms=_ms(event.timestamp, now_ms),
             received_at_ms=now_ms,

@@ -26,7 +26,8 @@ scroll depth (percent of the page, 0-100) and 20 for clicks (linear up to 10). F
 count 0; without `duration_ms` the time since the session's `$session_start` is used.
 
 Identities (`user.email`, `user.phone`, `user.external_id`, a lead's email and phone) are stored
-only as hashes by `WebIngestor`; sensitive keys in `properties` are hashed (`privacy.Redactor`).
+only as hashes by `WebIngestor`; the store redacts the rest (`store/redaction.py`: sensitive keys in
+`properties`, sensitive query parameters in URLs, emails and phones anywhere).
 A lead is business data: `store.book_lead` keeps its email as given, like `book_demo`'s.
 """
 
@@ -49,7 +50,7 @@ from ..errors import InvalidInputError
 from ..gateways import GatewayDirectory, request_gateway
 from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
 from ..openapi import GATEWAY_PARAMS, Operation, Param, Reply
-from ..privacy import IpHasher, Redactor
+from ..privacy import IpHasher
 from ..ratelimit import Verdict, limiter_for
 from ..store import CaptureStatus, Store
 from ..store.session_rollup import SESSION_END
@@ -73,16 +74,13 @@ MAX_BATCH: Final = 100
 MAX_ID: Final = 128
 MAX_NAME_CHARS: Final = 200
 MAX_URL_INPUT: Final = 8192
-"""Longest URL accepted; `WebIngestor` keeps the first 2048 characters."""
+"""Longest URL accepted; the store keeps the first `privacy.MAX_URL_CHARS` characters, redacted."""
 BATCH_BODY_FACTOR: Final = 8
 
 SESSION_START: Final = "$session_start"
 LEAD_EVENT: Final = "$lead"
 
 TRACKER_CACHE_SECONDS: Final = 3600
-
-_redactor: Final = Redactor()
-
 
 # -- bodies -------------------------------------------------------------------------------------------
 
@@ -344,7 +342,7 @@ class VisitRoutes:
         extra: dict[str, Any] | None = None,
     ) -> WebEvent:
         user = body.user or TrackUser()
-        properties = _redactor.redact(body.properties) if body.properties else {}
+        properties = dict(body.properties or {})
         properties.update(extra or {})
         return WebEvent(
             name=name,

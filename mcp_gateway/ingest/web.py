@@ -23,8 +23,6 @@ SECONDS_CUTOFF: Final = 100_000_000_000
 MAX_TIMESTAMP: Final = 10**14
 """Largest numeric timestamp an ingest body may carry (milliseconds: around the year 5000)."""
 
-MAX_URL_CHARS: Final = 2048
-
 
 @dataclass(slots=True)
 class WebEvent:
@@ -54,10 +52,6 @@ def timestamp_ms(value: float | None) -> int | None:
     if value is None:
         return None
     return int(value * 1000) if value < SECONDS_CUTOFF else int(value)
-
-
-def _cut(value: str | None, limit: int = MAX_URL_CHARS) -> str | None:
-    return None if value is None else value[:limit]
 
 
 class WebIngestor:
@@ -99,9 +93,9 @@ class WebIngestor:
             web=WebFields(
                 anonymous_id=event.anonymous_id,
                 user_id_hash=hash_external_id(event.user_id),
-                url=_cut(event.url),
-                path=_cut(event.path),
-                referrer=_cut(event.referrer),
+                url=event.url,
+                path=event.path,
+                referrer=event.referrer,
                 traffic_source=traffic.source,
                 traffic_medium=traffic.medium,
                 traffic_campaign=traffic.campaign,

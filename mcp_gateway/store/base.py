@@ -289,7 +289,8 @@ class Store(Protocol):
     ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
         """Store sessions, then events, in one transaction; a status for each, in order.
 
-        A session or event whose (gateway, id) is stored already is a `duplicate` and changes
+        Every row is redacted first (`redaction.py`: the one privacy policy for whatever enters the
+        store). A session or event whose (gateway, id) is stored already is a `duplicate` and changes
         nothing; an MCP event whose session is unknown (neither stored nor in `sessions`) is
         `unknown_session` and is not stored.
         """
@@ -300,7 +301,8 @@ class Store(Protocol):
         ...
 
     async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
-        """Store web or server events in one transaction; each one's status and the row as stored.
+        """Store web or server events in one transaction, redacted (`redaction.py`); each one's status and the row as
+        stored.
 
         A duplicate (same gateway and id) answers the row stored first. An event with an
         `anonymous_id` but no `session_id` gets the session of that visitor's previous event when

@@ -32,6 +32,7 @@ from .base import (
     WriterStats,
 )
 from .lookup import rows_by_ids
+from .redaction import redact_rows
 from .rollups import add_to_rollups, hist_of
 from .writer import GroupCommitWriter
 
@@ -377,6 +378,7 @@ class SQLStore:
     async def capture(
         self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
     ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
+        sessions, events = await redact_rows(sessions, events)
         session_rows = [
             (
                 s.gateway_id,
@@ -438,6 +440,8 @@ class SQLStore:
         return session_status, event_status
 
     async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+        _, events = await redact_rows((), events)
+
         def job(conn: Connection) -> list[tuple[CaptureStatus, EventRow]]:
             results: list[tuple[CaptureStatus, EventRow]] = []
             fresh: list[EventRow] = []

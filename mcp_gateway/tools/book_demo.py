@@ -21,6 +21,12 @@ DESCRIPTION: Final = (
 )
 
 
+TOOL_NAME: Final = "book_demo"
+
+PERSONAL_ARGUMENTS: Final = frozenset({"name", "email", "company", "message"})
+"""The lead's own fields: stored as given in the leads table, hashed wherever `book_demo` calls are tracked."""
+
+
 class BookDemoResult(BaseModel):
     """What `book_demo` answers."""
 
@@ -33,7 +39,7 @@ def register_book_demo(server: MCPServer, gateway_id: str, store: Store, *, sour
     """Add `book_demo` for gateway `gateway_id` to `server`; leads go to `store`."""
 
     @server.tool(
-        name="book_demo",
+        name=TOOL_NAME,
         title="Book a product demo",
         description=DESCRIPTION,
         annotations=ToolAnnotations(

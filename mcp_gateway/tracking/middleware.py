@@ -14,10 +14,13 @@ Tracked methods: `tools/call`, `resources/read` and `prompts/get` (`operation="c
 the tool or prompt name or the resource URI), and `tools/list`, `resources/list`,
 `resources/templates/list` and `prompts/list` (`operation="list"`, named by the method, their
 result recorded as the names listed). A protocol error's result is `{"error": {code, message}}`;
-a cancelled request records nothing.
+a cancelled request records nothing. A tool's `private_arguments` (names of string arguments holding
+personal data, like a lead's name) are hashed in the args and wherever the result repeats their
+values, beyond what the redactor's keys and text scan catch.
 
 The recording runs after `call_next` returns (so it is not in the measured latency) and before
-the answer goes out. It is a few dictionary operations and one JSON encoding, except for the first
+the answer goes out. It is a few dictionary operations and one JSON encoding (on a worker thread
+when the params or the result are bigger than `privacy.MAX_INLINE_REDACTION_CHARS`), except for the first
 request of a session, which also runs `identify` and may list the server's tools (each bounded by
 a timeout, `IDENTIFY_TIMEOUT` and `TOOLS_TIMEOUT`). A session's tools are the names the last
 successful first-page `tools/list` answered, or else the server's own listing (see `_ToolNames`).
@@ -28,6 +31,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -40,7 +44,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from ..privacy import Redactor, canonical_json, cap_text
+from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
 from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
@@ -93,6 +97,8 @@ _ENVELOPE_KEYS: Final = frozenset({"_meta", "ttlMs", "cacheScope"})
 _COMPLETE: Final = "complete"
 _MISSING_NAME: Final = "(missing)"
 _CUT_MARGIN: Final = 48
+_MIN_SCRUBBED_CHARS: Final = 3
+"""A private argument's value is looked for in the result only when at least this long (`A` would be everywhere)."""
 
 
 def _cut(text: str, limit: int) -> str:
@@ -177,8 +183,10 @@ class TrackingMiddleware:
         list_tools: ToolLister | None = None,
         tools_ttl: float = DEFAULT_TOOLS_TTL,
         enabled: EnabledFn | None = None,
+        private_arguments: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.sink = sink
+        self._private_arguments = {tool: frozenset(names) for tool, names in (private_arguments or {}).items()}
         self._enabled = enabled
         self.org_id = org_id
         self.sessions = sessions if sessions is not None else SessionTable()
@@ -223,7 +231,12 @@ class TrackingMiddleware:
             if session_id is None:
                 self.sink.stats.drop("session_not_queued")
                 return
-            self.sink.submit(self._event(ctx, spec, session_id, started, latency, wire, error), org_id=self.org_id)
+            event_of = (ctx, spec, session_id, started, latency, wire, error)
+            if exceeds(ctx.params, MAX_INLINE_REDACTION_CHARS) or exceeds(wire, MAX_INLINE_REDACTION_CHARS):
+                event = await anyio.to_thread.run_sync(self._event, *event_of)  # redacting it takes a while
+            else:
+                event = self._event(*event_of)
+            self.sink.submit(event, org_id=self.org_id)
         except Exception:
             logger.exception("tracking could not record %s", ctx.method)
             self.sink.stats.drop("capture_error")
@@ -295,18 +308,20 @@ class TrackingMiddleware:
         params: Mapping[str, Any] = ctx.params if isinstance(ctx.params, Mapping) else {}
         is_error = error is None and isinstance(result, Mapping) and result.get("isError") is True
         args = result_text = None
+        arguments, output = _args_of(ctx.method, params), _output_of(ctx.method, result, error)
+        private = self._private_arguments.get(str(params.get("name"))) if ctx.method == "tools/call" else None
+        if private and isinstance(arguments, Mapping):
+            arguments, output = _hide_private(arguments, output, private)
         if not self._disable_input:
-            args = self._redactor.to_json_text(_args_of(ctx.method, params))
-        if not self._disable_output:
-            output = _output_of(ctx.method, result, error)
-            if output is not None:
-                result_text = self._redactor.to_json_text(output)
+            args = self._redactor.to_json_text(arguments)
+        if not self._disable_output and output is not None:
+            result_text = self._redactor.to_json_text(output)
         args, result_text = _fit(args, result_text, MAX_EVENT_PAYLOAD_CHARS)
         error_type = type(error).__name__ if error is not None else (ERROR_TYPE_IS_ERROR if is_error else None)
         return CaptureEvent(
             session_id=session_id,
             primitive_type=primitive_type,
-            primitive_name=_cut(_name_of(ctx.method, operation, params), 512),
+            primitive_name=_cut(self._redactor.redact_string(_name_of(ctx.method, operation, params)), 512),
             latency=max(0.0, latency),
             success=error is None and not is_error,
             args=args,
@@ -347,6 +362,36 @@ def _output_of(method: str, result: Mapping[str, Any] | None, error: Exception |
             out["nextCursor"] = result["nextCursor"]
         return out
     return {k: v for k, v in result.items() if k not in _ENVELOPE_KEYS and not (k == "resultType" and v == _COMPLETE)}
+
+
+def _hide_private(arguments: Mapping[str, Any], output: Any, private: frozenset[str]) -> tuple[dict[str, Any], Any]:
+    """A tool's private arguments hashed, and their values hashed wherever the result repeats them."""
+    hidden = dict(arguments)
+    pseudonyms: dict[str, str] = {}
+    for name in private & hidden.keys():
+        value = hidden[name]
+        if isinstance(value, str) and value.strip():
+            hidden[name] = Redactor.hash_value(name, value)
+            if len(value.strip()) >= _MIN_SCRUBBED_CHARS:
+                pseudonyms[value.strip()] = hidden[name]
+    if not pseudonyms:
+        return hidden, output
+    for raw, pseudonym in list(pseudonyms.items()):  # as it reads inside JSON text too
+        pseudonyms.setdefault(canonical_json(raw)[1:-1], pseudonym)
+    # Whole words only: a name like "book" stays out of "booked", a short one out of an id like "abc-123".
+    alternatives = "|".join(re.escape(raw) for raw in sorted(pseudonyms, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return pattern.sub(lambda match: pseudonyms[match.group()], value)
+        if isinstance(value, Mapping):
+            return {key: scrub(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [scrub(item) for item in value]
+        return value
+
+    return hidden, scrub(output)
 
 
 def _fit(args: str | None, result: str | None, budget: int) -> tuple[str | None, str | None]:

@@ -9,7 +9,7 @@ their signatures and schemas are left alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from os import PathLike
 from typing import Any, Final
 
@@ -133,6 +133,7 @@ def track_mcp(
     list_tools: ToolLister | None = None,
     tools_ttl: float = DEFAULT_TOOLS_TTL,
     enabled: EnabledFn | None = None,
+    private_arguments: Mapping[str, Iterable[str]] | None = None,
 ) -> Tracker:
     """Track `server` (an `MCPServer` or a low-level `Server`) for `org_id`.
 
@@ -141,7 +142,9 @@ def track_mcp(
     with one, those are unused and the sink stays the caller's to close. `identify(request, env)`
     (sync or async) gives a session's `user_data`; `list_tools` replaces asking the server for
     its tool names; `enabled()`, when given, is asked before each request and False skips recording
-    it. Call `await tracker.aclose()` on shutdown.
+    it; `private_arguments` maps a tool name to arguments whose values are hashed in its args and
+    result wherever they appear (`{"book_demo": ["name", "company", "message"]}`). Call
+    `await tracker.aclose()` on shutdown.
     """
     if not isinstance(server, MCPServer | Server):
         raise TypeError(f"track_mcp wraps an MCPServer or a low-level Server, not {type(server).__name__}")
@@ -179,6 +182,7 @@ def track_mcp(
         list_tools=list_tools,
         tools_ttl=settings.tools_ttl,
         enabled=enabled,
+        private_arguments=private_arguments,
     )
     _install(server, middleware)
     return Tracker(server, middleware, owns_sink=owns_sink)
