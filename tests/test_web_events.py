@@ -172,7 +172,7 @@ async def test_track_accepts_seed_002s_token_body_and_answers_202_queued(
 
 async def test_track_batch_accepts_seed_002s_token_body(live_server: LiveServer, live_http: httpx.AsyncClient) -> None:
     token = await create_key(live_http, kind="sk")
-    events = [
+    events: list[dict[str, Any]] = [
         {"event": "signup_start", "event_id": "s2-b1", "properties": {"step": 1}},
         {"event": "signup_complete", "event_id": "s2-b2", "timestamp": "2026-01-01T00:00:00Z"},
     ]
@@ -245,3 +245,15 @@ async def test_seed_002_batch_with_one_bad_event_stores_none(
     assert response.status_code == 400
     assert response.json()["field"] == "events.1.event"
     assert stored_rows(live_server.db_path, "SELECT id FROM events WHERE id = ?", "s2-none") == []
+
+
+async def test_openapi_documents_both_bodies_of_track_and_their_answers(live_http: httpx.AsyncClient) -> None:
+    doc = (await live_http.get("/openapi.json")).json()
+    for path, seed_000, seed_002 in (
+        ("/track", "TrackEvent", "TokenTrackEvent"),
+        ("/track/batch", "TrackBatch", "TokenTrackBatch"),
+    ):
+        operation = doc["paths"][path]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert {ref["$ref"].rsplit("/", 1)[1] for ref in schema["anyOf"]} == {seed_000, seed_002}
+        assert {"200", "202", "401", "403", "415"} <= set(operation["responses"])
