@@ -142,11 +142,11 @@ def _web_events(db_path: Path) -> list[dict[str, Any]]:
 
 
 def test_tracker_sends_page_views_tracks_and_identities_from_a_browser(live_server: LiveServer, tmp_path: Path) -> None:
-    page_url, state = _load_page(live_server, tmp_path)
+    page_url, state = _load_page(live_server, tmp_path, query="?fbclid=IwAR0std")
     assert state["same"] is True
     assert state["config"] == {"gateway_id": DEMO, "mcp_enabled": False, "emq_mode": "standard"}
     assert (state["mcp"], state["link"]) == (None, None)  # no AI agent features unless data-mcp="true"
-    assert "_fbp" not in state["cookies"]  # no cookie of Meta's unless data-emq="optimize"
+    assert "_fbp" not in state["cookies"] and "_fbc" not in state["cookies"]  # none set unless data-emq="optimize"
 
     events = _wait_for_events(live_server.db_path, 4)
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -174,6 +174,7 @@ def test_tracker_sends_page_views_tracks_and_identities_from_a_browser(live_serv
     # Which page view is which by what each carries, not by arrival: the browser may send both at once.
     auto_page, named_page = sorted(by_name["PageView"], key=lambda e: "product_id" in json.loads(e["properties"]))
     assert auto_page["email_hash"] is None  # sent before identify()
+    assert auto_page["emq"] == 2.3  # fbc from the fbclid 1.5, IP 0.5, user agent 0.3
     assert json.loads(auto_page["properties"])["page"] == PAGE_TITLE  # page() without a name: the title
     assert json.loads(named_page["properties"])["page"] == "Product Detail"
     assert json.loads(named_page["properties"])["product_id"] == "sku_123"

@@ -117,12 +117,12 @@
 
   // fb.<subdomain index>.<creation time, ms>.<fbclid>; a new fbclid replaces an older click id.
   function clickId() {
-    var stored = cookieGet("_fbc");
+    var stored = cookieGet("_fbc") || memory._fbc;
     var fbclid = queryParam("fbclid");
     if (!fbclid) return stored;
     if (stored && stored.split(".").slice(3).join(".") === fbclid) return stored;
     var fbc = "fb.1." + Date.now() + "." + fbclid;
-    if (emqMode === "optimize") cookieSet("_fbc", fbc, FB_COOKIE_SECONDS);
+    if (emqMode !== "optimize" || !cookieSet("_fbc", fbc, FB_COOKIE_SECONDS)) memory._fbc = fbc; // this page's events
     return fbc;
   }
 
