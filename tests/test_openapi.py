@@ -160,7 +160,9 @@ def _parameter(doc: dict[str, Any], path: str, method: str, name: str) -> dict[s
 
 
 def _body_property(doc: dict[str, Any], path: str, method: str, name: str) -> dict[str, Any]:
-    ref = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    """A property of the route's body model; of its first one when it takes several (`/track`: seed 000's, 002's)."""
+    schema = doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+    ref = schema["anyOf"][0]["$ref"] if "anyOf" in schema else schema["$ref"]
     prop: dict[str, Any] = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"][name]
     return prop
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ..store import Dialect
-from ..store.session_rollup import PAGE_VIEW_NAMES as PAGE_VIEWS
+from ..vocabulary import PAGE_VIEW_NAMES as PAGE_VIEWS
 from .window import TimeWindow
 
 HOUR_MS: Final = 3600 * 1000
@@ -23,7 +23,7 @@ so they count no users: their unit is the session."""
 
 PAGE_VIEW_NAMES: Final = tuple(sorted(PAGE_VIEWS))
 """The event names that are page views: seed 002 and `POST /track/event`, seed 000's tracker.js `page()`, seed 004
-(one list, `store.session_rollup.PAGE_VIEW_NAMES`, shared with the writer)."""
+(one list, `vocabulary.PAGE_VIEW_NAMES`, shared with the writer)."""
 
 
 def bucket(column: str, size_ms: int) -> str:

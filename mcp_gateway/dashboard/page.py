@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 
 from ..analytics import Asked
 from ..analytics.window import DAY_MS, PERIODS, TimeWindow, WindowArgs
+from ..vocabulary import SESSION_BOOKKEEPING  # events every session has, left out of the default funnel
 from . import sections
 from .answers import Answers, Method, Unavailable
 from .markup import Markup, concat, render, timestamp
@@ -28,8 +29,6 @@ from .markup import Markup, concat, render, timestamp
 MAX_FUNNEL_STEPS: Final = 10
 DEFAULT_FUNNEL_STEPS: Final = 3
 """Steps of the funnel shown when the query string names none: the period's top events."""
-SESSION_BOOKKEEPING: Final = frozenset({"$session_start", "$session_end"})
-"""Events every session has, left out of the default funnel."""
 HOURLY_UP_TO_MS: Final = 2 * DAY_MS
 """Windows up to this long chart sessions per hour; longer ones per day."""
 RECENT_SESSIONS: Final = 8
@@ -376,7 +375,7 @@ def _steps_form(view: View, steps: list[str] | None) -> Markup:
     )
     return render(
         '<form class="steps" method="get" action="/dashboard">{hidden}'
-        '<input name="steps" aria-label="Funnel steps" value="{steps}" placeholder="page_view,signup,…">'
+        '<input name="steps" aria-label="Funnel steps" value="{steps}" placeholder="PageView,Lead,…">'
         '<button class="quiet" type="submit">Apply</button></form>',
         hidden=hidden,
         steps=",".join(steps or ()),

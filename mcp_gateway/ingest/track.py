@@ -1,10 +1,24 @@
-"""The tracking endpoints: seed 000's `/track` with signed receipts and seed 004's `/v1/track` with keys.
+"""The tracking endpoints: seed 000's `/track` with signed receipts, seed 002's token bodies on the same
+routes, and seed 004's `/v1/track` with keys.
 
-    POST /track        one event, gateway: `X-Gateway-ID` or `?gid=` -> 200 {"status": "confirmed", "receipt", "tx_id"}
-    POST /track/batch  {"events": [...]}, 1-100, each checked alone -> 200 {"results": [...]}
-    POST /v1/track     `Authorization: Bearer pk_…|sk_…`            -> 202 {"ok": true, "event_id"}
+    POST /track        seed 000: one event, gateway: `X-Gateway-ID` or `?gid=` -> 200 {"status": "confirmed", ...}
+                       seed 002: {"token", "event", "properties"}              -> 202 {"queued": true}
+    POST /track/batch  seed 000: {"events": [...]}, 1-100, each checked alone -> 200 {"results": [...]}
+                       seed 002: {"token", "events": [{"event", ...}]}         -> 202 {"queued": true, "count"}
+    POST /v1/track     `Authorization: Bearer pk_…|sk_…`                       -> 202 {"ok": true, "event_id"}
 
 Every route answers CORS preflights and carries CORS headers, errors included (`web.cors_route`).
+Bodies are JSON: a declared Content-Type other than `application/json` (or `+json`) is 415; `/track`
+and `/track/batch` also read `text/plain`, which is what `navigator.sendBeacon` sends a string as.
+
+**Which body**: a `/track` body with a `token` and no `event_name` is seed 002's; a `/track/batch` body
+is when it, or its first event, has a `token`. Everything else is seed 000's. A seed 002 token is one
+of the gateway's tracking keys (`pk_` or `sk_`; unknown or revoked -> 401) and names the gateway; a
+seed 002 batch is stored whole or not at all (400 naming `events.<i>.<field>`).
+
+**Origins**: a request with an `Origin` (a browser's) that is not among its gateway's allowed origins
+is 403 `{"error": "Origin Not Allowed"}` (seed 000's "check allowed origins"); requests without one
+(servers) are not checked. `sk_` tokens skip the check.
 
 `/track`: a missing gateway id -> 400 naming it, an unknown one -> 404 `{"error": "Gateway Not
 Configured"}`, a bad body -> 400 naming the field (`custom_data` over 8 KB of JSON included).
@@ -43,11 +57,11 @@ from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
 from ..config import Settings
-from ..gateways import origin_allowed, request_gateway
-from ..openapi import GATEWAY_PARAMS, Operation
+from ..gateways import Gateway, origin_allowed, request_gateway
+from ..openapi import GATEWAY_PARAMS, Operation, Reply
 from ..ratelimit import Verdict, limiter_for
-from ..store import EventRow, KeyKind, Store
-from ..web import ApiError, client_host, cors_route, field_errors, read_body, read_model
+from ..store import EventRow, KeyKind, KeyRecord, Store
+from ..web import ApiError, client_host, cors_route, field_errors, read_body, validated
 from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package
@@ -63,6 +77,13 @@ BATCH_BODY_FACTOR: Final = 8
 RATE_WINDOW_SECONDS: Final = 60.0
 
 TRACK_KEY_KINDS: Final[tuple[KeyKind, ...]] = ("pk", "sk")
+JSON_MEDIA_TYPE: Final = "application/json"
+BEACON_MEDIA_TYPE: Final = "text/plain"
+"""What `navigator.sendBeacon` declares a string body as (seed 002's tracker sends its JSON so)."""
+MAX_PAGE_TEXT: Final = 1024
+"""Longest page title or page name accepted."""
+MAX_URL_INPUT: Final = 8192
+"""Longest `url`, `path` or `referrer` accepted; `WebIngestor` keeps the first 2048 characters."""
 RECEIPT_ALGORITHM: Final = "HMAC-SHA256 of the canonical JSON of receipt.data, keyed with the secret's UTF-8 text"
 RECEIPT_SECRET_SETTING: Final = "receipt_secret:{gateway_id}"
 TX_NAMESPACE: Final = uuid.UUID("6f1d4a52-8f0e-5b8e-9a55-3c2f3b0e7a11")
@@ -186,8 +207,11 @@ class TrackEvent(BaseModel):
     """Unix seconds; values too big to be seconds are taken as milliseconds."""
     user: TrackUser = Field(default_factory=TrackUser)
     custom_data: dict[str, Any] | None = None
-    url: str | None = Field(default=None, max_length=8192)
-    referrer: str | None = Field(default=None, max_length=8192)
+    url: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    path: str | None = Field(default=None, max_length=MAX_URL_INPUT, description="Default: the path of `url`")
+    referrer: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    title: str | None = Field(default=None, max_length=MAX_PAGE_TEXT, description="The page's title")
+    page: str | None = Field(default=None, max_length=MAX_PAGE_TEXT, description="The page's name")
     anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
     session_id: str | None = Field(default=None, min_length=1, max_length=128)
 
@@ -207,6 +231,73 @@ class TrackBatch(BaseModel):
     )
 
 
+Timestamp = Annotated[
+    Annotated[float, Field(strict=True, allow_inf_nan=False)] | Annotated[str, Field(max_length=64)],
+    Field(
+        description=f"Seconds since the epoch (from {SECONDS_CUTOFF} on, milliseconds), or an ISO 8601 date-time",
+    ),
+]
+
+
+def _timestamp_ms(value: float | str | None) -> int | None:
+    if isinstance(value, str):
+        return iso_ms(value)
+    return timestamp_ms(value)
+
+
+class _TokenEventFields(BaseModel):
+    """Seed 002's event: a name and free-form properties, plus the page context and ids the other seeds send."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: str = Field(min_length=1, max_length=128)
+    properties: dict[str, Any] | None = None
+    event_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timestamp: Timestamp | None = None
+    user_id: str | None = Field(default=None, min_length=1, max_length=256)
+    anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
+    session_id: str | None = Field(default=None, min_length=1, max_length=128)
+    url: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    path: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    referrer: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    title: str | None = Field(default=None, max_length=MAX_PAGE_TEXT)
+    page: str | None = Field(default=None, max_length=MAX_PAGE_TEXT)
+    project: str | None = Field(default=None, max_length=200, description="Ignored: the token names the project")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _valid_timestamp(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, str):
+            iso_ms(value)
+        elif value is not None and not 0 <= value <= MAX_TIMESTAMP:
+            raise ValueError(f"timestamp must be between 0 and {MAX_TIMESTAMP}")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _small_properties(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_json_size(value, "properties")
+
+
+class TokenTrackEvent(_TokenEventFields):
+    """Seed 002's body of `POST /track`: `token` is one of the gateway's tracking keys (`pk_` or `sk_`)."""
+
+    token: str = Field(min_length=1, max_length=200)
+
+
+class TokenBatchItem(_TokenEventFields):
+    token: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class TokenTrackBatch(BaseModel):
+    """Seed 002's body of `POST /track/batch`: the batch's `token`, else its first event's, names the project."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    token: str | None = Field(default=None, min_length=1, max_length=200)
+    events: list[TokenBatchItem] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
 class V1TrackEvent(BaseModel):
     """The body of `POST /v1/track` (seed 004). Fields the server computes (source, geo, device) are ignored."""
 
@@ -222,9 +313,11 @@ class V1TrackEvent(BaseModel):
     anonymous_id: str | None = Field(default=None, min_length=1, max_length=128)
     user_id: str | None = Field(default=None, min_length=1, max_length=256)
     session_id: str | None = Field(default=None, min_length=1, max_length=128)
-    url: str | None = Field(default=None, max_length=8192)
-    path: str | None = Field(default=None, max_length=8192)
-    referrer: str | None = Field(default=None, max_length=8192)
+    url: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    path: str | None = Field(default=None, max_length=MAX_URL_INPUT, description="Default: the path of `url`")
+    referrer: str | None = Field(default=None, max_length=MAX_URL_INPUT)
+    title: str | None = Field(default=None, max_length=MAX_PAGE_TEXT, description="The page's title")
+    page: str | None = Field(default=None, max_length=MAX_PAGE_TEXT, description="The page's name")
     properties: dict[str, Any] | None = None
 
     @field_validator("timestamp")
@@ -265,6 +358,16 @@ class V1Accepted(TypedDict):
     event_id: str
 
 
+class Queued(TypedDict):
+    """What `/track` answers seed 002's body: 202, the event is committed."""
+
+    queued: Literal[True]
+
+
+class QueuedBatch(Queued):
+    count: int
+
+
 def iso_ms(value: str) -> int:
     """Milliseconds since the epoch of an ISO 8601 timestamp (UTC when it names no zone)."""
     try:
@@ -291,6 +394,57 @@ def _limit_key(owner: str, request: Request) -> str:
     return f"{owner}|{client_host(request)}"
 
 
+def _media_type(request: Request) -> str | None:
+    declared = request.headers.get("content-type")
+    return None if declared is None else declared.partition(";")[0].strip().lower()
+
+
+def is_json_media_type(media_type: str | None, *, beacon: bool = False) -> bool:
+    """Whether a body declared `media_type` is read as JSON: none declared, `application/json`, `*/*+json`, and
+    with `beacon` `text/plain` (a `navigator.sendBeacon` string)."""
+    return (
+        media_type is None
+        or media_type == JSON_MEDIA_TYPE
+        or (media_type.startswith("application/") and media_type.endswith("+json"))
+        or (beacon and media_type == BEACON_MEDIA_TYPE)
+    )
+
+
+UNSUPPORTED_MEDIA_TYPE: Final = "Content-Type must be application/json"
+
+
+async def _json_body(request: Request, limit: int) -> Any:
+    """The request's JSON body (415 for a body declared neither JSON nor a beacon's text, 413, 400)."""
+    if not is_json_media_type(_media_type(request), beacon=True):
+        raise ApiError(415, UNSUPPORTED_MEDIA_TYPE, field="Content-Type")
+    body = await read_body(request, limit)
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the decoder's stack
+        raise ApiError(400, "Body is not valid JSON", field="body") from None
+
+
+def is_token_event(body: Any) -> bool:
+    """Whether a `/track` body is seed 002's: it has a `token` and no `event_name`."""
+    return isinstance(body, dict) and "token" in body and "event_name" not in body
+
+
+def is_token_batch(body: Any) -> bool:
+    """Whether a `/track/batch` body is seed 002's: it, or its first event, has a `token`."""
+    if not isinstance(body, dict):
+        return False
+    events = body.get("events")
+    first = events[0] if isinstance(events, list) and events else None
+    return "token" in body or is_token_event(first)
+
+
+def _check_origin(request: Request, gateway: Gateway) -> None:
+    """403 for a browser (it sends `Origin`) on a site the gateway does not allow; servers send none."""
+    origin = request.headers.get("origin")
+    if origin is not None and not origin_allowed(origin.strip() or "null", gateway.allowed_origins):
+        raise ApiError(403, "Origin Not Allowed")
+
+
 class TrackApi:
     def __init__(self, services: Services, settings: Settings) -> None:
         self._directory = services.directory
@@ -309,27 +463,35 @@ class TrackApi:
         ]
 
     def operations(self) -> list[Operation]:
+        token_rule = (
+            " A body with a `token` (one of the gateway's `pk_`/`sk_` tracking keys) is seed 002's: it needs no"
+            " gateway id and is answered 202. A browser's `Origin` must be among the gateway's allowed origins"
+            " (403 otherwise). Bodies are JSON, `text/plain` too (navigator.sendBeacon); other types are 415."
+        )
         return [
             Operation(
                 "POST",
                 "/track",
-                "Record one event and get a signed receipt",
+                "Record one event and get a signed receipt (seed 000), or queue one (seed 002)",
                 "tracking",
-                body=TrackEvent,
+                body=TrackEvent | TokenTrackEvent,
                 response=Confirmation,
                 params=GATEWAY_PARAMS,
-                errors=(400, 404, 413, 429),
-                description="The body may be sent as text/plain too (navigator.sendBeacon).",
+                replies=(Reply(202, "Seed 002's body: the event is stored", Queued),),
+                errors=(400, 401, 403, 404, 413, 415, 429),
+                description=token_rule,
             ),
             Operation(
                 "POST",
                 "/track/batch",
-                "Record up to 100 events, each confirmed or refused on its own",
+                "Record up to 100 events, each confirmed or refused on its own (seed 000), or queue them (seed 002)",
                 "tracking",
-                body=TrackBatch,
+                body=TrackBatch | TokenTrackBatch,
                 response=BatchResults,
                 params=GATEWAY_PARAMS,
-                errors=(400, 404, 413, 429),
+                replies=(Reply(202, "Seed 002's body: every event is stored", QueuedBatch),),
+                errors=(400, 401, 403, 404, 413, 415, 429),
+                description=token_rule + " A seed 002 batch is stored whole or refused whole.",
             ),
             Operation(
                 "POST",
@@ -340,15 +502,17 @@ class TrackApi:
                 body=V1TrackEvent,
                 response=V1Accepted,
                 status=202,
-                errors=(400, 403, 413, 429),
+                errors=(400, 403, 413, 415, 429),
                 description="A `pk_` key needs an `Origin` among its gateway's allowed origins (403 otherwise).",
             ),
         ]
 
     # -- /track and /track/batch
 
-    async def _gateway_id(self, request: Request) -> str:
-        return (await request_gateway(request, self._directory)).id
+    async def _gateway(self, request: Request) -> Gateway:
+        gateway = await request_gateway(request, self._directory)
+        _check_origin(request, gateway)
+        return gateway
 
     async def _hit_track(self, request: Request, gateway_id: str, cost: int) -> Verdict:
         return (await self._track_limit.hit(_limit_key(gateway_id, request), cost)).enforce()
@@ -365,7 +529,10 @@ class TrackApi:
             anonymous_id=body.anonymous_id,
             session_id=body.session_id,
             url=body.url or request.headers.get("referer") or None,
+            path=body.path,
             referrer=body.referrer,
+            title=body.title,
+            page=body.page,
             properties=body.custom_data,
             email=user.email,
             phone=user.phone,
@@ -376,21 +543,30 @@ class TrackApi:
         )
 
     async def track(self, request: Request) -> JSONResponse:
-        gateway_id = await self._gateway_id(request)
-        verdict = await self._hit_track(request, gateway_id, 1)
+        data = await _json_body(request, self._max_body_bytes)
+        if is_token_event(data):
+            body = validated(TokenTrackEvent, data)
+            key, gateway = await self._token_gateway(request, body.token)
+            verdict = await self._hit_track(request, gateway.id, 1)
+            await self._ingestor.capture(gateway.id, [self._token_event(request, key, body)])
+            return JSONResponse(Queued(queued=True), status_code=202, headers=verdict.headers())
+        gateway = await self._gateway(request)
+        verdict = await self._hit_track(request, gateway.id, 1)
         try:
-            body = await read_model(request, TrackEvent, limit=self._max_body_bytes, strict_content_type=False)
+            event = validated(TrackEvent, data)
         except ApiError as exc:
             exc.headers.update(verdict.headers())
             raise
-        [(_, row)] = await self._ingestor.capture(gateway_id, [self._web_event(request, body)])
+        [(_, row)] = await self._ingestor.capture(gateway.id, [self._web_event(request, event)])
         return JSONResponse(await self._signer.confirmation(row), headers=verdict.headers())
 
     async def track_batch(self, request: Request) -> JSONResponse:
-        gateway_id = await self._gateway_id(request)
-        limit = self._max_body_bytes * BATCH_BODY_FACTOR
-        batch = await read_model(request, TrackBatch, limit=limit, strict_content_type=False)
-        verdict = await self._hit_track(request, gateway_id, len(batch.events))
+        data = await _json_body(request, self._max_body_bytes * BATCH_BODY_FACTOR)
+        if is_token_batch(data):
+            return await self._token_batch(request, validated(TokenTrackBatch, data))
+        gateway = await self._gateway(request)
+        batch = validated(TrackBatch, data)
+        verdict = await self._hit_track(request, gateway.id, len(batch.events))
         results: list[BatchItemConfirmed | BatchItemError | None] = []
         valid: list[tuple[int, WebEvent]] = []
         for index, item in enumerate(batch.events):
@@ -404,11 +580,49 @@ class TrackApi:
             results.append(None)
             valid.append((index, self._web_event(request, event)))
         if valid:
-            stored = await self._ingestor.capture(gateway_id, [event for _, event in valid])
+            stored = await self._ingestor.capture(gateway.id, [event for _, event in valid])
             for (index, _), (_, row) in zip(valid, stored, strict=True):
                 results[index] = BatchItemConfirmed(index=index, **await self._signer.confirmation(row))
         answered = [result for result in results if result is not None]
         return JSONResponse(BatchResults(results=answered), headers=verdict.headers())
+
+    # -- seed 002's bodies on /track and /track/batch
+
+    async def _token_gateway(self, request: Request, token: str | None) -> tuple[KeyRecord, Gateway]:
+        """The tracking key a seed 002 `token` is and its gateway: 401 unless live, 403 for a browser not allowed."""
+        key = await self._keys.resolve((token or "").strip(), TRACK_KEY_KINDS)
+        gateway = None if key is None else await self._directory.get(key.gateway_id)
+        if key is None or gateway is None:
+            raise ApiError(401, "unknown or revoked token", field="token")
+        if key.kind == "pk":
+            _check_origin(request, gateway)
+        return key, gateway
+
+    def _token_event(self, request: Request, key: KeyRecord, body: _TokenEventFields) -> WebEvent:
+        return WebEvent(
+            name=body.event,
+            source="web" if key.kind == "pk" else "server",
+            event_id=body.event_id,
+            ts_ms=_timestamp_ms(body.timestamp),
+            anonymous_id=body.anonymous_id,
+            user_id=body.user_id,
+            session_id=body.session_id,
+            url=body.url,
+            path=body.path,
+            referrer=body.referrer,
+            title=body.title,
+            page=body.page,
+            properties=body.properties,
+            client_ip=_client_ip(request),
+            user_agent=request.headers.get("user-agent") or None,
+        )
+
+    async def _token_batch(self, request: Request, batch: TokenTrackBatch) -> JSONResponse:
+        key, gateway = await self._token_gateway(request, batch.token or batch.events[0].token)
+        verdict = await self._hit_track(request, gateway.id, len(batch.events))
+        await self._ingestor.capture(gateway.id, [self._token_event(request, key, event) for event in batch.events])
+        answer = QueuedBatch(queued=True, count=len(batch.events))
+        return JSONResponse(answer, status_code=202, headers=verdict.headers())
 
     # -- /v1/track
 
@@ -438,6 +652,8 @@ class TrackApi:
             url=body.url,
             path=body.path,
             referrer=body.referrer,
+            title=body.title,
+            page=body.page,
             properties=body.properties,
             client_ip=_client_ip(request),
             user_agent=request.headers.get("user-agent") or None,
@@ -446,6 +662,8 @@ class TrackApi:
         return JSONResponse(V1Accepted(ok=True, event_id=row.id), status_code=202, headers=verdict.headers())
 
     async def _v1_body(self, request: Request, verdict: Verdict) -> V1TrackEvent:
+        if not is_json_media_type(_media_type(request)):
+            raise _v1_error(415, "unsupported_media_type", "Content-Type", UNSUPPORTED_MEDIA_TYPE, verdict)
         try:
             raw = await read_body(request, self._max_body_bytes)
         except ApiError as exc:

@@ -4,6 +4,12 @@ Every tracking endpoint turns its own body into a `WebEvent`; `WebIngestor.captu
 (`enrich.py`: hashed identities, match quality, device, attribution, hashed IP) and stores it
 through the store's writer, so a 2xx is only sent for committed events. Raw email, phone,
 external id and IP never reach the store.
+
+**Page context** is first-class on every web event, whichever route brought it: `page_context`
+takes `url`, `path`, `referrer`, `title` and the page's name from the event's own fields, else from
+the same keys in its properties (where seed 002's tracker and our first `tracker.js` put them),
+and derives `path` from `url` when none is given. `url`, `path` and `referrer` are columns (what
+"Top pages", `/pages` and the sources read); `title` and `page` are kept in the properties.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from ..privacy import IpHasher
 from ..store import CaptureStatus, EventRow, Store, WebFields
+from ..vocabulary import PAGE, PAGE_NAME_ALIASES, PATH, REFERRER, TITLE, URL
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
 from .geo import country_of
 
@@ -38,6 +46,9 @@ class WebEvent:
     url: str | None = None
     path: str | None = None
     referrer: str | None = None
+    title: str | None = None
+    page: str | None = None
+    """The page's name (`page(name)` of the browser SDKs)."""
     properties: dict[str, Any] | None = None
     email: str | None = None
     phone: str | None = None
@@ -54,13 +65,55 @@ def timestamp_ms(value: float | None) -> int | None:
     return int(value * 1000) if value < SECONDS_CUTOFF else int(value)
 
 
+def path_of(url: str | None) -> str | None:
+    """The path of `url` (`/` for a bare origin), or None for no URL or one that does not parse."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.scheme and not url.startswith("/"):
+        return None
+    return parts.path or "/"
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    url: str | None
+    path: str | None
+    referrer: str | None
+    properties: dict[str, Any] | None
+    """The event's properties with its `title` and `page` name, when it has them."""
+
+
+def _text(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def page_context(event: WebEvent) -> PageContext:
+    """Where the event happened: its own fields first, then the same keys in its properties, `path` from `url`."""
+    props = event.properties or {}
+    url = _text(event.url) or _text(props.get(URL))
+    path = _text(event.path) or _text(props.get(PATH)) or path_of(url)
+    referrer = _text(event.referrer) or _text(props.get(REFERRER))
+    title = _text(event.title) or _text(props.get(TITLE))
+    page = _text(event.page) or next(filter(None, (_text(props.get(key)) for key in PAGE_NAME_ALIASES)), None)
+    properties = event.properties
+    extra = {key: value for key, value in ((TITLE, title), (PAGE, page)) if value is not None and key not in props}
+    if extra:
+        properties = {**props, **extra}
+    return PageContext(url=url, path=path, referrer=referrer, properties=properties)
+
+
 class WebIngestor:
     def __init__(self, store: Store, hash_ip: IpHasher) -> None:
         self._store = store
         self._hash_ip = hash_ip
 
     def row(self, gateway_id: str, event: WebEvent, now_ms: int) -> EventRow:
-        traffic = classify_traffic(event.url, event.referrer)
+        context = page_context(event)
+        traffic = classify_traffic(context.url, context.referrer)
         device = parse_user_agent(event.user_agent)
         present = set(event.identifiers)
         present.update(
@@ -87,15 +140,15 @@ class WebIngestor:
             error_type=None,
             args=None,
             result=None,
-            properties=event.properties,
+            properties=context.properties,
             ts_ms=event.ts_ms or now_ms,
             received_at_ms=now_ms,
             web=WebFields(
                 anonymous_id=event.anonymous_id,
                 user_id_hash=hash_external_id(event.user_id),
-                url=event.url,
-                path=event.path,
-                referrer=event.referrer,
+                url=context.url,
+                path=context.path,
+                referrer=context.referrer,
                 traffic_source=traffic.source,
                 traffic_medium=traffic.medium,
                 traffic_campaign=traffic.campaign,

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+from ..vocabulary import BOOK_DEMO, PAGE_VIEW_NAMES, SESSION_END
 from .base import Connection, EventRow
 
-PAGE_VIEW_NAMES: Final = frozenset({"page_view", "PageView", "$pageview"})
-"""Event names that are page views (seed 002, seed 000's tracker.js, seed 004)."""
-BOOK_DEMO: Final = "book_demo"
-SESSION_END: Final = "$session_end"
-"""Seed 001's end of a visit, whose properties carry the visit's `engagement_score`."""
+__all__ = ["BOOK_DEMO", "PAGE_VIEW_NAMES", "SESSION_END", "add_to_sessions", "referrer_host"]
 
 
 @dataclass(slots=True)

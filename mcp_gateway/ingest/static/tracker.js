@@ -7,8 +7,16 @@
  *   data-gateway    the gateway id (required)
  *   data-auto-page  "false" disables the PageView sent on load (default: sent)
  *   data-endpoint   the gateway's base URL (default: the origin this script was loaded from)
- *   data-emq        "optimize" to enable EMQ features (reported in config.emq_mode)
- *   data-mcp        "true" to enable AI agent features (reported in config.mcp_enabled)
+ *   data-emq        "optimize" enables the EMQ features: the first-party _fbp cookie is created when
+ *                   missing (fb.1.<ms>.<random>) and _fbc is kept from an fbclid landing
+ *                   (fb.1.<ms>.<fbclid>), as Meta's pixel does, so every later event carries both.
+ *                   Always: existing _fbp/_fbc cookies and an fbclid in the URL are sent as user.fbp/fbc.
+ *   data-mcp        "true" enables the AI agent features: a <link rel="mcp"> to the gateway's MCP endpoint
+ *                   in the page's head (agents reading the page find it), window.anacoic.mcp with the
+ *                   endpoints, and events from automated browsers and AI agents carry custom_data.agent.
+ *
+ * Every event carries its page context at the top level: url, path, referrer, title (page() adds the
+ * page's name as page), so reports by page work for every event.
  *
  * API (window.anacoic, also window.mcpGateway):
  *   track({event_name, event_id?, user?, custom_data?})   send one event to POST /track
@@ -16,6 +24,7 @@
  *   identify(userId, traits?)                              remember the user for later events
  *   flush()                                                a Promise settled when sent events are answered
  *   config {gateway_id, mcp_enabled, emq_mode}
+ *   mcp {url, sse_url}                                     with data-mcp="true": the gateway's MCP endpoints
  *
  * An anonymous id is kept in localStorage (else a first-party cookie, else memory) and a session
  * id in sessionStorage, renewed after 30 minutes without events.
@@ -27,6 +36,9 @@
   var ANON_KEY = "mcpg_anonymous_id";
   var SESSION_KEY = "mcpg_session";
   var USER_KEY = "mcpg_user";
+  var FB_COOKIE_SECONDS = 90 * 24 * 3600; // what Meta's pixel gives _fbp and _fbc
+  var AGENT_PATTERN =
+    /(ChatGPT-User|OAI-SearchBot|GPTBot|Claude-User|Claude-Web|ClaudeBot|Perplexity-User|PerplexityBot|Google-Extended|Bytespider|HeadlessChrome)/;
 
   var script =
     document.currentScript || document.querySelector("script[data-gateway]");
@@ -38,6 +50,8 @@
   }
   var endpoint = (script.getAttribute("data-endpoint") || originOf(script.src)).replace(/\/+$/, "");
   var trackUrl = endpoint + "/track?gid=" + encodeURIComponent(gatewayId);
+  var emqMode = script.getAttribute("data-emq") || "standard";
+  var mcpEnabled = script.getAttribute("data-mcp") === "true";
   var memory = {};
   var pending = [];
 
@@ -81,14 +95,68 @@
     return match ? decodeURIComponent(match[1]) : null;
   }
 
-  function cookieSet(key, value) {
+  function cookieSet(key, value, maxAgeSeconds) {
     try {
       document.cookie =
-        key + "=" + encodeURIComponent(value) + "; path=/; max-age=31536000; SameSite=Lax";
+        key + "=" + encodeURIComponent(value) + "; path=/; max-age=" + (maxAgeSeconds || 31536000) + "; SameSite=Lax";
       return cookieGet(key) === value;
     } catch (e) {
       return false;
     }
+  }
+
+  // -- Meta's browser and click ids (EMQ) ---------------------------------------------------------
+
+  function queryParam(name) {
+    try {
+      return new URL(window.location.href).searchParams.get(name);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // fb.<subdomain index>.<creation time, ms>.<fbclid>; a new fbclid replaces an older click id.
+  function clickId() {
+    var stored = cookieGet("_fbc") || memory._fbc;
+    var fbclid = queryParam("fbclid");
+    if (!fbclid) return stored;
+    if (stored && stored.split(".").slice(3).join(".") === fbclid) return stored;
+    var fbc = "fb.1." + Date.now() + "." + fbclid;
+    if (emqMode !== "optimize" || !cookieSet("_fbc", fbc, FB_COOKIE_SECONDS)) memory._fbc = fbc; // this page's events
+    return fbc;
+  }
+
+  // fb.<subdomain index>.<creation time, ms>.<random number>, created only in optimize mode.
+  function browserId() {
+    var stored = cookieGet("_fbp");
+    if (stored || emqMode !== "optimize") return stored;
+    var fbp = "fb.1." + Date.now() + "." + Math.floor(1e9 + Math.random() * 9e9);
+    return cookieSet("_fbp", fbp, FB_COOKIE_SECONDS) ? fbp : null;
+  }
+
+  // -- AI agents ---------------------------------------------------------------------------------
+
+  var mcp = {
+    url: endpoint + "/mcp?gid=" + encodeURIComponent(gatewayId),
+    sse_url: endpoint + "/v1/mcp/sse?gid=" + encodeURIComponent(gatewayId),
+  };
+
+  function advertiseMcp() {
+    try {
+      if (document.querySelector('link[rel="mcp"]')) return;
+      var link = document.createElement("link");
+      link.rel = "mcp";
+      link.href = mcp.url;
+      link.setAttribute("data-sse", mcp.sse_url);
+      (document.head || document.documentElement).appendChild(link);
+    } catch (e) {}
+  }
+
+  // The agent a page is shown to: an automated browser (navigator.webdriver) or a known AI agent's user agent.
+  function agentName() {
+    var found = (navigator.userAgent || "").match(AGENT_PATTERN);
+    if (found) return found[1];
+    return navigator.webdriver ? "webdriver" : null;
   }
 
   function anonymousId() {
@@ -143,10 +211,12 @@
       pending.push(request);
       return;
     }
-    if (navigator.sendBeacon) {
-      navigator.sendBeacon(trackUrl, new Blob([json], { type: "application/json" }));
-      return;
-    }
+    // Some browsers refuse a beacon whose type is not CORS-safelisted: then XMLHttpRequest sends it.
+    try {
+      if (navigator.sendBeacon && navigator.sendBeacon(trackUrl, new Blob([json], { type: "application/json" }))) {
+        return;
+      }
+    } catch (e) {}
     var xhr = new XMLHttpRequest();
     xhr.open("POST", trackUrl, true);
     xhr.setRequestHeader("Content-Type", "application/json");
@@ -173,15 +243,25 @@
     if (known.external_id) user.external_id = known.external_id;
     if (known.email) user.email = known.email;
     if (known.phone) user.phone = known.phone;
+    var fbp = browserId();
+    var fbc = clickId();
+    if (fbp) user.fbp = fbp;
+    if (fbc) user.fbc = fbc;
     merge(user, event.user);
+    var data = merge({}, event.custom_data);
+    var agent = mcpEnabled ? agentName() : null;
+    if (agent && data.agent === undefined) data.agent = agent;
     send({
       event_name: String(event.event_name),
       event_id: event.event_id || uuid(),
       timestamp: Date.now() / 1000,
       user: user,
-      custom_data: merge({ path: window.location.pathname, title: document.title }, event.custom_data),
+      custom_data: data,
       url: window.location.href,
+      path: window.location.pathname,
       referrer: document.referrer || undefined,
+      title: document.title || undefined,
+      page: event.page,
       anonymous_id: anonymousId(),
       session_id: sessionId(),
     });
@@ -190,7 +270,8 @@
   function page(name, properties) {
     track({
       event_name: "PageView",
-      custom_data: merge({ page_name: name || document.title }, properties),
+      page: name ? String(name) : document.title || undefined,
+      custom_data: properties,
     });
   }
 
@@ -223,10 +304,14 @@
     flush: flush,
     config: {
       gateway_id: gatewayId,
-      mcp_enabled: script.getAttribute("data-mcp") === "true",
-      emq_mode: script.getAttribute("data-emq") || "standard",
+      mcp_enabled: mcpEnabled,
+      emq_mode: emqMode,
     },
   };
+  if (mcpEnabled) {
+    sdk.mcp = mcp;
+    advertiseMcp();
+  }
   window.anacoic = sdk;
   window.mcpGateway = sdk;
 
