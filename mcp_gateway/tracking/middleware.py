@@ -31,7 +31,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -378,13 +377,11 @@ def _hide_private(arguments: Mapping[str, Any], output: Any, private: frozenset[
         return hidden, output
     for raw, pseudonym in list(pseudonyms.items()):  # as it reads inside JSON text too
         pseudonyms.setdefault(canonical_json(raw)[1:-1], pseudonym)
-    # Whole words only: a name like "book" stays out of "booked", a short one out of an id like "abc-123".
-    alternatives = "|".join(re.escape(raw) for raw in sorted(pseudonyms, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![\w-])(?:{alternatives})(?![\w-])")
+    longest_first = sorted(pseudonyms, key=len, reverse=True)
 
     def scrub(value: Any) -> Any:
         if isinstance(value, str):
-            return pattern.sub(lambda match: pseudonyms[match.group()], value)
+            return _replace_words(value, pseudonyms, longest_first)
         if isinstance(value, Mapping):
             return {key: scrub(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
@@ -392,6 +389,45 @@ def _hide_private(arguments: Mapping[str, Any], output: Any, private: frozenset[
         return value
 
     return hidden, scrub(output)
+
+
+def _replace_words(text: str, replacements: Mapping[str, str], longest_first: list[str]) -> str:
+    """`text` with each whole-word occurrence of a key of `replacements` replaced, longer keys first, in one pass.
+
+    Whole words only: a name like "book" stays out of "booked", a short one out of an id like "abc-123". Plain
+    `str.find` (no pattern to compile per call: the values differ on every call); linear in `text` per key.
+    """
+    found = [raw for raw in longest_first if raw in text]
+    if not found:
+        return text
+    taken = bytearray(len(text))
+    spans: list[tuple[int, int, str]] = []
+    for raw in found:
+        start = text.find(raw)
+        while start != -1:
+            end = start + len(raw)
+            if not _is_word_char(text, start - 1) and not _is_word_char(text, end) and not any(taken[start:end]):
+                taken[start:end] = b"\x01" * len(raw)
+                spans.append((start, end, replacements[raw]))
+            start = text.find(raw, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    parts: list[str] = []
+    last = 0
+    for start, end, pseudonym in spans:
+        parts += (text[last:start], pseudonym)
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _is_word_char(text: str, index: int) -> bool:
+    """Whether `text[index]` exists and continues a word (a letter, a digit, `_` or `-`)."""
+    if index < 0 or index >= len(text):
+        return False
+    char = text[index]
+    return char.isalnum() or char in "_-"
 
 
 def _fit(args: str | None, result: str | None, budget: int) -> tuple[str | None, str | None]:

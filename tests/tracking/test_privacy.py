@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import re
+import time
 
 import pytest
 from mcp import Client
@@ -15,6 +16,7 @@ from mcp.server import MCPServer
 from mcp_gateway.pii import EMAIL_IN_TEXT, PHONE_IN_TEXT, SCAN_CHUNK_CHARS, looks_like_phone
 from mcp_gateway.privacy import MAX_DEPTH, TOO_DEEP, SdkLogRedaction, exceeds, hash_text, redact_text
 from mcp_gateway.tracking import DEFAULT_SENSITIVE_KEYS, LocalSink, Redactor, track_mcp
+from mcp_gateway.tracking.middleware import _replace_words
 
 from .helpers import Recorder
 
@@ -237,3 +239,19 @@ async def test_private_arguments_are_hashed_in_the_args_and_wherever_the_result_
     assert json.loads(event.args) == {"name": sha("Ada Lovelace"), "company": sha("abc")}
     assert "Ada" not in event.result and f"Booked for {sha('Ada Lovelace')} of {sha('abc')}." in event.result
     assert '"id":"abc-123"' in event.result and '"status":"booked"' in event.result  # whole words only
+
+
+def test_private_values_are_replaced_as_whole_words_longest_first_in_one_pass() -> None:
+    replacements = {"Ada": "P1", "Ada Lovelace": "P2", "abc": "P3"}
+    longest_first = sorted(replacements, key=len, reverse=True)
+    text = "Ada Lovelace, Ada, Adam, abc-123, x_abc, (abc), Ada Lovelaces"
+    assert _replace_words(text, replacements, longest_first) == "P2, P1, Adam, abc-123, x_abc, (P3), P1 Lovelaces"
+    assert _replace_words("nothing here", replacements, longest_first) == "nothing here"
+
+
+def test_private_value_replacement_stays_linear_on_a_megabyte_of_repeats() -> None:
+    text = "abc " * 250_000 + "abcabc" * 100_000
+    started = time.perf_counter()
+    out = _replace_words(text, {"abc": "P"}, ["abc"])
+    assert out.startswith("P P P") and out.endswith("abcabc")
+    assert time.perf_counter() - started < 5  # loose: quadratic work would take minutes
