@@ -30,10 +30,9 @@ import logging
 import resource
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, Protocol, cast
 from weakref import WeakKeyDictionary
 
-from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -254,63 +253,35 @@ class ReadGuard:
         logger.debug("closed a connection from %s: %s in time", logs.client_label(host), why)
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class _GuardedReads(asyncio.Protocol):
+    """`ReadGuard`'s deadlines and caps around a uvicorn HTTP protocol: put first among the bases."""
+
+    _guard: ReadGuard
+    server_state: ServerState
+    loop: asyncio.AbstractEventLoop
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._guard = ReadGuard(cast(_Connection, self), self.server_state, self.loop)
+        if self._guard.admit(cast(asyncio.Transport, transport)):
+            super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._guard.refused:
+            return
+        before = self._guard.before_data(len(data))
+        super().data_received(data)
+        self._guard.after_data(before, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._guard.refused:
+            return
+        self._guard.lost()
+        super().connection_lost(exc)
+
+
+class GuardedHttpToolsProtocol(_GuardedReads, HttpToolsProtocol):
     """uvicorn's httptools protocol (its default, `uvicorn[standard]`) with `ReadGuard`'s deadlines and caps."""
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._guard = ReadGuard(self, server_state, self.loop)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self._guard.admit(transport):
-            super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._guard.refused:
-            return
-        before = self._guard.before_data(len(data))
-        super().data_received(data)
-        self._guard.after_data(before, self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._guard.refused:
-            return
-        self._guard.lost()
-        super().connection_lost(exc)
-
-
-class GuardedH11Protocol(H11Protocol):
+class GuardedH11Protocol(_GuardedReads, H11Protocol):
     """uvicorn's pure-Python h11 protocol with the same guard (`serve` uses httptools; this one for `http="h11"`)."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._guard = ReadGuard(self, server_state, self.loop)
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        if self._guard.admit(transport):
-            super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self._guard.refused:
-            return
-        before = self._guard.before_data(len(data))
-        super().data_received(data)
-        self._guard.after_data(before, self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._guard.refused:
-            return
-        self._guard.lost()
-        super().connection_lost(exc)
