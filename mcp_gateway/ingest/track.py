@@ -48,7 +48,7 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
@@ -599,23 +599,7 @@ class TrackApi:
         return key, gateway
 
     def _token_event(self, request: Request, key: KeyRecord, body: _TokenEventFields) -> WebEvent:
-        return WebEvent(
-            name=body.event,
-            source="web" if key.kind == "pk" else "server",
-            event_id=body.event_id,
-            ts_ms=_timestamp_ms(body.timestamp),
-            anonymous_id=body.anonymous_id,
-            user_id=body.user_id,
-            session_id=body.session_id,
-            url=body.url,
-            path=body.path,
-            referrer=body.referrer,
-            title=body.title,
-            page=body.page,
-            properties=body.properties,
-            client_ip=_client_ip(request),
-            user_agent=request.headers.get("user-agent") or None,
-        )
+        return _named_event(request, body, "web" if key.kind == "pk" else "server", _timestamp_ms(body.timestamp))
 
     async def _token_batch(self, request: Request, batch: TokenTrackBatch) -> JSONResponse:
         key, gateway = await self._token_gateway(request, batch.token or batch.events[0].token)
@@ -641,23 +625,7 @@ class TrackApi:
         if not verdict.allowed:
             raise ApiError(429, "rate_limited", headers=verdict.headers(), retry_after=verdict.reset_seconds)
         body = await self._v1_body(request, verdict)
-        event = WebEvent(
-            name=body.event,
-            source=source,
-            event_id=body.event_id,
-            ts_ms=iso_ms(body.timestamp) if body.timestamp is not None else None,
-            anonymous_id=body.anonymous_id,
-            user_id=body.user_id,
-            session_id=body.session_id,
-            url=body.url,
-            path=body.path,
-            referrer=body.referrer,
-            title=body.title,
-            page=body.page,
-            properties=body.properties,
-            client_ip=_client_ip(request),
-            user_agent=request.headers.get("user-agent") or None,
-        )
+        event = _named_event(request, body, source, iso_ms(body.timestamp) if body.timestamp is not None else None)
         [(_, row)] = await self._ingestor.capture(gateway.id, [event])
         return JSONResponse(V1Accepted(ok=True, event_id=row.id), status_code=202, headers=verdict.headers())
 
@@ -678,3 +646,52 @@ class TrackApi:
 def _v1_error(status: int, code: str, field: str, message: str, verdict: Verdict) -> ApiError:
     """Seed 004's error shape: `{"error": code, "field", "message"}`."""
     return ApiError(status, code, headers=verdict.headers(), field=field, message=message)
+
+
+class _NamedEventBody(Protocol):
+    """What seed 002's and seed 004's bodies share: an event name, its ids and page context, its properties."""
+
+    @property
+    def event(self) -> str: ...
+    @property
+    def event_id(self) -> str | None: ...
+    @property
+    def anonymous_id(self) -> str | None: ...
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def referrer(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def page(self) -> str | None: ...
+    @property
+    def properties(self) -> dict[str, Any] | None: ...
+
+
+def _named_event(
+    request: Request, body: _NamedEventBody, source: Literal["web", "server"], ts_ms: int | None
+) -> WebEvent:
+    return WebEvent(
+        name=body.event,
+        source=source,
+        event_id=body.event_id,
+        ts_ms=ts_ms,
+        anonymous_id=body.anonymous_id,
+        user_id=body.user_id,
+        session_id=body.session_id,
+        url=body.url,
+        path=body.path,
+        referrer=body.referrer,
+        title=body.title,
+        page=body.page,
+        properties=body.properties,
+        client_ip=_client_ip(request),
+        user_agent=request.headers.get("user-agent") or None,
+    )
