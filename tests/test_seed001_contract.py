@@ -170,21 +170,23 @@ async def test_browser_scripts_are_served_like_tracker_js(live_http: httpx.Async
 async def test_visitor_headers_name_the_visitor_hashed_like_every_identifier(live_server: LiveServer) -> None:
     async with httpx.AsyncClient(base_url=live_server.base_url) as http:
 
-        async def visitor(body: dict[str, Any] | None = None, **headers: str) -> str:
+        async def visitor(body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> str:
             response = await http.post(
                 "/track/session/start",
                 json={"url": "https://shop.example/", **(body or {})},
-                headers={**GID, **headers},
+                headers={**GID, **(headers or {})},
             )
             assert response.status_code == 200, response.text
             answered: str = response.json()["visitor_id"]
             return answered
 
-        by_header = await visitor(**{"X-Visitor-ID": "visitor-raw-42"})
-        by_fingerprint = await visitor(**{"X-Fingerprint-ID": "fp-raw-77"})
-        body_wins = await visitor({"visitor_id": "body-raw-5"}, **{"X-Visitor-ID": "visitor-raw-42"})
-        header_beats_fingerprint = await visitor(**{"X-Visitor-ID": "visitor-raw-42", "X-Fingerprint-ID": "fp-raw-77"})
-        sent_back = await visitor(**{"X-Visitor-ID": by_header})
+        by_header = await visitor(headers={"X-Visitor-ID": "visitor-raw-42"})
+        by_fingerprint = await visitor(headers={"X-Fingerprint-ID": "fp-raw-77"})
+        body_wins = await visitor({"visitor_id": "body-raw-5"}, {"X-Visitor-ID": "visitor-raw-42"})
+        header_beats_fingerprint = await visitor(
+            headers={"X-Visitor-ID": "visitor-raw-42", "X-Fingerprint-ID": "fp-raw-77"}
+        )
+        sent_back = await visitor(headers={"X-Visitor-ID": by_header})
         derived = await visitor()
         too_long = await http.post(
             "/track/session/start", json={"url": "/"}, headers={**GID, "X-Visitor-ID": "v" * 129}
