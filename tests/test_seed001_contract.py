@@ -3,6 +3,7 @@ paths, the browser scripts, visitor headers, unknown sessions, `/health` and the
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 import httpx
@@ -243,3 +244,17 @@ async def test_health_carries_a_timestamp_and_the_seeds_cors_headers(live_http: 
     assert_seed_cors(response)
     assert preflight.status_code == 204
     assert_seed_cors(preflight)
+
+
+async def test_session_end_reads_a_beacons_text_plain_body_as_json(live_http: httpx.AsyncClient) -> None:
+    """`navigator.sendBeacon(url, string)` sends text/plain (no CORS preflight); pulse.js ends visits so."""
+    started = await live_http.post("/track/session/start", json={"url": "https://shop.example/"}, headers=GID)
+    body = json.dumps({"session_id": started.json()["session_id"], "duration_ms": 60_000, "clicks": 3})
+    beacon = {**GID, "Content-Type": "text/plain;charset=UTF-8"}
+
+    ended = await live_http.post("/track/session/end", content=body, headers=beacon)
+    event = await live_http.post("/track/event", content=body, headers=beacon)
+
+    assert ended.status_code == 200, ended.text
+    assert ended.json()["engagement_score"] == 14
+    assert event.status_code == 415

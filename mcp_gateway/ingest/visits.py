@@ -20,6 +20,9 @@ every other identifier (kept as sent when it already is 64 hex digits, as this A
 browser sending back the `visitor_id` it was given keeps it); with none of them,
 `sha256(daily-salted IP hash | user agent)`: stable for a browser within a UTC day, never the raw IP.
 
+**Beacons**: `/track/session/end` also reads a `text/plain` body as JSON: what `navigator.sendBeacon` sends
+without a CORS preflight, which a JSON beacon needs and the seed's `Access-Control-Allow-Origin: *` refuses.
+
 **Sessions**: `/track/event` and `/track/session/end` name a session `/track/session/start` started;
 an unknown `session_id` is 404 `{"error": ..., "field": "session_id"}` (the batch route takes any).
 
@@ -90,6 +93,9 @@ LEAD_EVENT: Final = "$lead"
 VISITOR_HEADER: Final = "X-Visitor-ID"
 FINGERPRINT_HEADER: Final = "X-Fingerprint-ID"
 _HASHED: Final = re.compile(r"[0-9a-f]{64}")
+
+BEACON_CONTENT_TYPE: Final = "text/plain"
+"""What `navigator.sendBeacon` sends a string as; `/track/session/end` reads it as JSON (pulse.js ends visits so)."""
 
 LEAD_ALIASES: Final = ("/lead", "/")
 """Seed 001's deprecated paths of `/lead.capture`, answered like it until the seed's sunset."""
@@ -474,7 +480,8 @@ class VisitRoutes:
     async def session_end(self, request: Request) -> JSONResponse:
         verdict = await self._limit(request, "session_end")
         gateway_id = await self._gateway_id(request)
-        body = await read_model(request, SessionEnd, limit=self._max_body_bytes)
+        beacon = request.headers.get("content-type", "").lower().startswith(BEACON_CONTENT_TYPE)
+        body = await read_model(request, SessionEnd, limit=self._max_body_bytes, strict_content_type=not beacon)
         visitor_id = self._visitor_id(request, body.visitor_id)
         started_ms = await self._started_at_ms(gateway_id, body.session_id)
         duration_ms = body.duration_ms
