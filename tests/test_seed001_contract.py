@@ -11,7 +11,7 @@ import pytest
 
 from mcp_gateway.ingest.enrich import sha256_hex
 
-from .support import DEMO, LiveServer, admin_json, create_key, database_bytes
+from .support import DEMO, LiveServer, admin_json, create_key, database_bytes, stored_rows
 
 GID: Final = {"X-Gateway-ID": DEMO}
 SEED_ALLOWED_HEADERS: Final = ("Content-Type", "X-Fingerprint-ID", "X-Visitor-ID", "Authorization", "X-API-Key")
@@ -198,8 +198,17 @@ async def test_visitor_headers_name_the_visitor_hashed_like_every_identifier(liv
     assert body_wins == sha256_hex("body-raw-5")
     assert derived not in (by_header, by_fingerprint) and len(derived) == 64
     assert (too_long.status_code, too_long.json()["field"]) == (400, "X-Visitor-ID")
+    batch = {"session_id": "s-batch", "events": [{"event_name": "a"}, {"event_name": "b", "visitor_id": "item-raw-9"}]}
+    async with httpx.AsyncClient(base_url=live_server.base_url) as http:
+        response = await http.post("/track/events/batch", json=batch, headers={**GID, "X-Visitor-ID": "batch-raw-8"})
+    assert response.json()["visitor_id"] == sha256_hex("batch-raw-8")
+    rows = stored_rows(live_server.db_path, "SELECT name, anonymous_id FROM events WHERE session_id = 's-batch'")
+    assert {row["name"]: row["anonymous_id"] for row in rows} == {
+        "a": sha256_hex("batch-raw-8"),
+        "b": sha256_hex("item-raw-9"),
+    }
     raw = database_bytes(live_server.db_path)
-    for secret in (b"visitor-raw-42", b"fp-raw-77", b"body-raw-5"):
+    for secret in (b"visitor-raw-42", b"fp-raw-77", b"body-raw-5", b"batch-raw-8", b"item-raw-9"):
         assert secret not in raw
 
 

@@ -465,7 +465,7 @@ class VisitRoutes:
                     request,
                     item.event_name,
                     item,
-                    visitor_id=item.visitor_id or visitor_id,
+                    visitor_id=self._visitor_id(request, item.visitor_id) if item.visitor_id else visitor_id,
                     session_id=session_id,
                     event_id=item.event_id,
                 )
