@@ -4,14 +4,20 @@ paths, the browser scripts, visitor headers, unknown sessions, `/health` and the
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Final
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
+from mcp_gateway.errors import InvalidInputError, StorageError
 from mcp_gateway.ingest.enrich import sha256_hex
+from mcp_gateway.web import EXCEPTION_HANDLERS, cors_route
 
-from .support import DEMO, LiveServer, admin_json, create_key, database_bytes, stored_rows
+from .support import DEMO, LiveServer, admin_json, create_key, database_bytes, serve_in_thread, stored_rows
 
 GID: Final = {"X-Gateway-ID": DEMO}
 SEED_ALLOWED_HEADERS: Final = ("Content-Type", "X-Fingerprint-ID", "X-Visitor-ID", "Authorization", "X-API-Key")
@@ -267,3 +273,23 @@ async def test_session_end_reads_a_beacons_text_plain_body_as_json(live_http: ht
     assert ended.status_code == 200, ended.text
     assert ended.json()["engagement_score"] == 14
     assert event.status_code == 415
+
+
+@pytest.mark.parametrize(
+    ("error", "status"), [(StorageError("database down"), 503), (InvalidInputError("bad", field="x"), 400)]
+)
+def test_a_cors_routes_errors_carry_the_cors_headers_whatever_raised_them(
+    tmp_path: Path, error: Exception, status: int
+) -> None:
+    """A browser sees the gateway's error (a 503 while the database is down), not a CORS failure."""
+
+    async def failing(_: Request) -> Response:
+        raise error
+
+    app = Starlette(routes=[cors_route("/fails", failing, ["POST"])], exception_handlers=EXCEPTION_HANDLERS)
+    with serve_in_thread(app, tmp_path / "unused.db") as server:
+        response = httpx.post(server.url("/fails"), json={}, headers={"Origin": "https://shop.example"})
+
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert_seed_cors(response)
