@@ -46,7 +46,7 @@ import hashlib
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -316,9 +316,12 @@ class VisitRoutes:
     def operations(self) -> list[Operation]:
         errors = (400, 404, 413, 415, 429)
 
+        header_id = Annotated[str, Field(max_length=MAX_ID)]
         visitor_headers = (
-            Param(VISITOR_HEADER, "header", "The visitor's id, when the body has none (stored as its SHA-256)"),
-            Param(FINGERPRINT_HEADER, "header", "A browser fingerprint: the visitor's id when none is sent"),
+            Param(
+                VISITOR_HEADER, "header", "The visitor's id when the body has none (stored as its SHA-256)", header_id
+            ),
+            Param(FINGERPRINT_HEADER, "header", "A browser fingerprint: the visitor's id when none is sent", header_id),
         )
 
         def visit(path: str, summary: str, body: type[_Body], response: Any, *, deprecated: bool = False) -> Operation:
