@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -22,6 +23,7 @@ from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
 from .dashboard import Dashboard
 from .ingest import AgnostApi
+from .ingest.crm import CrmCallbackRoutes
 from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
 from .metrics import Metrics, RequestMetrics
@@ -33,7 +35,7 @@ from .store import Store
 from .store.retention import keep_pruning
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
-from .web import EXCEPTION_HANDLERS, quiet_client_disconnects
+from .web import EXCEPTION_HANDLERS, cors_route, quiet_client_disconnects
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +55,12 @@ def create_app(
     ready = False
 
     async def health(_: Request) -> JSONResponse:
-        """Ready when started and the database answers; `writer_queue` is the write jobs waiting."""
+        """Ready when started and the database answers; `writer_queue` is the write jobs waiting, `timestamp` the
+        server's clock in ms since the epoch (seed 001)."""
+        timestamp = int(time.time() * 1000)
         if not ready:
-            return JSONResponse({"status": "starting"}, status_code=503)
-        body = {"version": __version__, "writer_queue": services.store.writer_queue_depth()}
+            return JSONResponse({"status": "starting", "timestamp": timestamp}, status_code=503)
+        body = {"version": __version__, "writer_queue": services.store.writer_queue_depth(), "timestamp": timestamp}
         try:
             await services.store.fetch("SELECT 1")
         except Exception:  # whatever the driver raises, the answer is "not ready", not a 500
@@ -96,6 +100,7 @@ def create_app(
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)
     visits = VisitRoutes.build(services, max_body_bytes=body_limit)
+    crm = CrmCallbackRoutes(services.keys, services.store, max_body_bytes=body_limit)
     admin = AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit)
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
@@ -115,6 +120,7 @@ def create_app(
         *agnost.operations(),
         *track.operations(),
         *visits.operations(),
+        *crm.operations(),
         *admin.operations(),
         *analytics.operations(),
         live_stream.operation(),
@@ -125,12 +131,13 @@ def create_app(
 
     routes = [
         Route("/openapi.json", openapi.serve, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
+        cors_route("/health", health, ["GET"]),
         Route("/metrics", metrics.serve, methods=["GET"]),
         *mcp.routes(),
         *agnost.routes(),
         *track.routes(),
         *visits.routes(),
+        *crm.routes(),
         *analytics.routes(),
         *live_stream.routes(),
         *analytics_mcp.routes(),

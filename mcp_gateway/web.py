@@ -134,8 +134,8 @@ class _CorsEndpoint:
         else:
             try:
                 response = await self._endpoint(request)
-            except ApiError as exc:
-                response = exc.response()
+            except Exception as exc:  # rendered here, as the app would, so that the error carries CORS too
+                response = await _handled(request, exc)
         response.headers.update(CORS_HEADERS)
         await response(scope, receive, send)
 
@@ -143,6 +143,13 @@ class _CorsEndpoint:
 def cors_route(path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
     """A route open to browsers on any origin: `methods` plus `OPTIONS`, CORS headers on every response."""
     return Route(path, _CorsEndpoint(endpoint), methods=[*methods, "OPTIONS"])
+
+
+async def _handled(request: Request, exc: Exception) -> Response:
+    """`exc` answered by its handler in `EXCEPTION_HANDLERS` (the nearest class of its MRO)."""
+    handler = next(EXCEPTION_HANDLERS[cls] for cls in type(exc).__mro__ if cls in EXCEPTION_HANDLERS)
+    response: Response = await handler(request, exc)
+    return response
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:

@@ -321,7 +321,9 @@ async def test_leads_are_listed_newest_first_per_gateway(http: httpx.AsyncClient
     assert [lead["id"] for lead in demo_leads] == [second, first]
     assert [lead["id"] for lead in limited] == [second]
     assert [lead["id"] for lead in other_leads] == [elsewhere]
-    assert set(demo_leads[0]) == {"id", "gateway_id", "name", "email", "company", "message", "source", "created_at_ms"}
+    assert set(demo_leads[0]) == {
+        *("id", "gateway_id", "name", "email", "company", "message", "source", "created_at_ms", "crm_lead_id")
+    }
     assert demo_leads[0]["created_at_ms"] >= demo_leads[1]["created_at_ms"]
 
 

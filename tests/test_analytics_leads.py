@@ -11,6 +11,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway.analytics.leads import mask_email
+from mcp_gateway.ingest.enrich import sha256_hex
 from mcp_gateway.store import LeadRecord
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, read_headers, seed, store_of, web_event
@@ -108,6 +109,7 @@ async def test_leads_are_listed_newest_first_with_their_form_project_and_session
         "form_source": "pricing-page",
         "session_id": "w1",
         "visitor_id": "va",
+        "crm_lead_id": None,
     }
     assert (by_id["L3"]["source"], by_id["L3"]["project"], by_id["L3"]["session_id"]) == ("mcp", None, None)
 
@@ -213,7 +215,7 @@ async def test_a_captured_lead_is_listed_with_its_form_and_visit(http: httpx.Asy
         "l•••@example.com",
         "web",
         "live-s",
-        "live-v",
+        sha256_hex("live-v"),  # a supplied visitor id is stored hashed
     )
     assert [e["name"] for e in detail["web_activity"]["events"]] == ["$session_start", "$lead"]
 

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 
 from mcp_gateway.analytics import live
 from mcp_gateway.analytics.live import FeedItem, LiveFeed, StreamArgs
+from mcp_gateway.ingest.enrich import sha256_hex
 
 from .analytics_support import MINUTE, mcp_call, mcp_session, read_headers, seed, store_of, web_event
 from .support import DEMO, SseMessage, admin_json, create_key, sse_messages
@@ -215,9 +216,11 @@ async def capture_calls(client: httpx.AsyncClient, org: str, *calls: tuple[str, 
 
 
 async def track_page(client: httpx.AsyncClient, name: str, path: str, gateway_id: str = DEMO) -> None:
-    """Store a web event on `path` through seed 001's `POST /track/event`."""
-    body = {"event_name": name, "session_id": "web-1", "visitor_id": "visitor-1", "url": f"https://shop.test{path}"}
-    response = await client.post("/track/event", json=body, headers={"X-Gateway-ID": gateway_id})
+    """Store a web event on `path` through seed 001's `POST /track/events/batch` (which, unlike `/track/event`, needs
+    no session started first, so the stream sees this one event)."""
+    event = {"event_name": name, "url": f"https://shop.test{path}"}
+    body = {"session_id": "web-1", "visitor_id": "visitor-1", "events": [event]}
+    response = await client.post("/track/events/batch", json=body, headers={"X-Gateway-ID": gateway_id})
     assert response.status_code == 200, response.text
 
 
@@ -246,7 +249,11 @@ async def test_stream_sends_each_event_stored_after_it_opened(live_http: httpx.A
         {"q": "search"},
     )
     assert page.json()["name"] == "PageView"
-    assert (page.json()["source"], page.json()["path"], page.json()["visitor_id"]) == ("web", "/pricing", "visitor-1")
+    assert (page.json()["source"], page.json()["path"], page.json()["visitor_id"]) == (
+        "web",
+        "/pricing",
+        sha256_hex("visitor-1"),
+    )
     assert int(page.id or 0) > int(call.id or 0)
     assert not {"ip_hash", "email_hash", "user_id_hash"} & set(page.json())
 

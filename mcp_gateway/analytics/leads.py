@@ -5,6 +5,7 @@
     GET /analytics/leads/sources    distinct lead sources (mcp, web) and form sources
     GET /analytics/leads/{lead_id}  one lead and its activity (404 if not this gateway's)
 
+A lead's `crm_lead_id` is the id the business's CRM reported for it (`POST /lead.capture/crm-callback`).
 `/lead.capture` stores a web lead and a `$lead` event with id `lead_<lead id>` whose properties hold
 the form's `project` and `form_source`; the list joins that event on its unique (gateway_id, id).
 A web lead's activity is the visitor's session it was captured in (that event's `session_id`), all
@@ -69,13 +70,15 @@ class Lead:
     session_id: str | None
     """The web session the form was sent in."""
     visitor_id: str | None
+    crm_lead_id: str | None
+    """The lead's id in the CRM, once the CRM reported it (`POST /lead.capture/crm-callback`)."""
 
 
 async def _leads(asked: Asked, where: Where, tail: str = "", tail_params: tuple[object, ...] = ()) -> list[Lead]:
     project, project_key = property_text(asked.store.dialect, "project")
     form_source, form_key = property_text(asked.store.dialect, "form_source")
     rows = await asked.store.fetch(
-        f"SELECT {LEAD_COLUMNS}, {project}, {form_source}, e.session_id, e.anonymous_id"
+        f"SELECT {LEAD_COLUMNS}, {project}, {form_source}, e.session_id, e.anonymous_id, l.crm_lead_id"
         f" FROM leads l {LEAD_EVENT_JOIN} WHERE {where.sql()}{tail}",
         [project_key, form_key, *where.params, *tail_params],
     )

@@ -5,7 +5,8 @@
     POST /track/events/batch   EventBatch     -> 200 the first three, "results": [{"event_id", "session_id", "status"}]
     POST /track/session/end    SessionEnd     -> 200 same, plus "engagement_score" and "duration_ms"
     POST /lead.capture         LeadCapture    -> 200 {"lead_id", "status", "session_id", "visitor_id", "timestamp"}
-    GET  /tracker.js, /v1/tracker.js          -> the browser SDK (`static/tracker.js`)
+    POST /lead, POST /         deprecated aliases of /lead.capture: its answer, plus `Deprecation`, `Sunset`, `Link`
+    GET  /tracker.js, /v1/tracker.js, /form.js, /pulse.js  -> the browser scripts (`scripts.py`)
 
 The answers are the TypedDicts below (`SessionStarted`, ...), which `operations()` documents.
 
@@ -13,8 +14,17 @@ No authentication: the gateway is named by `X-Gateway-ID` or `?gid=` (missing ->
 404 `{"error": "Gateway Not Configured"}`). Every route answers CORS preflights and carries the
 seed's CORS headers (`web.cors_route`). `timestamp` is milliseconds since the epoch.
 
-**Visitor id**: the `visitor_id` (or `anonymous_id`) sent, else `sha256(daily-salted IP hash | user
-agent)`: stable for a browser within a UTC day, never the raw IP.
+**Visitor id** (seed 001: a SHA-256 hash): the body's `visitor_id` (or `anonymous_id`), else the
+`X-Visitor-ID` header, else the `X-Fingerprint-ID` header, each stored and answered as its SHA-256 like
+every other identifier (kept as sent when it already is 64 hex digits, as this API answers it, so a
+browser sending back the `visitor_id` it was given keeps it); with none of them,
+`sha256(daily-salted IP hash | user agent)`: stable for a browser within a UTC day, never the raw IP.
+
+**Beacons**: `/track/session/end` also reads a `text/plain` body as JSON: what `navigator.sendBeacon` sends
+without a CORS preflight, which a JSON beacon needs and the seed's `Access-Control-Allow-Origin: *` refuses.
+
+**Sessions**: `/track/event` and `/track/session/end` name a session `/track/session/start` started;
+an unknown `session_id` is 404 `{"error": ..., "field": "session_id"}` (the batch route takes any).
 
 **Rate limits**: per client IP and route, fixed one-minute windows, `RATE_LIMITS` (the seed's
 numbers; `/lead.capture` is ours). Over the limit -> 429 `{"error", "retry_after"}` with
@@ -34,27 +44,28 @@ A lead is business data: `store.book_lead` keeps its email as given, like `book_
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
-from importlib import resources
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
 from ..errors import InvalidInputError
 from ..gateways import GatewayDirectory, request_gateway
 from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
-from ..openapi import GATEWAY_PARAMS, Operation, Param, Reply
+from ..openapi import GATEWAY_PARAMS, Operation, Param
 from ..privacy import IpHasher
 from ..ratelimit import Verdict, limiter_for
 from ..store import CaptureStatus, Store
 from ..store.session_rollup import SESSION_END
 from ..web import ApiError, cors_route, read_model
+from .scripts import BrowserScript
 from .web import MAX_TIMESTAMP, WebEvent, WebIngestor, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package
@@ -80,7 +91,21 @@ BATCH_BODY_FACTOR: Final = 8
 SESSION_START: Final = "$session_start"
 LEAD_EVENT: Final = "$lead"
 
-TRACKER_CACHE_SECONDS: Final = 3600
+VISITOR_HEADER: Final = "X-Visitor-ID"
+FINGERPRINT_HEADER: Final = "X-Fingerprint-ID"
+_HASHED: Final = re.compile(r"[0-9a-f]{64}")
+
+BEACON_CONTENT_TYPE: Final = "text/plain"
+"""What `navigator.sendBeacon` sends a string as; `/track/session/end` reads it as JSON (pulse.js ends visits so)."""
+
+LEAD_ALIASES: Final = ("/lead", "/")
+"""Seed 001's deprecated paths of `/lead.capture`, answered like it until the seed's sunset."""
+LEAD_ALIAS_HEADERS: Final = {
+    "Deprecation": "@1735689600",  # RFC 9745: deprecated since 2025-01-01, before this gateway served them
+    "Sunset": "Mon, 01 Jun 2026 00:00:00 GMT",  # RFC 8594: seed 001's sunset date
+    "Link": '</lead.capture>; rel="successor-version"',
+}
+"""What an answer on a deprecated lead path adds: when it was deprecated, when it goes, and what replaces it."""
 
 # -- bodies -------------------------------------------------------------------------------------------
 
@@ -255,8 +280,9 @@ class VisitRoutes:
             route: limiter_for(store, limit, seconds, name=f"visits:{route}")
             for route, (limit, seconds) in limits.items()
         }
-        self._tracker_js = resources.files(__package__).joinpath("static/tracker.js").read_bytes()
-        self._tracker_etag = '"' + hashlib.sha256(self._tracker_js).hexdigest()[:32] + '"'
+        self._tracker_js = BrowserScript("tracker.js")
+        self._form_js = BrowserScript("form-capture.js", "form.js")
+        self._pulse_js = BrowserScript("form-capture.js", "pulse.js")
 
     @classmethod
     def build(
@@ -278,29 +304,35 @@ class VisitRoutes:
             cors_route("/track/events/batch", self.batch, ["POST"]),
             cors_route("/track/session/end", self.session_end, ["POST"]),
             cors_route("/lead.capture", self.lead_capture, ["POST"]),
-            cors_route("/tracker.js", self.tracker_js, ["GET"]),
-            cors_route("/v1/tracker.js", self.tracker_js, ["GET"]),
+            *(cors_route(path, self.deprecated_lead_capture, ["POST"]) for path in LEAD_ALIASES),
+            cors_route("/tracker.js", self._tracker_js.serve, ["GET"]),
+            cors_route("/v1/tracker.js", self._tracker_js.serve, ["GET"]),
+            cors_route("/form.js", self._form_js.serve, ["GET"]),
+            cors_route("/pulse.js", self._pulse_js.serve, ["GET"]),
         ]
 
     def operations(self) -> list[Operation]:
         errors = (400, 404, 413, 415, 429)
 
-        def visit(path: str, summary: str, body: type[_Body], response: Any) -> Operation:
-            return Operation(
-                "POST", path, summary, "tracking", body=body, response=response, params=GATEWAY_PARAMS, errors=errors
-            )
+        header_id = Annotated[str, Field(max_length=MAX_ID)]
+        visitor_headers = (
+            Param(
+                VISITOR_HEADER, "header", "The visitor's id when the body has none (stored as its SHA-256)", header_id
+            ),
+            Param(FINGERPRINT_HEADER, "header", "A browser fingerprint: the visitor's id when none is sent", header_id),
+        )
 
-        def tracker(path: str) -> Operation:
+        def visit(path: str, summary: str, body: type[_Body], response: Any, *, deprecated: bool = False) -> Operation:
             return Operation(
-                "GET",
+                "POST",
                 path,
-                "The browser tracking SDK",
+                summary,
                 "tracking",
-                response=str,
-                content_type="application/javascript",
-                params=(Param("If-None-Match", "header", "The ETag of a cached copy"),),
-                replies=(Reply(304, "The cached copy is current"),),
-                errors=(),
+                body=body,
+                response=response,
+                params=(*GATEWAY_PARAMS, *visitor_headers),
+                errors=errors,
+                description="Deprecated: use POST /lead.capture (sunset 2026-06-01)." if deprecated else "",
             )
 
         return [
@@ -309,8 +341,14 @@ class VisitRoutes:
             visit("/track/events/batch", "Record up to 100 events of a session", EventBatch, BatchTracked),
             visit("/track/session/end", "End a visit with its engagement", SessionEnd, SessionEnded),
             visit("/lead.capture", "Capture a lead from a form", LeadCapture, LeadCaptured),
-            tracker("/tracker.js"),
-            tracker("/v1/tracker.js"),
+            *(
+                visit(path, "Capture a lead (deprecated alias)", LeadCapture, LeadCaptured, deprecated=True)
+                for path in LEAD_ALIASES
+            ),
+            self._tracker_js.operation("/tracker.js", "The browser tracking SDK"),
+            self._tracker_js.operation("/v1/tracker.js", "The browser tracking SDK"),
+            self._form_js.operation("/form.js", "The form capture script: submitted forms become leads"),
+            self._pulse_js.operation("/pulse.js", "The visit tracker and form capture script (PulseGate)"),
         ]
 
     # -- shared steps ---------------------------------------------------------------------------------
@@ -323,8 +361,17 @@ class VisitRoutes:
         return (await request_gateway(request, self._directory)).id
 
     def _visitor_id(self, request: Request, given: str | None) -> str:
-        if given:
-            return given
+        """The visitor's id as stored and answered: a hash of the one supplied, else derived (module docstring)."""
+        for name, value in (
+            ("visitor_id", given),
+            (VISITOR_HEADER, request.headers.get(VISITOR_HEADER)),
+            (FINGERPRINT_HEADER, request.headers.get(FINGERPRINT_HEADER)),
+        ):
+            value = (value or "").strip()
+            if len(value) > MAX_ID:
+                raise ApiError(400, f"Invalid {name}: at most {MAX_ID} characters", field=name)
+            if value:
+                return value if _HASHED.fullmatch(value) else hashlib.sha256(value.encode()).hexdigest()
         ip = request.client.host if request.client else ""
         ip_hash = (self._hash_ip(ip) or "") if ip else ""
         agent = request.headers.get("user-agent", "")
@@ -362,6 +409,13 @@ class VisitRoutes:
             user_agent=request.headers.get("user-agent"),
         )
 
+    async def _started_at_ms(self, gateway_id: str, session_id: str) -> int:
+        """When `/track/session/start` started the session; 404 in the seed's shape if it never did."""
+        start = await self._store.get_event(gateway_id, f"ss_{session_id}")
+        if start is None:
+            raise ApiError(404, "Unknown session_id: start it with POST /track/session/start", field="session_id")
+        return start.ts_ms
+
     @staticmethod
     def _answer(verdict: Verdict, body: VisitAnswer) -> JSONResponse:
         return JSONResponse(body, headers=verdict.headers())
@@ -386,6 +440,7 @@ class VisitRoutes:
         gateway_id = await self._gateway_id(request)
         body = await read_model(request, SessionEventIn, limit=self._max_body_bytes)
         visitor_id = self._visitor_id(request, body.visitor_id)
+        await self._started_at_ms(gateway_id, body.session_id)
         event = self._event(
             request, body.event_name, body, visitor_id=visitor_id, session_id=body.session_id, event_id=body.event_id
         )
@@ -411,7 +466,7 @@ class VisitRoutes:
                     request,
                     item.event_name,
                     item,
-                    visitor_id=item.visitor_id or visitor_id,
+                    visitor_id=self._visitor_id(request, item.visitor_id) if item.visitor_id else visitor_id,
                     session_id=session_id,
                     event_id=item.event_id,
                 )
@@ -426,13 +481,13 @@ class VisitRoutes:
     async def session_end(self, request: Request) -> JSONResponse:
         verdict = await self._limit(request, "session_end")
         gateway_id = await self._gateway_id(request)
-        body = await read_model(request, SessionEnd, limit=self._max_body_bytes)
+        beacon = request.headers.get("content-type", "").lower().startswith(BEACON_CONTENT_TYPE)
+        body = await read_model(request, SessionEnd, limit=self._max_body_bytes, strict_content_type=not beacon)
         visitor_id = self._visitor_id(request, body.visitor_id)
+        started_ms = await self._started_at_ms(gateway_id, body.session_id)
         duration_ms = body.duration_ms
         if duration_ms is None:
-            start = await self._store.get_event(gateway_id, f"ss_{body.session_id}")
-            if start is not None:
-                duration_ms = max(0, (timestamp_ms(body.timestamp) or _now_ms()) - start.ts_ms)
+            duration_ms = max(0, (timestamp_ms(body.timestamp) or _now_ms()) - started_ms)
         score = engagement_score(duration_ms, body.page_views, body.scroll_depth, body.clicks)
         engagement = {
             "duration_ms": duration_ms,
@@ -501,12 +556,12 @@ class VisitRoutes:
         )
         return self._answer(verdict, answer)
 
-    async def tracker_js(self, request: Request) -> Response:
-        headers = {
-            "Cache-Control": f"public, max-age={TRACKER_CACHE_SECONDS}",
-            "ETag": self._tracker_etag,
-            "X-Content-Type-Options": "nosniff",
-        }
-        if request.headers.get("if-none-match") == self._tracker_etag:
-            return Response(status_code=304, headers=headers)
-        return Response(self._tracker_js, media_type="application/javascript; charset=utf-8", headers=headers)
+    async def deprecated_lead_capture(self, request: Request) -> JSONResponse:
+        """`POST /lead` and `POST /`: `/lead.capture`'s answer, errors included, with the deprecation headers."""
+        try:
+            response = await self.lead_capture(request)
+        except ApiError as exc:
+            exc.headers.update(LEAD_ALIAS_HEADERS)
+            raise
+        response.headers.update(LEAD_ALIAS_HEADERS)
+        return response

@@ -32,6 +32,8 @@ class LeadRecord:
     message: str | None
     source: str
     created_at_ms: int
+    crm_lead_id: str | None = None
+    """The lead's id in the business's CRM, once the CRM reported it (`/lead.capture/crm-callback`)."""
 
 
 T = TypeVar("T")
@@ -265,6 +267,10 @@ class Store(Protocol):
         ...
 
     async def get_lead(self, lead_id: str) -> LeadRecord | None: ...
+
+    async def set_lead_crm_id(self, gateway_id: str, lead_id: str, crm_lead_id: str) -> LeadRecord | None:
+        """Record the CRM's id of one of `gateway_id`'s leads; the lead as now stored, None if there is no such lead."""
+        ...
 
     async def list_leads(self, gateway_id: str, *, limit: int = 100) -> list[LeadRecord]: ...
 

@@ -361,6 +361,13 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX mcp_session_owners_by_owner ON mcp_session_owners (owner)
         """,
     ),
+    (
+        18,
+        # The id a CRM gave a lead once it created it there (`POST /lead.capture/crm-callback`, seed 001).
+        """
+        ALTER TABLE leads ADD COLUMN crm_lead_id TEXT
+        """,
+    ),
 )
 
 

@@ -176,7 +176,7 @@ _EVENT_COLUMNS: Final = (
 )
 _EVENT_PLACEHOLDERS: Final = ", ".join("?" * (_WEB_START + len(WEB_FIELD_NAMES)))
 _GATEWAY_COLUMNS: Final = "id, name, allowed_origins, manifest, created_at_ms, updated_at_ms"
-_LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, created_at_ms"
+_LEAD_COLUMNS: Final = "id, gateway_id, name, email, company, message, source, created_at_ms, crm_lead_id"
 
 
 class SQLStore:
@@ -298,7 +298,7 @@ class SQLStore:
             if earlier is not None:
                 return _lead(earlier), False
             conn.execute(
-                f"INSERT INTO leads ({_LEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO leads ({_LEAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     lead.id,
                     lead.gateway_id,
@@ -308,6 +308,7 @@ class SQLStore:
                     lead.message,
                     lead.source,
                     lead.created_at_ms,
+                    lead.crm_lead_id,
                 ),
             )
             return lead, True
@@ -317,6 +318,18 @@ class SQLStore:
     async def get_lead(self, lead_id: str) -> LeadRecord | None:
         row = await self._fetch_one(f"SELECT {_LEAD_COLUMNS} FROM leads WHERE id = ?", (lead_id,))
         return None if row is None else _lead(row)
+
+    async def set_lead_crm_id(self, gateway_id: str, lead_id: str, crm_lead_id: str) -> LeadRecord | None:
+        def job(conn: Connection) -> LeadRecord | None:
+            conn.execute(
+                "UPDATE leads SET crm_lead_id = ? WHERE gateway_id = ? AND id = ?", (crm_lead_id, gateway_id, lead_id)
+            )
+            row = conn.execute(
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE gateway_id = ? AND id = ?", (gateway_id, lead_id)
+            ).fetchone()
+            return None if row is None else _lead(row)
+
+        return await self.write(job)
 
     async def list_leads(self, gateway_id: str, *, limit: int = 100) -> list[LeadRecord]:
         rows = await self.fetch(
