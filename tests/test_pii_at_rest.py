@@ -164,13 +164,15 @@ async def send_web_routes(http: httpx.AsyncClient, m: Markers, lead: Lead) -> No
             },
         }
 
-    await _ok(await http.post("/track/session/start", json=visit("session_start"), headers=gid))
+    started = await _ok(await http.post("/track/session/start", json=visit("session_start"), headers=gid))
+    visit_session = {"session_id": started["session_id"]}  # a session the start made: others are 404 (seed 001)
     event = visit("event") | {"event_name": m.text("event.event_name"), "event_id": m.email("event.event_id")}
-    await _ok(await http.post("/track/event", json=event, headers=gid))
+    await _ok(await http.post("/track/event", json=event | visit_session, headers=gid))
     item = visit("batch.item") | {"event_name": m.email("batch.event_name"), "event_id": m.email("batch.event_id")}
     batch_body = {"events": [item], "session_id": m.email("batch.session_id"), "visitor_id": m.email("batch.visitor")}
     await _ok(await http.post("/track/events/batch", json=batch_body, headers=gid))
-    await _ok(await http.post("/track/session/end", json=visit("session_end") | {"duration_ms": 1000}, headers=gid))
+    end = visit("session_end") | visit_session | {"duration_ms": 1000}
+    await _ok(await http.post("/track/session/end", json=end, headers=gid))
     capture = visit("lead") | {
         "email": lead.email,
         "name": lead.name,

@@ -36,6 +36,12 @@ def _text(value: str | None) -> str | None:
     return None if value is None else _redactor.redact_string(value)
 
 
+def stored_id(value: str) -> str:
+    """An event's or session's id as the store keeps it (an id holding an email or a phone is kept redacted), so a
+    look-up by the id a client sent finds what was written under it."""
+    return _redactor.redact_string(value)
+
+
 def _url(value: str | None) -> str | None:
     """Redacted, then cut at `MAX_URL_CHARS`."""
     return None if value is None else _redactor.redact_url(value)[:MAX_URL_CHARS]
@@ -55,7 +61,7 @@ def _mapping(value: dict[str, Any] | None) -> dict[str, Any] | None:
 def redact_session(row: SessionRow) -> SessionRow:
     return dataclasses.replace(
         row,
-        id=_text(row.id) or row.id,
+        id=stored_id(row.id),
         client_config=_text(row.client_config) or "",
         connection_type=_text(row.connection_type) or "",
         transport=_text(row.transport),
@@ -79,7 +85,7 @@ def _web(web: WebFields) -> WebFields:
 def redact_event(row: EventRow) -> EventRow:
     return dataclasses.replace(
         row,
-        id=_text(row.id) or row.id,
+        id=stored_id(row.id),
         session_id=_text(row.session_id),
         name=_text(row.name) or row.name,
         error_type=_text(row.error_type),

@@ -32,7 +32,7 @@ from .base import (
     WriterStats,
 )
 from .lookup import rows_by_ids
-from .redaction import redact_rows
+from .redaction import redact_rows, stored_id
 from .rollups import add_to_rollups, hist_of
 from .writer import GroupCommitWriter
 
@@ -479,7 +479,8 @@ class SQLStore:
 
     async def get_event(self, gateway_id: str, event_id: str) -> EventRow | None:
         row = await self._fetch_one(
-            f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?", (gateway_id, event_id)
+            f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?",
+            (gateway_id, stored_id(event_id)),
         )
         return None if row is None else _event(row)
 
