@@ -107,7 +107,8 @@ async def test_copying_into_a_database_with_gateways_refuses_and_changes_nothing
     argv = ["migrate-db", "--db", str(db_path), "--database-url", empty_postgres]
     assert await anyio.to_thread.run_sync(run, argv) == 1
 
-    error = capsys.readouterr().err
+    used, error = capsys.readouterr().err.split("\n", 1)  # the line naming the database, then the error
+    assert used.startswith("database: ")
     assert error.startswith("error: ") and "empty database" in error
 
 
