@@ -29,7 +29,7 @@ from .openapi import OpenApiDocument, Operation
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
-from .store.retention import keep_pruning
+from .store.retention import RetentionPeriods, keep_pruning
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
 from .web import EXCEPTION_HANDLERS, quiet_client_disconnects
@@ -148,13 +148,16 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def _retention(services: Services) -> AsyncIterator[None]:
-    """Prune data older than `retention_days` while the app runs, when it is set."""
-    days = services.settings.retention_days
-    if days is None:
+    """Prune data older than its retention period while the app runs, unless every period is 0 (keep)."""
+    settings = services.settings
+    periods = RetentionPeriods(
+        settings.event_retention_days, settings.analytics_retention_days, settings.health_retention_days
+    )
+    if not periods.enabled:
         yield
         return
     async with anyio.create_task_group() as tg:
-        tg.start_soon(keep_pruning, services.store, days)
+        tg.start_soon(keep_pruning, services.store, periods)
         yield
         tg.cancel_scope.cancel()
 
