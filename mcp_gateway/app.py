@@ -17,6 +17,7 @@ from starlette.routing import Route
 from . import __version__
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
+from .analytics.api import API_LIMIT_WINDOW_SECONDS
 from .analytics.live import LiveFeed, LiveStream
 from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
@@ -26,6 +27,7 @@ from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
 from .metrics import Metrics, RequestMetrics
 from .openapi import OpenApiDocument, Operation
+from .ratelimit import limiter_for
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
@@ -86,7 +88,8 @@ def create_app(
             await services.stop()
 
     body_limit = settings.max_body_bytes
-    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS)
+    api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
+    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS, limiter=api_limit)
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(services.keys, live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS)
@@ -94,7 +97,9 @@ def create_app(
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)
     visits = VisitRoutes.build(services, max_body_bytes=body_limit)
-    admin = AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit)
+    admin = AdminApi(
+        auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
+    )
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [

@@ -153,12 +153,18 @@ class AnalyticsMcp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         presented = _key_of(request)
-        key = await self._keys.resolve(presented, READ_KINDS) if presented else None
-        if key is None:
+        if not presented:
             raise ApiError(
                 401,
                 "A read key is required: Authorization: Bearer rk_… or X-API-Key",
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+        key = await self._keys.resolve(presented, READ_KINDS)
+        if key is None:
+            raise ApiError(
+                401,
+                "Unknown or revoked key (or not a read key)",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         scope[GATEWAY_SCOPE_KEY] = key.gateway_id
         await self._sessions.handle_request(scope, receive, JsonErrors(send))
