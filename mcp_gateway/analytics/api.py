@@ -111,12 +111,12 @@ async def read_key(request: Request, keys: KeyService) -> KeyRecord:
         )
     record = await keys.find(presented)
     if record is None or record.revoked_at_ms is not None:
-        raise ApiError(401, "Unknown or revoked key", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        raise ApiError(401, "Unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
     if record.kind not in READ_KINDS:
         raise ApiError(
             401,
             f"Not a read key: this is a {record.kind} key; analytics need a key of kind read",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            headers={"WWW-Authenticate": "Bearer"},
         )
     return record
 

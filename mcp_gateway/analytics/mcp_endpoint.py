@@ -164,7 +164,7 @@ class AnalyticsMcp:
             raise ApiError(
                 401,
                 "Unknown or revoked key (or not a read key)",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                headers={"WWW-Authenticate": "Bearer"},
             )
         scope[GATEWAY_SCOPE_KEY] = key.gateway_id
         await self._sessions.handle_request(scope, receive, JsonErrors(send))
