@@ -201,15 +201,15 @@ class AdminApi:
 
     def operations(self) -> list[Operation]:
         gid = (Param("gid", "path", "The gateway's id", GatewayId),)
-        read = (403, 404)
-        write = (403, 404, 413, 422)
+        read = (403, 404, 429)
+        write = (403, 404, 413, 422, 429)
 
         def admin(method: Method, path: str, summary: str, **described: Any) -> Operation:
             defaults: dict[str, Any] = {"params": gid if "{gid}" in path else (), "errors": read}
             return Operation(method, path, summary, "admin", security="admin", **{**defaults, **described})
 
         return [
-            admin("GET", "/v1/gateways", "List gateways", response=GatewayList, errors=(403,)),
+            admin("GET", "/v1/gateways", "List gateways", response=GatewayList, errors=(403, 429)),
             admin(
                 "POST",
                 "/v1/gateways",
@@ -217,7 +217,7 @@ class AdminApi:
                 body=GatewayCreate,
                 response=Gateway,
                 status=201,
-                errors=(403, 409, 413, 422),
+                errors=(403, 409, 413, 422, 429),
             ),
             admin("GET", "/v1/gateways/{gid}", "One gateway", response=Gateway),
             admin(

@@ -79,6 +79,7 @@ class Question(Generic[A]):
             self.summary,
             self.tag,
             security="read",
+            errors=(400, 403, 429),  # 403: a `project` the key may not read; 429: the per-key limit
             query=None if post else self.args,
             body=self.args if post else None,
             body_required=not optional,
