@@ -192,11 +192,12 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _which_database(settings: Settings, *, named: bool) -> list[str]:
-    """The lines naming the database this command uses (a note first, when there is one). Unless one was `named`
-    (flag or environment), an older version's `./mcp-gateway.db` here is never passed over silently: refused
-    while the default file does not exist yet (the user's data would seem gone), noted once it does."""
-    if settings.database_url is not None:
+def _which_database(settings: Settings, *, named: bool, copying: bool = False) -> list[str]:
+    """The lines naming the database this command uses (a note first, when there is one; `copying`: the SQLite
+    file copied into PostgreSQL, `migrate-db`). Unless one was `named` (flag or environment), an older version's
+    `./mcp-gateway.db` here is never passed over silently: refused while the default file does not exist yet
+    (the user's data would seem gone), noted once it does."""
+    if settings.database_url is not None and not copying:
         return [f"database: {redacted(settings.database_url)}"]
     path = settings.db_path.absolute()
     legacy = LEGACY_DB_PATH.absolute()
@@ -211,7 +212,8 @@ def _which_database(settings: Settings, *, named: bool) -> list[str]:
                 f" working directory. Stop the gateway, then move it: {move} -- or keep it with {keep}"
             )
         notes.append(f"note: {legacy} (an older version's default database) is not used; to use it: {keep}")
-    return [*notes, f"database: {path}"]
+    into = f" (copied into {redacted(settings.database_url)})" if settings.database_url and copying else ""
+    return [*notes, f"database: {path}{into}"]
 
 
 def _load_manifest(path: Path) -> AgentManifest:
@@ -371,7 +373,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             if args.allowed_hosts:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)
-        database = _which_database(settings, named=args.db is not None or bool(os.environ.get(ENV_PREFIX + "DB")))
+        named = args.db is not None or bool(os.environ.get(ENV_PREFIX + "DB"))
+        database = _which_database(settings, named=named, copying=args.command == "migrate-db")
         if args.command == "serve":
             return _serve(settings, args.log_level, args.log_format, args.workers, database)
         sys.stderr.write("".join(line + "\n" for line in database))
