@@ -16,7 +16,7 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
 DB_FILE_NAME: Final = "mcp-gateway.db"
 LEGACY_DB_PATH: Final = Path(DB_FILE_NAME)
-"""Where versions before 0.3 kept the database by default: the working directory, whichever it was."""
+"""Where version 0.1 kept the database by default: the working directory, whichever it was."""
 
 DEFAULT_ALLOWED_HOSTS: Final = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
 """Host headers accepted by default: loopback only, which is DNS-rebinding protection for a local server."""
