@@ -92,7 +92,7 @@ def create_app(
     analytics = AnalyticsApi(services.keys, services.store, QUESTIONS, limiter=api_limit)
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(services.keys, live_feed)
-    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS)
+    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)

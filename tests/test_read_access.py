@@ -163,3 +163,27 @@ async def test_the_admin_api_past_its_limit_gets_429(limited_http: httpx.AsyncCl
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert answers[0].headers["x-ratelimit-limit"] == "3"
     assert_seed_000s_429(answers[3], 3)
+
+
+async def test_the_analytics_mcp_endpoint_counts_against_the_same_limit(limited_http: httpx.AsyncClient) -> None:
+    key = await create_key(limited_http, DEMO, "read")
+    headers = {"X-API-Key": key, "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+
+    rest = [await limited_http.get("/stats", params={**WINDOW, "token": key}) for _ in range(2)]
+    mcp = [await limited_http.post("/analytics/mcp", json=ping, headers=headers) for _ in range(2)]
+
+    assert [a.status_code for a in rest] == [200, 200]
+    assert mcp[0].status_code == 200, mcp[0].text
+    assert_seed_000s_429(mcp[1], 3)
+
+
+async def test_the_analytics_mcp_endpoint_tells_an_unknown_key_so(live_http: httpx.AsyncClient) -> None:
+    headers = {"X-API-Key": "rk_nobody-made-this-key-0123456789", "Accept": "application/json, text/event-stream"}
+
+    refused = await live_http.post(
+        "/analytics/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=headers
+    )
+
+    assert refused.status_code == 401
+    assert "unknown or revoked" in refused.json()["error"].lower()
