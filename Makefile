@@ -1,5 +1,6 @@
 # Two commands on a fresh clone with only Python >= 3.11 present:
-#   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000
+#   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000, on the database every
+#                mcp-gateway command finds (--db, MCP_GATEWAY_DB, else ~/.local/share/mcp-gateway/mcp-gateway.db)
 #   make test    install if needed (Chromium for the browser tests, PostgreSQL for the suite's second run), then
 #                ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL) and the MCP
 #                conformance suite

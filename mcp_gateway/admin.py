@@ -12,7 +12,9 @@
     DELETE /v1/gateways/{id}/keys/{key}   revoke one
     GET  /v1/gateways/{id}/receipt-secret   the secret `/track` receipts are signed with (`ingest.track.verify_receipt`)
 
-`Authorization: Bearer <admin token>`: none -> 401 (with `WWW-Authenticate`), wrong -> 403.
+`Authorization: Bearer <admin token>`: none -> 401 (with `WWW-Authenticate`), wrong -> 403; past
+`Settings.api_rate_limit` requests a minute (seed 000's dashboard API limit, per key: the admin token is one)
+-> 429 with the limits' body and `Retry-After`/`X-RateLimit-*` headers, which every answer carries.
 The token is `MCP_GATEWAY_ADMIN_TOKEN` when set; otherwise one is generated at first start,
 printed once, and only its SHA-256 is stored.
 """
@@ -23,11 +25,12 @@ import dataclasses
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from typing_extensions import TypedDict
 
@@ -35,10 +38,13 @@ from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory, O
 from .ingest.track import RECEIPT_ALGORITHM, receipt_secret
 from .keys import KeyService
 from .openapi import GatewayId, Method, Operation, Param
+from .ratelimit import RateLimiter
 from .store import KeyKind, KeyRecord, LeadRecord, Store
 from .web import ApiError, read_model, validated
 
 ADMIN_TOKEN_SETTING: Final = "admin_token_sha256"
+ADMIN_LIMIT_KEY: Final = "admin"
+"""Whose requests the admin API's limit counts: the admin token (there is one)."""
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
@@ -145,9 +151,17 @@ class ReceiptSecret(TypedDict):
 
 class AdminApi:
     def __init__(
-        self, auth: AdminAuth, directory: GatewayDirectory, store: Store, keys: KeyService, *, max_body_bytes: int
+        self,
+        auth: AdminAuth,
+        directory: GatewayDirectory,
+        store: Store,
+        keys: KeyService,
+        *,
+        max_body_bytes: int,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._auth = auth
+        self._limiter = limiter
         self._directory = directory
         self._store = store
         self._keys = keys
@@ -158,30 +172,44 @@ class AdminApi:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route("/v1/gateways", self.list_gateways, methods=["GET"]),
-            Route("/v1/gateways", self.create_gateway, methods=["POST"]),
-            Route("/v1/gateways/{gid}", self.show_gateway, methods=["GET"]),
-            Route("/v1/gateways/{gid}/origins", self.put_origins, methods=["PUT"]),
-            Route("/v1/gateways/{gid}/manifest", self.get_manifest, methods=["GET"]),
-            Route("/v1/gateways/{gid}/manifest", self.put_manifest, methods=["PUT"]),
-            Route("/v1/gateways/{gid}/leads", self.list_leads, methods=["GET"]),
-            Route("/v1/gateways/{gid}/keys", self.list_keys, methods=["GET"]),
-            Route("/v1/gateways/{gid}/keys", self.create_key, methods=["POST"]),
-            Route("/v1/gateways/{gid}/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
-            Route("/v1/gateways/{gid}/receipt-secret", self.get_receipt_secret, methods=["GET"]),
+            Route("/v1/gateways", self._guarded(self.list_gateways), methods=["GET"]),
+            Route("/v1/gateways", self._guarded(self.create_gateway), methods=["POST"]),
+            Route("/v1/gateways/{gid}", self._guarded(self.show_gateway), methods=["GET"]),
+            Route("/v1/gateways/{gid}/origins", self._guarded(self.put_origins), methods=["PUT"]),
+            Route("/v1/gateways/{gid}/manifest", self._guarded(self.get_manifest), methods=["GET"]),
+            Route("/v1/gateways/{gid}/manifest", self._guarded(self.put_manifest), methods=["PUT"]),
+            Route("/v1/gateways/{gid}/leads", self._guarded(self.list_leads), methods=["GET"]),
+            Route("/v1/gateways/{gid}/keys", self._guarded(self.list_keys), methods=["GET"]),
+            Route("/v1/gateways/{gid}/keys", self._guarded(self.create_key), methods=["POST"]),
+            Route("/v1/gateways/{gid}/keys/{key_id}", self._guarded(self.revoke_key), methods=["DELETE"]),
+            Route("/v1/gateways/{gid}/receipt-secret", self._guarded(self.get_receipt_secret), methods=["GET"]),
         ]
+
+    def _guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` behind the admin token and the per-key limit, its answer with the limit's headers."""
+
+        async def guarded(request: Request) -> Response:
+            self._auth.check(request)
+            if self._limiter is None:
+                return await handler(request)
+            verdict = (await self._limiter.hit(ADMIN_LIMIT_KEY)).enforce()
+            response = await handler(request)
+            response.headers.update(verdict.headers())
+            return response
+
+        return guarded
 
     def operations(self) -> list[Operation]:
         gid = (Param("gid", "path", "The gateway's id", GatewayId),)
-        read = (403, 404)
-        write = (403, 404, 413, 422)
+        read = (403, 404, 429)
+        write = (403, 404, 413, 422, 429)
 
         def admin(method: Method, path: str, summary: str, **described: Any) -> Operation:
             defaults: dict[str, Any] = {"params": gid if "{gid}" in path else (), "errors": read}
             return Operation(method, path, summary, "admin", security="admin", **{**defaults, **described})
 
         return [
-            admin("GET", "/v1/gateways", "List gateways", response=GatewayList, errors=(403,)),
+            admin("GET", "/v1/gateways", "List gateways", response=GatewayList, errors=(403, 429)),
             admin(
                 "POST",
                 "/v1/gateways",
@@ -189,7 +217,7 @@ class AdminApi:
                 body=GatewayCreate,
                 response=Gateway,
                 status=201,
-                errors=(403, 409, 413, 422),
+                errors=(403, 409, 413, 422, 429),
             ),
             admin("GET", "/v1/gateways/{gid}", "One gateway", response=Gateway),
             admin(
@@ -245,67 +273,56 @@ class AdminApi:
         ]
 
     async def list_gateways(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateways = await self._directory.all()
         return JSONResponse({"gateways": [g.model_dump(mode="json") for g in gateways]})
 
     async def create_gateway(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         spec = await self._body(request, GatewayCreate)
         gateway = await self._directory.create(spec)
         return JSONResponse(gateway.model_dump(mode="json"), status_code=201)
 
     async def show_gateway(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         return JSONResponse(gateway.model_dump(mode="json"))
 
     async def put_origins(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         await self._directory.require(request.path_params["gid"])
         update = await self._body(request, OriginsUpdate)
         gateway = await self._directory.set_allowed_origins(request.path_params["gid"], update.allowed_origins)
         return JSONResponse(gateway.model_dump(mode="json"))
 
     async def get_manifest(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         return JSONResponse(gateway.manifest.model_dump(mode="json"))
 
     async def put_manifest(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         await self._directory.require(request.path_params["gid"])
         manifest = await self._body(request, AgentManifest)
         gateway = await self._directory.set_manifest(request.path_params["gid"], manifest)
         return JSONResponse(gateway.manifest.model_dump(mode="json"))
 
     async def list_leads(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         query = validated(LeadsQuery, dict(request.query_params))
         leads = await self._store.list_leads(gateway.id, limit=query.limit)
         return JSONResponse({"leads": [dataclasses.asdict(lead) for lead in leads]})
 
     async def list_keys(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         return JSONResponse({"keys": [key_json(key) for key in await self._keys.list(gateway.id)]})
 
     async def create_key(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         spec = await self._body(request, KeyCreate)
         record, plaintext = await self._keys.create(gateway.id, spec.kind, spec.name)
         return JSONResponse(KeyCreated(key=plaintext, **key_json(record)), status_code=201)
 
     async def revoke_key(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         record = await self._keys.revoke(gateway.id, request.path_params["key_id"])
         return JSONResponse(key_json(record))
 
     async def get_receipt_secret(self, request: Request) -> JSONResponse:
-        self._auth.check(request)
         gateway = await self._directory.require(request.path_params["gid"])
         secret = await receipt_secret(self._store, gateway.id)
         return JSONResponse(ReceiptSecret(gateway_id=gateway.id, secret=secret, algorithm=RECEIPT_ALGORITHM))

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from . import __version__
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
+from .analytics.api import API_LIMIT_WINDOW_SECONDS
 from .analytics.live import LiveFeed, LiveStream
 from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
@@ -29,10 +30,11 @@ from .ingest.visits import VisitRoutes
 from .metrics import Metrics, RequestMetrics
 from .openapi import OpenApiDocument, Operation
 from .privacy import redact_sdk_logs
+from .ratelimit import limiter_for
 from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
-from .store.retention import keep_pruning
+from .store.retention import RetentionPeriods, keep_pruning
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
 from .web import EXCEPTION_HANDLERS, cors_route, quiet_client_disconnects
@@ -92,16 +94,19 @@ def create_app(
             await services.stop()
 
     body_limit = settings.max_body_bytes
-    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS)
+    api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
+    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS, limiter=api_limit)
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(services.keys, live_feed)
-    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS)
+    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)
     visits = VisitRoutes.build(services, max_body_bytes=body_limit)
     crm = CrmCallbackRoutes(services.keys, services.store, max_body_bytes=body_limit)
-    admin = AdminApi(auth, services.directory, services.store, services.keys, max_body_bytes=body_limit)
+    admin = AdminApi(
+        auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
+    )
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
@@ -157,13 +162,16 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def _retention(services: Services) -> AsyncIterator[None]:
-    """Prune data older than `retention_days` while the app runs, when it is set."""
-    days = services.settings.retention_days
-    if days is None:
+    """Prune data older than its retention period while the app runs, unless every period is 0 (keep)."""
+    settings = services.settings
+    periods = RetentionPeriods(
+        settings.event_retention_days, settings.analytics_retention_days, settings.health_retention_days
+    )
+    if not periods.enabled:
         yield
         return
     async with anyio.create_task_group() as tg:
-        tg.start_soon(keep_pruning, services.store, days)
+        tg.start_soon(keep_pruning, services.store, periods)
         yield
         tg.cancel_scope.cancel()
 

@@ -11,8 +11,13 @@
     mcp-gateway events tail [--gateway ID] [--json] [--once]
     mcp-gateway migrate-db --db PATH --database-url URL    (copy a SQLite database into an empty PostgreSQL one)
 
-`--db` defaults to `MCP_GATEWAY_DB`, then `./mcp-gateway.db`. `--database-url postgresql://...` (or
-`MCP_GATEWAY_DATABASE_URL`) stores everything in PostgreSQL instead, and then `--db` is not used.
+Every command finds the database the same way: `--database-url postgresql://...` (or
+`MCP_GATEWAY_DATABASE_URL`) stores everything in PostgreSQL; otherwise the SQLite file `--db`, else
+`MCP_GATEWAY_DB`, else `$XDG_DATA_HOME/mcp-gateway/mcp-gateway.db` (`~/.local/share/mcp-gateway/...`),
+whatever the working directory, so `keys create` run anywhere writes where `serve` reads. Each command
+says on stderr which database it used (`database: ...`). An `./mcp-gateway.db` (older versions' default)
+in the working directory is not taken silently: while the default file does not exist yet, commands
+refuse and say how to move it (or pass `--db`); once it does, they note that it is not used.
 Exit codes: 0 ok, 1 failed, 2 usage.
 """
 
@@ -22,7 +27,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,15 +39,18 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from . import logs
-from .config import ENV_PREFIX, Settings
+from .config import ENV_PREFIX, LEGACY_DB_PATH, Settings
 from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
 from .keys import KEY_KINDS, KeyService
 from .logs import LOG_FORMATS, LogFormat
 from .metrics import MULTIPROCESS_VARIABLE
 from .store import Store, store_for
+from .store.postgres import redacted
 from .store.transfer import Copied, copy_sqlite_to_postgres
 from .tail import DEFAULT_BACKLOG, as_json, as_line, stored_rows
+
+logger = logging.getLogger("mcp_gateway")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,7 +173,13 @@ async def _migrate_db(settings: Settings) -> int:
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, default=None, metavar="PATH", help="SQLite file (env MCP_GATEWAY_DB)")
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="SQLite file (env MCP_GATEWAY_DB; default $XDG_DATA_HOME/mcp-gateway/mcp-gateway.db)",
+    )
     parser.add_argument(
         "--database-url",
         default=None,
@@ -181,6 +197,30 @@ def _version() -> str:
 def _fail(message: str) -> int:
     sys.stderr.write(f"error: {message}\n")
     return 1
+
+
+def _which_database(settings: Settings, *, named: bool, copying: bool = False) -> list[str]:
+    """The lines naming the database this command uses (a note first, when there is one; `copying`: the SQLite
+    file copied into PostgreSQL, `migrate-db`). Unless one was `named` (flag or environment), an older version's
+    `./mcp-gateway.db` here is never passed over silently: refused while the default file does not exist yet
+    (the user's data would seem gone), noted once it does."""
+    if settings.database_url is not None and not copying:
+        return [f"database: {redacted(settings.database_url)}"]
+    path = settings.db_path.absolute()
+    legacy = LEGACY_DB_PATH.absolute()
+    notes = []
+    if not named and legacy.is_file() and not (path.exists() and path.samefile(legacy)):
+        folder = shlex.quote(str(path.parent))
+        move = f"mkdir -p {folder} && mv {shlex.quote(str(legacy))}* {folder}/"
+        keep = f"--db {shlex.quote(str(legacy))} (or MCP_GATEWAY_DB)"
+        if not path.exists():
+            raise GatewayError(
+                f"{legacy} is where older versions kept the database; the default is now {path}, whatever the"
+                f" working directory. Stop the gateway, then move it: {move} -- or keep it with {keep}"
+            )
+        notes.append(f"note: {legacy} (an older version's default database) is not used; to use it: {keep}")
+    into = f" (copied into {redacted(settings.database_url)})" if settings.database_url and copying else ""
+    return [*notes, f"database: {path}{into}"]
 
 
 def _load_manifest(path: Path) -> AgentManifest:
@@ -262,7 +302,7 @@ WORKER_ENVIRONMENT: Final = ENV_PREFIX + "WORKER"
 """What `serve --workers N` hands its worker processes: the settings and log options, as JSON."""
 
 
-def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: int) -> int:
+def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: int, database: list[str]) -> int:
     import uvicorn
 
     from . import connections
@@ -274,6 +314,8 @@ def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: i
             "--workers above 1 needs PostgreSQL (--database-url or MCP_GATEWAY_DATABASE_URL): SQLite is one process's"
         )
     logs.configure(log_level, log_format)
+    for line in database:  # in the log's format (a JSON log stays JSON)
+        logger.log(logging.WARNING if line.startswith("note: ") else logging.INFO, line)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -339,8 +381,11 @@ def run(argv: Sequence[str] | None = None) -> int:
             if args.allowed_hosts:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)
+        named = args.db is not None or bool(os.environ.get(ENV_PREFIX + "DB"))
+        database = _which_database(settings, named=named, copying=args.command == "migrate-db")
         if args.command == "serve":
-            return _serve(settings, args.log_level, args.log_format, args.workers)
+            return _serve(settings, args.log_level, args.log_format, args.workers, database)
+        sys.stderr.write("".join(line + "\n" for line in database))
         if args.command == "stdio":
             return _stdio(settings, args.gateway)
         if args.command == "migrate-db":

@@ -8,13 +8,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX: Final = "MCP_GATEWAY_"
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
-DEFAULT_DB_PATH: Final = "mcp-gateway.db"
+DB_FILE_NAME: Final = "mcp-gateway.db"
+LEGACY_DB_PATH: Final = Path(DB_FILE_NAME)
+"""Where version 0.1 kept the database by default: the working directory, whichever it was."""
 
 DEFAULT_ALLOWED_HOSTS: Final = ("127.0.0.1", "127.0.0.1:*", "localhost", "localhost:*", "[::1]", "[::1]:*")
 """Host headers accepted by default: loopback only, which is DNS-rebinding protection for a local server."""
@@ -48,10 +50,27 @@ DEFAULT_V1_TRACK_RATE_LIMIT: Final = 200
 """`POST /v1/track` requests per minute before 429 `rate_limited` (seed 004's burst): per `sk_` key, per `pk_` key
 and client IP."""
 
+DEFAULT_API_RATE_LIMIT: Final = 1000
+"""Requests per key per minute on the analytics and admin APIs (seed 000's dashboard API limit)."""
+
+# -- retention (mcp_gateway/store/retention.py): seed 000's table; 0 keeps forever
+DEFAULT_EVENT_RETENTION_DAYS: Final = 30
+"""Raw events and MCP sessions (the seed's event logs; kept as long as the analytics that read them)."""
+
+DEFAULT_ANALYTICS_RETENTION_DAYS: Final = 30
+"""Traffic rollups, sketches, web sessions and session counts (the seed's aggregated analytics: 30 days)."""
+
+DEFAULT_HEALTH_RETENTION_DAYS: Final = 60
+"""MCP call counts, errors and latency per tool, resource and prompt (the seed's health stats: 60 days)."""
+
 _NUMBER_VARIABLES: Final = (
     "TRACK_RATE_LIMIT",
     "V1_TRACK_RATE_LIMIT",
+    "API_RATE_LIMIT",
     "RETENTION_DAYS",
+    "EVENT_RETENTION_DAYS",
+    "ANALYTICS_RETENTION_DAYS",
+    "HEALTH_RETENTION_DAYS",
     "MCP_SESSION_IDLE_SECONDS",
     "MAX_MCP_SESSIONS",
     "MAX_MCP_SESSIONS_PER_IP",
@@ -74,6 +93,18 @@ DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 100
 """Open connections one client address (IPv6: one /64) may hold per process; more are answered 429 and closed."""
 
 
+def default_db_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The SQLite file when neither `--db` nor `MCP_GATEWAY_DB` names one: in the user's data directory,
+    `$XDG_DATA_HOME/mcp-gateway/`, else `~/.local/share/mcp-gateway/`, whatever the working directory."""
+    env = os.environ if environ is None else environ
+    data_home = env.get("XDG_DATA_HOME", "")
+    base = Path(data_home) if os.path.isabs(data_home) else Path.home() / ".local" / "share"
+    return base / "mcp-gateway" / DB_FILE_NAME
+
+
+_RETENTION_PERIODS: Final = ("event_retention_days", "analytics_retention_days", "health_retention_days")
+
+
 class Settings(BaseModel):
     """Everything a gateway process needs to know, validated once."""
 
@@ -81,7 +112,7 @@ class Settings(BaseModel):
 
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
-    db_path: Path = Path(DEFAULT_DB_PATH)
+    db_path: Path = Field(default_factory=default_db_path)
     database_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
     """A PostgreSQL server (`postgresql://user:password@host:port/dbname`); when set, `db_path` is not used."""
     admin_token: str | None = Field(default=None, min_length=16)
@@ -95,10 +126,14 @@ class Settings(BaseModel):
     new_mcp_sessions_per_ip_per_minute: int = Field(default=DEFAULT_NEW_MCP_SESSIONS_PER_IP_PER_MINUTE, ge=1)
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
     gateway_cache_seconds: float = Field(default=DEFAULT_GATEWAY_CACHE_SECONDS, ge=0)
-    retention_days: int | None = Field(default=None, ge=1)
-    """Delete tracked data (events, sessions, rollups) older than this many days, hourly; None keeps everything."""
+    retention_days: int | None = Field(default=None, ge=0)
+    """The old single period (`MCP_GATEWAY_RETENTION_DAYS`): when set, the default of the three below."""
+    event_retention_days: int = Field(default=DEFAULT_EVENT_RETENTION_DAYS, ge=0)
+    analytics_retention_days: int = Field(default=DEFAULT_ANALYTICS_RETENTION_DAYS, ge=0)
+    health_retention_days: int = Field(default=DEFAULT_HEALTH_RETENTION_DAYS, ge=0)
     track_rate_limit: int = Field(default=DEFAULT_TRACK_RATE_LIMIT, ge=1)
     v1_track_rate_limit: int = Field(default=DEFAULT_V1_TRACK_RATE_LIMIT, ge=1)
+    api_rate_limit: int = Field(default=DEFAULT_API_RATE_LIMIT, ge=1)
     header_timeout_seconds: float = Field(default=DEFAULT_HEADER_TIMEOUT_SECONDS, gt=0, le=3600)
     body_timeout_seconds: float = Field(default=DEFAULT_BODY_TIMEOUT_SECONDS, gt=0, le=3600)
     max_connections_per_ip: int = Field(default=DEFAULT_MAX_CONNECTIONS_PER_IP, ge=1)
@@ -119,13 +154,20 @@ class Settings(BaseModel):
         except ValueError:
             raise ValueError("each trusted proxy must be an IP address or network, e.g. 10.0.0.0/8") from None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_period_for_all(cls, data: object) -> object:
+        """`retention_days` (the old single period) stands for each period not given on its own."""
+        if isinstance(data, dict) and data.get("retention_days") is not None:
+            return {**{name: data["retention_days"] for name in _RETENTION_PERIODS}, **data}
+        return data
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from `MCP_GATEWAY_*` variables; explicit overrides (CLI flags) win when not None."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
-        if db := env.get(ENV_PREFIX + "DB"):
-            values["db_path"] = Path(db)
+        values["db_path"] = Path(db) if (db := env.get(ENV_PREFIX + "DB")) else default_db_path(env)
         if url := env.get(ENV_PREFIX + "DATABASE_URL"):
             values["database_url"] = url
         if token := env.get(ENV_PREFIX + "ADMIN_TOKEN"):

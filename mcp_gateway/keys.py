@@ -73,18 +73,22 @@ class KeyService:
 
     async def resolve(self, plaintext: str, kinds: Collection[KeyKind]) -> KeyRecord | None:
         """The live key of one of `kinds` that `plaintext` is, or None."""
+        record = await self.find(plaintext)
+        if record is None or record.revoked_at_ms is not None or record.kind not in kinds:
+            return None
+        return record
+
+    async def find(self, plaintext: str) -> KeyRecord | None:
+        """The key `plaintext` is, of any kind, revoked or not; None for a key nobody created."""
         if not plaintext or len(plaintext) > 200:
             return None
         digest = hash_key(plaintext)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and now - hit[0] < self._cache_seconds:
-            record = hit[1]
-        else:
-            record = await self._store.find_key(digest)
-            if len(self._cache) >= MAX_CACHED_KEYS:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[digest] = (now, record)
-        if record is None or record.revoked_at_ms is not None or record.kind not in kinds:
-            return None
+            return hit[1]
+        record = await self._store.find_key(digest)
+        if len(self._cache) >= MAX_CACHED_KEYS:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[digest] = (now, record)
         return record

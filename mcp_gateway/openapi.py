@@ -36,6 +36,7 @@ SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
     "readBearer": {"type": "http", "scheme": "bearer", "description": "A key of kind `read` (rk_…)"},
     "readApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "A key of kind `read`"},
     "readQuery": {"type": "apiKey", "in": "query", "name": "api_key", "description": "A key of kind `read`"},
+    "readToken": {"type": "apiKey", "in": "query", "name": "token", "description": "A key of kind `read` (seed 002)"},
     "admin": {"type": "http", "scheme": "bearer", "description": "The admin token"},
     "org": {"type": "apiKey", "in": "header", "name": "X-Org-Id", "description": "A key of kind `org` (org_…)"},
     "trackKey": {
@@ -46,7 +47,7 @@ SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
     },
 }
 SECURITY_ALTERNATIVES: Final[dict[Security, tuple[str, ...]]] = {
-    "read": ("readBearer", "readApiKey", "readQuery"),
+    "read": ("readBearer", "readApiKey", "readQuery", "readToken"),
     "admin": ("admin",),
     "org": ("org",),
     "track": ("trackKey",),

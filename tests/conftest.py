@@ -29,6 +29,20 @@ from .support import (
 BACKENDS = ("sqlite", "postgresql")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`XDG_DATA_HOME` for the whole run: a command or server started without a database path makes its default
+    one here, never in the real home directory (subprocesses inherit it)."""
+    folder = tmp_path_factory.mktemp("xdg-data-home")
+    previous = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = previous
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "gateway.db"
@@ -72,7 +86,8 @@ def module_database_url(module_backend: str, request: pytest.FixtureRequest) -> 
 
 @pytest.fixture
 def settings(db_path: Path, database_url: str | None) -> Settings:
-    return Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN)
+    # retention off: the tests' data sets are dated 2026-01-01 on, which the default periods would prune
+    return Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN, retention_days=0)
 
 
 @pytest.fixture

@@ -293,6 +293,8 @@ def expected_protocol_version(transport: str) -> str:
 def gateway_environment() -> dict[str, str]:
     """The environment the MCP SDK gives a stdio server (a safe few variables), plus this test's database URL."""
     env = get_default_environment()
+    if data_home := os.environ.get("XDG_DATA_HOME"):  # the default database's folder: never the real home's
+        env["XDG_DATA_HOME"] = data_home
     if url := database_url():
         env[DATABASE_URL_VARIABLE] = url
     return env
@@ -305,6 +307,7 @@ def serve_environment(**settings: str) -> dict[str, str]:
     if url := database_url():
         env[DATABASE_URL_VARIABLE] = url
     env["MCP_GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN  # no token banner
+    env["MCP_GATEWAY_RETENTION_DAYS"] = "0"  # keep the tests' dated data sets (as the `settings` fixture does)
     env.update({f"MCP_GATEWAY_{name.upper()}": value for name, value in settings.items()})
     return env
 

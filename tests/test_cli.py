@@ -36,12 +36,14 @@ def write_manifest(path: Path, **changes: Any) -> Path:
 
 
 def failed(capsys: pytest.CaptureFixture[str]) -> str:
-    """The error a failed command printed: on stderr, prefixed `error:`, nothing on stdout, no traceback."""
+    """The error a failed command printed: on stderr (after the line naming the database), prefixed `error:`,
+    nothing on stdout, no traceback."""
     output = capsys.readouterr()
+    err = "".join(line for line in output.err.splitlines(keepends=True) if not line.startswith("database: "))
     assert output.out == ""
-    assert output.err.startswith("error: ")
-    assert "Traceback" not in output.err
-    return output.err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
+    return err
 
 
 def test_list_shows_the_demo_gateway_on_a_fresh_database(db: list[str], capsys: pytest.CaptureFixture[str]) -> None:

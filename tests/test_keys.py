@@ -169,8 +169,10 @@ def test_keys_on_an_unknown_gateway_or_key_fail_with_exit_code_1(
     assert run([*argv, *db]) == 1
 
     output = capsys.readouterr()
+    used, error = output.err.split("\n", 1)
     assert output.out == ""
-    assert output.err.startswith("error: ") and "Traceback" not in output.err
+    assert used.startswith("database: ")
+    assert error.startswith("error: ") and "Traceback" not in error
     assert key_rows(db_path) == []
 
 

@@ -51,7 +51,7 @@ async def test_a_copied_database_answers_as_the_original_and_grows_after_its_row
     tmp_path: Path, empty_postgres: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db_path = tmp_path / "gateway.db"
-    on_sqlite = Settings(db_path=db_path, admin_token=ADMIN_TOKEN)
+    on_sqlite = Settings(db_path=db_path, admin_token=ADMIN_TOKEN, retention_days=0)  # T0 data: keep it
     app = create_app(on_sqlite)
     async with lifespan_running(app):
         transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
@@ -74,7 +74,9 @@ async def test_a_copied_database_answers_as_the_original_and_grows_after_its_row
     printed = capsys.readouterr().out
     assert f"events\t{counts_before['events']} rows" in printed
 
-    on_postgres = Settings(db_path=tmp_path / "unused.db", database_url=empty_postgres, admin_token=ADMIN_TOKEN)
+    on_postgres = Settings(
+        db_path=tmp_path / "unused.db", database_url=empty_postgres, admin_token=ADMIN_TOKEN, retention_days=0
+    )
     after, counts_after = await answers_and_counts(on_postgres, headers)  # the copied read key opens them
     assert counts_after == counts_before
     assert after == before and all("error" not in answer for answer in after)
@@ -98,8 +100,10 @@ async def test_copying_into_a_database_with_gateways_refuses_and_changes_nothing
 ) -> None:
     db_path = tmp_path / "gateway.db"
     for settings in (
-        Settings(db_path=db_path, admin_token=ADMIN_TOKEN),
-        Settings(db_path=tmp_path / "unused.db", database_url=empty_postgres, admin_token=ADMIN_TOKEN),
+        Settings(db_path=db_path, admin_token=ADMIN_TOKEN, retention_days=0),
+        Settings(
+            db_path=tmp_path / "unused.db", database_url=empty_postgres, admin_token=ADMIN_TOKEN, retention_days=0
+        ),
     ):
         async with lifespan_running(create_app(settings)):  # both get their demo gateway
             pass
@@ -107,7 +111,8 @@ async def test_copying_into_a_database_with_gateways_refuses_and_changes_nothing
     argv = ["migrate-db", "--db", str(db_path), "--database-url", empty_postgres]
     assert await anyio.to_thread.run_sync(run, argv) == 1
 
-    error = capsys.readouterr().err
+    used, error = capsys.readouterr().err.split("\n", 1)  # the line naming the database, then the error
+    assert used.startswith("database: ")
     assert error.startswith("error: ") and "empty database" in error
 
 

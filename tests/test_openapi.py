@@ -27,7 +27,12 @@ from .analytics_support import T0, read_headers
 from .support import ADMIN_HEADERS, DEMO, create_key
 
 GID: Final = {"X-Gateway-ID": DEMO}
-READ_SCHEMES: Final[list[dict[str, list[str]]]] = [{"readBearer": []}, {"readApiKey": []}, {"readQuery": []}]
+READ_SCHEMES: Final[list[dict[str, list[str]]]] = [
+    {"readBearer": []},
+    {"readApiKey": []},
+    {"readQuery": []},
+    {"readToken": []},
+]
 UNDOCUMENTED_METHODS: Final = {"HEAD", "OPTIONS"}
 """Starlette adds HEAD to every GET; cors routes answer OPTIONS preflights. Neither is an API operation."""
 

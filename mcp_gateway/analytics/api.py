@@ -6,8 +6,12 @@ body of a POST, path parameters merged in; no body is `{}`, which the document s
 parameters all have defaults) and an `answer(asked, args)` function returning
 something pydantic can serialise (dataclasses, models, dicts). This module does the rest, the same
 way for all of them: the key (`Authorization: Bearer rk_…`, `X-API-Key`, the `api_key` query
-parameter, or the dashboard's cookie; none or an unknown key -> 401 with `WWW-Authenticate:
-Bearer`), 400 naming the bad parameter, the JSON answer, CORS, and the OpenAPI description.
+parameter or seed 002's `token`, or the dashboard's cookie; none -> 401 "a read key is required", a key
+nobody created or a revoked one -> 401 "unknown or revoked key", both with `WWW-Authenticate: Bearer`),
+seed 002's `project` (the gateway to ask about: a read key reads its own gateway only, so naming it is
+the same as leaving it out and naming another is 403), the per-key limit (`Settings.api_rate_limit` a
+minute, seed 000's dashboard API limit: 429 with the limits' body and headers), 400 naming the bad
+parameter, the JSON answer, CORS, and the OpenAPI description.
 """
 
 from __future__ import annotations
@@ -26,13 +30,20 @@ from starlette.routing import BaseRoute
 
 from ..keys import KeyService
 from ..openapi import Operation
-from ..store import KeyKind, Store
+from ..ratelimit import RateLimiter
+from ..store import KeyKind, KeyRecord, Store
 from ..web import ApiError, cors_route, read_body, validated
 
 READ_KINDS: Final[tuple[KeyKind, ...]] = ("read",)
 READ_KEY_COOKIE: Final = "mcpg_read_key"
 """The cookie the dashboard's login sets: the read key itself, HttpOnly and SameSite=Strict."""
 MAX_QUESTION_BODY_BYTES: Final = 64 * 1024
+QUERY_KEY_PARAMETERS: Final = ("api_key", "token")
+"""Query parameters that may carry the read key: ours, and seed 002's `token` ("ApiKey token in query")."""
+PROJECT_PARAMETER: Final = "project"
+"""Seed 002's parameter naming the project (here: gateway) a question is about."""
+API_LIMIT_WINDOW_SECONDS: Final = 60.0
+"""The window of the analytics and admin APIs' per-key limit (`Settings.api_rate_limit` requests in it)."""
 
 A = TypeVar("A", bound=BaseModel)
 
@@ -68,6 +79,7 @@ class Question(Generic[A]):
             self.summary,
             self.tag,
             security="read",
+            errors=(400, 403, 429),  # 403: a `project` the key may not read; 429: the per-key limit
             query=None if post else self.args,
             body=self.args if post else None,
             body_required=not optional,
@@ -77,32 +89,64 @@ class Question(Generic[A]):
 
 
 def presented_key(request: Request) -> str:
-    """The read key a request carries, in order: Authorization Bearer, X-API-Key, ?api_key=, cookie."""
+    """The read key a request carries, in order: Authorization Bearer, X-API-Key, ?api_key=, ?token=, cookie."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
+    queried = (request.query_params.get(name, "").strip() for name in QUERY_KEY_PARAMETERS)
     return (
         request.headers.get("x-api-key", "").strip()
-        or request.query_params.get("api_key", "").strip()
+        or next((value for value in queried if value), "")
         or request.cookies.get(READ_KEY_COOKIE, "").strip()
     )
 
 
-async def read_gateway(request: Request, keys: KeyService) -> str:
-    """The gateway whose data the request's read key may see; 401 + WWW-Authenticate otherwise."""
+async def read_key(request: Request, keys: KeyService) -> KeyRecord:
+    """The live read key the request carries; 401 + WWW-Authenticate saying what is wrong otherwise."""
     presented = presented_key(request)
-    key = await keys.resolve(presented, READ_KINDS) if presented else None
-    if key is None:
+    if not presented:
         raise ApiError(
             401,
-            "A read key is required: Authorization: Bearer rk_… or X-API-Key",
+            "A read key is required: Authorization: Bearer rk_…, X-API-Key or ?token=",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    record = await keys.find(presented)
+    if record is None or record.revoked_at_ms is not None:
+        raise ApiError(401, "Unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
+    if record.kind not in READ_KINDS:
+        raise ApiError(
+            401,
+            f"Not a read key: this is a {record.kind} key; analytics need a key of kind read",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return record
+
+
+def check_project(project: object, gateway_id: str) -> None:
+    """Seed 002's `project` names the gateway to ask about, among those the key may read. A read key reads one
+    gateway, its own: naming it (or nothing) asks about it, naming another is 403."""
+    if project is None or project == "" or project == gateway_id:
+        return
+    raise ApiError(
+        403, f"This key may not read project {project!s:.200}: it reads {gateway_id} only", field=PROJECT_PARAMETER
+    )
+
+
+async def read_gateway(request: Request, keys: KeyService) -> str:
+    """The gateway whose data the request's read key may see (and its `project` query parameter names, if any);
+    401 + WWW-Authenticate otherwise."""
+    key = await read_key(request, keys)
+    check_project(request.query_params.get(PROJECT_PARAMETER), key.gateway_id)
     return key.gateway_id
 
 
 async def request_args(request: Request, model: type[A]) -> A:
     """The arguments of a question: the JSON body of a POST or the query string, plus path parameters."""
+    return validated(model, await request_data(request))
+
+
+async def request_data(request: Request) -> dict[str, Any]:
+    """What `request_args` validates: the JSON body of a POST or the query string, plus path parameters."""
     data: dict[str, Any]
     if request.method == "POST":
         body = await read_body(request, MAX_QUESTION_BODY_BYTES)
@@ -115,9 +159,10 @@ async def request_args(request: Request, model: type[A]) -> A:
         data = parsed
     else:
         data = dict(request.query_params)
-        data.pop("api_key", None)
+        for name in QUERY_KEY_PARAMETERS:
+            data.pop(name, None)
     data.update(request.path_params)
-    return validated(model, data)
+    return data
 
 
 def json_answer(value: Any) -> JSONResponse:
@@ -127,10 +172,18 @@ def json_answer(value: Any) -> JSONResponse:
 class AnalyticsApi:
     """Serves `questions` under read keys, plus whatever routes the live and MCP parts add."""
 
-    def __init__(self, keys: KeyService, store: Store, questions: Sequence[Question[Any]]) -> None:
+    def __init__(
+        self,
+        keys: KeyService,
+        store: Store,
+        questions: Sequence[Question[Any]],
+        *,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._keys = keys
         self._store = store
         self._questions = list(questions)
+        self._limiter = limiter
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -142,10 +195,20 @@ class AnalyticsApi:
         return [question.operation() for question in self._questions]
 
     def _endpoint(self, question: Question[Any]) -> Callable[[Request], Awaitable[Response]]:
+        own_project = PROJECT_PARAMETER in question.args.model_fields  # a filter of its own (leads: the form's)
+
         async def endpoint(request: Request) -> Response:
-            gateway_id = await read_gateway(request, self._keys)
-            args = await request_args(request, question.args)
-            asked = Asked(self._store, gateway_id, int(time.time() * 1000))
-            return json_answer(await question.answer(asked, args))
+            key = await read_key(request, self._keys)
+            verdict = None if self._limiter is None else (await self._limiter.hit(key.id)).enforce()
+            data = await request_data(request)
+            if not own_project:
+                check_project(data.pop(PROJECT_PARAMETER, None), key.gateway_id)
+                check_project(request.query_params.get(PROJECT_PARAMETER), key.gateway_id)  # a POST's query
+            args = validated(question.args, data)
+            asked = Asked(self._store, key.gateway_id, int(time.time() * 1000))
+            response = json_answer(await question.answer(asked, args))
+            if verdict is not None:
+                response.headers.update(verdict.headers())
+            return response
 
         return endpoint

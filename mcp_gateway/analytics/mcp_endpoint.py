@@ -48,6 +48,7 @@ from .. import __version__
 from ..config import Settings
 from ..keys import KeyService
 from ..openapi import Operation
+from ..ratelimit import RateLimiter
 from ..store import Store
 from ..transports.http import JsonErrors
 from ..web import ApiError, validated
@@ -111,8 +112,17 @@ def _result(value: Any, *, error: bool = False) -> CallToolResult:
 class AnalyticsMcp:
     """The MCP server at `/analytics/mcp` and its SDK session manager; `run()` it in the app's lifespan."""
 
-    def __init__(self, settings: Settings, keys: KeyService, store: Store, questions: Sequence[Question[Any]]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyService,
+        store: Store,
+        questions: Sequence[Question[Any]],
+        *,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._keys = keys
+        self._limiter = limiter
         self._store = store
         self._tools = question_tools(questions)
         self.server: Server[Any] = Server(
@@ -153,13 +163,21 @@ class AnalyticsMcp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         presented = _key_of(request)
-        key = await self._keys.resolve(presented, READ_KINDS) if presented else None
-        if key is None:
+        if not presented:
             raise ApiError(
                 401,
                 "A read key is required: Authorization: Bearer rk_… or X-API-Key",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        key = await self._keys.resolve(presented, READ_KINDS)
+        if key is None:
+            raise ApiError(
+                401,
+                "Unknown or revoked key (or not a read key)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if self._limiter is not None:  # the REST questions' per-key limit, counted together
+            (await self._limiter.hit(key.id)).enforce()
         scope[GATEWAY_SCOPE_KEY] = key.gateway_id
         await self._sessions.handle_request(scope, receive, JsonErrors(send))
 

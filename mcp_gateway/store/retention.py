@@ -1,10 +1,15 @@
-"""Retention: deleting tracked data older than a number of days (`MCP_GATEWAY_RETENTION_DAYS`), off by default.
+"""Retention: tracked data older than its period is deleted, hourly; three periods, after seed 000's table.
 
-The seed's data-retention table (event logs 100 entries / 24 h, analytics 30 days, health stats 60 days) is
-the edge product's: there, analytics are kept as aggregates and raw logs briefly. Here the raw events answer
-windows of up to 90 days and the rollups are derived from them, so one period applies to everything tracked:
-events, MCP sessions, web sessions and every rollup, by the time each row is about. Gateways, keys and leads
-(business data) are never deleted by it. `MCP_GATEWAY_RETENTION_DAYS=30` keeps what the seed's analytics keep.
+    events     raw events and MCP sessions                        MCP_GATEWAY_EVENT_RETENTION_DAYS      30
+    analytics  traffic rollups, sketches, web sessions, counts    MCP_GATEWAY_ANALYTICS_RETENTION_DAYS  30
+    health     MCP calls, errors and latency per primitive        MCP_GATEWAY_HEALTH_RETENTION_DAYS     60
+
+The seed keeps analytics 30 days and health stats (success/error counts) 60; its event log keeps 100 entries
+for 24 hours because its analytics are aggregates. Here funnels, cohort retention, `/events`, session detail and
+the lead list read the raw events themselves, so they are kept as long as the analytics by default (1 gives the
+seed's day, at the cost of those answers beyond it). 0 keeps a kind forever; `MCP_GATEWAY_RETENTION_DAYS` (the
+one period of earlier versions) is the default of all three. Gateways, keys and leads (business data) are never
+deleted.
 
 Deletes go through the writer, an hour (or a day, for daily tables) of one gateway per job, so no transaction
 grows with the database and writes keep flowing between them. Several processes may prune at once: each job
@@ -15,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
 
 import anyio
 
@@ -27,19 +33,41 @@ logger = logging.getLogger(__name__)
 
 DAY_MS: Final = 24 * HOUR_MS
 
-TIMED_TABLES: Final = (
-    ("events", "ts_ms", HOUR_MS),
-    ("event_rollups", "hour_ms", HOUR_MS),
-    ("activity_rollups", "hour_ms", HOUR_MS),
-    ("mcp_rollups", "hour_ms", HOUR_MS),
-    ("distinct_sketches", "bucket_ms", DAY_MS),
-    ("event_rollups_daily", "day_ms", DAY_MS),
-    ("mcp_rollups_daily", "day_ms", DAY_MS),
-    ("session_counts", "day_ms", DAY_MS),
-    ("visitor_sketches", "day_ms", DAY_MS),
-    ("sessions", "last_ms", DAY_MS),
+Kind = Literal["events", "analytics", "health"]
+"""What a table holds, which says how long it is kept."""
+
+TIMED_TABLES: Final[tuple[tuple[str, str, int, Kind], ...]] = (
+    ("events", "ts_ms", HOUR_MS, "events"),
+    ("event_rollups", "hour_ms", HOUR_MS, "analytics"),
+    ("activity_rollups", "hour_ms", HOUR_MS, "analytics"),
+    ("mcp_rollups", "hour_ms", HOUR_MS, "health"),
+    ("distinct_sketches", "bucket_ms", DAY_MS, "analytics"),
+    ("event_rollups_daily", "day_ms", DAY_MS, "analytics"),
+    ("mcp_rollups_daily", "day_ms", DAY_MS, "health"),
+    ("session_counts", "day_ms", DAY_MS, "analytics"),
+    ("visitor_sketches", "day_ms", DAY_MS, "analytics"),
+    ("sessions", "last_ms", DAY_MS, "analytics"),
 )
-"""Each table, the column saying when its row happened, and the span one delete job takes."""
+"""Each table, the column saying when its row happened, the span one delete job takes, and its kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPeriods:
+    """Days each kind of data is kept; 0 keeps it forever."""
+
+    events: int
+    analytics: int
+    health: int
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.events, self.analytics, self.health))
+
+    def cutoffs(self, now_ms: int) -> dict[Kind, int | None]:
+        """For each kind, the time before which its rows go (None: kept)."""
+        days: dict[Kind, int] = {"events": self.events, "analytics": self.analytics, "health": self.health}
+        return {kind: now_ms - n * DAY_MS if n else None for kind, n in days.items()}
+
 
 ORPHAN_MCP_SESSIONS: Final = (
     "DELETE FROM mcp_sessions WHERE gateway_id = ? AND started_at_ms < ? AND NOT EXISTS"
@@ -59,11 +87,17 @@ def _delete_span(table: str, column: str, gateway_id: str, start_ms: int, end_ms
     return job
 
 
-async def prune(store: Store, cutoff_ms: int) -> dict[str, int]:
-    """Delete every tracked row about a time before `cutoff_ms`; how many rows of each table went."""
+async def prune(store: Store, cutoffs: int | Mapping[Kind, int | None]) -> dict[str, int]:
+    """Delete every tracked row about a time before its kind's cutoff (one `int`: the same for every kind; None:
+    keep that kind); how many rows of each table went."""
+    if isinstance(cutoffs, int):
+        cutoffs = {"events": cutoffs, "analytics": cutoffs, "health": cutoffs}
     deleted: dict[str, int] = {}
     gateways = [str(row[0]) for row in await store.fetch("SELECT id FROM gateways ORDER BY id")]
-    for table, column, span in TIMED_TABLES:
+    for table, column, span, kind in TIMED_TABLES:
+        cutoff_ms = cutoffs.get(kind)
+        if cutoff_ms is None:
+            continue
         for gateway_id in gateways:
             oldest = await store.fetch(f"SELECT MIN({column}) FROM {table} WHERE gateway_id = ?", (gateway_id,))
             if not oldest or oldest[0][0] is None or int(oldest[0][0]) >= cutoff_ms:
@@ -74,9 +108,10 @@ async def prune(store: Store, cutoff_ms: int) -> dict[str, int]:
                 count = await store.write(_delete_span(table, column, gateway_id, start, end))
                 deleted[table] = deleted.get(table, 0) + count
                 start = end
-    for gateway_id in gateways:
+    events_cutoff_ms = cutoffs.get("events")
+    for gateway_id in gateways if events_cutoff_ms is not None else []:
 
-        def orphans(conn: Connection, gateway_id: str = gateway_id) -> int:
+        def orphans(conn: Connection, gateway_id: str = gateway_id, cutoff_ms: int | None = events_cutoff_ms) -> int:
             return max(conn.execute(ORPHAN_MCP_SESSIONS, (gateway_id, cutoff_ms)).rowcount, 0)
 
         deleted["mcp_sessions"] = deleted.get("mcp_sessions", 0) + await store.write(orphans)
@@ -88,12 +123,12 @@ async def prune(store: Store, cutoff_ms: int) -> dict[str, int]:
 PRUNE_EVERY_SECONDS: Final = 3600.0
 
 
-async def keep_pruning(store: Store, days: int, *, every_seconds: float = PRUNE_EVERY_SECONDS) -> None:
-    """Prune what is older than `days` now and then every `every_seconds`, until cancelled; a failed round is
-    logged and the next one tries again."""
+async def keep_pruning(store: Store, periods: RetentionPeriods, *, every_seconds: float = PRUNE_EVERY_SECONDS) -> None:
+    """Prune what is older than its period now and then every `every_seconds`, until cancelled; a failed round
+    is logged and the next one tries again."""
     while True:
         try:
-            await prune(store, int(time.time() * 1000) - days * DAY_MS)
+            await prune(store, periods.cutoffs(int(time.time() * 1000)))
         except StorageError:
             logger.exception("retention: pruning failed; trying again in %.0f s", every_seconds)
         await anyio.sleep(every_seconds)
