@@ -234,3 +234,16 @@ async def test_bad_parameters_are_400_naming_the_field(
 
     assert response.status_code == 400
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize("until", ["253370764800000", "9999-01-01T00:00:00Z"])
+async def test_the_latest_time_a_question_takes_is_answered(http: httpx.AsyncClient, until: str) -> None:
+    response = await http.get(ANOMALIES, params={"until": until}, headers=await read_headers(http, DEMO))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("until", ["253370764800001", "479070054400000", "9999-12-31T23:59:59Z"])
+async def test_a_time_past_the_year_9999_is_a_400_not_a_500(http: httpx.AsyncClient, until: str) -> None:
+    response = await http.get(ANOMALIES, params={"until": until}, headers=await read_headers(http, DEMO))
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "until"

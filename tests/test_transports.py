@@ -173,6 +173,7 @@ async def test_valid_booking_stores_one_lead_with_the_given_details(
         "message": "Show me the analytics.",
         "source": "mcp",
         "created_at_ms": 0,
+        "crm_lead_id": None,
     }
 
 

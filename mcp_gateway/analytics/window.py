@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from ..web import ApiError
 
@@ -58,18 +58,22 @@ def _instant(raw: object) -> object:
 MAX_INSTANT_DIGITS: Final = 15
 """Digits of a time given as milliseconds in a string (a query parameter): 15 reach past the year 30000."""
 
+MAX_INSTANT_MS: Final = 253_370_764_800_000
+"""The latest time a question takes, 9999-01-01T00:00:00Z: answers name days and hours as dates, which end with
+the year 9999 (a later `until` was a 500 found by the fuzz test)."""
+
 INSTANT_SCHEMA: Final = {
     "anyOf": [
         {"type": "string", "pattern": f"^[0-9]{{1,{MAX_INSTANT_DIGITS}}}$"},
-        {"type": "integer", "minimum": 0, "maximum": 10**MAX_INSTANT_DIGITS - 1},
+        {"type": "integer", "minimum": 0, "maximum": MAX_INSTANT_MS},
         {"type": "string", "format": "date-time"},
     ],
     "description": "Milliseconds since the epoch (`1767225600000`), or an ISO 8601 time (`2026-01-01T00:00:00Z`;"
-    " RFC 3339 date-times, and also a date alone or a time without a zone, which is UTC)",
+    " RFC 3339 date-times, and also a date alone or a time without a zone, which is UTC), up to 9999-01-01",
 }
 """How `Instant` is documented: what `_instant` reads."""
 
-Instant = Annotated[int, BeforeValidator(_instant), WithJsonSchema(INSTANT_SCHEMA)]
+Instant = Annotated[int, BeforeValidator(_instant), Field(ge=0, le=MAX_INSTANT_MS), WithJsonSchema(INSTANT_SCHEMA)]
 
 
 class Args(BaseModel):
