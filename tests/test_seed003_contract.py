@@ -24,6 +24,7 @@ from .support import (
     LiveServer,
     gateway_environment,
     gateway_executable,
+    jsonrpc_request,
     stored_rows,
 )
 
@@ -123,3 +124,63 @@ INITIALIZE_PARAMS: Final = {
 async def post(http: httpx.AsyncClient, message: Any, session_id: str | None = None) -> httpx.Response:
     headers = {"Mcp-Session-Id": session_id} if session_id is not None else {}
     return await http.post(JSONRPC_URL, json=message, headers=headers)
+
+
+async def test_a_jsonrpc_initialize_opens_a_session_that_later_posts_join(
+    live_server: LiveServer, live_http: httpx.AsyncClient
+) -> None:
+    opened = await post(live_http, jsonrpc_request("initialize", INITIALIZE_PARAMS, 1))
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["result"]["protocolVersion"] == HANDSHAKE
+    session_id = opened.headers["Mcp-Session-Id"]
+    await flush(live_server)
+    [stored] = sessions_of(live_server)  # recorded at initialize, before any call
+    assert (stored["client_config"], stored["transport"]) == ("curl-script 0.1", "jsonrpc-post")
+
+    listed = await post(live_http, jsonrpc_request("tools/list", request_id=2), session_id)
+    assert listed.status_code == 200, listed.text
+    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["book_demo"]
+    assert "Mcp-Session-Id" not in listed.headers
+    read = await post(live_http, jsonrpc_request("resources/read", {"uri": "system://hint"}, 3), session_id)
+    assert read.status_code == 200, read.text
+    stateless = await post(live_http, jsonrpc_request("prompts/list", request_id=4))
+    assert stateless.status_code == 200, stateless.text
+    await flush(live_server)
+
+    sessions = {row["id"]: row for row in sessions_of(live_server)}
+    events = {event["name"]: event for event in events_of(live_server)}
+    assert events["tools/list"]["session_id"] == events["system://hint"]["session_id"] == stored["id"]
+    anonymous = sessions[events["prompts/list"]["session_id"]]  # no id sent: the sessionless session, as before
+    assert anonymous["id"] != stored["id"] and anonymous["client_config"] == "unknown"
+
+
+async def test_a_jsonrpc_batch_after_initialize_belongs_to_the_session_it_opened(
+    live_server: LiveServer, live_http: httpx.AsyncClient
+) -> None:
+    batch = [jsonrpc_request("initialize", INITIALIZE_PARAMS, 1), jsonrpc_request("tools/list", request_id=2)]
+    response = await post(live_http, batch)
+    assert response.status_code == 200, response.text
+    assert [reply["id"] for reply in response.json()] == [1, 2]
+    assert response.headers["Mcp-Session-Id"]
+    await flush(live_server)
+
+    [stored] = sessions_of(live_server)
+    [event] = events_of(live_server)
+    assert (event["name"], event["session_id"], stored["client_config"]) == (
+        "tools/list",
+        stored["id"],
+        "curl-script 0.1",
+    )
+
+
+@pytest.mark.parametrize("session_id", ["0" * 32, "not-a-session", ""])
+async def test_an_unknown_jsonrpc_session_is_404_as_streamable_http_answers_it(
+    session_id: str, live_http: httpx.AsyncClient
+) -> None:
+    response = await post(live_http, jsonrpc_request("tools/list"), session_id)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Session not found"}}
+
+    again = await post(live_http, jsonrpc_request("initialize", INITIALIZE_PARAMS), session_id)  # start over
+    assert again.status_code == 200 and again.headers["Mcp-Session-Id"] != session_id
