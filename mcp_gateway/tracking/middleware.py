@@ -33,7 +33,6 @@ successful first-page `tools/list` answered, or else the server's own listing (s
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import time
 import uuid
@@ -48,11 +47,12 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
+from ._logging import sdk_logger
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
 from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
 
-logger = logging.getLogger("mcp_gateway.tracking")
+logger = sdk_logger(__name__)
 
 IdentifyResult: TypeAlias = Mapping[str, Any] | None
 IdentifyFn: TypeAlias = Callable[[Any, Mapping[str, str]], IdentifyResult | Awaitable[IdentifyResult]]
