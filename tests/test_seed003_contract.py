@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -24,6 +25,7 @@ from .support import (
     LiveServer,
     gateway_environment,
     gateway_executable,
+    gateway_process,
     jsonrpc_request,
     stored_rows,
 )
@@ -184,3 +186,23 @@ async def test_an_unknown_jsonrpc_session_is_404_as_streamable_http_answers_it(
 
     again = await post(live_http, jsonrpc_request("initialize", INITIALIZE_PARAMS), session_id)  # start over
     assert again.status_code == 200 and again.headers["Mcp-Session-Id"] != session_id
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # several processes share one PostgreSQL database
+@pytest.mark.usefixtures("database_url")
+async def test_a_jsonrpc_session_opened_on_one_process_is_joined_through_another(tmp_path: Path) -> None:
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with (
+        gateway_process(tmp_path / "unused.db") as (_, first_url),
+        gateway_process(tmp_path / "unused.db") as (_, second_url),
+        httpx.AsyncClient(base_url=first_url, limits=no_reuse, timeout=MCP_TIMEOUT) as first,
+        httpx.AsyncClient(base_url=second_url, limits=no_reuse, timeout=MCP_TIMEOUT) as second,
+    ):
+        opened = await post(first, jsonrpc_request("initialize", INITIALIZE_PARAMS, 1))
+        session_id = opened.headers["Mcp-Session-Id"]
+        listed = await post(second, jsonrpc_request("tools/list", request_id=2), session_id)
+        unknown = await post(second, jsonrpc_request("tools/list", request_id=3), "f" * 32)
+
+    assert listed.status_code == 200, listed.text
+    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["book_demo"]
+    assert unknown.status_code == 404
