@@ -45,6 +45,7 @@ from typing import Any, Final, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._logging import sdk_logger
 from .sinks import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
@@ -56,7 +57,7 @@ from .sinks import (
 from .spool import DEFAULT_MAX_SPOOL_BYTES, Spool, default_spool_dir
 from .wire import CaptureBatch, CaptureSession
 
-logger = logging.getLogger("mcp_gateway.tracking")
+logger = sdk_logger(__name__)
 
 _sending: contextvars.ContextVar[bool] = contextvars.ContextVar("mcp_gateway_tracking_sending", default=False)
 """True in the task of a sink while its HTTP client works: httpx and httpcore log in that task."""
@@ -403,6 +404,7 @@ class HttpSink(BatchingSink):
         except httpx.HTTPError as exc:
             return _Outcome("retry", reason=type(exc).__name__)
         status = response.status_code
+        logger.debug("tracking POST %s: HTTP %d", path, status)  # the seed's troubleshooting aid, at DEBUG
         if 200 <= status < 300:
             return _OK
         retry_after = parse_retry_after(response.headers.get("retry-after"))

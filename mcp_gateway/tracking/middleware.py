@@ -1,14 +1,18 @@
 """`TrackingMiddleware`: records MCP traffic at the SDK's middleware seam (`ServerMiddleware`).
 
-It wraps `call_next` for the methods worth counting and lets everything else (`initialize`,
-`ping`, notifications, completions) through untouched. Per tracked request it measures the
-latency around `call_next` with `time.perf_counter`, notes success (False for a raised exception,
-`MCPError` and pydantic's `ValidationError` included, and for a tool result with `isError` true),
-and submits one `CaptureEvent` to the sink; the first request of a session submits its
-`CaptureSession` first (`sessions.py` says which session a request belongs to). The caller's
-exception is re-raised unchanged and its result returned as it came; the middleware's own
-failures are logged and counted (`capture_error`), never raised. Submitting never waits: the sink
-queues and delivers in the background.
+It wraps `call_next` for the methods worth counting and lets everything else (`ping`,
+notifications, completions) through untouched. A session is submitted as soon as its client connects:
+when an `initialize` (the handshake revisions) or a `server/discover` (the 2026-07-28 revision, which
+has no handshake) succeeds, before any call; the SDK runs both requests through the middleware chain
+(as it does `notifications/initialized`, which is not used: a plain JSON-RPC POST never delivers it).
+
+Per tracked request it measures the latency around `call_next` with `time.perf_counter`, notes success (False
+for a raised exception, `MCPError` and pydantic's `ValidationError` included, and for a tool result with
+`isError` true), and submits one `CaptureEvent` to the sink; the first request of a session not yet submitted
+(a sessionless client that never discovered, a forgotten key) submits its `CaptureSession` first
+(`sessions.py` says which session a request belongs to). The caller's exception is re-raised unchanged and its
+result returned as it came; the middleware's own failures are logged and counted (`capture_error`), never
+raised. Submitting never waits: the sink queues and delivers in the background.
 
 Tracked methods: `tools/call`, `resources/read` and `prompts/get` (`operation="call"`, named by
 the tool or prompt name or the resource URI), and `tools/list`, `resources/list`,
@@ -29,7 +33,6 @@ successful first-page `tools/list` answered, or else the server's own listing (s
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import time
 import uuid
@@ -44,11 +47,12 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
+from ._logging import sdk_logger
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
 from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
 
-logger = logging.getLogger("mcp_gateway.tracking")
+logger = sdk_logger(__name__)
 
 IdentifyResult: TypeAlias = Mapping[str, Any] | None
 IdentifyFn: TypeAlias = Callable[[Any, Mapping[str, str]], IdentifyResult | Awaitable[IdentifyResult]]
@@ -80,6 +84,9 @@ TOOLS_TIMEOUT: Final = 1.0
 
 IDENTIFY_TIMEOUT: Final = 1.0
 """Longest an `identify` function may take; past it the session has no user data."""
+
+SESSION_OPENING_METHODS: Final = frozenset({"initialize", "server/discover"})
+"""Requests by which a client connects: once one succeeds, its session is submitted (no event is recorded)."""
 
 ERROR_TYPE_IS_ERROR: Final = "ToolError"
 """`error_type` of a tool result with `isError` true (the SDK's name for an expected tool failure)."""
@@ -197,6 +204,10 @@ class TrackingMiddleware:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         spec = TRACKED_METHODS.get(ctx.method)
+        if spec is None and ctx.method in SESSION_OPENING_METHODS and ctx.request_id is not None:
+            opened = await call_next(ctx)  # a failed handshake raises past us: no session for it
+            await self._connected(ctx)
+            return opened
         if spec is None or ctx.request_id is None or (self._enabled is not None and not await self._enabled()):
             return await call_next(ctx)
         started = time.time()
@@ -212,6 +223,17 @@ class TrackingMiddleware:
         return result
 
     # -- recording -----------------------------------------------------------------------------------
+
+    async def _connected(self, ctx: ServerRequestContext[Any, Any]) -> None:
+        """A client connected (`initialize` or `server/discover` succeeded): submit its session now."""
+        try:
+            if self._enabled is not None and not await self._enabled():
+                return
+            if await self._session_for(ctx) is None:
+                self.sink.stats.drop("session_not_queued")
+        except Exception:
+            logger.exception("tracking could not record the session opened by %s", ctx.method)
+            self.sink.stats.drop("capture_error")
 
     async def _record(
         self,

@@ -73,12 +73,18 @@ def _header(headers: Any, name: str) -> str | None:
 
 
 def _client_info(ctx: ServerRequestContext[Any, Any]) -> tuple[str, str]:
-    """Name and version from the handshake (`initialize` clientInfo) or the 2026-07-28 `_meta` envelope."""
+    """Name and version from the handshake (`initialize` clientInfo) or the 2026-07-28 `_meta` envelope.
+
+    During `initialize` itself the SDK has not committed the client's params to the connection yet (it does
+    once the middleware chain returned), so they are read from the request."""
     params = ctx.session.client_params
     if params is not None:
         return params.client_info.name, params.client_info.version
-    meta = (ctx.params or {}).get("_meta")
-    info = meta.get(CLIENT_INFO_META_KEY) if isinstance(meta, Mapping) else None
+    if ctx.method == "initialize":
+        info = (ctx.params or {}).get("clientInfo")
+    else:
+        meta = (ctx.params or {}).get("_meta")
+        info = meta.get(CLIENT_INFO_META_KEY) if isinstance(meta, Mapping) else None
     if isinstance(info, Mapping):
         name, version = info.get("name"), info.get("version")
         return (name if isinstance(name, str) else ""), (version if isinstance(version, str) else "")

@@ -17,7 +17,6 @@ what was left in the queue.
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -27,9 +26,10 @@ from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._logging import sdk_logger
 from .wire import MAX_BATCH_EVENTS, MAX_BATCH_SESSIONS, CaptureBatch, CaptureEvent, CaptureSession
 
-logger = logging.getLogger("mcp_gateway.tracking")
+logger = sdk_logger(__name__)
 
 CaptureItem: TypeAlias = CaptureSession | CaptureEvent
 Deliver: TypeAlias = Callable[[str, CaptureBatch], Awaitable[object]]

@@ -14,7 +14,6 @@ items twice. The methods do blocking file I/O; the HTTP sink calls them from a w
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 import threading
@@ -24,10 +23,11 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from ._logging import sdk_logger
 from .sinks import CaptureItem, Entry
 from .wire import CaptureEvent, CaptureSession
 
-logger = logging.getLogger("mcp_gateway.tracking")
+logger = sdk_logger(__name__)
 
 DEFAULT_MAX_SPOOL_BYTES: Final = 50 * 1024 * 1024
 """Largest the spool directory may grow (50 MiB)."""

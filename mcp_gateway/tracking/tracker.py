@@ -5,13 +5,21 @@ The server is changed in one way only: a `TrackingMiddleware` joins its public `
 (OpenTelemetry, the request-state boundary) and before any middleware of the application, so it
 sees requests in plaintext and observes what the application's middleware answers too. Tools,
 their signatures and schemas are left alone.
+
+The seed's option names (the Agnost TypeScript SDK's `trackMCP(server, orgId, {...})`) are accepted as keyword
+arguments beside the Python spelling, which stays primary (`SEED_OPTION_NAMES` holds the mapping):
+`disableInput`, `disableOutput`, `identify`, `enableRequestQueuing`, `batchSize`, `maxRetries` and `retryDelay`
+(in milliseconds, as the seed gives it; `retry_delay` is in seconds). Giving one option in both spellings with
+different values is a `ValueError`. `enable_request_queuing=False` (`enableRequestQueuing: false`) turns
+batching off: each captured item is sent on its own as soon as it is captured (a batch size of one), still by
+the sink's background worker, so the server never waits for the backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from os import PathLike
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from mcp.server import MCPServer, Server
 from mcp.server.context import ServerMiddleware
@@ -27,6 +35,48 @@ from .spool import DEFAULT_MAX_SPOOL_BYTES
 _SDK_MODULE_PREFIX: Final = "mcp."
 
 
+class SeedOptions(TypedDict, total=False):
+    """`track_mcp`'s options under the seed's camelCase names (see the module docstring)."""
+
+    disableInput: bool
+    disableOutput: bool
+    enableRequestQueuing: bool
+    batchSize: int
+    maxRetries: int
+    retryDelay: float
+    """Milliseconds."""
+
+
+SEED_OPTION_NAMES: Final = {
+    "disableInput": "disable_input",
+    "disableOutput": "disable_output",
+    "enableRequestQueuing": "enable_request_queuing",
+    "batchSize": "batch_size",
+    "maxRetries": "max_retries",
+    "retryDelay": "retry_delay",
+    "identify": "identify",
+}
+"""The seed's option names and the Python names they stand for (`identify` is spelled alike)."""
+
+_MILLISECONDS_OPTIONS: Final = frozenset({"retryDelay"})
+
+
+def _python_options(given: dict[str, Any], seed: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The Python options `given`, overridden by the seed-named ones in `seed`, converted to our units."""
+    unknown = sorted(set(seed) - SEED_OPTION_NAMES.keys())
+    if unknown:
+        raise TypeError(f"track_mcp() got unexpected keyword argument(s): {', '.join(unknown)}")
+    options = dict(given)
+    for seed_name, value in seed.items():
+        name = SEED_OPTION_NAMES[seed_name]
+        if seed_name in _MILLISECONDS_OPTIONS and isinstance(value, int | float) and not isinstance(value, bool):
+            value = value / 1000
+        if given[name] != defaults[name] and given[name] != value:
+            raise ValueError(f"track_mcp() got {name} and {seed_name} with different values: give one of them")
+        options[name] = value
+    return options
+
+
 class TrackingSettings(BaseModel):
     """`track_mcp`'s own options, validated (the HTTP sink validates its own)."""
 
@@ -35,6 +85,7 @@ class TrackingSettings(BaseModel):
     org_id: str = Field(min_length=1, max_length=256)
     disable_input: bool = False
     disable_output: bool = False
+    enable_request_queuing: bool = True
     sensitive_keys: frozenset[str] = DEFAULT_SENSITIVE_KEYS
     max_sessions: int = Field(default=DEFAULT_MAX_SESSIONS, ge=1)
     tools_ttl: float = Field(default=DEFAULT_TOOLS_TTL, ge=0)
@@ -119,6 +170,7 @@ def track_mcp(
     identify: IdentifyFn | None = None,
     disable_input: bool = False,
     disable_output: bool = False,
+    enable_request_queuing: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_retries: int = DEFAULT_MAX_RETRIES,
     retry_delay: float = DEFAULT_RETRY_DELAY,
@@ -134,24 +186,44 @@ def track_mcp(
     tools_ttl: float = DEFAULT_TOOLS_TTL,
     enabled: EnabledFn | None = None,
     private_arguments: Mapping[str, Iterable[str]] | None = None,
+    **seed_options: Unpack[SeedOptions],
 ) -> Tracker:
     """Track `server` (an `MCPServer` or a low-level `Server`) for `org_id`.
 
-    Without `sink`, an `HttpSink` to `endpoint` is made from `batch_size`, `flush_interval`,
+    Without `sink`, an `HttpSink` to `endpoint` is made from `batch_size` (1 when `enable_request_queuing` is
+    False: every item leaves at once), `flush_interval`,
     `max_queue`, `max_retries`, `retry_delay`, `timeout`, `spool_dir` and `max_spool_bytes`;
     with one, those are unused and the sink stays the caller's to close. `identify(request, env)`
     (sync or async) gives a session's `user_data`; `list_tools` replaces asking the server for
     its tool names; `enabled()`, when given, is asked before each request and False skips recording
     it; `private_arguments` maps a tool name to arguments whose values are hashed in its args and
     result wherever they appear (`{"book_demo": ["name", "company", "message"]}`). Call
-    `await tracker.aclose()` on shutdown.
+    `await tracker.aclose()` on shutdown. The seed's camelCase names work too (`disableInput=True`, ...).
     """
     if not isinstance(server, MCPServer | Server):
         raise TypeError(f"track_mcp wraps an MCPServer or a low-level Server, not {type(server).__name__}")
+    if seed_options:
+        options = _python_options(
+            {
+                "disable_input": disable_input,
+                "disable_output": disable_output,
+                "enable_request_queuing": enable_request_queuing,
+                "batch_size": batch_size,
+                "max_retries": max_retries,
+                "retry_delay": retry_delay,
+                "identify": identify,
+            },
+            dict(seed_options),
+            _SEED_DEFAULTS,
+        )
+        disable_input, disable_output = options["disable_input"], options["disable_output"]
+        enable_request_queuing, batch_size = options["enable_request_queuing"], options["batch_size"]
+        max_retries, retry_delay, identify = options["max_retries"], options["retry_delay"], options["identify"]
     settings = TrackingSettings(
         org_id=org_id,
         disable_input=disable_input,
         disable_output=disable_output,
+        enable_request_queuing=enable_request_queuing,
         sensitive_keys=frozenset(sensitive_keys),
         max_sessions=max_sessions,
         tools_ttl=tools_ttl,
@@ -161,7 +233,7 @@ def track_mcp(
         sink = HttpSink(
             endpoint,
             settings.org_id,
-            batch_size=batch_size,
+            batch_size=batch_size if settings.enable_request_queuing else 1,
             flush_interval=flush_interval,
             max_queue=max_queue,
             max_retries=max_retries,
@@ -186,3 +258,15 @@ def track_mcp(
     )
     _install(server, middleware)
     return Tracker(server, middleware, owns_sink=owns_sink)
+
+
+_SEED_DEFAULTS: Final[dict[str, Any]] = {
+    "disable_input": False,
+    "disable_output": False,
+    "enable_request_queuing": True,
+    "batch_size": DEFAULT_BATCH_SIZE,
+    "max_retries": DEFAULT_MAX_RETRIES,
+    "retry_delay": DEFAULT_RETRY_DELAY,
+    "identify": None,
+}
+"""`track_mcp`'s defaults of the options the seed names: a value other than these was given on purpose."""

@@ -42,6 +42,7 @@ from ..openapi import GATEWAY_PARAMS, Empty, ErrorBody, GatewayId, Operation, Pa
 from ..web import ApiError, read_body
 from .forwarding import ClaimingSend, Forwarder
 from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
+from .jsonrpc_sessions import JsonRpcSessions
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 from .session_limits import (
     Closer,
@@ -179,6 +180,12 @@ class McpRoutes:
             new_per_ip_per_minute=settings.new_mcp_sessions_per_ip_per_minute,
             idle_timeout=settings.mcp_session_idle_seconds,
         )
+        self.jsonrpc_sessions = JsonRpcSessions(
+            max_sessions=settings.max_mcp_sessions,
+            max_per_client=settings.max_mcp_sessions_per_ip,
+            idle_timeout=settings.mcp_session_idle_seconds,
+        )
+        """The plain JSON-RPC POST's sessions (`initialize` opens one), under the same limits as the others."""
         self.forwarder: Forwarder | None = None
         """Set while other processes may hold sessions (PostgreSQL): requests for theirs are forwarded there."""
 
@@ -237,14 +244,17 @@ class McpRoutes:
             Operation(
                 "POST",
                 "/v1/mcp/sse",
-                "Plain JSON-RPC: one request (or a batch) answered as JSON, no session",
+                "Plain JSON-RPC: one request (or a batch) answered as JSON",
                 "mcp",
                 body=PlainJsonRpcBody,
                 response=JsonRpcReply | list[JsonRpcReply],
-                params=(*GATEWAY_PARAMS, VERSION_HEADER),
+                params=(*GATEWAY_PARAMS, SESSION_HEADER, VERSION_HEADER),
                 replies=(Reply(202, "Only notifications: nothing to answer"),),
-                errors=(*checked, 413, 415),
+                errors=(*checked, 404, 413, 415),
                 error_type=McpError,
+                description="Sessionless unless the client wants one: an `initialize` answer names a session in its "
+                "`Mcp-Session-Id` header, and later POSTs carrying it are served and tracked as that client. An "
+                "unknown or expired session id is 404 (a JSON-RPC error): start over with `initialize`.",
             ),
             Operation(
                 "GET",
@@ -327,8 +337,15 @@ class McpRoutes:
         content_type = request.headers.get("content-type", "")
         if not content_type.lower().startswith("application/json"):
             raise ApiError(415, "Content-Type must be application/json")
+        session_id = request.headers.get("mcp-session-id")
+        forwarder = self.forwarder
+        if forwarder is not None and session_id is not None:
+            if await forwarder.forward_if_elsewhere(session_id, scope, receive, send):
+                return
         body = await read_body(request, self._settings.max_body_bytes)
-        response = await answer_jsonrpc_post(runtime, request, body)
+        response = await answer_jsonrpc_post(runtime, request, body, self.jsonrpc_sessions, _client_of(request))
+        if forwarder is not None and (opened := response.headers.get("mcp-session-id")) is not None:
+            await forwarder.owners.claim(opened)  # before the client learns it: its next POST may reach another process
         await response(scope, receive, send)
 
     async def _sse_stream(

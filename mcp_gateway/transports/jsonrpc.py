@@ -9,6 +9,12 @@ as arrays; notifications are acknowledged with 202.
 
 A request is served at the latest handshake revision unless its `_meta` carries a 2026-07-28
 envelope (protocol version, client info, capabilities), which is then honoured.
+
+An `initialize` opens a session (`jsonrpc_sessions.py`): its answer names it in an `Mcp-Session-Id` header,
+and a later POST carrying that header is served as the client that initialized, at the revision negotiated,
+and tracked in that client's session. An unknown or expired id is answered 404 with a JSON-RPC error (start
+over with `initialize`), as Streamable HTTP answers one; a body holding an `initialize` is served whatever its
+header says. In a batch, the requests after an `initialize` belong to the session it opened.
 """
 
 from __future__ import annotations
@@ -40,12 +46,16 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .jsonrpc_sessions import JsonRpcSession, JsonRpcSessions
 from .runtime import GatewayRuntime
 
 MAX_BATCH: Final = 100
 """Most requests one batch may carry."""
 
 TRANSPORT_KIND: Final = "jsonrpc-post"
+
+SESSION_HEADER: Final = "mcp-session-id"
+_INITIALIZE: Final = "initialize"
 
 
 @dataclass
@@ -92,7 +102,29 @@ def _connection_for(params: Mapping[str, Any] | None, header_version: str | None
     return Connection.from_envelope(version, None, None)
 
 
-async def _answer_one(runtime: GatewayRuntime, request: Request, message: Any) -> dict[str, Any] | None:
+def _session_connection(session: JsonRpcSession) -> Connection:
+    """A born-ready connection of `session`: its client, at its revision, under its id."""
+    connection = Connection.from_envelope(session.protocol_version, None, None)
+    connection.client_params = session.client_params
+    connection.session_id = session.session_id
+    return connection
+
+
+@dataclass
+class _Exchange:
+    """One POST: the gateway, the sessions, and the session its requests belong to so far."""
+
+    runtime: GatewayRuntime
+    request: Request
+    sessions: JsonRpcSessions | None
+    client: str
+    session: JsonRpcSession | None = None
+    opened: str | None = None
+    """The id of the session an `initialize` of this POST opened."""
+
+
+async def _answer_one(exchange: _Exchange, message: Any) -> dict[str, Any] | None:
+    request = exchange.request
     if isinstance(message, dict) and "method" in message and "id" not in message:
         return None  # a notification: nothing to answer, and nothing it could change without a session
     try:
@@ -106,35 +138,79 @@ async def _answer_one(runtime: GatewayRuntime, request: Request, message: Any) -
         request_id=req.id,
         message_metadata=ServerMessageMetadata(request_context=request),
     )
-    connection = _connection_for(req.params, request.headers.get("mcp-protocol-version"))
+    opening = req.method == _INITIALIZE and exchange.sessions is not None
+    if exchange.session is not None and not opening:
+        connection = _session_connection(exchange.session)
+    else:
+        connection = _connection_for(req.params, request.headers.get("mcp-protocol-version"))
+        if opening:  # named before it runs, so tracking files the handshake under the session it opens
+            connection.session_id = JsonRpcSessions.new_id()
     try:
         result = await serve_one(
-            runtime.lowlevel,
+            exchange.runtime.lowlevel,
             dctx,
             req.method,
             req.params,
             connection=connection,
-            lifespan_state=runtime.lifespan_state,
+            lifespan_state=exchange.runtime.lifespan_state,
         )
     except Exception as exc:
         error = modern_error_data(exc)
         return {"jsonrpc": "2.0", "id": req.id, "error": error.model_dump(mode="json", exclude_none=True)}
+    if opening and exchange.sessions is not None and connection.client_params is not None and connection.session_id:
+        exchange.session = exchange.sessions.open(
+            connection.session_id,
+            gateway_id=exchange.runtime.gateway_id,
+            client=exchange.client,
+            client_params=connection.client_params,
+            protocol_version=connection.protocol_version,
+        )
+        exchange.opened = connection.session_id
     return {"jsonrpc": "2.0", "id": req.id, "result": result}
 
 
-async def answer_jsonrpc_post(runtime: GatewayRuntime, request: Request, body: bytes) -> Response:
-    """The HTTP response to a plain JSON-RPC POST whose body is `body`."""
+def _initializes(decoded: Any) -> bool:
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    return any(isinstance(m, dict) and m.get("method") == _INITIALIZE for m in messages)
+
+
+def _session_not_found() -> Response:
+    """The SDK's Streamable HTTP answer to an unknown session: 404, a JSON-RPC error without an id."""
+    return _Reply(_error(None, INVALID_REQUEST, "Session not found"), status_code=404)
+
+
+async def answer_jsonrpc_post(
+    runtime: GatewayRuntime,
+    request: Request,
+    body: bytes,
+    sessions: JsonRpcSessions | None = None,
+    client: str = "unknown",
+) -> Response:
+    """The HTTP response to a plain JSON-RPC POST whose body is `body`; with `sessions`, `initialize` opens one
+    (for `client`, the address limits count by) and the `Mcp-Session-Id` header joins one."""
     try:
         decoded = json.loads(body)
     except (ValueError, RecursionError):
         return _Reply(_error(None, PARSE_ERROR, "Parse error: the body is not valid JSON"), status_code=400)
+    exchange = _Exchange(runtime, request, sessions, client)
+    if sessions is not None and (session_id := request.headers.get(SESSION_HEADER)) is not None:
+        exchange.session = sessions.get(session_id, runtime.gateway_id)
+        if exchange.session is None and not _initializes(decoded):
+            return _session_not_found()
+    response = await _answer(exchange, decoded)
+    if exchange.opened is not None:
+        response.headers["Mcp-Session-Id"] = exchange.opened
+    return response
+
+
+async def _answer(exchange: _Exchange, decoded: Any) -> Response:
     if isinstance(decoded, list):
         if not decoded or len(decoded) > MAX_BATCH:
             message = f"Invalid Request: a batch holds 1 to {MAX_BATCH} requests"
             return _Reply(_error(None, INVALID_REQUEST, message), status_code=400)
-        replies = [reply for item in decoded if (reply := await _answer_one(runtime, request, item)) is not None]
+        replies = [reply for item in decoded if (reply := await _answer_one(exchange, item)) is not None]
         return _Reply(replies) if replies else Response(status_code=202)
-    reply = await _answer_one(runtime, request, decoded)
+    reply = await _answer_one(exchange, decoded)
     if reply is None:
         return Response(status_code=202)
     status = ERROR_CODE_HTTP_STATUS.get(reply["error"]["code"], 200) if "error" in reply else 200

@@ -394,7 +394,6 @@ async def test_the_callers_exception_is_reraised_as_is(error: Exception | None, 
 @pytest.mark.parametrize(
     ("method", "request_id"),
     [
-        ("initialize", 1),
         ("ping", 1),
         ("completion/complete", 1),
         ("notifications/initialized", None),
@@ -410,6 +409,37 @@ async def test_untracked_methods_and_notifications_record_nothing(method: str, r
         return answer
 
     assert await middleware(request_context(method, {"name": "echo"}, request_id), call_next) is answer
+    await sink.aclose()
+    assert recorder.batches == []
+
+
+@pytest.mark.parametrize("method", ["initialize", "server/discover"])
+async def test_a_client_connecting_submits_its_session_and_no_event(method: str) -> None:
+    recorder = Recorder()
+    middleware, sink = bare_middleware(recorder)
+    answer = {"ok": True}
+
+    async def call_next(ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
+        return answer
+
+    params = {"clientInfo": {"name": "inspector", "version": "0.9"}} if method == "initialize" else {}
+    assert await middleware(request_context(method, params, 1), call_next) is answer
+    await sink.aclose()
+    [session] = recorder.sessions
+    assert recorder.events == []
+    if method == "initialize":
+        assert session.client_config == "inspector 0.9"
+
+
+async def test_a_failed_handshake_submits_no_session() -> None:
+    recorder = Recorder()
+    middleware, sink = bare_middleware(recorder)
+
+    async def call_next(ctx: ServerRequestContext[Any, Any]) -> HandlerResult:
+        raise MCPError(code=-32602, message="unsupported")
+
+    with pytest.raises(MCPError):
+        await middleware(request_context("initialize", {}, 1), call_next)
     await sink.aclose()
     assert recorder.batches == []
 
