@@ -333,6 +333,7 @@ class Rows:
                 traffic_medium=traffic.medium,
                 traffic_campaign=traffic.campaign,
                 traffic_rule=traffic.rule,
+                traffic_confidence=traffic.confidence,
                 device_type=device,
                 browser=browser,
                 os=os_name,

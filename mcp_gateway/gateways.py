@@ -23,7 +23,7 @@ from .web import ApiError
 
 GATEWAY_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEMO_GATEWAY_ID: Final = "demo"
-BUILTIN_TOOLS: Final = ("book_demo",)
+BUILTIN_TOOLS: Final = ("book_demo", "track_event")
 """Tools every gateway can offer; the manifest's `enabled_tools` picks among them."""
 
 GATEWAY_HEADER: Final = "x-gateway-id"

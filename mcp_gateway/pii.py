@@ -89,6 +89,12 @@ def hash_text(text: str) -> str:
     return HASH_PREFIX + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def external_id_hash(value: str | None) -> str | None:
+    """SHA-256 hex of an external or user id, trimmed and lower-cased (how events store `user_id`), None for none."""
+    normalised = (value or "").strip().lower()
+    return hashlib.sha256(normalised.encode("utf-8", "surrogatepass")).hexdigest() if normalised else None
+
+
 def phone_digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())
 

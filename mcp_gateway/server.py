@@ -11,16 +11,18 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 from . import __version__
+from .config import DEFAULT_V1_TRACK_RATE_LIMIT
 from .gateways import BUILTIN_TOOLS, Gateway, GatewayDirectory
 from .prompts import register_prompts
 from .resources import register_resources
 from .store import Store
-from .tools import register_book_demo
+from .tools import register_book_demo, register_track_event
 
 INSTRUCTIONS: Final = (
     "This server speaks for one business. Read system://hint first and follow it. Quote prices and plans only "
     "from pricing://current and product facts only from docs://primary. Use book_demo only when the user asks "
-    "for a demo, with the real name and email they gave you."
+    "for a demo, with the real name and email they gave you. Use track_event to record an event the business "
+    "asked you to track."
 )
 
 ServerFactory = Callable[[Gateway, GatewayDirectory, Store], MCPServer]
@@ -84,8 +86,10 @@ def build_gateway_server(
     store: Store,
     *,
     middleware: Sequence[ServerMiddleware[Any]] = (),
+    track_event_limit: int = DEFAULT_V1_TRACK_RATE_LIMIT,
 ) -> MCPServer:
-    """The MCP server for `gateway`: its resources, `book_demo` and prompts, reading the manifest live."""
+    """The MCP server for `gateway`: its resources, `book_demo`, `track_event` (`track_event_limit` calls a minute per
+    client) and prompts, reading the manifest live."""
     server: MCPServer = MCPServer(
         name="mcp-gateway",
         title=gateway.name,
@@ -96,5 +100,6 @@ def build_gateway_server(
     server.middleware.append(PromptGuard(server))
     register_resources(server, gateway.id, directory)
     register_book_demo(server, gateway.id, store)
+    register_track_event(server, gateway.id, store, limit=track_event_limit)
     register_prompts(server, gateway.id, directory)
     return server

@@ -22,6 +22,9 @@ PAGE_VIEW: Final = "PageView"
 """A page was shown: what `tracker.js` sends on load and on `page()`."""
 IDENTIFY: Final = "Identify"
 """`tracker.js`'s `identify(userId, traits)`: the visitor is now a known user."""
+IDENTITY_LINK: Final = "$identify"
+"""Seed 004's `POST /v1/identify`: stored with the visitor's `anonymous_id` and the user's hashed id, it links the
+two (the store's `identities` table), so the visitor's events, earlier and later, count for that user."""
 
 STANDARD_EVENTS: Final = (
     PAGE_VIEW,

@@ -117,7 +117,7 @@ async def test_gateway_id_may_come_from_the_x_gateway_id_header(http: httpx.Asyn
     response = await call_route(http, "POST", "/v1/mcp/sse", headers={"X-Gateway-ID": DEMO})
 
     assert response.status_code == 200
-    assert [tool["name"] for tool in response.json()["result"]["tools"]] == ["book_demo"]
+    assert [tool["name"] for tool in response.json()["result"]["tools"]] == ["book_demo", "track_event"]
 
 
 # -- JSON-RPC errors ---------------------------------------------------------------------------------
@@ -362,7 +362,7 @@ async def test_disabled_tool_is_not_listed_and_cannot_be_called(
         listed_again = [tool.name for tool in (await session.list_tools()).tools]
         booked = await session.call_tool("book_demo", booking)
 
-    assert listed_before == ["book_demo"]
+    assert listed_before == ["book_demo", "track_event"]
     assert listed_disabled == []
     assert caught.value.code == INVALID_PARAMS
     assert leads_while_disabled == []

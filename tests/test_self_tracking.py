@@ -161,7 +161,7 @@ def test_a_connection_is_one_session_with_one_event_per_call(exercised: Exercise
     events = exercised.events
     assert stored["gateway_id"] == DEMO
     assert stored["transport"] == session_transport(exercised.transport)
-    assert json.loads(stored["tools"]) == ["book_demo"]
+    assert json.loads(stored["tools"]) == ["book_demo", "track_event"]
     assert exercised.started_ms <= stored["started_at_ms"] <= exercised.finished_ms
     assert [(e["primitive_type"], e["operation"], e["name"], bool(e["success"])) for e in events] == EXPECTED_EVENTS
     for event in events:
@@ -179,7 +179,7 @@ def test_failed_calls_say_why_and_successful_ones_keep_their_arguments_and_resul
     assert json.loads(refused["args"]) == {"name": "   ", "email": hash_text(REFUSED_EMAIL.lower())}
     assert events[("no_such_tool", False)]["error_type"]
     assert json.loads(events[("no_such_tool", False)]["args"]) == {"x": 1}
-    assert json.loads(events[("tools/list", True)]["result"]) == {"tools": ["book_demo"]}
+    assert json.loads(events[("tools/list", True)]["result"]) == {"tools": ["book_demo", "track_event"]}
     assert json.loads(events[("pricing://current", True)]["args"]) == {"uri": "pricing://current"}
     assert json.loads(events[("recommend_plan", True)]["args"]) == {"needs": "lead capture"}
     booked = json.loads(events[("book_demo", True)]["result"])

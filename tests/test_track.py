@@ -365,7 +365,8 @@ async def test_v1_track_with_a_secret_key_accepts_a_server_event(http: httpx.Asy
     body = {"event": "purchase", "event_id": "evt_abc123", "timestamp": "2026-05-16T19:00:00.000Z"}
     response = await http.post("/v1/track", json=body, headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 202, response.text
-    assert response.json() == {"ok": True, "event_id": "evt_abc123"}
+    answer = response.json()
+    assert (answer["ok"], answer["event_id"]) == (True, "evt_abc123")
     assert response.headers["X-RateLimit-Remaining"] == "199"
     row = await stored_event(app, "evt_abc123")
     assert (row.name, row.source, row.ts_ms) == ("purchase", "server", 1778958000000)
@@ -457,7 +458,8 @@ async def test_v1_track_the_same_event_id_twice_stores_one_row(http: httpx.Async
         (await http.post("/v1/track", json={"event": "signup", "event_id": "idem-1"}, headers=headers)).json()
         for _ in range(2)
     ]
-    assert answers == [{"ok": True, "event_id": "idem-1"}] * 2
+    assert answers[0] == answers[1]
+    assert (answers[0]["ok"], answers[0]["event_id"]) == (True, "idem-1")
     assert await count_events(app) == before + 1
 
 

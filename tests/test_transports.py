@@ -108,7 +108,7 @@ async def test_session_speaks_its_revision_and_lists_the_gateway_primitives(tran
         resources = await session.list_resources()
         prompts = await session.list_prompts()
 
-    assert [tool.name for tool in tools.tools] == ["book_demo"]
+    assert [tool.name for tool in tools.tools] == ["book_demo", "track_event"]
     schema = tools.tools[0].input_schema
     assert set(schema["properties"]) == {"name", "email", "company", "message"}
     assert sorted(schema["required"]) == ["email", "name"]

@@ -101,7 +101,7 @@ async def test_a_streamable_http_session_opened_on_one_process_is_used_through_a
         after = await first.post(f"/mcp?gid={DEMO}", json=jsonrpc_request("tools/list", {}, 4), headers=session)
         leads = (await second.get(f"/v1/gateways/{DEMO}/leads", headers=ADMIN_HEADERS)).json()
 
-    assert [tool["name"] for tool in listed["result"]["tools"]] == ["book_demo"]
+    assert [tool["name"] for tool in listed["result"]["tools"]] == ["book_demo", "track_event"]
     assert not booked["result"].get("isError"), booked
     assert ended.status_code == 200
     assert after.status_code == 404  # the session ended where it lived
@@ -130,7 +130,7 @@ async def test_sse_messages_posted_to_another_process_reach_the_stream_of_the_se
 
     assert posted.status_code == 202
     assert initialized["id"] == 1 and initialized["result"]["protocolVersion"] == HANDSHAKE
-    assert listed["id"] == 2 and [tool["name"] for tool in listed["result"]["tools"]] == ["book_demo"]
+    assert listed["id"] == 2 and [tool["name"] for tool in listed["result"]["tools"]] == ["book_demo", "track_event"]
 
 
 async def test_a_session_whose_process_is_gone_is_unknown_everywhere(tmp_path: Path) -> None:

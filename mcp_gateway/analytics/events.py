@@ -43,6 +43,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AliasChoices, Field
 
+from ..pii import external_id_hash
 from ..store import Store
 from ..web import ApiError
 from .api import Asked, Question
@@ -283,6 +284,12 @@ async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
 
 class EventsArgs(EventFilterArgs):
     session_id: str | None = Field(None, min_length=1, max_length=128, description="Only this session's events")
+    user_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Only this user's events: sent with this `user_id`, or by a visitor `/v1/identify` linked to it",
+    )
     limit: int = Field(100, ge=1, le=1000, description="How many events, newest first")
 
 
@@ -312,12 +319,16 @@ class EventRecord:
     browser: str | None
     os: str | None
     country: str | None
+    source_confidence: str | None
+    """How sure the attribution is: high, medium or low (seed 004)."""
+    source_rule_id: str | None
+    """The attribution rule that fired (`ingest.enrich.TRAFFIC_RULES`)."""
 
 
 _LOG_COLUMNS: Final = (
     "id, name, source, ts_ms, session_id, anonymous_id, properties, primitive_type, operation, latency_ms, success,"
     " error_type, url, path, referrer, traffic_source, traffic_medium, traffic_campaign, device_type, browser, os,"
-    " country"
+    " country, traffic_confidence, traffic_rule"
 )
 
 
@@ -342,6 +353,10 @@ async def events(asked: Asked, args: EventsArgs) -> EventsAnswer:
     where = args.where(asked.gateway_id, window)
     if args.session_id is not None:
         where.add("session_id = ?", args.session_id)
+    if args.user_id is not None:
+        user = external_id_hash(args.user_id)
+        linked = "SELECT i.anonymous_id FROM identities i WHERE i.gateway_id = ? AND i.user_id_hash = ?"
+        where.add(f"(user_id_hash = ? OR anonymous_id IN ({linked}))", user, asked.gateway_id, user)
     rows = await asked.store.fetch(
         f"SELECT {_LOG_COLUMNS} FROM events WHERE {where.sql()} ORDER BY ts_ms DESC, seq DESC LIMIT ?",
         [*where.params, args.limit],

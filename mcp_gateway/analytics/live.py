@@ -295,6 +295,10 @@ class StreamedEvent:
     browser: str | None
     os: str | None
     country: str | None
+    source_confidence: str | None
+    """How sure the attribution is: high, medium or low (seed 004)."""
+    source_rule_id: str | None
+    """The attribution rule that fired."""
 
 
 def _inline(payload: str | None) -> Any:
@@ -335,6 +339,8 @@ def streamed_event(row: EventRow) -> StreamedEvent:
         browser=web.browser if web else None,
         os=web.os if web else None,
         country=web.country if web else None,
+        source_confidence=web.traffic_confidence if web else None,
+        source_rule_id=web.traffic_rule if web else None,
     )
 
 

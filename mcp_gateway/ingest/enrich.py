@@ -6,7 +6,8 @@
   phone 2.0, fbp 1.5, fbc 1.5, external_id 1.0, client IP 0.5, user agent 0.3 (at most 9.3).
 - **Device**: device type, browser and OS from the User-Agent (the maintained `ua-parser`).
 - **Attribution**: source / medium / campaign from the landing URL and referrer, by the first
-  rule of `TRAFFIC_RULES` that matches; the rule's id is stored with the result.
+  rule of `TRAFFIC_RULES` that matches; the rule's id and its confidence (high, medium, low) are
+  stored with the result (seed 004's `source_rule_id` and `source_confidence`).
 - **IP**: only the daily-salted HMAC (`privacy.IpHasher`) is kept.
 """
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import ua_parser
+
+from ..pii import external_id_hash
 
 MATCH_POINTS: Final = {
     "email": 2.5,
@@ -47,8 +50,7 @@ def hash_phone(phone: str | None) -> str | None:
 
 
 def hash_external_id(external_id: str | None) -> str | None:
-    value = (external_id or "").strip().lower()
-    return sha256_hex(value) if value else None
+    return external_id_hash(external_id)
 
 
 def match_quality(present: set[str]) -> float:
@@ -89,19 +91,26 @@ AI_ASSISTANTS: Final = {
     "copilot.microsoft.com": "copilot",
 }
 
-TRAFFIC_RULES: Final = (
-    ("gclid", "a gclid in the URL: google / cpc"),
-    ("msclkid", "an msclkid in the URL: bing / cpc"),
-    ("utm", "utm_source in the URL: utm_source / utm_medium (or 'referral') / utm_campaign"),
-    ("fbclid", "an fbclid without utm_*: facebook / paid_social"),
-    ("ai", "referrer is an AI assistant (chatgpt.com, perplexity.ai, claude.ai, ...): name / ai"),
-    ("search", "referrer is a search engine: engine / organic"),
-    ("social", "referrer is a social site: site / social"),
-    ("internal", "referrer on the same host as the URL: (internal) / (none)"),
-    ("referral", "any other referrer: its host / referral"),
-    ("direct", "no referrer and no campaign parameters: (direct) / (none)"),
+Confidence = Literal["high", "medium", "low"]
+"""How sure a classification is (seed 004's `source_confidence`): a signal for downstream filters."""
+
+TRAFFIC_RULES: Final[tuple[tuple[str, Confidence, str], ...]] = (
+    ("gclid", "high", "a gclid in the URL: google / cpc"),
+    ("msclkid", "high", "an msclkid in the URL: bing / cpc"),
+    ("utm", "high", "utm_source in the URL: utm_source / utm_medium (or 'referral') / utm_campaign"),
+    ("fbclid_redirect", "high", "an fbclid without utm_*, through Facebook's link redirect: facebook / paid_social"),
+    ("fbclid", "medium", "an fbclid without utm_*, from anywhere else: facebook / paid_social"),
+    ("ai", "medium", "referrer is an AI assistant (chatgpt.com, perplexity.ai, claude.ai, ...): name / ai"),
+    ("search", "medium", "referrer is a search engine: engine / organic"),
+    ("social", "medium", "referrer is a social site: site / social"),
+    ("internal", "low", "referrer on the same host as the URL: (internal) / (none)"),
+    ("referral", "low", "any other referrer: its host / referral"),
+    ("direct", "low", "no referrer and no campaign parameters: (direct) / (none)"),
 )
-"""The attribution rules, in the order they are tried; the first that matches wins."""
+"""The attribution rules, in the order they are tried, with their confidence; the first that matches wins. Its id
+is stored as the event's `traffic_rule` (seed 004's `source_rule_id`), its confidence as `traffic_confidence`."""
+
+RULE_CONFIDENCE: Final[dict[str, Confidence]] = {rule: confidence for rule, confidence, _ in TRAFFIC_RULES}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,11 @@ class Traffic:
     medium: str
     campaign: str | None
     rule: str
+
+    @property
+    def confidence(self) -> Confidence:
+        """The confidence of the rule that fired."""
+        return RULE_CONFIDENCE[self.rule]
 
 
 def _host(url: str | None) -> str:
@@ -139,9 +153,10 @@ def classify_traffic(url: str | None, referrer: str | None) -> Traffic:
         return Traffic("bing", "cpc", campaign, "msclkid")
     if "utm_source" in params:
         return Traffic(params["utm_source"].lower(), params.get("utm_medium", "referral").lower(), campaign, "utm")
-    if "fbclid" in params:
-        return Traffic("facebook", "paid_social", campaign, "fbclid")
     ref_host = _host(referrer)
+    if "fbclid" in params:
+        rule = "fbclid_redirect" if _site(ref_host, {"facebook.com": "facebook"}) else "fbclid"
+        return Traffic("facebook", "paid_social", campaign, rule)
     if ref_host:
         if name := _site(ref_host, AI_ASSISTANTS):
             return Traffic(name, "ai", None, "ai")

@@ -5,7 +5,8 @@ routes, and seed 004's `/v1/track` with keys.
                        seed 002: {"token", "event", "properties"}              -> 202 {"queued": true}
     POST /track/batch  seed 000: {"events": [...]}, 1-100, each checked alone -> 200 {"results": [...]}
                        seed 002: {"token", "events": [{"event", ...}]}         -> 202 {"queued": true, "count"}
-    POST /v1/track     `Authorization: Bearer pk_…|sk_…`                       -> 202 {"ok": true, "event_id"}
+    POST /v1/track     `Authorization: Bearer pk_…|sk_…`                       -> 202 {"ok": true, "event_id", ...}
+    POST /v1/identify  the same keys, {"anonymous_id", "user_id", "traits"?}   -> 202 {"ok": true, "event_id"}
 
 Every route answers CORS preflights and carries CORS headers, errors included (`web.cors_route`).
 Bodies are JSON: a declared Content-Type other than `application/json` (or `+json`) is 415; `/track`
@@ -27,6 +28,10 @@ with `retry_after` and `Retry-After`; `X-RateLimit-*` headers are on every answe
 client over its limit is refused alone: the gateway's other visitors keep their own windows.
 The same `event_id` twice stores one event and answers the same receipt and `tx_id`.
 
+`/v1/track` generates a UUID `anonymous_id` when the body has none and derives a missing `session_id` as
+`${anonymous_id}-${30min_bucket}` (seed 004), answering both. `/v1/identify` stores a `$identify` event that links
+the visitor to the user (`vocabulary.IDENTITY_LINK`); it shares `/v1/track`'s keys, checks, limit and errors.
+
 `/v1/track`: a missing, unknown, revoked or non-pk/sk key -> 401 `{"error": "unauthorized"}`; a
 `pk_` key needs an `Origin` in its gateway's allowed origins -> else 403 `origin_not_allowed`
 (`sk_` keys are for servers and skip that check); a bad body -> 400 `{"error": "invalid_payload",
@@ -46,9 +51,10 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
@@ -61,6 +67,7 @@ from ..gateways import Gateway, origin_allowed, request_gateway
 from ..openapi import GATEWAY_PARAMS, Operation, Reply
 from ..ratelimit import Verdict, limiter_for
 from ..store import EventRow, KeyKind, KeyRecord, Store
+from ..vocabulary import IDENTITY_LINK
 from ..web import ApiError, client_host, cors_route, field_errors, read_body, validated
 from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, timestamp_ms
 
@@ -75,6 +82,8 @@ BATCH_BODY_FACTOR: Final = 8
 """A batch may be this many times the single-request body limit."""
 
 RATE_WINDOW_SECONDS: Final = 60.0
+SESSION_BUCKET_MS: Final = 30 * 60 * 1000
+"""`/v1/track` derives a missing `session_id` from the visitor and this period of the event's time (seed 004)."""
 
 TRACK_KEY_KINDS: Final[tuple[KeyKind, ...]] = ("pk", "sk")
 JSON_MEDIA_TYPE: Final = "application/json"
@@ -333,6 +342,36 @@ class V1TrackEvent(BaseModel):
         return _check_json_size(value, "properties")
 
 
+class V1Identify(BaseModel):
+    """The body of `POST /v1/identify` (seed 004): the visitor `anonymous_id` is the user `user_id` from now on, and
+    was before. `traits` are stored as the `$identify` event's properties, redacted like any properties."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    anonymous_id: str = Field(min_length=1, max_length=128, description="The visitor id `/v1/track` events carry")
+    user_id: str = Field(min_length=1, max_length=256, description="Your id of the person; stored hashed")
+    traits: dict[str, Any] | None = Field(default=None, description="What you know of the person, at most 8 KB")
+    event_id: str | None = Field(default=None, min_length=1, max_length=128, description="Idempotency key")
+    timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = Field(
+        default=None, description="When the person identified (ISO 8601); default: when the request lands"
+    )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _iso_timestamp(cls, value: str | None) -> str | None:
+        if value is not None:
+            iso_ms(value)
+        return value
+
+    @field_validator("traits")
+    @classmethod
+    def _small_traits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_json_size(value, "traits")
+
+
+_V1Body = TypeVar("_V1Body", V1TrackEvent, V1Identify)
+
+
 # -- answers -------------------------------------------------------------------------------------------
 
 
@@ -354,6 +393,18 @@ class BatchResults(TypedDict):
 
 
 class V1Accepted(TypedDict):
+    """What `/v1/track` answers: the event's id, and the visitor and session it was stored under (generated or
+    derived when the body had none), for the caller to send again."""
+
+    ok: Literal[True]
+    event_id: str
+    anonymous_id: str
+    session_id: str
+
+
+class V1Identified(TypedDict):
+    """What `/v1/identify` answers: the id of the `$identify` event that links the visitor to the user."""
+
     ok: Literal[True]
     event_id: str
 
@@ -460,6 +511,7 @@ class TrackApi:
             cors_route("/track", self.track, methods=["POST"]),
             cors_route("/track/batch", self.track_batch, methods=["POST"]),
             cors_route("/v1/track", self.v1_track, methods=["POST"]),
+            cors_route("/v1/identify", self.v1_identify, methods=["POST"]),
         ]
 
     def operations(self) -> list[Operation]:
@@ -503,7 +555,27 @@ class TrackApi:
                 response=V1Accepted,
                 status=202,
                 errors=(400, 403, 413, 415, 429),
-                description="A `pk_` key needs an `Origin` among its gateway's allowed origins (403 otherwise).",
+                description=(
+                    "A `pk_` key needs an `Origin` among its gateway's allowed origins (403 otherwise). Without"
+                    " `anonymous_id` a UUID is generated, without `session_id` it is `${anonymous_id}-${30min_bucket}`"
+                    " of the event's time; the answer says both."
+                ),
+            ),
+            Operation(
+                "POST",
+                "/v1/identify",
+                "Link a visitor (`anonymous_id`) to a user (`user_id`): the visitor's events count for that user",
+                "tracking",
+                security="track",
+                body=V1Identify,
+                response=V1Identified,
+                status=202,
+                errors=(400, 403, 413, 415, 429),
+                description=(
+                    "Stored as a `$identify` event (its properties are the `traits`, redacted like any properties);"
+                    " a later identification of the same visitor replaces the link. Keys, origins, limits and errors"
+                    " as `/v1/track`."
+                ),
             ),
         ]
 
@@ -608,15 +680,15 @@ class TrackApi:
         answer = QueuedBatch(queued=True, count=len(batch.events))
         return JSONResponse(answer, status_code=202, headers=verdict.headers())
 
-    # -- /v1/track
+    # -- /v1/track and /v1/identify
 
-    async def v1_track(self, request: Request) -> JSONResponse:
+    async def _v1_key(self, request: Request) -> tuple[KeyRecord, Gateway, Verdict]:
+        """The request's live tracking key, its gateway and the key's rate-limit verdict (401, 403, 429 otherwise)."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         key = await self._keys.resolve(token.strip(), TRACK_KEY_KINDS) if scheme.lower() == "bearer" else None
         gateway = None if key is None else await self._directory.get(key.gateway_id)
         if key is None or gateway is None:
             raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
-        source: Literal["web", "server"] = "web" if key.kind == "pk" else "server"
         if key.kind == "pk":
             origin = request.headers.get("origin", "").strip()
             if not origin or not origin_allowed(origin, gateway.allowed_origins):
@@ -624,12 +696,39 @@ class TrackApi:
         verdict = await self._v1_limit.hit(_limit_key(key.id, request) if key.kind == "pk" else key.id)
         if not verdict.allowed:
             raise ApiError(429, "rate_limited", headers=verdict.headers(), retry_after=verdict.reset_seconds)
-        body = await self._v1_body(request, verdict)
-        event = _named_event(request, body, source, iso_ms(body.timestamp) if body.timestamp is not None else None)
-        [(_, row)] = await self._ingestor.capture(gateway.id, [event])
-        return JSONResponse(V1Accepted(ok=True, event_id=row.id), status_code=202, headers=verdict.headers())
+        return key, gateway, verdict
 
-    async def _v1_body(self, request: Request, verdict: Verdict) -> V1TrackEvent:
+    async def v1_track(self, request: Request) -> JSONResponse:
+        key, gateway, verdict = await self._v1_key(request)
+        body = await self._v1_body(request, verdict, V1TrackEvent)
+        ts_ms = iso_ms(body.timestamp) if body.timestamp is not None else int(time.time() * 1000)
+        anonymous_id = body.anonymous_id or str(uuid.uuid4())
+        session_id = body.session_id or derived_session_id(anonymous_id, ts_ms)
+        filled = body.model_copy(update={"anonymous_id": anonymous_id, "session_id": session_id})
+        event = _named_event(request, filled, "web" if key.kind == "pk" else "server", ts_ms)
+        [(_, row)] = await self._ingestor.capture(gateway.id, [event])
+        stored_visitor = (row.web.anonymous_id if row.web else None) or anonymous_id  # a duplicate's, as stored
+        answer = V1Accepted(ok=True, event_id=row.id, anonymous_id=stored_visitor, session_id=row.session_id or "")
+        return JSONResponse(answer, status_code=202, headers=verdict.headers())
+
+    async def v1_identify(self, request: Request) -> JSONResponse:
+        key, gateway, verdict = await self._v1_key(request)
+        body = await self._v1_body(request, verdict, V1Identify)
+        event = WebEvent(
+            name=IDENTITY_LINK,
+            source="web" if key.kind == "pk" else "server",
+            event_id=body.event_id,
+            ts_ms=iso_ms(body.timestamp) if body.timestamp is not None else None,
+            anonymous_id=body.anonymous_id,
+            user_id=body.user_id,
+            properties=body.traits,
+            client_ip=_client_ip(request),
+            user_agent=request.headers.get("user-agent") or None,
+        )
+        [(_, row)] = await self._ingestor.capture(gateway.id, [event])
+        return JSONResponse(V1Identified(ok=True, event_id=row.id), status_code=202, headers=verdict.headers())
+
+    async def _v1_body(self, request: Request, verdict: Verdict, model: type[_V1Body]) -> _V1Body:
         if not is_json_media_type(_media_type(request)):
             raise _v1_error(415, "unsupported_media_type", "Content-Type", UNSUPPORTED_MEDIA_TYPE, verdict)
         try:
@@ -637,10 +736,16 @@ class TrackApi:
         except ApiError as exc:
             raise _v1_error(exc.status, "payload_too_large", "body", exc.message, verdict) from None
         try:
-            return V1TrackEvent.model_validate_json(raw or b"null")
+            return model.model_validate_json(raw or b"null")
         except ValidationError as exc:
             first = field_errors(exc)[0]
             raise _v1_error(400, "invalid_payload", first["field"], first["message"], verdict) from None
+
+
+def derived_session_id(anonymous_id: str, ts_ms: int) -> str:
+    """Seed 004's session of an event sent without one: `${anonymous_id}-${30min_bucket}`, the bucket being the
+    number of whole 30-minute periods since the epoch at the event's time."""
+    return f"{anonymous_id}-{ts_ms // SESSION_BUCKET_MS}"
 
 
 def _v1_error(status: int, code: str, field: str, message: str, verdict: Verdict) -> ApiError:

@@ -162,6 +162,7 @@ class WebIngestor:
                 external_id_hash=hash_external_id(event.external_id),
                 emq=match_quality(present),
                 country=country_of(event.client_ip),
+                traffic_confidence=traffic.confidence,
             ),
         )
 

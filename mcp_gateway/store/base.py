@@ -102,6 +102,8 @@ class WebFields:
     emq: float | None = None
     country: str | None = None
     """ISO 3166 alpha-2 code from geo-IP at ingest (`ingest.geo`), or None when unknown."""
+    traffic_confidence: str | None = None
+    """How sure the attribution (`traffic_rule`) is: high, medium or low (seed 004's `source_confidence`)."""
 
 
 WEB_FIELD_NAMES: tuple[str, ...] = tuple(WebFields.__dataclass_fields__)

@@ -368,6 +368,22 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE leads ADD COLUMN crm_lead_id TEXT
         """,
     ),
+    (
+        19,
+        # Seed 004: how sure each event's attribution is (its rule is `traffic_rule`), and which user each visitor
+        # (`anonymous_id`) identified as (`POST /v1/identify`), so the visitor's events count for that user.
+        """
+        ALTER TABLE events ADD COLUMN traffic_confidence TEXT;
+        CREATE TABLE identities (
+            gateway_id TEXT NOT NULL,
+            anonymous_id TEXT NOT NULL,
+            user_id_hash TEXT NOT NULL,
+            identified_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, anonymous_id)
+        );
+        CREATE INDEX identities_by_user ON identities (gateway_id, user_id_hash)
+        """,
+    ),
 )
 
 

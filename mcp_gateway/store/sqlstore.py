@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from ..errors import ConflictError, NotFoundError, StorageError
+from ..vocabulary import IDENTITY_LINK
 from .base import (
     SESSION_INACTIVITY_MS,
     WEB_FIELD_NAMES,
@@ -470,6 +471,7 @@ class SQLStore:
                     (event.gateway_id, event.id),
                 ).fetchone()
                 results.append(("duplicate", _event(stored)))
+            _link_identities(conn, fresh)
             self._batch_events.extend(fresh)
             return results
 
@@ -541,6 +543,20 @@ def events_after(conn: Connection, seq: int, limit: int) -> list[EventRow]:
     rollups' rebuild reads them so)."""
     rows = conn.execute(f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
     return [_event(row) for row in rows]
+
+
+def _link_identities(conn: Connection, events: Sequence[EventRow]) -> None:
+    """Link the visitor of each new `$identify` event to its user; a later identification replaces an earlier one."""
+    for event in events:
+        web = event.web
+        if event.name == IDENTITY_LINK and web is not None and web.anonymous_id and web.user_id_hash:
+            conn.execute(
+                "INSERT INTO identities (gateway_id, anonymous_id, user_id_hash, identified_at_ms) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (gateway_id, anonymous_id) DO UPDATE SET user_id_hash = excluded.user_id_hash,"
+                " identified_at_ms = excluded.identified_at_ms"
+                " WHERE excluded.identified_at_ms >= identities.identified_at_ms",
+                (event.gateway_id, web.anonymous_id, web.user_id_hash, event.ts_ms),
+            )
 
 
 def _visitor_session(conn: Connection, event: EventRow) -> str:
