@@ -17,7 +17,7 @@ from mcp.server import MCPServer
 
 from .config import Settings
 from .gateways import GatewayDirectory
-from .ingest import Ingestor, WebIngestor, geo
+from .ingest import Ingestor, WebIngestor, geo, ipkind
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import Store, store_for
@@ -73,6 +73,7 @@ class Services:
         if await self.directory.ensure_demo():
             logger.info("created gateway 'demo' from the bundled default content")
         await anyio.to_thread.run_sync(geo.warm)
+        await anyio.to_thread.run_sync(ipkind.warm)
         self.tracking_sink.start()
 
     async def stop(self) -> None:

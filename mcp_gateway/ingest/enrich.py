@@ -7,7 +7,8 @@
 - **Device**: device type, browser and OS from the User-Agent (the maintained `ua-parser`).
 - **Attribution**: source / medium / campaign from the landing URL and referrer, by the first
   rule of `TRAFFIC_RULES` that matches; the rule's id is stored with the result.
-- **IP**: only the daily-salted HMAC (`privacy.IpHasher`) is kept.
+- **IP**: only the daily-salted HMAC (`privacy.IpHasher`) is kept, with the country (`geo`) and the cloud
+  provider whose ranges hold it (`ipkind`), both derived before the address is hashed.
 """
 
 from __future__ import annotations

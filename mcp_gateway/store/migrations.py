@@ -368,6 +368,18 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE leads ADD COLUMN crm_lead_id TEXT
         """,
     ),
+    # 19 is another branch's (issue 15); the two are independent, so either order of applying them is fine.
+    (
+        20,
+        # The cloud provider whose published ranges hold the client's IP ("aws", "gcp", ...; null for any other
+        # address), classified at ingest before the IP is hashed: seed 001's VPN/datacenter-ratio anomaly. A web
+        # session's row takes the first provider any of its events had.
+        """
+        ALTER TABLE events ADD COLUMN ip_kind TEXT;
+        ALTER TABLE mcp_sessions ADD COLUMN ip_kind TEXT;
+        ALTER TABLE sessions ADD COLUMN ip_kind TEXT
+        """,
+    ),
 )
 
 
