@@ -38,6 +38,8 @@ def ip_kind_of(ip: str | None) -> str | None:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
     if not address.is_global:
         return None
     try:
