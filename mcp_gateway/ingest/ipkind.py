@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def warm() -> None:
-    """Build the lookup table now (about 2 s, ~85 MB) rather than on the first event; call from a worker thread."""
+    """Build the lookup table now (2 to 4 s, ~80 MB) rather than on the first event; call from a worker thread."""
     embedded.range_count()
 
 
