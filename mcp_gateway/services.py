@@ -17,7 +17,7 @@ from mcp.server import MCPServer
 
 from .config import Settings
 from .gateways import GatewayDirectory
-from .ingest import Ingestor, WebIngestor, geo
+from .ingest import Ingestor, WebIngestor, geo, ipkind
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import Store, store_for
@@ -66,13 +66,17 @@ class Services:
             tracking_sink=LocalSink(ingestor.capture, batch_size=SELF_TRACKING_BATCH),
         )
 
-    async def start(self) -> None:
+    async def start(self, *, network_clients: bool = True) -> None:
+        """Open the store and load what ingest needs; `network_clients=False` (stdio: no client IPs) skips the cloud
+        IP ranges, which take a few seconds and ~80 MB to load."""
         await self.store.open()
         secret = await self.store.put_setting_if_absent(HASH_SECRET_SETTING, secrets.token_hex(32))
         self.hash_ip.use(bytes.fromhex(secret))
         if await self.directory.ensure_demo():
             logger.info("created gateway 'demo' from the bundled default content")
         await anyio.to_thread.run_sync(geo.warm)
+        if network_clients:
+            await anyio.to_thread.run_sync(ipkind.warm)
         self.tracking_sink.start()
 
     async def stop(self) -> None:

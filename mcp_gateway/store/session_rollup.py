@@ -47,6 +47,7 @@ class _Fold:
     client: str | None = None
     ended_ms: int | None = None
     engagement_score: float | None = None
+    ip_kind: str | None = None
 
 
 def referrer_host(referrer: str | None) -> str | None:
@@ -72,6 +73,7 @@ def _fold(fold: _Fold, event: EventRow) -> None:
     if web is not None:
         if not fold.actor:
             fold.actor = web.anonymous_id or web.user_id_hash or ""
+        fold.ip_kind = fold.ip_kind or web.ip_kind
         if web.path:
             if fold.entry_ms is None or ts < fold.entry_ms:
                 fold.entry_ms, fold.entry_path = ts, web.path
@@ -108,8 +110,8 @@ _LAST_END: Final = (
 _UPSERT: Final = f"""
 INSERT INTO sessions (gateway_id, id, source, actor, started_ms, last_ms, events, page_views, entry_ms, entry_path,
     exit_ms, exit_path, attr_ms, traffic_source, traffic_medium, referrer_host, country, device_type, calls, errors,
-    booked_ms, client, latency_ms, ended_ms, engagement_score)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    booked_ms, client, latency_ms, ended_ms, engagement_score, ip_kind)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (gateway_id, id) DO UPDATE SET
     source = CASE WHEN excluded.started_ms < sessions.started_ms THEN excluded.source ELSE sessions.source END,
     actor = CASE WHEN sessions.actor = '' THEN excluded.actor ELSE sessions.actor END,
@@ -134,7 +136,8 @@ ON CONFLICT (gateway_id, id) DO UPDATE SET
     client = COALESCE(sessions.client, excluded.client),
     latency_ms = sessions.latency_ms + excluded.latency_ms,
     engagement_score = {_LAST_END} THEN excluded.engagement_score ELSE sessions.engagement_score END,
-    ended_ms = {_LAST_END} THEN excluded.ended_ms ELSE sessions.ended_ms END
+    ended_ms = {_LAST_END} THEN excluded.ended_ms ELSE sessions.ended_ms END,
+    ip_kind = COALESCE(sessions.ip_kind, excluded.ip_kind)
 """
 """Every SET expression reads the row as it was before the update (SQLite and PostgreSQL alike)."""
 
@@ -182,6 +185,7 @@ def add_to_sessions(conn: Connection, events: Sequence[EventRow], clients: Mappi
                 f.latency_ms,
                 f.ended_ms,
                 f.engagement_score,
+                f.ip_kind,
             )
             for (gateway_id, session_id), f in folds.items()
         ],

@@ -169,7 +169,7 @@ def _insert_event(conn: Connection, event: EventRow) -> bool:
 _KEY_COLUMNS: Final = "id, gateway_id, kind, name, key_hash, prefix, created_at_ms, revoked_at_ms"
 _SESSION_COLUMNS: Final = (
     "gateway_id, id, client_config, connection_type, transport, ip_hash, tools, user_data, started_at_ms,"
-    " received_at_ms, country"
+    " received_at_ms, country, ip_kind"
 )
 _EVENT_COLUMNS: Final = (
     "gateway_id, id, source, session_id, name, primitive_type, operation, latency_ms, success, error_type, args,"
@@ -406,6 +406,7 @@ class SQLStore:
                 s.started_at_ms,
                 s.received_at_ms,
                 s.country,
+                s.ip_kind,
             )
             for s in sessions
         ]
@@ -416,7 +417,7 @@ class SQLStore:
             session_status: list[CaptureStatus] = []
             for row in session_rows:
                 cursor = conn.execute(
-                    f"INSERT INTO mcp_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    f"INSERT INTO mcp_sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT (gateway_id, id) DO NOTHING",
                     row,
                 )

@@ -13,7 +13,7 @@ from ..services import Services
 
 async def serve_stdio(settings: Settings, gateway_id: str, factory: ServerFactory = build_gateway_server) -> None:
     services = Services.build(settings)
-    await services.start()
+    await services.start(network_clients=False)
     try:
         gateway = await services.directory.get(gateway_id)
         if gateway is None:
