@@ -30,6 +30,9 @@ from .support import (
     stored_rows,
 )
 
+DEMO_TOOLS: Final = ["book_demo", "track_event"]
+"""The tools the bundled `demo` manifest enables."""
+
 CLIENT: Final = Implementation(name="seed003-client", version="4.5.6")
 FLUSH_TIMEOUT: Final = 5.0
 CONNECT_TRANSPORTS: Final = (
@@ -97,7 +100,7 @@ async def test_a_client_that_connects_and_calls_nothing_is_a_recorded_session(
     assert session["gateway_id"] == DEMO
     assert session["client_config"] == "seed003-client 4.5.6"
     assert session["transport"] == transport.rpartition("-")[0]
-    assert json.loads(session["tools"]) == ["book_demo"]
+    assert json.loads(session["tools"]) == DEMO_TOOLS
     assert events_of(live_server) == []
 
 
@@ -141,7 +144,7 @@ async def test_a_jsonrpc_initialize_opens_a_session_that_later_posts_join(
 
     listed = await post(live_http, jsonrpc_request("tools/list", request_id=2), session_id)
     assert listed.status_code == 200, listed.text
-    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["book_demo"]
+    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == DEMO_TOOLS
     assert "Mcp-Session-Id" not in listed.headers
     read = await post(live_http, jsonrpc_request("resources/read", {"uri": "system://hint"}, 3), session_id)
     assert read.status_code == 200, read.text
@@ -204,5 +207,5 @@ async def test_a_jsonrpc_session_opened_on_one_process_is_joined_through_another
         unknown = await post(second, jsonrpc_request("tools/list", request_id=3), "f" * 32)
 
     assert listed.status_code == 200, listed.text
-    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == ["book_demo"]
+    assert [tool["name"] for tool in listed.json()["result"]["tools"]] == DEMO_TOOLS
     assert unknown.status_code == 404
