@@ -236,3 +236,20 @@ def test_clients_are_counted_by_ipv4_address_and_by_ipv6_64() -> None:
     assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
     assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
     assert client_key(None) == "unknown"
+
+
+async def test_an_initialize_too_big_to_keep_opens_no_session_on_either_transport(tmp_path: Path) -> None:
+    bloated = {"protocolVersion": HANDSHAKE, "clientInfo": {"name": "x", "version": "1"}}
+    bloated["capabilities"] = {"experimental": {f"k{i}": "v" * 64 for i in range(400)}}  # ~30 KB, under 1 MiB
+    with gateway(tmp_path) as server:
+        async with client_at(server, "127.0.0.2") as http:
+            streamable = await http.post(
+                MCP_URL, json=jsonrpc_request("initialize", bloated), headers=STREAMABLE_HEADERS
+            )
+            assert streamable.status_code == 413, streamable.text
+            assert (
+                streamable.headers["content-type"] == "application/json" and "mcp-session-id" not in streamable.headers
+            )
+            plain = await http.post(SSE_URL, json=jsonrpc_request("initialize", bloated))
+            assert plain.json()["error"]["code"] == -32600 and "mcp-session-id" not in plain.headers
+            assert (await initialize(http)).status_code == 200  # an ordinary one still opens a session

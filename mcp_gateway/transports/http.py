@@ -45,6 +45,7 @@ from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .jsonrpc_sessions import JsonRpcSessions
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 from .session_limits import (
+    MAX_OPENING_BODY_BYTES,
     Closer,
     CompletableSend,
     EvictableReceive,
@@ -313,6 +314,7 @@ class McpRoutes:
                 ended = watched is not None and watched.status in _SESSION_GONE  # deleted, or unknown to the SDK
                 self.sessions.ended(session, stream=request.method == "GET", deleted=ended)
         elif request.method == "POST" and session_id is None and opens_session(scope):
+            receive = _replay(await read_body(request, MAX_OPENING_BODY_BYTES), receive)
             reservation = await self.sessions.reserve(_client_of(request))
             host = request.headers.get("host", "").encode("latin-1")
             try:

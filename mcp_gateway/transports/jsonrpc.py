@@ -46,8 +46,10 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..privacy import exceeds
 from .jsonrpc_sessions import JsonRpcSession, JsonRpcSessions
 from .runtime import GatewayRuntime
+from .session_limits import MAX_OPENING_BODY_BYTES
 
 MAX_BATCH: Final = 100
 """Most requests one batch may carry."""
@@ -139,6 +141,9 @@ async def _answer_one(exchange: _Exchange, message: Any) -> dict[str, Any] | Non
         message_metadata=ServerMessageMetadata(request_context=request),
     )
     opening = req.method == _INITIALIZE and exchange.sessions is not None
+    if opening and exceeds(req.params, MAX_OPENING_BODY_BYTES):  # the session would keep it: bounded like /mcp's
+        message = f"Invalid Request: initialize params larger than {MAX_OPENING_BODY_BYTES} characters"
+        return _error(req.id, INVALID_REQUEST, message)
     if exchange.session is not None and not opening:
         connection = _session_connection(exchange.session)
     else:

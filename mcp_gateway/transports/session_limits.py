@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 SESSION_RETRY_AFTER_SECONDS: Final = 10
 """What a client refused for lack of room (its own open-session cap, or a table of busy sessions) is told to wait."""
 
+MAX_OPENING_BODY_BYTES: Final = 16 * 1024
+"""Largest `initialize` (the body of a request that opens an MCP session; real clients send under 2 KiB): a
+session keeps what its client said there for its whole life, so the cap on open sessions bounds memory only
+with a cap on what each may hold (413 past it)."""
+
 IPV6_CLIENT_PREFIX: Final = 64
 """IPv6 clients are counted per /64: one host usually holds a whole one and could rotate addresses within it."""
 
