@@ -28,8 +28,8 @@ from typing import Any, Final
 import httpx
 import pytest
 
+from .browser import HEADLESS_FLAGS, require_chromium
 from .support import ADMIN_HEADERS, DEMO, LiveServer
-from .test_tracker_browser import CHROMIUM
 
 PROTOCOL_TIMEOUT: Final = 30.0
 """Longest one DevTools command, or one awaited page event, may take."""
@@ -48,15 +48,7 @@ class DevTools:
         self._from_browser, from_browser_write = os.pipe()
         command = [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--no-default-browser-check",
+            *HEADLESS_FLAGS,
             "--hide-scrollbars",
             "--font-render-hinting=none",
             f"--user-data-dir={profile}",
@@ -161,11 +153,7 @@ class DevTools:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[DevTools]:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI: run scripts/install_chromium.sh")
-        pytest.skip("chromium is not installed (scripts/install_chromium.sh installs it); CI runs this test")
-    devtools = DevTools(CHROMIUM, tmp_path / "profile")
+    devtools = DevTools(require_chromium(), tmp_path / "profile")
     try:
         yield devtools
     finally:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,10 +24,9 @@ from starlette.routing import Route
 
 from mcp_gateway.ingest.visits import engagement_score
 
+from .browser import dump_dom, require_chromium
 from .support import DEMO, LiveServer, create_key, database_bytes, serve_in_thread, stored_rows
 
-CHROMIUM: Final = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-BROWSER_TIMEOUT: Final = 60.0
 EVENT_WAIT: Final = 10.0
 """Longest the test waits for what the browser sent (a beacon may land after the page is gone) to be stored."""
 
@@ -117,14 +113,6 @@ VISIT_PAGE: Final = """<!doctype html>
 """The visited page (`PULSE_PAGE`) in a frame, so that the test sees it leave (and pulse.js end the visit)."""
 
 
-def _require_chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI: run scripts/install_chromium.sh")
-        pytest.skip("chromium is not installed (scripts/install_chromium.sh installs it); CI runs this test")
-    return CHROMIUM
-
-
 @pytest.fixture
 def page_server(live_server: LiveServer, tmp_path: Path) -> Iterator[LiveServer]:
     """The test pages, on another origin than the gateway's."""
@@ -145,26 +133,9 @@ def page_server(live_server: LiveServer, tmp_path: Path) -> Iterator[LiveServer]
 
 def _shown_state(chromium: str, url: str, profile: Path) -> dict[str, Any]:
     """Load `url` in headless Chromium; the JSON the page finally shows after "sent "."""
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=10000",
-        "--dump-dom",
-        url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    shown = re.search(r'<p id="status">(.*?)</p>', done.stdout, re.S)
-    assert shown is not None and shown.group(1).startswith("sent "), done.stdout[-3000:]
+    dom = dump_dom(chromium, url, profile, virtual_time_ms=10000)
+    shown = re.search(r'<p id="status">(.*?)</p>', dom, re.S)
+    assert shown is not None and shown.group(1).startswith("sent "), dom[-3000:]
     state: dict[str, Any] = json.loads(html.unescape(shown.group(1).removeprefix("sent ")))
     return state
 
@@ -198,7 +169,7 @@ async def _read_headers(live_server: LiveServer) -> dict[str, str]:
 async def test_pulse_sends_a_visit_with_events_a_lead_and_its_engagement(
     live_server: LiveServer, page_server: LiveServer, tmp_path: Path
 ) -> None:
-    chromium = _require_chromium()
+    chromium = require_chromium()
     page_url = page_server.url("/").replace("127.0.0.1", "localhost")
 
     state = _shown_state(chromium, page_url, tmp_path / "profile")
@@ -237,7 +208,7 @@ async def test_pulse_sends_a_visit_with_events_a_lead_and_its_engagement(
 async def test_form_js_turns_a_consented_form_into_a_lead(
     live_server: LiveServer, page_server: LiveServer, tmp_path: Path
 ) -> None:
-    chromium = _require_chromium()
+    chromium = require_chromium()
     page_url = page_server.url("/form").replace("127.0.0.1", "localhost")
 
     state = _shown_state(chromium, page_url, tmp_path / "profile")

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Final
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -27,10 +23,9 @@ from starlette.routing import Route
 from mcp_gateway.analytics.api import READ_KEY_COOKIE
 from mcp_gateway.ingest.enrich import sha256_hex
 
+from .browser import dump_dom, require_chromium
 from .support import ADMIN_HEADERS, DEMO, LiveServer, database_bytes, serve_in_thread, stored_rows
 
-CHROMIUM: Final = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-BROWSER_TIMEOUT: Final = 60.0
 EVENT_WAIT: Final = 10.0
 
 PAGE_PATH: Final = "/products/widget"
@@ -68,14 +63,6 @@ PAGE: Final = """<!doctype html>
 """
 
 
-def _require_chromium() -> str:
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is required in CI: run scripts/install_chromium.sh")
-        pytest.skip("chromium is not installed (scripts/install_chromium.sh installs it); CI runs this test")
-    return CHROMIUM
-
-
 def _page_app(gateway_url: str, attributes: str = "") -> Starlette:
     async def page(_: Request) -> HTMLResponse:
         return HTMLResponse(PAGE.format(gateway=gateway_url, gateway_id=DEMO, attributes=attributes))
@@ -85,10 +72,10 @@ def _page_app(gateway_url: str, attributes: str = "") -> Starlette:
 
 def _load_page(live_server: LiveServer, tmp_path: Path, query: str = "", attributes: str = "") -> tuple[str, Any]:
     """Load the test page (another origin than the gateway's) in Chromium: its URL and what its script reported."""
-    chromium = _require_chromium()
+    chromium = require_chromium()
     with serve_in_thread(_page_app(live_server.base_url, attributes), tmp_path / "page-unused.db") as page_server:
         page_url = page_server.url(PAGE_PATH + query).replace("127.0.0.1", "localhost")
-        dom = _dump_dom(chromium, page_url, tmp_path / "profile")
+        dom = dump_dom(chromium, page_url, tmp_path / "profile", virtual_time_ms=5000)
     shown = re.search(r'<p id="status">(.*?)</p>', dom, re.S)
     assert shown is not None and shown.group(1).startswith("sent "), dom[-3000:]
     return page_url, json.loads(html.unescape(shown.group(1).removeprefix("sent ")))
@@ -108,28 +95,6 @@ def _read_key(http: httpx.Client) -> str:
     assert created.status_code == 201, created.text
     key: str = created.json()["key"]
     return key
-
-
-def _dump_dom(chromium: str, url: str, profile: Path) -> str:
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        url,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
 
 
 def _web_events(db_path: Path) -> list[dict[str, Any]]:
