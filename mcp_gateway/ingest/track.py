@@ -671,7 +671,8 @@ class TrackApi:
         return key, gateway
 
     def _token_event(self, request: Request, key: KeyRecord, body: _TokenEventFields) -> WebEvent:
-        return _named_event(request, body, "web" if key.kind == "pk" else "server", _timestamp_ms(body.timestamp))
+        source: Literal["web", "server"] = "web" if key.kind == "pk" else "server"
+        return _named_event(body, source, _timestamp_ms(body.timestamp), *_client_of(request))
 
     async def _token_batch(self, request: Request, batch: TokenTrackBatch) -> JSONResponse:
         key, gateway = await self._token_gateway(request, batch.token or batch.events[0].token)
@@ -701,11 +702,7 @@ class TrackApi:
     async def v1_track(self, request: Request) -> JSONResponse:
         key, gateway, verdict = await self._v1_key(request)
         body = await self._v1_body(request, verdict, V1TrackEvent)
-        ts_ms = iso_ms(body.timestamp) if body.timestamp is not None else int(time.time() * 1000)
-        anonymous_id = body.anonymous_id or str(uuid.uuid4())
-        session_id = body.session_id or derived_session_id(anonymous_id, ts_ms)
-        filled = body.model_copy(update={"anonymous_id": anonymous_id, "session_id": session_id})
-        event = _named_event(request, filled, "web" if key.kind == "pk" else "server", ts_ms)
+        event, anonymous_id = seed004_event(body, "web" if key.kind == "pk" else "server", *_client_of(request))
         [(_, row)] = await self._ingestor.capture(gateway.id, [event])
         stored_visitor = (row.web.anonymous_id if row.web else None) or anonymous_id  # a duplicate's, as stored
         answer = V1Accepted(ok=True, event_id=row.id, anonymous_id=stored_visitor, session_id=row.session_id or "")
@@ -780,8 +777,29 @@ class _NamedEventBody(Protocol):
     def properties(self) -> dict[str, Any] | None: ...
 
 
+def seed004_event(
+    body: V1TrackEvent, source: Literal["web", "server"], client_ip: str | None = None, user_agent: str | None = None
+) -> tuple[WebEvent, str]:
+    """Seed 004's event (`/v1/track`, the `track_event` tool) and its visitor: at the time it names or now, its
+    visitor or a new one, its session or `${anonymous_id}-${30min_bucket}`."""
+    ts_ms = iso_ms(body.timestamp) if body.timestamp is not None else int(time.time() * 1000)
+    anonymous_id = body.anonymous_id or str(uuid.uuid4())
+    session_id = body.session_id or derived_session_id(anonymous_id, ts_ms)
+    filled = body.model_copy(update={"anonymous_id": anonymous_id, "session_id": session_id})
+    return _named_event(filled, source, ts_ms, client_ip, user_agent), anonymous_id
+
+
+def _client_of(request: Request) -> tuple[str | None, str | None]:
+    """The client's IP and User-Agent, as an event records them."""
+    return _client_ip(request), request.headers.get("user-agent") or None
+
+
 def _named_event(
-    request: Request, body: _NamedEventBody, source: Literal["web", "server"], ts_ms: int | None
+    body: _NamedEventBody,
+    source: Literal["web", "server"],
+    ts_ms: int | None,
+    client_ip: str | None,
+    user_agent: str | None,
 ) -> WebEvent:
     return WebEvent(
         name=body.event,
@@ -797,6 +815,6 @@ def _named_event(
         title=body.title,
         page=body.page,
         properties=body.properties,
-        client_ip=_client_ip(request),
-        user_agent=request.headers.get("user-agent") or None,
+        client_ip=client_ip,
+        user_agent=user_agent,
     )

@@ -13,8 +13,6 @@ of the gateway (its IP and the name it gave in `initialize` or the request's `_m
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Annotated, Any, Final, Literal
 
 from mcp.server import MCPServer
@@ -24,8 +22,8 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from ..config import DEFAULT_V1_TRACK_RATE_LIMIT
-from ..ingest.track import MAX_JSON_OBJECT_BYTES, RATE_WINDOW_SECONDS, V1TrackEvent, derived_session_id, iso_ms
-from ..ingest.web import WebEvent, WebIngestor
+from ..ingest.track import MAX_JSON_OBJECT_BYTES, RATE_WINDOW_SECONDS, V1TrackEvent, seed004_event
+from ..ingest.web import WebIngestor
 from ..privacy import IpHasher
 from ..ratelimit import limiter_for
 from ..store import Store
@@ -122,23 +120,7 @@ def register_track_event(
         if not verdict.allowed:
             wait = verdict.reset_seconds
             raise ToolError(f"rate_limited: at most {verdict.limit} events a minute; retry in {wait} s")
-        ts_ms = iso_ms(body.timestamp) if body.timestamp is not None else int(time.time() * 1000)
-        visitor = body.anonymous_id or str(uuid.uuid4())
-        web_event = WebEvent(
-            name=body.event,
-            source="server",
-            event_id=body.event_id,
-            ts_ms=ts_ms,
-            anonymous_id=visitor,
-            user_id=body.user_id,
-            session_id=body.session_id or derived_session_id(visitor, ts_ms),
-            url=body.url,
-            path=body.path,
-            referrer=body.referrer,
-            title=body.title,
-            page=body.page,
-            properties=body.properties,
-        )
+        web_event, visitor = seed004_event(body, "server")  # MCP events carry no client IP or User-Agent
         [(_, row)] = await ingestor.capture(gateway_id, [web_event])
         stored_visitor = (row.web.anonymous_id if row.web else None) or visitor  # a duplicate's, as stored
         return TrackEventResult(event_id=row.id, anonymous_id=stored_visitor, session_id=row.session_id or "")
