@@ -107,7 +107,7 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
-    dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
+    dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS, limiter=api_limit)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),

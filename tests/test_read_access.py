@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from mcp_gateway import Settings, create_app
+from mcp_gateway.analytics.api import READ_KEY_COOKIE
 
 from .support import ADMIN_HEADERS, DEMO, LiveServer, admin_json, create_key, serve_in_thread
 
@@ -155,6 +156,26 @@ async def test_a_read_key_past_its_limit_gets_429_and_another_key_does_not(limit
     assert [a.headers["x-ratelimit-remaining"] for a in answers[:3]] == ["2", "1", "0"]
     assert_seed_000s_429(answers[3], 3)
     assert other.status_code == 200
+
+
+async def test_the_dashboards_pages_count_against_the_keys_limit(limited_http: httpx.AsyncClient) -> None:
+    key = await create_key(limited_http, DEMO, "read")
+    limited_http.cookies.set(READ_KEY_COOKIE, key)
+
+    page = await limited_http.get("/dashboard")
+    card = await limited_http.get("/dashboard/sections/overview")
+    api = await limited_http.get("/stats", params={**WINDOW, "token": key})
+    past_page = await limited_http.get("/dashboard")
+    past_card = await limited_http.get("/dashboard/sections/overview")
+
+    assert [page.status_code, card.status_code, api.status_code] == [200, 200, 200]
+    assert [page.headers["x-ratelimit-remaining"], card.headers["x-ratelimit-remaining"]] == ["2", "1"]
+    assert_seed_000s_429(past_card, 3)  # a card is fetched by a script: the API's JSON answer
+    assert past_page.status_code == 429  # the page is for a person: HTML saying so, with the same headers
+    assert past_page.headers["content-type"].startswith("text/html")
+    assert "Rate limit exceeded" in past_page.text
+    assert past_page.headers["retry-after"] == past_card.headers["retry-after"]
+    assert past_page.headers["x-ratelimit-remaining"] == "0"
 
 
 async def test_the_admin_api_past_its_limit_gets_429(limited_http: httpx.AsyncClient) -> None:

@@ -36,7 +36,8 @@ from ..analytics.api import READ_KEY_COOKIE, READ_KINDS
 from ..gateways import GatewayDirectory
 from ..keys import KeyService
 from ..openapi import Empty, Operation, Param, Reply
-from ..store import Store
+from ..ratelimit import RateLimiter, Verdict
+from ..store import KeyRecord, Store
 from ..web import ApiError, read_body, validated
 from . import page
 from .answers import Answers
@@ -102,6 +103,12 @@ def _html(body: Markup, status: int = 200) -> HTMLResponse:
     return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
 
+def _limited(response: Response, verdict: Verdict | None) -> Response:
+    if verdict is not None:
+        response.headers.update(verdict.headers())
+    return response
+
+
 def _timed(response: Response, started: float) -> Response:
     response.headers["Server-Timing"] = f"render;dur={(time.perf_counter() - started) * 1000:.1f}"
     return response
@@ -111,9 +118,16 @@ class Dashboard:
     """The dashboard of the gateway whose read key the browser logged in with."""
 
     def __init__(
-        self, keys: KeyService, store: Store, directory: GatewayDirectory, questions: Sequence[Question[Any]]
+        self,
+        keys: KeyService,
+        store: Store,
+        directory: GatewayDirectory,
+        questions: Sequence[Question[Any]],
+        *,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._keys = keys
+        self._limiter = limiter
         self._store = store
         self._directory = directory
         self._answers = Answers(questions)
@@ -136,6 +150,7 @@ class Dashboard:
     def operations(self) -> list[Operation]:
         """The routes in the OpenAPI document: HTML pages and form posts, not JSON, but served all the same."""
         refused = Reply(400, "A bad query parameter: an HTML page naming it", str, "text/html")
+        limited = Reply(429, "Past the per-key limit: an HTML page saying so, with its headers", str, "text/html")
         statics = [
             Operation(
                 "GET",
@@ -158,7 +173,7 @@ class Dashboard:
                 query=page.PageArgs,
                 response=str,
                 content_type="text/html",
-                replies=(refused,),
+                replies=(refused, limited),
                 errors=(),
             ),
             Operation(
@@ -170,7 +185,7 @@ class Dashboard:
                 response=str,
                 content_type="text/html",
                 params=(Param("name", "path", "The card's id", SectionName, required=True),),
-                errors=(400, 401, 404),
+                errors=(400, 401, 404, 429),
                 description="What the page's script fills each card that is still loading with.",
             ),
             Operation(
@@ -199,42 +214,50 @@ class Dashboard:
             *statics,
         ]
 
-    async def _gateway_of(self, key: str) -> str | None:
-        record = await self._keys.resolve(key.strip(), READ_KINDS) if key.strip() else None
-        return None if record is None else record.gateway_id
+    async def _key_of(self, key: str) -> KeyRecord | None:
+        return await self._keys.resolve(key.strip(), READ_KINDS) if key.strip() else None
+
+    async def _counted(self, key: KeyRecord) -> Verdict | None:
+        """The key's request counted against the API's per-key limit (the dashboard reads the same answers);
+        `ApiError` 429 past it."""
+        return None if self._limiter is None else (await self._limiter.hit(key.id)).enforce()
 
     async def dashboard(self, request: Request) -> Response:
         started = time.perf_counter()
         cookie = request.cookies.get(READ_KEY_COOKIE, "")
-        gateway_id = await self._gateway_of(cookie)
-        if gateway_id is None:
+        key = await self._key_of(cookie)
+        if key is None:
             response = _html(page.login(self._assets))
             if cookie:
                 response.delete_cookie(READ_KEY_COOKIE, path="/")  # revoked or unknown: forget it
             return response
         try:
+            verdict = await self._counted(key)
             args = validated(page.PageArgs, dict(request.query_params))
-            view = self._view(gateway_id, args, full=args.full)
+            view = self._view(key.gateway_id, args, full=args.full)
         except ApiError as exc:
-            return _html(page.error(self._assets, exc.message, exc.extra.get("field")), exc.status)
-        gateway = await self._directory.get(gateway_id)
-        body = await page.dashboard(view, self._assets, gateway_name=gateway.name if gateway else gateway_id)
-        return _timed(_html(body), started)
+            refused = _html(page.error(self._assets, exc.message, exc.extra.get("field")), exc.status)
+            refused.headers.update(exc.headers)
+            return refused
+        gateway = await self._directory.get(key.gateway_id)
+        body = await page.dashboard(view, self._assets, gateway_name=gateway.name if gateway else key.gateway_id)
+        return _limited(_timed(_html(body), started), verdict)
 
     async def section(self, request: Request) -> Response:
         """One card, filled: JSON errors, as the analytics API answers them (this is fetched by a script)."""
         started = time.perf_counter()
         try:
-            gateway_id = await self._gateway_of(request.cookies.get(READ_KEY_COOKIE, ""))
-            if gateway_id is None:
+            key = await self._key_of(request.cookies.get(READ_KEY_COOKIE, ""))
+            if key is None:
                 raise ApiError(401, "Log in to the dashboard with a read key")
+            verdict = await self._counted(key)
             section = page.SECTIONS.get(request.path_params["name"])
             if section is None:
                 raise ApiError(404, "No such dashboard section", field="name")
-            view = self._view(gateway_id, validated(page.DashboardArgs, dict(request.query_params)))
+            view = self._view(key.gateway_id, validated(page.DashboardArgs, dict(request.query_params)))
         except ApiError as exc:
             return exc.response()
-        return _timed(_html(await section.render(view)), started)
+        return _limited(_timed(_html(await section.render(view)), started), verdict)
 
     def _view(self, gateway_id: str, args: page.DashboardArgs, *, full: bool = False) -> page.View:
         """What the sections of `gateway_id` are built from; 400 (`ApiError`) for a bad window."""
@@ -250,7 +273,7 @@ class Dashboard:
         except ApiError as exc:
             return _html(page.error(self._assets, exc.message, None), exc.status)
         key = (form.get("key") or [""])[0].strip()
-        if await self._gateway_of(key) is None:
+        if await self._key_of(key) is None:
             return _html(page.login(self._assets, error="That is not a valid read key."), 401)
         response = RedirectResponse("/dashboard", status_code=303)
         response.set_cookie(
