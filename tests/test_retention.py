@@ -71,7 +71,25 @@ async def test_pruning_deletes_what_is_older_than_the_cutoff_and_nothing_recent(
     assert sessions == [("m-long",), ("m-new",)]  # m-long still has an event: its row stays
     assert await store.get_gateway(DEMO) is not None and await store.list_keys(DEMO)
     assert await answers(app, headers) == before
-    assert await prune(store, CUTOFF) == {"mcp_sessions": 0}  # a second round finds nothing
+    assert await prune(store, CUTOFF) == {"mcp_sessions": 0, "identities": 0}  # a second round finds nothing
+
+
+async def test_a_visitors_identity_link_goes_with_its_last_event(app: Starlette) -> None:
+    await seed_old_and_recent(app)
+    store = store_of(app)
+    links = [("v1", "user-a", T0 + DAY), ("v2", "user-b", T0 + DAY), ("v3", "user-c", T0 + 40 * DAY)]
+    await store.write(
+        lambda conn: [
+            conn.execute("INSERT INTO identities VALUES (?, ?, ?, ?)", (DEMO, visitor, user, at))
+            for visitor, user, at in links
+        ]
+    )
+
+    deleted = await prune(store, CUTOFF)
+
+    assert deleted["identities"] == 1
+    kept = await store.fetch("SELECT anonymous_id FROM identities ORDER BY anonymous_id")
+    assert kept == [("v2",), ("v3",)]  # v1's events are gone; v2 still sends them; v3 identified after the cutoff
 
 
 async def test_a_gateway_with_a_retention_period_prunes_when_it_starts(settings: Settings) -> None:

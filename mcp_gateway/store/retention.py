@@ -1,6 +1,6 @@
 """Retention: tracked data older than its period is deleted, hourly; three periods, after seed 000's table.
 
-    events     raw events and MCP sessions                        MCP_GATEWAY_EVENT_RETENTION_DAYS      30
+    events     raw events, MCP sessions, identity links           MCP_GATEWAY_EVENT_RETENTION_DAYS      30
     analytics  traffic rollups, sketches, web sessions, counts    MCP_GATEWAY_ANALYTICS_RETENTION_DAYS  30
     health     MCP calls, errors and latency per primitive        MCP_GATEWAY_HEALTH_RETENTION_DAYS     60
 
@@ -74,6 +74,14 @@ ORPHAN_MCP_SESSIONS: Final = (
     " (SELECT 1 FROM events WHERE events.gateway_id = mcp_sessions.gateway_id AND events.session_id = mcp_sessions.id)"
 )
 """MCP sessions that started before the cutoff and have no event left (a session still in use keeps its row)."""
+ORPHAN_IDENTITIES: Final = (
+    "DELETE FROM identities WHERE gateway_id = ? AND identified_at_ms < ? AND NOT EXISTS"
+    " (SELECT 1 FROM events WHERE events.gateway_id = identities.gateway_id"
+    " AND events.anonymous_id = identities.anonymous_id)"
+)
+"""Links of a visitor to a user (`/v1/identify`) made before the cutoff whose visitor has no event left: the link
+is personal data about events that are gone. A visitor still sending events keeps its link."""
+ORPHANS: Final = {"mcp_sessions": ORPHAN_MCP_SESSIONS, "identities": ORPHAN_IDENTITIES}
 
 
 def _delete_span(table: str, column: str, gateway_id: str, start_ms: int, end_ms: int) -> Callable[[Connection], int]:
@@ -110,11 +118,14 @@ async def prune(store: Store, cutoffs: int | Mapping[Kind, int | None]) -> dict[
                 start = end
     events_cutoff_ms = cutoffs.get("events")
     for gateway_id in gateways if events_cutoff_ms is not None else []:
+        for table, statement in ORPHANS.items():
 
-        def orphans(conn: Connection, gateway_id: str = gateway_id, cutoff_ms: int | None = events_cutoff_ms) -> int:
-            return max(conn.execute(ORPHAN_MCP_SESSIONS, (gateway_id, cutoff_ms)).rowcount, 0)
+            def orphans(
+                conn: Connection, sql: str = statement, params: tuple[str, int | None] = (gateway_id, events_cutoff_ms)
+            ) -> int:
+                return max(conn.execute(sql, params).rowcount, 0)
 
-        deleted["mcp_sessions"] = deleted.get("mcp_sessions", 0) + await store.write(orphans)
+            deleted[table] = deleted.get(table, 0) + await store.write(orphans)
     if any(deleted.values()):
         logger.info("retention: deleted %s", ", ".join(f"{n} {table}" for table, n in deleted.items() if n))
     return deleted
