@@ -2,6 +2,7 @@
 
 - **Identities**: `email`, `phone` and `external_id` are normalised (trimmed; email and
   external_id lower-cased; phone reduced to its E.164 digits without leading zeros, as Meta wants) and
+  stored only as SHA-256 hex.
 - **Match quality** (EMQ): the sum of the seed's points for the identifiers present — email 2.5,
   phone 2.0, fbp 1.5, fbc 1.5, external_id 1.0, client IP 0.5, user agent 0.3 (at most 9.3).
 - **Device**: device type, browser and OS from the User-Agent (the maintained `ua-parser`).
