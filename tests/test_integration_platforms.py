@@ -280,10 +280,12 @@ def test_meta_batches_at_1000_events() -> None:
     assert [i for r in requests for i in r.event_ids] == [f"e{i}" for i in range(2501)]
 
 
-def test_meta_leaves_out_events_older_than_seven_days() -> None:
+def test_meta_sends_an_event_meta_would_refuse_alone_so_it_cannot_sink_the_batch() -> None:
     old = event(event_id="old", time_ms=NOW_MS - 8 * 86_400_000)
-    requests = PLATFORMS["meta"].build_requests(config("meta"), [old, event(event_id="new")], now_ms=NOW_MS)
-    assert [r.event_ids for r in requests] == [("new",)]
+    blind = event(event_id="blind", user=user(client_user_agent=None))
+    ours = [old, event(event_id="a"), blind, event(event_id="b")]
+    requests = PLATFORMS["meta"].build_requests(config("meta"), ours, now_ms=NOW_MS)
+    assert [r.event_ids for r in requests] == [("a", "b"), ("old",), ("blind",)]
 
 
 def meta_error(code: int, subcode: int | None = None, transient: bool | None = None) -> bytes:
@@ -372,9 +374,8 @@ def test_ga4_groups_by_visitor_and_batches_at_25() -> None:
     assert "user_id" not in body_of(requests[2])
 
 
-def test_ga4_validates_before_sending_because_ga4_accepts_anything() -> None:
-    keep = event(
-        event_id="keep",
+def test_ga4_cleans_parameters_before_sending_because_ga4_accepts_anything() -> None:
+    messy = event(
         custom_data={
             "ok": "x" * 150,
             "nested": {"a": 1},
@@ -386,20 +387,31 @@ def test_ga4_validates_before_sending_because_ga4_accepts_anything() -> None:
             **{f"p{i}": i for i in range(40)},
         },
     )
+    [request] = PLATFORMS["ga4"].build_requests(config("ga4"), [messy], now_ms=NOW_MS)
+    params = body_of(request)["events"][0]["params"]
+    assert len(params) == 25
+    assert params["page_location"] == "https://shop.example/checkout?step=done"
+    assert params["ok"] == "x" * 100
+    assert params["items"] == [{"item_id": "sku-1", "price": 3}]
+    assert not {"nested", "_reserved", "ga_thing", "bad-name", "flag"} & set(params)
+
+
+def test_ga4_sends_events_it_would_drop_to_the_validation_server_alone() -> None:
     events = [
-        keep,
+        event(event_id="keep"),
         event("9lives", "bad-name"),
         event("session_start", "reserved"),
         event(event_id="old", time_ms=NOW_MS - 73 * 3_600_000),
         event(event_id="anonymous", user=ForwardedUser()),
     ]
-    [request] = PLATFORMS["ga4"].build_requests(config("ga4"), events, now_ms=NOW_MS)
-    assert request.event_ids == ("keep",)
-    params = body_of(request)["events"][0]["params"]
-    assert len(params) == 25
-    assert params["ok"] == "x" * 100
-    assert params["items"] == [{"item_id": "sku-1", "price": 3}]
-    assert not {"nested", "_reserved", "ga_thing", "bad-name", "flag"} & set(params)
+    requests = PLATFORMS["ga4"].build_requests(config("ga4"), events, now_ms=NOW_MS)
+    assert [(r.url.split("?")[0], r.event_ids) for r in requests] == [
+        ("https://www.google-analytics.com/mp/collect", ("keep",)),
+        ("https://www.google-analytics.com/debug/mp/collect", ("bad-name",)),
+        ("https://www.google-analytics.com/debug/mp/collect", ("reserved",)),
+        ("https://www.google-analytics.com/debug/mp/collect", ("anonymous",)),
+    ]
+    assert "client_id" not in body_of(requests[3])
 
 
 def test_ga4_judge() -> None:
@@ -646,6 +658,21 @@ def test_the_meta_fake_refuses_what_meta_refuses(fakes: FakePlatforms) -> None:
     assert bad_token.outcome is Outcome.FAILED and bad_token.error is not None and "190" in bad_token.error
 
 
+def test_one_bad_event_fails_alone_and_the_rest_of_the_batch_is_delivered(fakes: FakePlatforms) -> None:
+    stale = event(event_id="stale", time_ms=now_ms() - 8 * 86_400_000)
+    good = live_events(2)
+    delivered, refused = send("meta", fakes.configs()["meta"], [good[0], stale, good[1]])
+    assert delivered == Verdict(Outcome.DELIVERED)
+    assert refused.outcome is Outcome.FAILED and refused.error is not None and "7 days" in refused.error
+    assert [e["event_id"] for e in fakes.meta.accepted_events()] == ["live-0", "live-1"]
+    verdicts = send("ga4", fakes.configs()["ga4"], [good[0], event("1st_visit", "bad", time_ms=now_ms())])
+    assert verdicts[0] == Verdict(Outcome.DELIVERED)
+    assert (
+        verdicts[1].outcome is Outcome.FAILED and verdicts[1].error is not None and "NAME_INVALID" in verdicts[1].error
+    )
+    assert len(fakes.ga4.accepted_events()) == 1
+
+
 def test_the_tiktok_fake_refuses_a_bad_token_with_code_40105(fakes: FakePlatforms) -> None:
     [verdict] = send("tiktok", fakes.configs()["tiktok"] | {"access_token": "wrong"}, live_events(1))
     assert verdict.outcome is Outcome.FAILED and verdict.error is not None and "40105" in verdict.error
@@ -659,3 +686,20 @@ def test_the_webhook_fake_refuses_a_wrong_signature_and_counts_redeliveries(fake
     assert send("webhook", fakes.configs()["webhook"], events) == [Verdict(Outcome.DELIVERED)]
     assert fakes.webhook.duplicates == 1
     assert [e["event_id"] for e in fakes.webhook.accepted_events()] == ["live-0", "live-1"]
+
+
+@pytest.mark.parametrize("kind", ["meta", "ga4", "tiktok", "webhook"])
+def test_check_config_accepts_its_own_output_unchanged(kind: str) -> None:
+    checked = config(kind, event_map={"Purchase": "purchase_done"}, events=["Purchase"])
+    assert PLATFORMS[kind].check_config(checked) == checked
+
+
+def test_a_slow_fake_makes_the_sender_time_out_until_it_recovers(fakes: FakePlatforms) -> None:
+    fakes.tiktok.slow(1.0)
+    [request] = PLATFORMS["tiktok"].build_requests(
+        PLATFORMS["tiktok"].check_config(fakes.configs()["tiktok"]), live_events(1), now_ms=now_ms()
+    )
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(request.url, headers=request.headers, content=request.body, timeout=0.1)
+    fakes.tiktok.recover()
+    assert send("tiktok", fakes.configs()["tiktok"], live_events(1)) == [Verdict(Outcome.DELIVERED)]

@@ -14,12 +14,13 @@ Reference (the rules below come from these pages):
   https://developers.facebook.com/docs/graph-api/overview/rate-limiting (codes 4, 17, 32, 613 are throttling;
   ``is_transient`` marks a temporary failure).
 
-An event older than 7 days is left out of the request (Meta refuses the whole batch for one), and logged.
+Meta validates a request as a whole, so an event it would refuse (:func:`refusal`: older than 7 days, or a
+``website`` event without ``event_source_url`` or ``client_user_agent``) goes in a request of its own: Meta's
+answer then fails that event alone, with Meta's own error, and the rest of the batch is delivered.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -29,8 +30,6 @@ from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
 from mcp_gateway.integrations.platforms.base import ForwardedEvent, Outcome, OutgoingRequest, Verdict
 from mcp_gateway.vocabulary import PAGE_VIEW, STANDARD_EVENTS
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT: Final = "https://graph.facebook.com"
 DEFAULT_API_VERSION: Final = "v21.0"
@@ -94,15 +93,16 @@ class MetaPlatform:
     def build_requests(
         self, config: Mapping[str, Any], events: Sequence[ForwardedEvent], *, now_ms: int
     ) -> list[OutgoingRequest]:
-        fresh: list[tuple[str, ForwardedEvent]] = []
+        sound: list[tuple[str, ForwardedEvent]] = []
+        doubtful: list[Sequence[tuple[str, ForwardedEvent]]] = []
         for name, event in _common.select(config, events, DEFAULT_MAP):
-            if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
-                logger.warning("meta: event %s is older than 7 days; Meta would refuse it, not sent", event.event_id)
-                continue
-            fresh.append((name, event))
+            if refusal(event, now_ms):
+                doubtful.append([(name, event)])
+            else:
+                sound.append((name, event))
         url = "/".join((config["endpoint"], config["api_version"], quote(config["pixel_id"], safe=""), "events"))
         requests = []
-        for batch in _common.chunks(fresh, MAX_BATCH):
+        for batch in [*_common.chunks(sound, MAX_BATCH), *doubtful]:
             body: dict[str, Any] = {"data": [server_event(name, event) for name, event in batch]}
             body["access_token"] = config["access_token"]
             if config.get("test_event_code"):
@@ -138,6 +138,15 @@ class MetaPlatform:
         ):
             return Verdict(Outcome.RETRY, message, _common.retry_after(headers))
         return Verdict(Outcome.FAILED, message)
+
+
+def refusal(event: ForwardedEvent, now_ms: int) -> str | None:
+    """Why Meta would refuse ``event`` (and with it the whole request that carries it), or None."""
+    if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
+        return "event_time is more than 7 days old"
+    if event.action_source == "website" and not (event.event_source_url and event.user.client_user_agent):
+        return "a website event needs event_source_url and client_user_agent"
+    return None
 
 
 def server_event(name: str, event: ForwardedEvent) -> dict[str, Any]:
