@@ -4,6 +4,7 @@ and requests sent with httpx over real sockets to the fakes in `tests/fake_platf
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import time
@@ -703,3 +704,9 @@ def test_a_slow_fake_makes_the_sender_time_out_until_it_recovers(fakes: FakePlat
         httpx.post(request.url, headers=request.headers, content=request.body, timeout=0.1)
     fakes.tiktok.recover()
     assert send("tiktok", fakes.configs()["tiktok"], live_events(1)) == [Verdict(Outcome.DELIVERED)]
+
+
+def test_values_json_cannot_hold_are_sent_as_null_or_text() -> None:
+    odd = event(custom_data={"value": float("nan"), "max": float("inf"), "nested": {"on": datetime.date(2025, 1, 2)}})
+    [request] = PLATFORMS["meta"].build_requests(config("meta"), [odd], now_ms=NOW_MS)
+    assert body_of(request)["data"][0]["custom_data"] == {"value": None, "max": None, "nested": {"on": "2025-01-02"}}

@@ -122,8 +122,12 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; NaN and infinities (not JSON) become null."""
-    return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact UTF-8 JSON; NaN and infinities (not JSON) become null, anything else not JSON its ``str``."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, TypeError):  # NaN, infinity, a non-dict mapping, a tuple key...: walk it only then
+        cleaned = _finite(value)
+        return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()
 
 
 def _finite(value: Any) -> Any:
