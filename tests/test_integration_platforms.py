@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.ingest.enrich import hash_email, hash_external_id, hash_phone
@@ -34,6 +35,10 @@ NOW_MS: Final = 1_765_000_000_000
 EMAIL_HASH: Final = hashlib.sha256(b"jane@example.com").hexdigest()
 PHONE_HASH: Final = hashlib.sha256(b"14155550199").hexdigest()
 USER_HASH: Final = hashlib.sha256(b"user-42").hexdigest()
+META_EMAIL: Final = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+"""Meta's example: SHA-256 of "john_smith@gmail.com" (customer-information-parameters page)."""
+META_PHONE: Final = "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"
+"""Meta's example: SHA-256 of "16505551212", the US number (650)555-1212 with its country code."""
 UA: Final = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"
 
 
@@ -90,13 +95,13 @@ def now_ms() -> int:
 
 def test_stored_email_hash_is_metas_documented_example() -> None:
     # customer-information-parameters: "John_Smith@gmail.com" normalises to "john_smith@gmail.com".
-    assert hash_email("  John_Smith@gmail.com ") == "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f"
+    assert hash_email("  John_Smith@gmail.com ") == META_EMAIL
 
 
 @pytest.mark.parametrize("written", ["+1 (650) 555-1212", "1-650-555-1212", "001 650 555 1212", "+1 650.555.1212"])
 def test_stored_phone_hash_is_metas_documented_example(written: str) -> None:
     # customer-information-parameters: US "(650)555-1212" with its country code normalises to "16505551212".
-    assert hash_phone(written) == "e323ec626319ca94ee8bff2e4c87cf613be6ea19919ed1364124e16807ab3176"
+    assert hash_phone(written) == META_PHONE
 
 
 def test_phone_hash_keeps_ascii_digits_only() -> None:
@@ -107,6 +112,22 @@ def test_phone_hash_keeps_ascii_digits_only() -> None:
 
 def test_external_id_hash_is_trimmed_and_lower_cased() -> None:
     assert hash_external_id("  User-42 ") == USER_HASH
+
+
+async def test_the_hashes_track_stores_are_the_ones_meta_documents(http: httpx.AsyncClient, app: Starlette) -> None:
+    user = {"email": " John_Smith@gmail.com", "phone": "00 1 (650) 555-1212", "external_id": "User-42"}
+    response = await http.post(
+        "/track", json={"event_name": "Lead", "event_id": "meta-vector", "user": user}, headers={"X-Gateway-ID": "demo"}
+    )
+    assert response.status_code == 200, response.text
+    row = await app.state.services.store.get_event("demo", "meta-vector")
+    assert row is not None and row.web is not None
+    assert (row.web.email_hash, row.web.phone_hash, row.web.external_id_hash) == (META_EMAIL, META_PHONE, USER_HASH)
+    forwarded = event(
+        user=ForwardedUser(em=row.web.email_hash, ph=row.web.phone_hash), action_source="system_generated"
+    )
+    [request] = PLATFORMS["meta"].build_requests(config("meta"), [forwarded], now_ms=NOW_MS)
+    assert body_of(request)["data"][0]["user_data"] == {"em": [META_EMAIL], "ph": [META_PHONE]}
 
 
 # -- the registry and config checks ----------------------------------------------------------------------------------
