@@ -302,12 +302,12 @@ def test_meta_batches_at_1000_events() -> None:
     assert [i for r in requests for i in r.event_ids] == [f"e{i}" for i in range(2501)]
 
 
-def test_meta_sends_an_event_meta_would_refuse_alone_so_it_cannot_sink_the_batch() -> None:
+def test_meta_sends_events_meta_would_refuse_apart_so_they_cannot_sink_the_batch() -> None:
     old = event(event_id="old", time_ms=NOW_MS - 8 * 86_400_000)
-    blind = event(event_id="blind", user=user(client_user_agent=None))
-    ours = [old, event(event_id="a"), blind, event(event_id="b")]
+    blind = [event(event_id=f"blind{i}", user=user(client_user_agent=None)) for i in range(2)]
+    ours = [old, event(event_id="a"), blind[0], event(event_id="b"), blind[1]]
     requests = PLATFORMS["meta"].build_requests(config("meta"), ours, now_ms=NOW_MS)
-    assert [r.event_ids for r in requests] == [("a", "b"), ("old",), ("blind",)]
+    assert [r.event_ids for r in requests] == [("a", "b"), ("old",), ("blind0", "blind1")]
 
 
 def meta_error(code: int, subcode: int | None = None, transient: bool | None = None) -> bytes:

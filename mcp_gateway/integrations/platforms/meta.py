@@ -14,9 +14,9 @@ Reference (the rules below come from these pages):
   https://developers.facebook.com/docs/graph-api/overview/rate-limiting (codes 4, 17, 32, 613 are throttling;
   ``is_transient`` marks a temporary failure).
 
-Meta validates a request as a whole, so an event it would refuse (:func:`refusal`: older than 7 days, or a
-``website`` event without ``event_source_url`` or ``client_user_agent``) goes in a request of its own: Meta's
-answer then fails that event alone, with Meta's own error, and the rest of the batch is delivered.
+Meta validates a request as a whole, so events it would refuse (:func:`refusal`: older than 7 days, or a
+``website`` event without ``event_source_url`` or ``client_user_agent``) travel in requests of their own, one
+group per reason: Meta's answer then decides for them, with Meta's own error, and cannot sink the sound events.
 """
 
 from __future__ import annotations
@@ -93,16 +93,12 @@ class MetaPlatform:
     def build_requests(
         self, config: Mapping[str, Any], events: Sequence[ForwardedEvent], *, now_ms: int
     ) -> list[OutgoingRequest]:
-        sound: list[tuple[str, ForwardedEvent]] = []
-        doubtful: list[Sequence[tuple[str, ForwardedEvent]]] = []
+        by_refusal: dict[str | None, list[tuple[str, ForwardedEvent]]] = {None: []}
         for name, event in _common.select(config, events, DEFAULT_MAP):
-            if refusal(event, now_ms):
-                doubtful.append([(name, event)])
-            else:
-                sound.append((name, event))
+            by_refusal.setdefault(refusal(event, now_ms), []).append((name, event))
         url = "/".join((config["endpoint"], config["api_version"], quote(config["pixel_id"], safe=""), "events"))
         requests = []
-        for batch in [*_common.chunks(sound, MAX_BATCH), *doubtful]:
+        for batch in (batch for group in by_refusal.values() for batch in _common.chunks(group, MAX_BATCH)):
             body: dict[str, Any] = {"data": [server_event(name, event) for name, event in batch]}
             body["access_token"] = config["access_token"]
             if config.get("test_event_code"):
