@@ -11,7 +11,8 @@ Use::
 ``fakes`` (a :class:`FakePlatforms`) holds one :class:`FakeEndpoint` per platform: ``fakes.meta``, ``fakes.ga4``
 (``/mp/collect`` and ``/debug/mp/collect``), ``fakes.tiktok`` and ``fakes.webhook``. Each records every request
 it got, in order, in ``requests`` (a :class:`Received`: path, query, headers, raw body, parsed JSON, the status
-and body answered, and ``problems``: what the schema check found). Its controls, safe to call from the test's
+and body answered, ``problems``: what the schema check found, and ``warnings``: what the platform accepts but
+advises against). Its controls, safe to call from the test's
 thread while the server runs:
 
 - ``fail(times, mode="server", retry_after=None)``: the next ``times`` requests fail the platform's way.
@@ -28,10 +29,12 @@ What each fake checks (and answers when a check fails):
 
 - **Meta** ``POST /{version}/{pixel_id}/events``: the pixel and ``access_token`` (code 190 otherwise); ``data``
   a list of 1 to 1,000 events; ``event_name``, ``event_id`` strings; ``event_time`` integer seconds, not more
-  than 7 days old nor in the future; ``action_source`` from Meta's list, ``website`` needing ``event_source_url``
-  and ``client_user_agent``; ``user_data`` with ``em``/``ph``/``external_id`` lists of SHA-256 hex; ``custom_data``
-  an object. A failed check answers HTTP 400 ``{"error": {"message", "type": "OAuthException", "code": 100,
-  "error_subcode", "error_user_msg", "fbtrace_id"}}``; success ``{"events_received", "messages", "fbtrace_id"}``.
+  than 7 days old nor in the future; ``action_source`` from Meta's list; ``user_data`` with at least one
+  identifier, ``em``/``ph``/``external_id`` lists of SHA-256 hex; ``custom_data`` an object. A ``website``
+  event without ``event_source_url`` and ``client_user_agent`` (required, says Meta, yet taken) is accepted and
+  noted in ``warnings``. A failed check answers HTTP 400 ``{"error": {"message", "type": "OAuthException",
+  "code": 100, "error_subcode", "error_user_msg", "fbtrace_id"}}``; success ``{"events_received", "messages",
+  "fbtrace_id"}``.
 - **GA4** ``POST /mp/collect``: always 204, like GA4, even when the checks fail (the problems are recorded
   and the request is not counted as accepted); ``POST /debug/mp/collect``: 200 ``{"validationMessages": [...]}``.
   Checks: ``measurement_id`` and ``api_secret``; ``client_id``; ``events`` 1 to 25; names and parameter names
@@ -124,6 +127,7 @@ class Received:
     status: int = 0
     answer: Any = None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     accepted: bool = False
 
 
@@ -298,6 +302,13 @@ def _meta(endpoint: FakeEndpoint, received: Received, failure: _Failure | None) 
         received.problems.append("bad access_token")
         return 400, _meta_error(190, "Invalid OAuth access token - Cannot parse access token")
     received.problems.extend(_meta_problems(body))
+    received.warnings.extend(
+        f"data[{i}]: a website event without event_source_url or client_user_agent (required, but accepted)"
+        for i, event in enumerate(body.get("data") or [])
+        if isinstance(event, dict)
+        and event.get("action_source") == "website"
+        and not (event.get("event_source_url") and (event.get("user_data") or {}).get("client_user_agent"))
+    )
     if received.problems:
         return 400, _meta_error(100, "Invalid parameter: " + "; ".join(received.problems[:5]), 2804019)
     received.accepted = True
@@ -332,8 +343,6 @@ def _meta_problems(body: dict[str, Any]) -> list[str]:
         if not isinstance(user, dict) or not user:
             problems.append(f"{where}.user_data needs at least one customer information parameter")
             continue
-        if source == "website" and (not event.get("event_source_url") or not user.get("client_user_agent")):
-            problems.append(f"{where}: website events need event_source_url and user_data.client_user_agent")
         for key in ("em", "ph", "external_id"):
             if key in user and not (
                 isinstance(user[key], list) and all(isinstance(v, str) and _HASH.fullmatch(v) for v in user[key])

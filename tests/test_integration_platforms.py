@@ -302,12 +302,12 @@ def test_meta_batches_at_1000_events() -> None:
     assert [i for r in requests for i in r.event_ids] == [f"e{i}" for i in range(2501)]
 
 
-def test_meta_sends_events_meta_would_refuse_apart_so_they_cannot_sink_the_batch() -> None:
-    old = event(event_id="old", time_ms=NOW_MS - 8 * 86_400_000)
-    blind = [event(event_id=f"blind{i}", user=user(client_user_agent=None)) for i in range(2)]
-    ours = [old, event(event_id="a"), blind[0], event(event_id="b"), blind[1]]
+def test_meta_sends_events_older_than_seven_days_apart_so_they_cannot_sink_the_batch() -> None:
+    old = [event(event_id=f"old{i}", time_ms=NOW_MS - 8 * 86_400_000) for i in range(2)]
+    blind = event(event_id="blind", user=user(client_user_agent=None))
+    ours = [old[0], event(event_id="a"), blind, event(event_id="b"), old[1]]
     requests = PLATFORMS["meta"].build_requests(config("meta"), ours, now_ms=NOW_MS)
-    assert [r.event_ids for r in requests] == [("a", "b"), ("old",), ("blind0", "blind1")]
+    assert [r.event_ids for r in requests] == [("a", "blind", "b"), ("old0", "old1")]
 
 
 def meta_error(code: int, subcode: int | None = None, transient: bool | None = None) -> bytes:
@@ -674,8 +674,11 @@ def test_each_fake_fails_the_platform_way_and_each_adapter_judges_it(fakes: Fake
 def test_the_meta_fake_refuses_what_meta_refuses(fakes: FakePlatforms) -> None:
     cfg = fakes.configs()["meta"]
     [no_agent] = send("meta", cfg, [event(time_ms=now_ms(), user=ForwardedUser(em=EMAIL_HASH))])
-    assert no_agent.outcome is Outcome.FAILED
-    assert no_agent.error is not None and "client_user_agent" in no_agent.error
+    assert no_agent == Verdict(Outcome.DELIVERED)
+    assert [len(r.warnings) for r in fakes.meta.requests] == [1]
+    [anonymous] = send("meta", cfg, [event(time_ms=now_ms(), user=ForwardedUser())])
+    assert anonymous.outcome is Outcome.FAILED
+    assert anonymous.error is not None and "customer information" in anonymous.error
     [bad_token] = send("meta", cfg | {"access_token": "wrong"}, live_events(1))
     assert bad_token.outcome is Outcome.FAILED and bad_token.error is not None and "190" in bad_token.error
 

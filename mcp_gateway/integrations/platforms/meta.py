@@ -5,8 +5,9 @@ Reference (the rules below come from these pages):
 - payload and limits: https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api
   (``data`` holds at most 1,000 events; ``access_token`` and ``test_event_code`` sit beside it);
 - server event fields: https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event
-  (``event_time`` is a Unix time in seconds, at most 7 days old; ``action_source`` from a fixed list;
-  ``event_source_url`` required for ``website``);
+  (``event_time`` is a Unix time in seconds, at most 7 days old; ``action_source`` from a fixed list);
+- https://developers.facebook.com/docs/marketing-api/conversions-api/parameters (``website`` events require
+  ``client_user_agent``, ``action_source`` and ``event_source_url``);
 - user data: https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters
   (``em``/``ph``/``external_id`` SHA-256 hex, lists allowed; ``fbp``, ``fbc``, ``client_ip_address``,
   ``client_user_agent`` unhashed);
@@ -14,9 +15,10 @@ Reference (the rules below come from these pages):
   https://developers.facebook.com/docs/graph-api/overview/rate-limiting (codes 4, 17, 32, 613 are throttling;
   ``is_transient`` marks a temporary failure).
 
-Meta validates a request as a whole, so events it would refuse (:func:`refusal`: older than 7 days, or a
-``website`` event without ``event_source_url`` or ``client_user_agent``) travel in requests of their own, one
-group per reason: Meta's answer then decides for them, with Meta's own error, and cannot sink the sound events.
+Meta refuses a whole request for one event older than 7 days, so such events (:func:`refusal`) travel in
+requests of their own: Meta's answer fails them with Meta's own error and cannot sink the sound events.
+``website`` events should carry ``event_source_url`` and ``client_user_agent`` (Meta's parameters page calls
+them required; Meta still takes the event, but may not use it for optimisation).
 """
 
 from __future__ import annotations
@@ -137,11 +139,13 @@ class MetaPlatform:
 
 
 def refusal(event: ForwardedEvent, now_ms: int) -> str | None:
-    """Why Meta would refuse ``event`` (and with it the whole request that carries it), or None."""
+    """Why Meta would refuse ``event`` and with it the whole request that carries it, or None.
+
+    The server-event page: "If any event_time in data is greater than 7 days in the past, we return an error for
+    the entire request and process no events."
+    """
     if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
         return "event_time is more than 7 days old"
-    if event.action_source == "website" and not (event.event_source_url and event.user.client_user_agent):
-        return "a website event needs event_source_url and client_user_agent"
     return None
 
 
