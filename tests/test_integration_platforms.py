@@ -302,12 +302,13 @@ def test_meta_batches_at_1000_events() -> None:
     assert [i for r in requests for i in r.event_ids] == [f"e{i}" for i in range(2501)]
 
 
-def test_meta_sends_events_older_than_seven_days_apart_so_they_cannot_sink_the_batch() -> None:
+def test_meta_sends_events_meta_would_refuse_apart_so_they_cannot_sink_the_batch() -> None:
     old = [event(event_id=f"old{i}", time_ms=NOW_MS - 8 * 86_400_000) for i in range(2)]
     blind = event(event_id="blind", user=user(client_user_agent=None))
-    ours = [old[0], event(event_id="a"), blind, event(event_id="b"), old[1]]
+    anonymous = event(event_id="anonymous", user=ForwardedUser(client_id="visitor-9"))
+    ours = [old[0], event(event_id="a"), anonymous, blind, event(event_id="b"), old[1]]
     requests = PLATFORMS["meta"].build_requests(config("meta"), ours, now_ms=NOW_MS)
-    assert [r.event_ids for r in requests] == [("a", "blind", "b"), ("old0", "old1")]
+    assert [r.event_ids for r in requests] == [("a", "blind", "b"), ("old0", "old1"), ("anonymous",)]
 
 
 def meta_error(code: int, subcode: int | None = None, transient: bool | None = None) -> bytes:
@@ -685,10 +686,12 @@ def test_the_meta_fake_refuses_what_meta_refuses(fakes: FakePlatforms) -> None:
 
 def test_one_bad_event_fails_alone_and_the_rest_of_the_batch_is_delivered(fakes: FakePlatforms) -> None:
     stale = event(event_id="stale", time_ms=now_ms() - 8 * 86_400_000)
+    anonymous = event(event_id="anonymous", time_ms=now_ms(), user=ForwardedUser(client_id="visitor-9"))
     good = live_events(2)
-    delivered, refused = send("meta", fakes.configs()["meta"], [good[0], stale, good[1]])
+    delivered, old, unknown = send("meta", fakes.configs()["meta"], [good[0], stale, anonymous, good[1]])
     assert delivered == Verdict(Outcome.DELIVERED)
-    assert refused.outcome is Outcome.FAILED and refused.error is not None and "7 days" in refused.error
+    assert old.outcome is Outcome.FAILED and old.error is not None and "7 days" in old.error
+    assert unknown.outcome is Outcome.FAILED and unknown.error is not None and "customer information" in unknown.error
     assert [e["event_id"] for e in fakes.meta.accepted_events()] == ["live-0", "live-1"]
     verdicts = send("ga4", fakes.configs()["ga4"], [good[0], event("1st_visit", "bad", time_ms=now_ms())])
     assert verdicts[0] == Verdict(Outcome.DELIVERED)

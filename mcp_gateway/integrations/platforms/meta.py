@@ -15,8 +15,9 @@ Reference (the rules below come from these pages):
   https://developers.facebook.com/docs/graph-api/overview/rate-limiting (codes 4, 17, 32, 613 are throttling;
   ``is_transient`` marks a temporary failure).
 
-Meta refuses a whole request for one event older than 7 days, so such events (:func:`refusal`) travel in
-requests of their own: Meta's answer fails them with Meta's own error and cannot sink the sound events.
+Meta answers a request as a whole (one error, or a count of events received), and refuses all of it for one
+event older than 7 days or without any customer information. Such events (:func:`refusal`) travel in requests
+of their own, one group per reason: Meta's answer fails them with Meta's own error, and cannot sink the rest.
 ``website`` events should carry ``event_source_url`` and ``client_user_agent`` (Meta's parameters page calls
 them required; Meta still takes the event, but may not use it for optimisation).
 """
@@ -142,32 +143,40 @@ def refusal(event: ForwardedEvent, now_ms: int) -> str | None:
     """Why Meta would refuse ``event`` and with it the whole request that carries it, or None.
 
     The server-event page: "If any event_time in data is greater than 7 days in the past, we return an error for
-    the entire request and process no events."
+    the entire request and process no events." The customer-information page: "You must provide at least one of
+    the following user_data parameters" (an anonymous visitor's event forwarded later has none).
     """
     if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
         return "event_time is more than 7 days old"
+    if not user_data(event):
+        return "no customer information parameter"
     return None
+
+
+def user_data(event: ForwardedEvent) -> dict[str, Any]:
+    """Meta's ``user_data``: ``em``, ``ph`` and ``external_id`` as lists of SHA-256 hex, the rest unhashed."""
+    user = event.user
+    data: dict[str, Any] = {}
+    for key in ("em", "ph", "external_id"):
+        value = getattr(user, key)
+        if value is not None and _HASH.fullmatch(value):
+            data[key] = [value]
+    for key in ("fbp", "fbc", "client_ip_address", "client_user_agent"):
+        value = getattr(user, key)
+        if value:
+            data[key] = value
+    return data
 
 
 def server_event(name: str, event: ForwardedEvent) -> dict[str, Any]:
     """One element of ``data``: Meta's server event for ``event`` under the name ``name``."""
-    user = event.user
-    user_data: dict[str, Any] = {}
-    for key in ("em", "ph", "external_id"):
-        value = getattr(user, key)
-        if value is not None and _HASH.fullmatch(value):
-            user_data[key] = [value]
-    for key in ("fbp", "fbc", "client_ip_address", "client_user_agent"):
-        value = getattr(user, key)
-        if value:
-            user_data[key] = value
     action_source = event.action_source if event.action_source in ACTION_SOURCES else "other"
     data: dict[str, Any] = {
         "event_name": name,
         "event_time": event.event_time_ms // 1000,
         "event_id": event.event_id,
         "action_source": action_source,
-        "user_data": user_data,
+        "user_data": user_data(event),
     }
     if event.event_source_url:
         data["event_source_url"] = event.event_source_url
