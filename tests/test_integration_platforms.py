@@ -186,10 +186,17 @@ def test_check_config_names_the_bad_field(kind: str, bad: dict[str, Any], field:
     assert caught.value.field == field
 
 
-def test_check_config_refuses_a_non_object() -> None:
+def test_check_config_refuses_a_non_object_as_a_whole() -> None:
     with pytest.raises(InvalidInputError) as caught:
         PLATFORMS["meta"].check_config([])  # type: ignore[arg-type]
-    assert caught.value.field == "config"
+    assert caught.value.field is None
+
+
+def test_check_config_reads_null_optional_keys_as_their_defaults() -> None:
+    nulls = {"endpoint": None, "event_map": None, "events": None, "test_event_code": None}
+    assert config("meta", api_version=None, **nulls) == config("meta")
+    assert config("ga4", debug=None, endpoint=None) == config("ga4")
+    assert config("webhook", endpoint=None) == config("webhook")
 
 
 # -- mapping and filter ----------------------------------------------------------------------------------------------

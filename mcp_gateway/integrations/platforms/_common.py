@@ -6,6 +6,8 @@ Common config keys (validated by :func:`check_common`):
 - ``events``: the list of our event names to forward, or ``None`` for all of them;
 - ``endpoint``: the base URL (``http://`` or ``https://``, no query), default the platform's real host.
 
+An optional key given as ``null`` means its default.
+
 Which events go (:func:`select`): with an ``events`` filter, exactly the names it lists; without one, every
 event except the gateway's bookkeeping (names starting with ``$``, and ``Identify``) that no map names. An
 event that goes is renamed by the integration's map, then the default map, else keeps its name.
@@ -37,14 +39,15 @@ MAX_MAPPED_EVENTS: Final = 500
 def check_common(config: Mapping[str, Any], *, allowed: frozenset[str], default_endpoint: str | None) -> dict[str, Any]:
     """The common keys validated and normalised; unknown keys are refused so a typo never goes unnoticed."""
     if not isinstance(config, Mapping):
-        raise InvalidInputError("an integration's config must be a JSON object", field="config")
+        raise InvalidInputError("an integration's config must be a JSON object")
     unknown = sorted(str(key) for key in config if key not in allowed | COMMON_FIELDS)
     if unknown:
         raise InvalidInputError(f"unknown config key {unknown[0]!r}", field=unknown[0])
     checked: dict[str, Any] = {"event_map": _event_map(config.get("event_map")), "events": _events(config)}
+    endpoint = config.get("endpoint")
     if default_endpoint is not None:
-        checked["endpoint"] = check_url(config.get("endpoint", default_endpoint), "endpoint").rstrip("/")
-    elif "endpoint" in config:
+        checked["endpoint"] = check_url(default_endpoint if endpoint is None else endpoint, "endpoint").rstrip("/")
+    elif endpoint is not None:
         raise InvalidInputError("this platform takes no endpoint", field="endpoint")
     return checked
 

@@ -82,7 +82,7 @@ class MetaPlatform:
             raise InvalidInputError(
                 "pixel_id must be the pixel's (dataset's) numeric id, as a string", field="pixel_id"
             )
-        api_version = config.get("api_version", DEFAULT_API_VERSION)
+        api_version = config.get("api_version") or DEFAULT_API_VERSION
         if not isinstance(api_version, str) or not _API_VERSION.fullmatch(api_version):
             raise InvalidInputError("api_version looks like 'v21.0'", field="api_version")
         checked |= {
