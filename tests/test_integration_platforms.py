@@ -177,6 +177,9 @@ def test_check_config_fills_defaults() -> None:
         ("webhook", {"secret": "plain"}, "secret"),
         ("webhook", {"secret": "whsec_" + base64.b64encode(b"short").decode()}, "secret"),
         ("webhook", {"url": "not a url"}, "url"),
+        ("webhook", {"url": "https://[::1/in"}, "url"),
+        ("webhook", {"url": "https://hooks.example:99999/in"}, "url"),
+        ("webhook", {"url": "https://hooks.example/in#part"}, "url"),
         ("webhook", {"endpoint": "https://x"}, "endpoint"),
     ],
 )
@@ -184,6 +187,12 @@ def test_check_config_names_the_bad_field(kind: str, bad: dict[str, Any], field:
     with pytest.raises(InvalidInputError) as caught:
         config(kind, **bad)
     assert caught.value.field == field
+
+
+def test_a_webhook_url_may_carry_a_query_an_endpoint_may_not() -> None:
+    assert config("webhook", url="https://hooks.example/in?token=abc")["url"] == "https://hooks.example/in?token=abc"
+    with pytest.raises(InvalidInputError):
+        config("meta", endpoint="https://graph.example/?x=1")
 
 
 def test_check_config_refuses_a_non_object_as_a_whole() -> None:

@@ -78,12 +78,18 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and value.strip() == value
 
 
-def check_url(value: Any, field: str) -> str:
-    if not isinstance(value, str) or len(value) > 2048:
-        raise InvalidInputError(f"{field} must be an http(s) URL", field=field)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise InvalidInputError(f"{field} must be an http(s) URL without query or fragment", field=field)
+def check_url(value: Any, field: str, *, query: bool = False) -> str:
+    """An ``http(s)`` URL with a host and no fragment (nor a query unless ``query``)."""
+    if not isinstance(value, str) or len(value) > 2048 or value.strip() != value:
+        raise InvalidInputError(f"{field} must be an http(s) URL of at most 2048 characters", field=field)
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or parts.fragment or (parts.query and not query):
+        where = "without fragment" if query else "without query or fragment"
+        raise InvalidInputError(f"{field} must be an http(s) URL with a host, {where}", field=field)
     return value
 
 
@@ -106,7 +112,8 @@ def select(
 ) -> list[tuple[str, ForwardedEvent]]:
     """``(their name, event)`` for each event the integration forwards, in order (module docstring)."""
     mapping: Mapping[str, str] = config.get("event_map") or {}
-    wanted = config.get("events")
+    listed = config.get("events")
+    wanted = None if listed is None else frozenset(listed)
     chosen: list[tuple[str, ForwardedEvent]] = []
     for event in events:
         name = event.event_name
