@@ -171,6 +171,7 @@ def test_check_config_fills_defaults() -> None:
         ("meta", {"events": "Purchase"}, "events"),
         ("ga4", {"measurement_id": "UA-1"}, "measurement_id"),
         ("ga4", {"debug": "yes"}, "debug"),
+        ("ga4", {"debug": 0}, "debug"),
         ("ga4", {"event_map": {"Purchase": "1purchase"}}, "event_map"),
         ("ga4", {"event_map": {"Purchase": "session_start"}}, "event_map"),
         ("tiktok", {"pixel_code": "lower"}, "pixel_code"),

@@ -121,7 +121,8 @@ class Ga4Platform:
         measurement_id = config.get("measurement_id")
         if not isinstance(measurement_id, str) or not _MEASUREMENT_ID.fullmatch(measurement_id):
             raise InvalidInputError("measurement_id is a web stream's 'G-XXXXXXX' id", field="measurement_id")
-        debug = config.get("debug") or False
+        debug = config.get("debug")
+        debug = False if debug is None else debug
         if not isinstance(debug, bool):
             raise InvalidInputError("debug must be true or false", field="debug")
         checked |= {
