@@ -510,6 +510,7 @@ def test_tiktok_judge_reads_the_code_in_a_200() -> None:
     assert tiktok.judge(200, tiktok_answer(40100), {}).outcome is Outcome.RETRY
     assert tiktok.judge(200, tiktok_answer(50002), {}).outcome is Outcome.RETRY
     assert tiktok.judge(200, b"<html>", {}).outcome is Outcome.RETRY
+    assert tiktok.judge(200, b'{"code": false}', {}).outcome is Outcome.RETRY
     assert tiktok.judge(502, b"", {}).outcome is Outcome.RETRY
 
 
