@@ -364,6 +364,7 @@ def test_meta_judge_permanent_errors_fail_with_metas_message() -> None:
     assert verdict == Verdict(Outcome.FAILED, "OAuthException 100/2804019: Invalid parameter (fbtrace_id AbCdEf)")
     assert PLATFORMS["meta"].judge(401, meta_error(190), {}).outcome is Outcome.FAILED
     assert PLATFORMS["meta"].judge(404, b"not json", {}) == Verdict(Outcome.FAILED, "not json")
+    assert PLATFORMS["meta"].judge(400, b'{"error": {"code": [17]}}', {}).outcome is Outcome.FAILED
 
 
 def test_meta_judge_keeps_long_errors_short() -> None:

@@ -129,12 +129,8 @@ class MetaPlatform:
             f"{error.get('type', 'Error')} {code}/{error.get('error_subcode', '-')}: "
             f"{error.get('error_user_msg') or error.get('message', '')} (fbtrace_id {error.get('fbtrace_id', '-')})"
         )
-        if (
-            status in (429,)
-            or status >= 500
-            or code in THROTTLING_CODES | TRANSIENT_CODES
-            or error.get("is_transient") is True
-        ):
+        transient = isinstance(code, int) and code in THROTTLING_CODES | TRANSIENT_CODES
+        if status == 429 or status >= 500 or transient or error.get("is_transient") is True:
             return Verdict(Outcome.RETRY, message, _common.retry_after(headers))
         return Verdict(Outcome.FAILED, message)
 
