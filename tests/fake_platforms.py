@@ -246,7 +246,7 @@ class FakePlatforms:
             raw = await request.body()
             try:
                 parsed = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = None
             received = Received(
                 path=request.url.path,

@@ -756,3 +756,28 @@ def test_values_json_cannot_hold_are_sent_as_null_or_text() -> None:
     odd = event(custom_data={"value": float("nan"), "max": float("inf"), "nested": {"on": datetime.date(2025, 1, 2)}})
     [request] = PLATFORMS["meta"].build_requests(config("meta"), [odd], now_ms=NOW_MS)
     assert body_of(request)["data"][0]["custom_data"] == {"value": None, "max": None, "nested": {"on": "2025-01-02"}}
+
+
+@pytest.mark.parametrize("kind", ["meta", "ga4", "tiktok", "webhook"])
+@pytest.mark.parametrize("status", [200, 204, 302, 400, 429, 503])
+def test_judge_reads_any_answer_without_raising(kind: str, status: int) -> None:
+    bodies = [
+        b"",
+        b"null",
+        b"[]",
+        b'"text"',
+        b"\xff\xfe\x00",
+        b'{"error": "x"}',
+        b'{"error": null}',
+        b'{"error": {"code": {"a": 1}, "message": null}}',
+        b'{"validationMessages": "x"}',
+        b'{"validationMessages": [null]}',
+        b'{"code": "0"}',
+        b'{"code": 1e400}',
+        b"{" * 100_000,
+        b"[" * 100_000 + b"]" * 100_000,
+    ]
+    for body in bodies:
+        verdict = PLATFORMS[kind].judge(status, body, {"Retry-After": "soon"})
+        assert isinstance(verdict.outcome, Outcome)
+        assert verdict.error is None or len(verdict.error) <= 1001

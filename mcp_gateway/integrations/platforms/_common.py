@@ -151,10 +151,10 @@ def _finite(value: Any) -> Any:
 
 
 def loads(body: bytes) -> Any:
-    """The answer's JSON, or None when it is not JSON."""
+    """The answer's JSON, or None when it is not JSON (or nested too deep to read)."""
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

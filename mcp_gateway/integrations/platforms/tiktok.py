@@ -106,7 +106,9 @@ class TikTokPlatform:
         answer = _common.loads(body)
         code = answer.get("code") if isinstance(answer, dict) else None
         if not isinstance(answer, dict) or not isinstance(code, int) or isinstance(code, bool):
-            return Verdict(Outcome.RETRY, "TikTok answered without a return code: " + _common.excerpt(body))
+            return Verdict(
+                Outcome.RETRY, _common.excerpt("TikTok answered without a return code: " + _common.excerpt(body))
+            )
         if code == 0:
             return Verdict(Outcome.DELIVERED)
         message = _common.excerpt(
