@@ -1,0 +1,1 @@
+"""Forwarding confirmed events to ad and analytics platforms (issue 17)."""
