@@ -223,3 +223,11 @@ async def test_head_of_the_landing_page_answers_without_a_body(http: httpx.Async
     response = await http.head("/")
 
     assert response.status_code == 200 and response.content == b""
+
+
+async def test_the_dashboard_login_says_how_to_get_a_read_key(http: httpx.AsyncClient) -> None:
+    response = await http.get("/dashboard")
+
+    assert response.status_code == 200
+    assert "mcp-gateway keys create --gateway ID --kind read" in response.text
+    assert '<code>{"kind": "read"}</code>' in response.text
