@@ -1,28 +1,36 @@
 # Two commands on a fresh clone with only Python >= 3.11 present:
-#   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000, on the database every
-#                mcp-gateway command finds (--db, MCP_GATEWAY_DB, else ~/.local/share/mcp-gateway/mcp-gateway.db)
-#   make test    install if needed (Chromium for the browser tests, PostgreSQL for the suite's second run), then
-#                ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL) and the MCP
-#                conformance suite
+#   make serve   install what serving needs into .venv if needed (no dev tools), then run the gateway on
+#                127.0.0.1:8000, on the database every mcp-gateway command finds (--db, MCP_GATEWAY_DB, else
+#                ~/.local/share/mcp-gateway/mcp-gateway.db)
+#   make test    install if needed (the dev extras, Chromium for the browser tests, PostgreSQL for the suite's
+#                second run), then ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL)
+#                and the MCP conformance suite
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: serve test lint typecheck chromium postgres pytest conformance bench clean
 
+# Serving needs the package and its dependencies only; the dev extras (pytest, ruff, mypy, schemathesis, ...)
+# come with the first target that needs them, so `make test` after `make serve` adds them.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(DEV_STAMP)
 
 serve: $(STAMP)
 	$(BIN)/mcp-gateway serve $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
@@ -35,15 +43,15 @@ chromium:
 postgres:  # the server binaries; the tests start their own server on a free loopback port
 	bash scripts/install_postgres.sh
 
-pytest: $(STAMP) chromium postgres
+pytest: $(DEV_STAMP) chromium postgres
 	$(BIN)/pytest -q
 
-conformance: $(STAMP)
+conformance: $(DEV_STAMP)
 	bash scripts/conformance.sh
 
 test: lint typecheck pytest conformance
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
+$(BENCH_STAMP): $(DEV_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 

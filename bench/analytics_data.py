@@ -54,10 +54,10 @@ import duckdb
 from mcp_gateway import store as store_package
 from mcp_gateway.gateways import DEMO_GATEWAY_ID, GatewayCreate, GatewayDirectory
 from mcp_gateway.ingest.enrich import Traffic, classify_traffic
-from mcp_gateway.ingest.visits import LEAD_EVENT, SESSION_START, engagement_score
+from mcp_gateway.ingest.visits import engagement_score
 from mcp_gateway.privacy import canonical_json
 from mcp_gateway.store import EventRow, LeadRecord, SessionRow, SQLiteStore, WebFields
-from mcp_gateway.store.session_rollup import SESSION_END
+from mcp_gateway.vocabulary import LEAD, SESSION_END, SESSION_START, lead_event_id
 
 GENERATOR_VERSION: Final = 1
 """Bump whenever what `generate` writes changes, so cached data sets are made again."""
@@ -494,12 +494,12 @@ class Rows:
         event = self.web_event(
             gateway_id,
             visitor,
-            LEAD_EVENT,
+            LEAD,
             ts,
             session_id=session_id,
             path="/contact",
             referrer=referrer,
-            event_id=f"lead_{lead.id}",
+            event_id=lead_event_id(lead.id),
             properties=properties,
             email_hash=new_id(self.rng) + new_id(self.rng),
         )

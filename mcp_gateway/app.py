@@ -23,6 +23,7 @@ from .analytics.live import LiveFeed, LiveStream
 from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
 from .dashboard import Dashboard
+from .frontdoor import ApiDocs, FrontDoor
 from .ingest import AgnostApi
 from .ingest.crm import CrmCallbackRoutes
 from .ingest.track import TrackApi
@@ -108,6 +109,8 @@ def create_app(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS, limiter=api_limit)
+    front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)
+    api_docs = ApiDocs()
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),
@@ -121,6 +124,8 @@ def create_app(
             description="Open unless MCP_GATEWAY_METRICS_TOKEN is set; then send it as Authorization: Bearer.",
         ),
         Operation("GET", "/openapi.json", "This document", "operations"),
+        front_door.operation(),
+        *api_docs.operations(),
         *mcp.operations(),
         *agnost.operations(),
         *track.operations(),
@@ -136,6 +141,8 @@ def create_app(
 
     routes = [
         Route("/openapi.json", openapi.serve, methods=["GET"]),
+        Route("/", front_door.serve, methods=["GET"]),
+        *api_docs.routes(),
         cors_route("/health", health, ["GET"]),
         Route("/metrics", metrics.serve, methods=["GET"]),
         *mcp.routes(),

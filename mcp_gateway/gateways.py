@@ -15,19 +15,16 @@ from importlib import resources
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator
-from starlette.requests import Request
 
 from .errors import ConflictError, InvalidInputError, NotFoundError
 from .store import GatewayRecord, Store
-from .web import ApiError
+from .vocabulary import BOOK_DEMO, TRACK_EVENT
 
 GATEWAY_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEMO_GATEWAY_ID: Final = "demo"
-BUILTIN_TOOLS: Final = ("book_demo", "track_event")
+BUILTIN_TOOLS: Final = (BOOK_DEMO, TRACK_EVENT)
 """Tools every gateway can offer; the manifest's `enabled_tools` picks among them."""
 
-GATEWAY_HEADER: Final = "x-gateway-id"
-GATEWAY_QUERY: Final = "gid"
 _GATEWAY_ID: Final = re.compile(GATEWAY_ID_PATTERN)
 
 DEFAULT_ALLOWED_ORIGINS: Final = ("http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*")
@@ -157,6 +154,10 @@ class GatewayDirectory:
         self._cache[gateway_id] = (now, gateway)
         return gateway
 
+    async def find(self, gateway_id: str) -> Gateway | None:
+        """The gateway `gateway_id` names, as given by a client: None if it is no gateway id or no gateway's."""
+        return await self.get(gateway_id) if _GATEWAY_ID.match(gateway_id) else None
+
     async def require(self, gateway_id: str) -> Gateway:
         gateway = await self.get(gateway_id)
         if gateway is None:
@@ -204,16 +205,3 @@ class GatewayDirectory:
     def _remember(self, gateway: Gateway) -> Gateway:
         self._cache[gateway.id] = (time.monotonic(), gateway)
         return gateway
-
-
-async def request_gateway(request: Request, directory: GatewayDirectory, gateway_id: str | None = None) -> Gateway:
-    """The gateway a request names (`gateway_id`, else `?gid=`, else `X-Gateway-ID`): 400 if none, 404 if unknown."""
-    gateway_id = (
-        gateway_id or request.query_params.get(GATEWAY_QUERY) or request.headers.get(GATEWAY_HEADER) or ""
-    ).strip()
-    if not gateway_id:
-        raise ApiError(400, "Missing gateway id: pass ?gid= or the X-Gateway-ID header", field="X-Gateway-ID")
-    gateway = await directory.get(gateway_id) if _GATEWAY_ID.match(gateway_id) else None
-    if gateway is None:
-        raise ApiError(404, "Gateway Not Configured")
-    return gateway

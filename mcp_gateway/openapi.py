@@ -132,7 +132,7 @@ GATEWAY_PARAMS: Final = (
     Param("gid", "query", "The gateway's id: this or the `X-Gateway-ID` header is required", GatewayId),
     Param("X-Gateway-ID", "header", "The gateway's id: this or `?gid=` is required", GatewayId),
 )
-"""How the routes without keys are told their gateway (`gateways.request_gateway`): one of the two."""
+"""How the routes without keys are told their gateway (`web.request_gateway`): one of the two."""
 
 GATEWAY_RULE: Final = (
     "The gateway is named by `?gid=` or by the `X-Gateway-ID` header: one of them is required (400 without)."

@@ -53,8 +53,18 @@ SESSION_END: Final = "$session_end"
 SESSION_BOOKKEEPING: Final = frozenset({SESSION_START, SESSION_END})
 LEAD: Final = "$lead"
 """A lead captured from a web form (`POST /lead.capture`)."""
+LEAD_EVENT_ID_PREFIX: Final = "lead_"
+"""A `$lead` event's id is this prefix and its lead's id (`lead_event_id`): the one event of each web lead."""
 BOOK_DEMO: Final = "book_demo"
 """The MCP tool that captures a lead from an agent: its calls are the agent side's conversions."""
+TRACK_EVENT: Final = "track_event"
+"""The MCP tool through which an agent records an event of its own."""
+
+
+def lead_event_id(lead_id: str) -> str:
+    """The id of the `$lead` event stored with the web lead `lead_id` (analytics joins them on it)."""
+    return f"{LEAD_EVENT_ID_PREFIX}{lead_id}"
+
 
 # -- the page context every web event carries -----------------------------------------------------
 

@@ -9,19 +9,25 @@ it) and so counted in `/metrics`; the SDK's transports log it as an error with a
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, TypeVar
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ConflictError, InvalidInputError, NotFoundError, StorageError
+
+if TYPE_CHECKING:
+    from .gateways import Gateway, GatewayDirectory
 
 logger = logging.getLogger(__name__)
 
@@ -220,3 +226,93 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     Exception: _unexpected,
 }
 """Starlette `exception_handlers` for the app."""
+
+
+# -- which gateway a request is for -----------------------------------------------------------------
+
+GATEWAY_HEADER: Final = "x-gateway-id"
+"""The header naming the gateway a request without a key is for (or `?gid=`)."""
+GATEWAY_QUERY: Final = "gid"
+"""The query parameter naming the gateway a request without a key is for (or `X-Gateway-ID`)."""
+
+
+async def request_gateway(request: Request, directory: GatewayDirectory, gateway_id: str | None = None) -> Gateway:
+    """The gateway a request names (`gateway_id`, else `?gid=`, else `X-Gateway-ID`): 400 if none, 404 if unknown."""
+    gateway_id = (
+        gateway_id or request.query_params.get(GATEWAY_QUERY) or request.headers.get(GATEWAY_HEADER) or ""
+    ).strip()
+    if not gateway_id:
+        raise ApiError(400, "Missing gateway id: pass ?gid= or the X-Gateway-ID header", field="X-Gateway-ID")
+    gateway = await directory.find(gateway_id)
+    if gateway is None:
+        raise ApiError(404, "Gateway Not Configured")
+    return gateway
+
+
+# -- ASGI pieces the streaming routes share (MCP transports, the live stream, the analytics MCP endpoint) -----
+
+
+class ConnectionLimiter:
+    """Counts open connections per key (client IP) and refuses past a maximum."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self._open: collections.Counter[str] = collections.Counter()
+
+    def acquire(self, key: str) -> bool:
+        if self._open[key] >= self.maximum:
+            return False
+        self._open[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
+
+
+class AsgiEndpoint:
+    """Marks a bound method as a raw ASGI endpoint (Starlette would treat it as request -> response)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
+class JsonErrors:
+    """Wraps an ASGI `send` so an SDK error answered as plain text (or with no body) leaves as JSON.
+
+    The SDK's transports answer some HTTP-level errors (unknown SSE session, bad Accept header, …)
+    as `text/plain`; every error of ours is `{"error": message}`. JSON and SSE responses pass as they are.
+    """
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._held: Message | None = None
+        self._body = bytearray()
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] >= 400:  # the headers are read only for an error: not on every answer
+                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if not content_type.startswith(("application/json", "text/event-stream")):
+                    self._held = message
+                    return
+        elif message["type"] == "http.response.body" and self._held is not None:
+            self._body += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            status = self._held["status"]
+            text = self._body.decode(errors="replace").strip() or HTTPStatus(status).phrase
+            body = json.dumps({"error": text}).encode()
+            headers = [(k, v) for k, v in self._held.get("headers", []) if k.lower() not in _REPLACED_HEADERS]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await self._send({**self._held, "headers": headers})
+            await self._send({"type": "http.response.body", "body": body})
+            return
+        await self._send(message)
+
+
+_REPLACED_HEADERS: Final = (b"content-type", b"content-length")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -40,12 +41,13 @@ def require_chromium() -> str:
     return CHROMIUM
 
 
-def dump_dom(chromium: str, url: str, profile: Path, *, virtual_time_ms: int) -> str:
-    """The DOM of `url` once its scripts ran for `virtual_time_ms` of virtual time."""
+def dump_dom(chromium: str, url: str, profile: Path, *, virtual_time_ms: int, flags: Sequence[str] = ()) -> str:
+    """The DOM of `url` once its scripts ran for `virtual_time_ms` of virtual time; `flags` go to Chromium too."""
     command = [
         chromium,
         *HEADLESS_FLAGS,
         f"--user-data-dir={profile}",
+        *flags,
         f"--virtual-time-budget={virtual_time_ms}",
         "--dump-dom",
         url,

@@ -25,6 +25,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, Field
 
+from ..vocabulary import BOOK_DEMO
 from ..web import ApiError
 from .api import Asked, Question
 from .rollups import session_counts
@@ -52,7 +53,6 @@ KNOWN_CLIENTS: Final[dict[str, str]] = {
 }
 """Client names (as normalised by `parse_client`) whose display name is known."""
 
-BOOK_DEMO: Final = "book_demo"
 MAX_SESSION_CALLS: Final = 1000
 """Most calls `mcp/sessions/{session_id}` lists; `truncated` says when there were more."""
 

@@ -28,10 +28,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BeforeValidator, Field
 
-from ..ingest.visits import LEAD_EVENT
 from ..pii import phone_digits, replace_personal
+from ..vocabulary import BOOK_DEMO, LEAD, LEAD_EVENT_ID_PREFIX
 from ..web import ApiError
-from .agents import BOOK_DEMO, AgentSessionDetail, TextFilter, agent_session, blank_is_none
+from .agents import AgentSessionDetail, TextFilter, agent_session, blank_is_none
 from .api import Asked, Question
 from .sql import HOUR_MS, Where, property_text
 from .window import Args, Instant
@@ -42,7 +42,8 @@ BOOKING_SKEW_MS: Final = HOUR_MS
 """How far a `book_demo` call's timestamp may be from its lead's creation (clocks of external SDKs)."""
 LEAD_COLUMNS: Final = "l.id, l.name, l.email, l.company, l.message, l.source, l.created_at_ms"
 LEAD_EVENT_JOIN: Final = (
-    f"LEFT JOIN events e ON e.gateway_id = l.gateway_id AND e.id = ('lead_' || l.id) AND e.name = '{LEAD_EVENT}'"
+    "LEFT JOIN events e ON e.gateway_id = l.gateway_id"
+    f" AND e.id = ('{LEAD_EVENT_ID_PREFIX}' || l.id) AND e.name = '{LEAD}'"
 )
 """The `$lead` event `/lead.capture` stored with the lead (none for MCP leads)."""
 

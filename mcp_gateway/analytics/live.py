@@ -40,8 +40,7 @@ from starlette.types import Receive, Scope, Send
 from ..keys import KeyService, hash_key
 from ..openapi import Operation
 from ..store import EventRow, Store
-from ..transports.http import ConnectionLimiter
-from ..web import CORS_HEADERS, ApiError
+from ..web import CORS_HEADERS, ApiError, ConnectionLimiter
 from .api import Asked, Question, presented_key, read_gateway, request_args
 from .sql import bucket
 from .window import Args

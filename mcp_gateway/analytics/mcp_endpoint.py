@@ -50,8 +50,7 @@ from ..keys import KeyService
 from ..openapi import Operation
 from ..ratelimit import RateLimiter
 from ..store import Store
-from ..transports.http import JsonErrors
-from ..web import ApiError, validated
+from ..web import ApiError, JsonErrors, validated
 from .api import READ_KINDS, Asked, Question
 
 logger = logging.getLogger(__name__)

@@ -108,7 +108,11 @@ def login(assets: Assets, error: str | None = None) -> Markup:
             '{message}<label for="key">Read key</label>'
             '<input id="key" name="key" type="password" autocomplete="current-password" required '
             'placeholder="rk_…" autofocus spellcheck="false">'
-            '<button type="submit">Sign in</button></form></main>',
+            '<button type="submit">Sign in</button>'
+            '<p class="muted" id="get-a-key">No read key? Whoever runs the gateway creates one: '
+            "<code>mcp-gateway keys create --gateway ID --kind read</code> on its machine (the gateway of a fresh "
+            "install is <code>demo</code>), or with the admin token, <code>POST /v1/gateways/ID/keys</code> with "
+            '<code>{{"kind": "read"}}</code>. The key is shown once.</p></form></main>',
             message=message,
         ),
     )

@@ -138,6 +138,11 @@ class Dashboard:
             sections_js=f"{STATIC_PATH}/sections.js?v={self._static['sections.js'].etag}",
         )
 
+    @property
+    def css_url(self) -> str:
+        """The dashboard's stylesheet, which the landing page (`frontdoor`) wears too."""
+        return self._assets.css
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/dashboard", self.dashboard, methods=["GET"]),

@@ -22,11 +22,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
-from ..gateways import GATEWAY_HEADER, GATEWAY_QUERY
 from ..keys import KeyService
 from ..openapi import Operation
 from ..store import KeyKind, Store
-from ..web import ApiError, cors_route, read_model
+from ..web import GATEWAY_HEADER, GATEWAY_QUERY, ApiError, cors_route, read_model
 
 CRM_CALLBACK_PATH: Final = "/lead.capture/crm-callback"
 MAX_CRM_LEAD_ID: Final = 200

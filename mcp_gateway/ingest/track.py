@@ -63,12 +63,12 @@ from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
 from ..config import Settings
-from ..gateways import Gateway, origin_allowed, request_gateway
+from ..gateways import Gateway, origin_allowed
 from ..openapi import GATEWAY_PARAMS, Operation, Reply
 from ..ratelimit import Verdict, limiter_for
 from ..store import EventRow, KeyKind, KeyRecord, Store
 from ..vocabulary import IDENTITY_LINK
-from ..web import ApiError, client_host, cors_route, field_errors, read_body, validated
+from ..web import ApiError, client_host, cors_route, field_errors, read_body, request_gateway, validated
 from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, timestamp_ms
 
 if TYPE_CHECKING:  # services imports this package

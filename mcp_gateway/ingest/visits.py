@@ -57,14 +57,14 @@ from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
 from ..errors import InvalidInputError
-from ..gateways import GatewayDirectory, request_gateway
+from ..gateways import GatewayDirectory
 from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
 from ..openapi import GATEWAY_PARAMS, Operation, Param
 from ..privacy import IpHasher
 from ..ratelimit import Verdict, limiter_for
 from ..store import CaptureStatus, Store
-from ..store.session_rollup import SESSION_END
-from ..web import ApiError, cors_route, read_model
+from ..vocabulary import LEAD, SESSION_END, SESSION_START, lead_event_id
+from ..web import ApiError, cors_route, read_model, request_gateway
 from .scripts import BrowserScript
 from .web import MAX_TIMESTAMP, WebEvent, WebIngestor, timestamp_ms
 
@@ -88,8 +88,6 @@ MAX_URL_INPUT: Final = 8192
 """Longest URL accepted; the store keeps the first `privacy.MAX_URL_CHARS` characters, redacted."""
 BATCH_BODY_FACTOR: Final = 8
 
-SESSION_START: Final = "$session_start"
-LEAD_EVENT: Final = "$lead"
 
 VISITOR_HEADER: Final = "X-Visitor-ID"
 FINGERPRINT_HEADER: Final = "X-Fingerprint-ID"
@@ -539,11 +537,11 @@ class VisitRoutes:
         extra = {"lead_id": lead.id, "form_source": _clean(body.source), "project": _clean(body.project)}
         event = self._event(
             request,
-            LEAD_EVENT,
+            LEAD,
             body.model_copy(update={"user": user}),
             visitor_id=visitor_id,
             session_id=body.session_id,
-            event_id=f"lead_{lead.id}",
+            event_id=lead_event_id(lead.id),
             extra={key: value for key, value in extra.items() if value is not None},
         )
         [(_, row)] = await self._ingestor.capture(gateway_id, [event])

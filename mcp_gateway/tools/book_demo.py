@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from ..errors import InvalidInputError
 from ..leads import MAX_COMPANY, MAX_EMAIL, MAX_MESSAGE, MAX_NAME, book_lead
 from ..store import Store
+from ..vocabulary import BOOK_DEMO
 
 DESCRIPTION: Final = (
     "Request a product demo for a person, which creates a sales lead the team will follow up by email. "
@@ -21,7 +22,7 @@ DESCRIPTION: Final = (
 )
 
 
-TOOL_NAME: Final = "book_demo"
+TOOL_NAME: Final = BOOK_DEMO
 
 PERSONAL_ARGUMENTS: Final = frozenset({"name", "email", "company", "message"})
 """The lead's own fields: stored as given in the leads table, hashed wherever `book_demo` calls are tracked."""

@@ -28,9 +28,10 @@ from ..privacy import IpHasher
 from ..ratelimit import limiter_for
 from ..store import Store
 from ..tracking.sessions import describe
+from ..vocabulary import TRACK_EVENT
 from ..web import field_errors
 
-TOOL_NAME: Final = "track_event"
+TOOL_NAME: Final = TRACK_EVENT
 
 DESCRIPTION: Final = (
     "Record an analytics event for this business (a signup, a purchase, a step an agent completed on a user's "

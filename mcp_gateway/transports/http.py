@@ -14,12 +14,9 @@ answered as JSON. A request that would open an MCP session is then admitted by `
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import re
 import uuid
-from http import HTTPStatus
 from typing import Annotated, Final
 
 from mcp.types import (
@@ -31,15 +28,14 @@ from mcp.types import (
     jsonrpc_message_adapter,
 )
 from pydantic import Field, ValidationError, WithJsonSchema
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..config import Settings
-from ..gateways import GatewayDirectory, request_gateway
+from ..gateways import GatewayDirectory
 from ..openapi import GATEWAY_PARAMS, Empty, ErrorBody, GatewayId, Operation, Param, Reply
-from ..web import ApiError, read_body
+from ..web import ApiError, AsgiEndpoint, ConnectionLimiter, JsonErrors, read_body, request_gateway
 from .forwarding import ClaimingSend, Forwarder
 from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .jsonrpc_sessions import JsonRpcSessions
@@ -86,72 +82,6 @@ _SSE_SESSION_ID: Final = re.compile(
 VERSION_HEADER: Final = Param("MCP-Protocol-Version", "header", "The negotiated protocol revision")
 
 
-class ConnectionLimiter:
-    """Counts open connections per key (client IP) and refuses past a maximum."""
-
-    def __init__(self, maximum: int) -> None:
-        self.maximum = maximum
-        self._open: collections.Counter[str] = collections.Counter()
-
-    def acquire(self, key: str) -> bool:
-        if self._open[key] >= self.maximum:
-            return False
-        self._open[key] += 1
-        return True
-
-    def release(self, key: str) -> None:
-        self._open[key] -= 1
-        if self._open[key] <= 0:
-            del self._open[key]
-
-
-class _Asgi:
-    """Marks a bound method as a raw ASGI endpoint (Starlette would treat it as request -> response)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
-
-
-class JsonErrors:
-    """Wraps an ASGI `send` so an SDK error answered as plain text (or with no body) leaves as JSON.
-
-    The SDK's transports answer some HTTP-level errors (unknown SSE session, bad Accept header, …)
-    as `text/plain`; every error of ours is `{"error": message}`. JSON and SSE responses pass as they are.
-    """
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self._held: Message | None = None
-        self._body = bytearray()
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            if message["status"] >= 400:  # the headers are read only for an error: not on every answer
-                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-                if not content_type.startswith(("application/json", "text/event-stream")):
-                    self._held = message
-                    return
-        elif message["type"] == "http.response.body" and self._held is not None:
-            self._body += message.get("body", b"")
-            if message.get("more_body", False):
-                return
-            status = self._held["status"]
-            text = self._body.decode(errors="replace").strip() or HTTPStatus(status).phrase
-            body = json.dumps({"error": text}).encode()
-            headers = [(k, v) for k, v in self._held.get("headers", []) if k.lower() not in _REPLACED_HEADERS]
-            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await self._send({**self._held, "headers": headers})
-            await self._send({"type": "http.response.body", "body": body})
-            return
-        await self._send(message)
-
-
-_REPLACED_HEADERS: Final = (b"content-type", b"content-length")
-
-
 def _replay(body: bytes, receive: Receive) -> Receive:
     """An ASGI `receive` giving `body`, already read from `receive`, as the request's only message; then what
     `receive` gives (a disconnect)."""
@@ -192,9 +122,9 @@ class McpRoutes:
 
     def routes(self) -> list[BaseRoute]:
         return [
-            Route(MCP_PATH, _Asgi(self.streamable_http), methods=["GET", "POST", "DELETE"]),
-            Route("/v1/mcp/sse", _Asgi(self.sse), methods=["GET", "POST"]),
-            Route("/v1/mcp/{gid}/messages", _Asgi(self.sse_message), methods=["POST"]),
+            Route(MCP_PATH, AsgiEndpoint(self.streamable_http), methods=["GET", "POST", "DELETE"]),
+            Route("/v1/mcp/sse", AsgiEndpoint(self.sse), methods=["GET", "POST"]),
+            Route("/v1/mcp/{gid}/messages", AsgiEndpoint(self.sse_message), methods=["POST"]),
         ]
 
     def operations(self) -> list[Operation]:
