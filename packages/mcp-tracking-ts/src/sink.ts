@@ -135,9 +135,9 @@ export class HttpSink {
       return true;
     })();
     let timer: NodeJS.Timeout | undefined;
+    // Not unref'd: a caller awaiting flush() keeps the process alive until it is done or times out.
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
-      timer.unref();
     });
     try {
       return await Promise.race([done, timedOut]);
