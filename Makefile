@@ -2,8 +2,8 @@
 #   make serve   install into .venv if needed, then run the gateway on 127.0.0.1:8000, on the database every
 #                mcp-gateway command finds (--db, MCP_GATEWAY_DB, else ~/.local/share/mcp-gateway/mcp-gateway.db)
 #   make test    install if needed (Chromium for the browser tests, PostgreSQL for the suite's second run), then
-#                ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL) and the MCP
-#                conformance suite
+#                ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL), the MCP
+#                conformance suite and the TypeScript tracking SDK's tests
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: serve test lint typecheck chromium postgres pytest conformance bench clean
+.PHONY: serve test lint typecheck chromium postgres pytest conformance ts-sdk bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,10 @@ pytest: $(STAMP) chromium postgres
 conformance: $(STAMP)
 	bash scripts/conformance.sh
 
-test: lint typecheck pytest conformance
+ts-sdk: $(STAMP)  # the TypeScript tracking SDK: tsc build, node --test, one test against a real gateway
+	bash scripts/ts_sdk.sh
+
+test: lint typecheck pytest conformance ts-sdk
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -55,4 +58,5 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/analytics_questions.py
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache \
+		packages/mcp-tracking-ts/node_modules packages/mcp-tracking-ts/dist packages/mcp-tracking-ts/.test-build
