@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the TypeScript tracking SDK (packages/mcp-tracking-ts) and runs its tests, one of them against a real
-# gateway: `mcp-gateway serve` on a free loopback port with a fresh SQLite file, an org key and a read key
-# made with the CLI. Exits non-zero if the build or any test fails.
+# Checks the formatting of the TypeScript tracking SDK (packages/mcp-tracking-ts; prettier), builds it and runs
+# its tests, one of them against a real gateway: `mcp-gateway serve` on a free loopback port with a fresh SQLite
+# file, an org key and a read key made with the CLI. Exits non-zero if the build or any test fails.
 #
 #   scripts/ts_sdk.sh
 #   GATEWAY_BIN=/path/to/mcp-gateway scripts/ts_sdk.sh     # another install of the gateway
@@ -84,6 +84,7 @@ status=0
   export PATH="$NODE_BIN:$PATH"   # npm's scripts run the pinned Node 22
   export MCP_GATEWAY_URL="$GATEWAY_URL" MCP_GATEWAY_ORG_KEY="$ORG_KEY" MCP_GATEWAY_READ_KEY="$READ_KEY"
   export REQUIRE_GATEWAY=1
+  npm run lint --silent
   npm test --silent
 ) || status=$?
 if [[ "$status" -ne 0 ]]; then

@@ -13,7 +13,9 @@ import { connect, demoServer, FakeBackend } from "../test/helpers.js";
 const CALLS = Number(process.env.CALLS ?? 2_000);
 const ROUNDS = 5;
 
-async function perCall(track: (server: ReturnType<typeof demoServer>) => (() => Promise<void>) | null): Promise<number> {
+async function perCall(
+  track: (server: ReturnType<typeof demoServer>) => (() => Promise<void>) | null,
+): Promise<number> {
   const server = demoServer();
   const close = track(server);
   const client = await connect(server);

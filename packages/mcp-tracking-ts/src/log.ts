@@ -8,7 +8,7 @@ export interface Logger {
   warn(message: string): void;
 }
 
-/** Seconds between two warnings of the same reason. */
+/** Milliseconds between two warnings of the same reason. */
 export const WARN_INTERVAL_MS = 60_000;
 
 const PREFIX = "[agnost] ";

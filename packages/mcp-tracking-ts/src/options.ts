@@ -116,7 +116,8 @@ const KNOWN = new Set([
 
 function int(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isInteger(value)) throw new TypeError(`trackMCP: ${name} must be an integer`);
+  if (typeof value !== "number" || !Number.isInteger(value))
+    throw new TypeError(`trackMCP: ${name} must be an integer`);
   if (value < min || value > max) throw new RangeError(`trackMCP: ${name} must be between ${min} and ${max}`);
   return value;
 }

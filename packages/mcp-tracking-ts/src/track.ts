@@ -25,18 +25,24 @@ import { performance } from "node:perf_hooks";
 
 import { RateLimitedLogger, stderrLogger } from "./log.js";
 import { settingsOf, DEFAULT_TOOLS_TTL, type IdentifyRequest, type Settings, type TrackOptions } from "./options.js";
-import { canonicalJson, capText, hashText, MAX_PAYLOAD_CHARS, Redactor } from "./redact.js";
+import {
+  argsOf,
+  boundedUserData,
+  cut,
+  ERROR_TYPE_IS_ERROR,
+  errorName,
+  fit,
+  hidePrivate,
+  MAX_EVENT_PAYLOAD_CHARS,
+  nameOf,
+  outputOf,
+} from "./event.js";
+import { Redactor } from "./redact.js";
 import { HttpSink, type SinkStats } from "./sink.js";
 import type { CaptureEvent, CaptureSession, Operation, PrimitiveType } from "./wire.js";
 
-/** Most characters an event's `args` and `result` hold together. */
-export const MAX_EVENT_PAYLOAD_CHARS = 24_576;
-/** Most characters of a session's `user_data` as JSON; past it, only short scalar fields are kept. */
-export const MAX_USER_DATA_CHARS = 4_096;
 /** Longest `identify` or the server's tool listing may take when a session starts. */
 export const SESSION_LOOKUP_TIMEOUT_MS = 1_000;
-/** `error_type` of a tool result with `isError: true`. */
-export const ERROR_TYPE_IS_ERROR = "ToolError";
 
 export const TRACKED_METHODS: Readonly<Record<string, readonly [PrimitiveType, Operation]>> = {
   "tools/call": ["tool", "call"],
@@ -46,13 +52,6 @@ export const TRACKED_METHODS: Readonly<Record<string, readonly [PrimitiveType, O
   "resources/list": ["resource", "list"],
   "resources/templates/list": ["resource", "list"],
   "prompts/list": ["prompt", "list"],
-};
-
-const LISTED: Readonly<Record<string, readonly [string, string]>> = {
-  "tools/list": ["tools", "name"],
-  "prompts/list": ["prompts", "name"],
-  "resources/list": ["resources", "uri"],
-  "resources/templates/list": ["resourceTemplates", "uriTemplate"],
 };
 
 const WRAPPED = Symbol.for("mcp-gateway.tracking.wrapped");
@@ -83,10 +82,6 @@ function protocolOf(server: TrackableServer): ProtocolLike {
     if (handlers instanceof Map) return candidate as ProtocolLike;
   }
   throw new TypeError("trackMCP wraps an McpServer or a low-level Server of @modelcontextprotocol/sdk 1.x");
-}
-
-function cut(text: string, limit: number): string {
-  return text.length <= limit ? text : text.slice(0, limit);
 }
 
 function transportName(transport: unknown, extra: Extra): string {
@@ -226,14 +221,11 @@ export class Tracker {
       const client = [info?.name, info?.version].filter((p) => typeof p === "string" && p).join(" ");
       const transport = this.protocol.transport;
       if (client && transport !== null && typeof transport === "object") this.clients.set(transport, client);
-      if (extra.sessionId) this.clientsBySid.set(extra.sessionId, client);
       await this.sessionFor(extra);
     } catch (error: unknown) {
       this.captureError("initialize", error);
     }
   }
-
-  private readonly clientsBySid = new Map<string, string>();
 
   private keyOf(extra: Extra): string {
     if (extra.sessionId) return `sid:${extra.sessionId}`;
@@ -274,10 +266,7 @@ export class Tracker {
   private async openSession(extra: Extra): Promise<string | null> {
     const [userData, tools] = await Promise.all([this.userData(extra), this.tools(extra)]);
     const transport = this.protocol.transport;
-    const client =
-      (extra.sessionId ? this.clientsBySid.get(extra.sessionId) : undefined) ||
-      (transport !== null && typeof transport === "object" ? this.clients.get(transport) : undefined) ||
-      "unknown";
+    const client = (transport !== null && typeof transport === "object" && this.clients.get(transport)) || "unknown";
     const kind = transportName(transport, extra);
     const session: CaptureSession = {
       session_id: randomUUID(),
@@ -298,7 +287,10 @@ export class Tracker {
     if (identify === undefined) return null;
     let data: unknown;
     try {
-      data = await withTimeout(Promise.resolve(identify(extra.requestInfo, process.env, extra)), SESSION_LOOKUP_TIMEOUT_MS);
+      data = await withTimeout(
+        Promise.resolve(identify(extra.requestInfo, process.env, extra)),
+        SESSION_LOOKUP_TIMEOUT_MS,
+      );
     } catch (error: unknown) {
       this.log.warn("identify", `tracking: identify() threw; the session has no user data: ${String(error)}`);
       return null;
@@ -314,7 +306,10 @@ export class Tracker {
     const original = handler?.[WRAPPED] ?? handler;
     if (original === undefined) return [];
     try {
-      const result = await withTimeout(original({ method: "tools/list", params: {} }, extra), SESSION_LOOKUP_TIMEOUT_MS);
+      const result = await withTimeout(
+        original({ method: "tools/list", params: {} }, extra),
+        SESSION_LOOKUP_TIMEOUT_MS,
+      );
       if (result !== undefined) this.observeTools(result);
     } catch (error: unknown) {
       this.log.warn("tools", `tracking could not list the server's tools: ${String(error)}`);
@@ -373,7 +368,8 @@ export class Tracker {
     const isError = error === undefined && (result as { isError?: unknown } | null)?.isError === true;
     let argumentsOf = argsOf(request.method, params);
     let output = outputOf(request.method, result, error);
-    const privateNames = request.method === "tools/call" ? this.settings.privateArguments[String(params.name)] : undefined;
+    const privateNames =
+      request.method === "tools/call" ? this.settings.privateArguments[String(params.name)] : undefined;
     if (privateNames !== undefined && argumentsOf !== null && typeof argumentsOf === "object") {
       [argumentsOf, output] = hidePrivate(argumentsOf as Record<string, unknown>, output, privateNames);
     }
@@ -396,109 +392,6 @@ export class Tracker {
     if (resultText !== undefined) event.result = resultText;
     return event;
   }
-}
-
-function errorName(error: unknown): string {
-  if (error instanceof Error) return error.constructor?.name || error.name || "Error";
-  return typeof error;
-}
-
-function nameOf(method: string, operation: Operation, params: Record<string, unknown>): string {
-  if (operation === "list") return method;
-  const value = params[method === "resources/read" ? "uri" : "name"];
-  return typeof value === "string" && value ? value : "(missing)";
-}
-
-function argsOf(method: string, params: Record<string, unknown>): unknown {
-  if (method === "tools/call" || method === "prompts/get") return params.arguments ?? {};
-  const { _meta: _ignored, ...rest } = params;
-  return rest;
-}
-
-/** What an event records as its result: a call's result without `_meta`, a list's names, an McpError's code. */
-function outputOf(method: string, result: unknown, error: unknown): unknown {
-  if (error !== undefined) {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (typeof code === "number" && error instanceof Error) {
-      return { error: { code, message: error.message.replace(/^MCP error -?\d+: /, "") } };
-    }
-    return undefined;
-  }
-  if (result === null || typeof result !== "object") return result ?? undefined;
-  const listing = LISTED[method];
-  const record = result as Record<string, unknown>;
-  if (listing !== undefined) {
-    const [field, key] = listing;
-    const items = record[field];
-    const names = Array.isArray(items) ? items.map((item) => (item as Record<string, unknown> | null)?.[key]) : [];
-    const out: Record<string, unknown> = { [field]: names };
-    if (record.nextCursor !== undefined) out.nextCursor = record.nextCursor;
-    return out;
-  }
-  const { _meta: _ignored, ...rest } = record;
-  return rest;
-}
-
-/** A tool's private arguments hashed, and their values hashed wherever the result repeats them. */
-function hidePrivate(
-  args: Record<string, unknown>,
-  output: unknown,
-  names: readonly string[],
-): [Record<string, unknown>, unknown] {
-  const hidden = { ...args };
-  const pseudonyms = new Map<string, string>();
-  for (const name of names) {
-    const value = hidden[name];
-    if (typeof value === "string" && value.trim()) {
-      hidden[name] = Redactor.hashValue(name, value);
-      if (value.trim().length >= 3) pseudonyms.set(value.trim(), hidden[name] as string);
-    }
-  }
-  if (pseudonyms.size === 0) return [hidden, output];
-  const scrub = (value: unknown): unknown => {
-    if (typeof value === "string") {
-      let text = value;
-      for (const [raw, pseudonym] of [...pseudonyms].sort((a, b) => b[0].length - a[0].length)) {
-        text = text.split(raw).join(pseudonym);
-      }
-      return text;
-    }
-    if (Array.isArray(value)) return value.map(scrub);
-    if (value !== null && typeof value === "object") {
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, scrub(v)]));
-    }
-    return value;
-  };
-  return [hidden, scrub(output)];
-}
-
-function fit(args: string | undefined, result: string | undefined, budget: number): [string | undefined, string | undefined] {
-  const a = args?.length ?? 0;
-  const r = result?.length ?? 0;
-  if (a + r <= budget) return [args, result];
-  const half = Math.floor(budget / 2);
-  const margin = 48;
-  if (a <= half) return [args, result === undefined ? undefined : capText(result, Math.max(0, budget - a - margin))];
-  if (r <= half) return [args === undefined ? undefined : capText(args, Math.max(0, budget - r - margin)), result];
-  return [
-    args === undefined ? undefined : capText(args, half - margin),
-    result === undefined ? undefined : capText(result, half - margin),
-  ];
-}
-
-function boundedUserData(data: Record<string, unknown>): Record<string, unknown> {
-  if (canonicalJson(data).length <= MAX_USER_DATA_CHARS) return data;
-  const kept: Record<string, unknown> = { _truncated: true };
-  let used = 0;
-  for (const [key, raw] of Object.entries(data)) {
-    let value = raw;
-    if (typeof value === "string") value = cut(value, 256);
-    else if (value !== null && typeof value !== "number" && typeof value !== "boolean") continue;
-    used += canonicalJson({ [key]: value }).length;
-    if (used > MAX_USER_DATA_CHARS - 64) break;
-    kept[key] = value;
-  }
-  return kept;
 }
 
 /**
@@ -524,5 +417,3 @@ export function trackWith(server: TrackableServer, settings: Settings, sink: Htt
   tracker.install();
   return tracker;
 }
-
-export { hashText, MAX_PAYLOAD_CHARS };

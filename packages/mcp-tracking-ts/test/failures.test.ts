@@ -116,7 +116,8 @@ test("a backend without /capture-batch (404) gets the seed's single routes, sess
 test("429 waits for Retry-After; a 400 drops the items as http_400 without retrying", async () => {
   const backend = new FakeBackend();
   const endpoint = await backend.start();
-  backend.respond = (_path, count) => (count === 1 ? { status: 429, headers: { "retry-after": "0" } } : { status: 400 });
+  backend.respond = (_path, count) =>
+    count === 1 ? { status: 429, headers: { "retry-after": "0" } } : { status: 400 };
   const server = demoServer();
   const tracker = trackMCP(server, "org", { endpoint, retryDelay: 20_000, logger: recorder() });
   const client = await connect(server);
@@ -150,14 +151,22 @@ test("batchSize sends a batch once that many items wait; enableRequestQueuing fa
 
   backend.received.length = 0;
   const single = demoServer();
-  const eager = trackMCP(single, "org", { endpoint, enableRequestQueuing: false, flushInterval: 3_600_000, logger: recorder() });
+  const eager = trackMCP(single, "org", {
+    endpoint,
+    enableRequestQueuing: false,
+    flushInterval: 3_600_000,
+    logger: recorder(),
+  });
   const other = await connect(single);
   await backend.waitFor(() => backend.received.length === 1, "the session on its own");
   await other.callTool({ name: "get_weather", arguments: { city: "z" } });
   await backend.waitFor(() => backend.received.length === 2, "the event on its own");
   assert.deepEqual(
     backend.received.map((r) => [(r.body.sessions as unknown[]).length, (r.body.events as unknown[]).length]),
-    [[1, 0], [0, 1]],
+    [
+      [1, 0],
+      [0, 1],
+    ],
   );
   await other.close();
   await eager.close();

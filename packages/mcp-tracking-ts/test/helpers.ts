@@ -133,7 +133,10 @@ export function demoServer(): McpServer {
 }
 
 /** A client connected to `server` in memory (stands for one connection). */
-export async function connect(server: McpServer | { connect: McpServer["connect"] }, name = "test-client"): Promise<Client> {
+export async function connect(
+  server: McpServer | { connect: McpServer["connect"] },
+  name = "test-client",
+): Promise<Client> {
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   const client = new Client({ name, version: "9.9.9" });

@@ -72,7 +72,8 @@ test("each Streamable HTTP session is one tracking session, identified from its 
   const owner = new Map(sessions.map((s) => [s.session_id, (s.user_data as { userId: string }).userId]));
   const events = backend.events();
   assert.equal(events.length, 4);
-  for (const event of events) assert.equal(owner.get(event.session_id as string), JSON.parse(event.args as string).city);
+  for (const event of events)
+    assert.equal(owner.get(event.session_id as string), JSON.parse(event.args as string).city);
 
   for (const client of clients) await client.close();
   for (const sibling of trackers) await sibling.close();

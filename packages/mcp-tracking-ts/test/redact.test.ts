@@ -11,7 +11,17 @@ const sha = (text: string): string => "sha256:" + createHash("sha256").update(te
 
 test("a key is sensitive by prefix or suffix of its normalised form, or by a phone word at either end", () => {
   const redactor = new Redactor();
-  for (const key of ["email", "user_email", "userEmail", "access_token", "X-Api-Key", "passwordConfirmation", "mobile", "home_tel", "telNumber"]) {
+  for (const key of [
+    "email",
+    "user_email",
+    "userEmail",
+    "access_token",
+    "X-Api-Key",
+    "passwordConfirmation",
+    "mobile",
+    "home_tel",
+    "telNumber",
+  ]) {
     assert.equal(redactor.isSensitive(key), true, key);
   }
   for (const key of ["className", "hotel", "telemetry", "automobile", "city"]) {

@@ -171,8 +171,14 @@ test("two connections are two sessions; close() puts the original handlers back"
   assert.deepEqual(sessions.map((s) => s.client_config).sort(), ["a 9.9.9", "b 9.9.9"]);
   const byClient = new Map(sessions.map((s) => [s.session_id, s.client_config]));
   assert.deepEqual(
-    backend.events().map((e) => [byClient.get(e.session_id as string), JSON.parse(e.args as string).city]).sort(),
-    [["a 9.9.9", "A"], ["b 9.9.9", "B"]],
+    backend
+      .events()
+      .map((e) => [byClient.get(e.session_id as string), JSON.parse(e.args as string).city])
+      .sort(),
+    [
+      ["a 9.9.9", "A"],
+      ["b 9.9.9", "B"],
+    ],
   );
   await sibling.close();
   await tracker.close();
