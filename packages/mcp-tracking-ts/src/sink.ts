@@ -74,6 +74,19 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
+const openSinks = new Set<HttpSink>();
+let watchingExit = false;
+
+/** One `beforeExit` listener for every open sink: a script that simply ends delivers what is still queued. */
+function watchExit(sink: HttpSink): void {
+  openSinks.add(sink);
+  if (watchingExit) return;
+  watchingExit = true;
+  process.on("beforeExit", () => {
+    for (const open of openSinks) open.deliverLeftovers();
+  });
+}
+
 export class HttpSink {
   readonly stats: SinkStats = { sent: 0, retried: 0, dropped: {} };
   private readonly queue: CaptureItem[] = [];
@@ -82,9 +95,6 @@ export class HttpSink {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private closed = false;
-  private readonly onBeforeExit = (): void => {
-    if (this.queue.length > 0 && this.running === null) this.kick();
-  };
 
   constructor(
     readonly settings: SinkSettings,
@@ -92,8 +102,12 @@ export class HttpSink {
   ) {
     this.base = settings.endpoint.replace(/\/+$/, "");
     this.batchMode = settings.useBatchEndpoint;
-    // `beforeExit` lets a script that simply ends deliver what is still queued.
-    process.on("beforeExit", this.onBeforeExit);
+    watchExit(this);
+  }
+
+  /** @internal At `beforeExit`: start delivering what is still queued (the delivery keeps the loop alive). */
+  deliverLeftovers(): void {
+    return;
   }
 
   /** False once the backend said it has no batch route. */
@@ -150,7 +164,7 @@ export class HttpSink {
   async close(timeoutMs: number = 5_000): Promise<void> {
     await this.flush(timeoutMs);
     this.closed = true;
-    process.off("beforeExit", this.onBeforeExit);
+    openSinks.delete(this);
     if (this.timer !== null) clearTimeout(this.timer);
     const left = this.queue.splice(0);
     if (left.length > 0) this.drop("shutdown", left.length);
