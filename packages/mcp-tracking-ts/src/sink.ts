@@ -107,7 +107,7 @@ export class HttpSink {
 
   /** @internal At `beforeExit`: start delivering what is still queued (the delivery keeps the loop alive). */
   deliverLeftovers(): void {
-    return;
+    if (this.queue.length > 0 && this.running === null) this.kick();
   }
 
   /** False once the backend said it has no batch route. */
