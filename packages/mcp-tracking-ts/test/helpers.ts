@@ -33,6 +33,7 @@ export class FakeBackend {
   async start(): Promise<string> {
     this.server.listen(0, "127.0.0.1");
     await once(this.server, "listening");
+    this.server.unref(); // a test that fails before stop() must not hold its process open
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
