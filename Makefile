@@ -3,8 +3,8 @@
 #                127.0.0.1:8000, on the database every mcp-gateway command finds (--db, MCP_GATEWAY_DB, else
 #                ~/.local/share/mcp-gateway/mcp-gateway.db)
 #   make test    install if needed (the dev extras, Chromium for the browser tests, PostgreSQL for the suite's
-#                second run), then ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL)
-#                and the MCP conformance suite
+#                second run), then ruff, mypy --strict, pytest (every database test on SQLite and on PostgreSQL),
+#                the MCP conformance suite and the TypeScript tracking SDK's tests
 
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: serve test lint typecheck chromium postgres pytest conformance bench clean
+.PHONY: serve test lint typecheck chromium postgres pytest conformance ts-sdk bench clean
 
 # Serving needs the package and its dependencies only; the dev extras (pytest, ruff, mypy, schemathesis, ...)
 # come with the first target that needs them, so `make test` after `make serve` adds them.
@@ -49,7 +49,10 @@ pytest: $(DEV_STAMP) chromium postgres
 conformance: $(DEV_STAMP)
 	bash scripts/conformance.sh
 
-test: lint typecheck pytest conformance
+ts-sdk: $(STAMP)  # the TypeScript tracking SDK: tsc build, node --test, one test against a real gateway
+	bash scripts/ts_sdk.sh
+
+test: lint typecheck pytest conformance ts-sdk
 
 $(BENCH_STAMP): $(DEV_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -63,4 +66,5 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/analytics_questions.py
 
 clean:
-	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tools .mypy_cache .ruff_cache .pytest_cache \
+		packages/mcp-tracking-ts/node_modules packages/mcp-tracking-ts/dist packages/mcp-tracking-ts/.test-build

