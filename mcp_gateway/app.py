@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import __version__
+from .accounts.access import Access
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
 from .analytics.api import API_LIMIT_WINDOW_SECONDS
@@ -95,9 +96,10 @@ def create_app(
 
     body_limit = settings.max_body_bytes
     api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
-    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS, limiter=api_limit)
+    access = Access(services.keys, services.accounts, auth)
+    analytics = AnalyticsApi(access, services.store, QUESTIONS, limiter=api_limit)
     live_feed = LiveFeed(services.store)
-    live_stream = LiveStream(services.keys, live_feed)
+    live_stream = LiveStream(live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
@@ -157,6 +159,7 @@ def create_app(
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
     )
     app.state.services = services
+    app.state.access = access
     return app
 
 

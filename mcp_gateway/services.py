@@ -16,6 +16,7 @@ from typing import Final
 import anyio.to_thread
 from mcp.server import MCPServer
 
+from .accounts.service import AccountService
 from .config import Settings
 from .gateways import GatewayDirectory
 from .ingest import Ingestor, WebIngestor, geo, ipkind
@@ -46,6 +47,7 @@ class Services:
     store: Store
     directory: GatewayDirectory
     keys: KeyService
+    accounts: AccountService
     hash_ip: IpHasher
     ingestor: Ingestor
     web_ingestor: WebIngestor
@@ -61,6 +63,7 @@ class Services:
             store=store,
             directory=GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds),
             keys=KeyService(store, cache_seconds=settings.gateway_cache_seconds),
+            accounts=AccountService(store, cache_seconds=settings.gateway_cache_seconds),
             hash_ip=hash_ip,
             ingestor=ingestor,
             web_ingestor=WebIngestor(store, hash_ip),

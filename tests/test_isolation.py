@@ -131,5 +131,8 @@ async def test_another_gateways_keys_never_see_or_change_demos_data(app: Starlet
     # The attacker's keys do work on the attacker's own gateway: the same probes are not simply broken.
     own = await http.get("/analytics/overview", headers={"Authorization": f"Bearer {keys['read']}"})
     assert own.status_code == 200 and own.json()["gateway_id"] == ATTACKER
-    demo = await http.get("/stats", headers=ADMIN_HEADERS)
-    assert demo.status_code == 401
+    # The admin token reads any project, but only the one it names: none named is 400, not some default.
+    unnamed = await http.get("/stats", headers=ADMIN_HEADERS)
+    assert unnamed.status_code == 400 and unnamed.json()["field"] == "project"
+    named = await http.get("/stats", params={"project": DEMO}, headers=ADMIN_HEADERS)
+    assert named.status_code == 200
