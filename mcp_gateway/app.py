@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from . import __version__
 from .accounts.access import Access
+from .accounts.routes import ProjectsApi
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
 from .analytics.api import API_LIMIT_WINDOW_SECONDS
@@ -109,6 +110,7 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
+    projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
@@ -129,6 +131,7 @@ def create_app(
         *visits.operations(),
         *crm.operations(),
         *admin.operations(),
+        *projects.operations(),
         *analytics.operations(),
         live_stream.operation(),
         analytics_mcp.operation(),
@@ -150,6 +153,7 @@ def create_app(
         *analytics_mcp.routes(),
         *dashboard.routes(),
         *admin.routes(),
+        *projects.routes(),
     ]
     quiet_client_disconnects()
     app = Starlette(

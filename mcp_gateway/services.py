@@ -16,6 +16,7 @@ from typing import Final
 import anyio.to_thread
 from mcp.server import MCPServer
 
+from .accounts.limits import event_quota
 from .accounts.service import AccountService
 from .config import Settings
 from .gateways import GatewayDirectory
@@ -57,7 +58,8 @@ class Services:
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
         store = store or store_for(settings.database_url, settings.db_path)
         hash_ip = IpHasher()
-        ingestor = Ingestor(store, hash_ip)
+        admit = event_quota(store, settings)
+        ingestor = Ingestor(store, hash_ip, admit=admit)
         return cls(
             settings=settings,
             store=store,
@@ -66,7 +68,7 @@ class Services:
             accounts=AccountService(store, cache_seconds=settings.gateway_cache_seconds),
             hash_ip=hash_ip,
             ingestor=ingestor,
-            web_ingestor=WebIngestor(store, hash_ip),
+            web_ingestor=WebIngestor(store, hash_ip, admit=admit),
             tracking_sink=LocalSink(ingestor.capture, batch_size=SELF_TRACKING_BATCH),
         )
 
