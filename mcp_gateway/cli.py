@@ -275,6 +275,7 @@ async def _keys(args: argparse.Namespace, store: Store, directory: GatewayDirect
 
 async def _accounts(args: argparse.Namespace, store: Store, directory: GatewayDirectory) -> int:
     accounts = AccountService(store, cache_seconds=0)
+    await accounts.ensure_default()
     match args.action:
         case "create":
             AccountCreate(id=args.id, name=args.name)  # the admin API's checks

@@ -78,6 +78,7 @@ class Services:
         await self.store.open()
         secret = await self.store.put_setting_if_absent(HASH_SECRET_SETTING, secrets.token_hex(32))
         self.hash_ip.use(bytes.fromhex(secret))
+        await self.accounts.ensure_default()
         if await self.directory.ensure_demo():
             logger.info("created gateway 'demo' from the bundled default content")
         await anyio.to_thread.run_sync(geo.warm)

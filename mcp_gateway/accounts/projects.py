@@ -107,6 +107,11 @@ class Projects:
         )
         return await self._described(rows, now_ms)
 
+    async def every(self, *, now_ms: int | None = None) -> list[ProjectRow]:
+        """Every project of every account."""
+        rows = await self._store.fetch(f"SELECT {_PROJECT_COLUMNS} FROM gateways g ORDER BY g.created_at_ms, g.id")
+        return await self._described(rows, now_ms)
+
     async def get(self, project_id: str, *, now_ms: int | None = None) -> ProjectRow | None:
         rows = await self._store.fetch(f"SELECT {_PROJECT_COLUMNS} FROM gateways g WHERE g.id = ?", (project_id,))
         described = await self._described(rows, now_ms)

@@ -374,11 +374,7 @@ class ProjectsApi:
             assert caller.account_id is not None
             rows = await self._projects.of_account(caller.account_id)
         else:
-            rows = [
-                row
-                for account in await self._access.accounts.all()
-                for row in await self._projects.of_account(account.id)
-            ]
+            rows = await self._projects.every()
         return JSONResponse({"projects": [self._view(request, row) for row in rows]})
 
     async def create_project(self, request: Request, caller: Caller) -> Response:

@@ -24,6 +24,7 @@ from ..store.base import Connection
 ACCOUNT_KEY_PREFIX: Final = "ak_"
 DEFAULT_ACCOUNT_ID: Final = "default"
 """The account every gateway made outside `POST /projects` belongs to (migration 21)."""
+DEFAULT_ACCOUNT_NAME: Final = "Default account"
 ACCOUNT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 _COLUMNS: Final = "id, name, key_prefix, key_created_at_ms, created_at_ms"
@@ -95,6 +96,13 @@ class AccountService:
 
         await self._store.write(job)
         return account, plaintext
+
+    async def ensure_default(self) -> None:
+        """Make sure the `default` account exists (migration 21 made it; a database emptied since has none)."""
+        await self._store.execute_now(
+            "INSERT INTO accounts (id, name, created_at_ms) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (DEFAULT_ACCOUNT_ID, DEFAULT_ACCOUNT_NAME, _now_ms()),
+        )
 
     async def issue_key(self, account_id: str) -> tuple[Account, str]:
         """Replace the account's key with a new one (plaintext, shown once); the old one stops working."""
