@@ -4,6 +4,7 @@ account key's revoke, what DELETE removes, and that one account's key never touc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -132,6 +133,16 @@ async def test_a_repeated_create_is_200_existing_and_different_origins_are_a_409
     renamed = await http.patch(f"/projects/{other['id']}", json={"name": "landing"}, headers=auth(key))
     assert renamed.status_code == 409 and renamed.json()["conflict"]["name"] == "Landing"
     assert len((await http.get("/projects", headers=auth(key))).json()["projects"]) == 2
+
+
+async def test_concurrent_creates_of_one_name_make_one_project(http: httpx.AsyncClient) -> None:
+    key = await new_account(http)
+    answers = await asyncio.gather(
+        *(http.post("/projects", json={"name": "Race"}, headers=auth(key)) for _ in range(8))
+    )
+    assert sorted(answer.status_code for answer in answers) == [200] * 7 + [201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert [answer.json()["existing"] for answer in answers].count(False) == 1
 
 
 async def test_the_same_name_in_another_account_is_another_project(http: httpx.AsyncClient) -> None:

@@ -34,7 +34,7 @@ from ..config import Settings
 from ..gateways import GatewayDirectory, Origin
 from ..ingest.track import RECEIPT_SECRET_SETTING
 from ..keys import KeyService
-from ..openapi import Operation, Param
+from ..openapi import Operation, Param, Reply
 from ..ratelimit import RateLimiter
 from ..store import Store
 from ..store.purge import purge_gateway
@@ -249,6 +249,7 @@ class ProjectsApi:
                 response=ProjectCreated,
                 status=201,
                 params=account,
+                replies=(Reply(200, "The project existed (`existing: true`, `project_token: null`)", ProjectCreated),),
                 errors=(400, 403, 404, 409, 413, 415, 429),
                 description="201 for a new project; 200 with `existing: true` when the account has a project of "
                 "that name and the same (or no) `allowed_origins`; 409 naming it when the origins differ; 403 "
