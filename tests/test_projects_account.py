@@ -374,6 +374,9 @@ async def test_with_several_projects_the_account_key_must_name_one(http: httpx.A
         assert named.status_code == 200
     funnel = await http.post("/funnel", json={"project": two["id"], "steps": ["a", "b"]}, headers=auth(key))
     assert funnel.status_code == 200
+    # The live stream decides the same way (its refusals come before the stream starts).
+    assert (await http.get("/stream", headers=auth(key))).status_code == 400
+    assert (await http.get("/stream", params={"project": DEMO}, headers=auth(key))).status_code == 404
 
 
 # -- bad input --------------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from ..ratelimit import RateLimiter
 from ..store import Store
 from ..store.purge import purge_gateway
 from ..web import ApiError, read_model
-from .access import Access, Caller
+from .access import ADMIN_LIMIT_KEY, Access, Caller
 from .limits import PROJECTS_LIMIT_CODE, retention_days
 from .projects import AtLimit, Conflict, Created, Existing, ProjectRow, Projects
 from .service import ACCOUNT_ID_PATTERN, DEFAULT_ACCOUNT_ID, Account
@@ -217,7 +217,7 @@ class ProjectsApi:
         async def guarded(request: Request) -> Response:
             if admin:
                 self._auth.check(request)
-                caller = Caller("admin", None, None, "admin")
+                caller = Caller("admin", None, None, ADMIN_LIMIT_KEY)
             else:
                 caller = await self._access.caller(request, kinds=("admin", "account"))
             verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
