@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from mcp_gateway import Settings, create_app
 from mcp_gateway.cli import run
 from mcp_gateway.store.purge import gateway_tables
+from mcp_gateway.store.retention import prune
 
 from .analytics_support import mcp_call, mcp_session, seed, store_of, web_event
 from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, create_key, lifespan_running
@@ -198,6 +199,21 @@ async def test_past_max_events_lifetime_ingest_is_refused_with_403(settings: Set
         # Another account's projects have their own count.
         other = (await create_project(http, await new_account(http, "globex"), "Shop"))["project_token"]
         assert (await http.post("/track", json={"token": other, "event": "page_view"})).status_code == 202
+
+
+async def test_the_lifetime_count_counts_each_stored_event_once_and_retention_does_not_lower_it(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    key = await new_account(http)
+    project = await create_project(http, key, "Shop")
+    event = web_event("page_view", NOW_MS - 40 * 86_400_000, visitor="v", gateway_id=project["id"])
+    store = store_of(app)
+    assert [status for status, _ in await store.capture_web([event, event])] == ["stored", "duplicate"]
+    assert [status for status, _ in await store.capture_web([event])] == ["duplicate"]
+    deleted = await prune(store, NOW_MS - 30 * 86_400_000)
+    assert deleted["events"] == 1
+    assert (await http.get(f"/projects/{project['id']}", headers=auth(key))).json()["events_total"] == 1
+    assert (await http.get("/account", headers=auth(key))).json()["events_total"] == 1
 
 
 async def test_the_account_key_has_the_per_key_api_limit(settings: Settings) -> None:
