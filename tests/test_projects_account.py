@@ -20,7 +20,7 @@ from mcp_gateway.store.purge import gateway_tables
 from mcp_gateway.store.retention import prune
 
 from .analytics_support import mcp_call, mcp_session, seed, store_of, web_event
-from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, create_key, lifespan_running
+from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, create_key, jsonrpc_request, lifespan_running
 
 SITE: Final = "https://shop.example.com"
 NOW_MS: Final = 1_800_000_000_000
@@ -187,7 +187,8 @@ async def test_past_the_project_limit_create_is_403_and_the_account_shows_the_li
 async def test_past_max_events_lifetime_ingest_is_refused_with_403(settings: Settings) -> None:
     async with app_with(settings, max_events_lifetime=3, gateway_cache_seconds=0, event_retention_days=7) as (_, http):
         key = await new_account(http)
-        token = (await create_project(http, key, "Shop"))["project_token"]
+        project = await create_project(http, key, "Shop")
+        token, project_id = project["project_token"], project["id"]
         batch = {"token": token, "events": [{"event": "page_view"}, {"event": "signup"}, {"event": "page_view"}]}
         assert (await http.post("/track/batch", json=batch)).status_code == 202
         refused = await http.post("/track", json={"token": token, "event": "page_view"})
@@ -196,6 +197,13 @@ async def test_past_max_events_lifetime_ingest_is_refused_with_403(settings: Set
         account = (await http.get("/account", headers=auth(key))).json()
         assert account["events_total"] == 3
         assert account["tier_limits"] == {"max_events_lifetime": 3, "retention_days": 7, "rate_limit_rpm": 1000}
+        # The track_event MCP tool is told the same, as a tool error.
+        call = jsonrpc_request("tools/call", {"name": "track_event", "arguments": {"event": "signup"}})
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        tool = await http.post("/v1/mcp/sse", params={"gid": project_id}, json=call, headers=headers)
+        assert tool.status_code == 200, tool.text
+        assert tool.json()["result"]["isError"] is True
+        assert "events_limit_reached" in tool.json()["result"]["content"][0]["text"]
         # Another account's projects have their own count.
         other = (await create_project(http, await new_account(http, "globex"), "Shop"))["project_token"]
         assert (await http.post("/track", json={"token": other, "event": "page_view"})).status_code == 202
