@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -16,6 +17,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import __version__
+from .accounts.access import Access
+from .accounts.routes import ProjectsApi
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
 from .analytics.api import API_LIMIT_WINDOW_SECONDS
@@ -53,6 +56,8 @@ def create_app(
     settings = settings or Settings()
     redact_sdk_logs()
     services = Services.build(settings, store)
+    if server_factory is build_gateway_server:  # its track_event tool ingests: under the account's event limit
+        server_factory = functools.partial(build_gateway_server, admit=services.admit)
     runtimes = GatewayRuntimes(services, server_factory)
     auth = AdminAuth(services.store, settings.admin_token)
     ready = False
@@ -96,9 +101,10 @@ def create_app(
 
     body_limit = settings.max_body_bytes
     api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
-    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS, limiter=api_limit)
+    access = Access(services.keys, services.accounts, auth)
+    analytics = AnalyticsApi(access, services.store, QUESTIONS, limiter=api_limit)
     live_feed = LiveFeed(services.store)
-    live_stream = LiveStream(services.keys, live_feed)
+    live_stream = LiveStream(live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
@@ -108,6 +114,7 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
+    projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS, limiter=api_limit)
     front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)
     api_docs = ApiDocs()
@@ -132,6 +139,7 @@ def create_app(
         *visits.operations(),
         *crm.operations(),
         *admin.operations(),
+        *projects.operations(),
         *analytics.operations(),
         live_stream.operation(),
         analytics_mcp.operation(),
@@ -155,6 +163,7 @@ def create_app(
         *analytics_mcp.routes(),
         *dashboard.routes(),
         *admin.routes(),
+        *projects.routes(),
     ]
     quiet_client_disconnects()
     app = Starlette(
@@ -164,6 +173,7 @@ def create_app(
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
     )
     app.state.services = services
+    app.state.access = access
     return app
 
 

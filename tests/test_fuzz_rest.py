@@ -67,8 +67,8 @@ ENDLESS: Final = {"GET /stream", "GET /mcp", "GET /v1/mcp/sse"}
 
 def credentials(path: str, keys: dict[str, str]) -> dict[str, str]:
     """Headers that authenticate a request to `path`, whatever its scheme."""
-    if path.startswith("/v1/gateways"):
-        return dict(ADMIN_HEADERS)
+    if path.startswith(("/v1/gateways", "/v1/accounts", "/projects", "/account")):
+        return dict(ADMIN_HEADERS)  # the admin token manages every account's projects
     if path.startswith("/api/v1/"):
         return {"X-Org-Id": keys["org"]}
     if path == "/v1/track":

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from mcp_gateway import Settings, create_app
-from mcp_gateway.analytics.api import READ_KEY_COOKIE
+from mcp_gateway.accounts.access import READ_KEY_COOKIE
 
 from .support import ADMIN_HEADERS, DEMO, LiveServer, admin_json, create_key, serve_in_thread
 

@@ -35,6 +35,7 @@ from .base import (
 from .lookup import rows_by_ids
 from .redaction import redact_rows, stored_id
 from .rollups import add_to_rollups, hist_of
+from .usage import add_to_usage
 from .writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -219,9 +220,10 @@ class SQLStore:
         return await self.write(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
     def fold_batch(self, conn: Connection) -> None:
-        """The writer's `before_commit`: add the transaction's stored events to the rollups."""
+        """The writer's `before_commit`: add the transaction's stored events to the rollups and the usage counts."""
         events, self._batch_events = self._batch_events, []
         add_to_rollups(conn, events)
+        add_to_usage(conn, events)
 
     def drop_batch(self) -> None:
         """The writer's `after_failure`: the transaction's events were rolled back, and so are their rollups."""
