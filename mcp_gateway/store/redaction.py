@@ -1,7 +1,7 @@
 """The one redaction policy, applied where any session or event enters the store (`SQLStore.capture`, `capture_web`).
 
-Whatever route or sink a row came through, every field a sender controls is redacted here
-(`mcp_gateway_tracking.privacy.Redactor`, `mcp_gateway_tracking.pii`) before it is written, folded into rollups or sketches, or answered:
+Whatever route or sink a row came through, every field a sender controls is redacted here (the tracking
+SDK's `privacy.Redactor` and `pii`) before it is written, folded into rollups or sketches, or answered:
 
 - `args`, `result` (JSON text): sensitive keys hashed, emails and phones in strings hashed, then cut
   at `privacy.MAX_PAYLOAD_CHARS` (redacting first: a cut document could not be parsed);
