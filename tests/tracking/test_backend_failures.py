@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import anyio
 import pytest
@@ -20,15 +20,13 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp.types.version import LATEST_HANDSHAKE_VERSION
 from mcp_gateway_tracking import HttpSink
 
-from .backend import FakeBackend
+from .backend import FAILURES, Failure, failing_backend
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 BACKEND_TIMEOUT: Final = "0.2"
 """Seconds the server's sink waits for one backend request: well under the slow backend's answer."""
 DEADLINE: Final = 30.0
 MAX_LINE: Final = 1_000_000
-
-Failure = Literal["down", "slow", "error"]
 
 
 async def request(process: Process, reader: BufferedByteReceiveStream, message: dict[str, Any]) -> dict[str, Any]:
@@ -41,14 +39,11 @@ async def request(process: Process, reader: BufferedByteReceiveStream, message: 
     return response
 
 
-@pytest.mark.parametrize("failure", ["down", "slow", "error"])
+@pytest.mark.parametrize("failure", FAILURES)
 async def test_a_stdio_server_answers_everything_and_writes_only_json_rpc_when_the_backend_fails(
     failure: Failure, tmp_path: Path
 ) -> None:
-    backend = FakeBackend()
-    if failure != "down":
-        backend.mode = failure
-        await backend.start()
+    backend = await failing_backend(failure)
     spool = tmp_path / "spool"
     command = [sys.executable, "-m", "tests.tracking.stdio_server", backend.url, str(spool), BACKEND_TIMEOUT]
     try:
@@ -83,9 +78,7 @@ async def test_a_stdio_server_answers_everything_and_writes_only_json_rpc_when_t
         assert b"Traceback" not in errors, errors.decode(errors="replace")
 
         # Nothing was lost: the next sink on the same spool delivers the session and every event.
-        backend.mode = "up"
-        if failure == "down":
-            await backend.start()
+        await backend.recover()
         sink = HttpSink(backend.url, "org-next", spool_dir=spool)
         sink.start()
         assert await sink.flush(DEADLINE)
