@@ -12,7 +12,7 @@ machine falls on all of them alike, after one warm-up run each that writes the b
 It prints medians in milliseconds, wall and CPU (the CPU time moves less when other processes load the machine),
 and the modules each import added.
 
-    .venv/bin/python bench/sdk_import.py                 # about 30 s on 2 CPUs
+    .venv/bin/python bench/sdk_import.py                 # 1-2 min on 2 busy CPUs
     .venv/bin/python bench/sdk_import.py --runs 30 --before <rev>
 
 "before" rows import `mcp_gateway.tracking` from the tree of `--before` (default: the commit before the one
