@@ -12,19 +12,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+SDK := packages/mcp-gateway-tracking
+# The tracking SDK is a dependency of the gateway (a path in this repo, installed as a copy by `pip install -e .`);
+# installed again in editable mode so that edits to it are live like the gateway's own.
+SDK_EDITABLE := $(BIN)/python -m pip install --quiet --no-deps -e ./$(SDK)
 
 .PHONY: serve test lint typecheck chromium postgres pytest conformance ts-sdk bench clean
 
 # Serving needs the package and its dependencies only; the dev extras (pytest, ruff, mypy, schemathesis, ...)
 # come with the first target that needs them, so `make test` after `make serve` adds them.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(SDK)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
+	$(SDK_EDITABLE)
 	@touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(SDK_EDITABLE)
 	@touch $(DEV_STAMP)
 
 serve: $(STAMP)
@@ -56,6 +62,7 @@ test: lint typecheck pytest conformance ts-sdk
 
 $(BENCH_STAMP): $(DEV_STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(SDK_EDITABLE)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import __version__
+from ._version import __version__
 from .accounts.access import Access
 from .accounts.routes import ProjectsApi
 from .admin import AdminApi, AdminAuth

@@ -15,6 +15,7 @@ from typing import Final
 
 import anyio.to_thread
 from mcp.server import MCPServer
+from mcp_gateway_tracking import LocalSink, Tracker, track_mcp
 
 from .accounts.limits import event_quota
 from .accounts.service import AccountService
@@ -27,7 +28,6 @@ from .privacy import IpHasher
 from .store import Store, store_for
 from .tools.book_demo import PERSONAL_ARGUMENTS
 from .tools.book_demo import TOOL_NAME as BOOK_DEMO
-from .tracking import LocalSink, Tracker, track_mcp
 
 logger = logging.getLogger(__name__)
 

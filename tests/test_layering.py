@@ -1,10 +1,9 @@
 """The layering, pinned: read every module's imports with `ast` and check them against `RULES`.
 
 Data flows down (DESIGN.md): transports and ingest -> tenant model -> store; analytics reads the store and
-never the write side; the tracking library knows nothing of the gateway. A rule is data: to add one, or to
-follow a package that moved (the tracking package leaves `mcp_gateway/` for `packages/`), edit `SOURCES` and
-`RULES`. Every import counts, also one inside a function or under `TYPE_CHECKING`: a type-only import is still
-a dependency a reader has to know about.
+never the write side; the tracking SDK knows nothing of the gateway. A rule is data: to add one, or to follow
+a package that moved, edit `SOURCES` and `RULES`. Every import counts, also one inside a function or under
+`TYPE_CHECKING`: a type-only import is still a dependency a reader has to know about.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 
-SOURCES: Final = (ROOT / "mcp_gateway",)
+SOURCES: Final = (ROOT / "mcp_gateway", ROOT / "packages" / "mcp-gateway-tracking" / "src" / "mcp_gateway_tracking")
 """Top-level import packages whose modules are checked; a package's name is its directory's name."""
 
 
@@ -50,7 +49,6 @@ RULES: Final = (
             "mcp_gateway.errors",
             "mcp_gateway.vocabulary",
             "mcp_gateway.privacy",
-            "mcp_gateway.pii",
         ),
     ),
     Rule(
@@ -78,12 +76,9 @@ RULES: Final = (
         exempt=("mcp_gateway", "mcp_gateway.cli", "mcp_gateway.app"),
     ),
     Rule(
-        "the tracking library imports nothing of the gateway (it becomes its own distribution, issue 18)",
-        importers=("mcp_gateway.tracking",),
+        "the tracking SDK (its own distribution, packages/mcp-gateway-tracking) imports nothing of the gateway",
+        importers=("mcp_gateway_tracking",),
         forbidden=("mcp_gateway",),
-        # `mcp_gateway.privacy`: only until the redaction the wrapper needs moves into the tracking package
-        # (issue 18's SDK item); delete it from this tuple then.
-        allowed=("mcp_gateway.tracking", "mcp_gateway.privacy"),
     ),
 )
 

@@ -26,9 +26,9 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
+from mcp_gateway_tracking.pii import phone_digits, replace_personal
 from pydantic import BeforeValidator, Field
 
-from ..pii import phone_digits, replace_personal
 from ..vocabulary import BOOK_DEMO, LEAD, LEAD_EVENT_ID_PREFIX
 from ..web import ApiError
 from .agents import AgentSessionDetail, TextFilter, agent_session, blank_is_none

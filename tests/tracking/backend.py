@@ -18,15 +18,17 @@ from typing import Any, Final, Literal
 
 import anyio
 import uvicorn
+from mcp_gateway_tracking import CaptureBatch, CaptureEvent, CaptureSession
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mcp_gateway.tracking import CaptureBatch, CaptureEvent, CaptureSession
-
 Mode = Literal["up", "error", "slow", "reject", "rate_limited"]
+Failure = Literal["down", "slow", "error"]
+"""How a backend fails a sink: not listening, too slow to answer, or answering 500."""
+FAILURES: Final[tuple[Failure, ...]] = ("down", "slow", "error")
 
 SLOW_SECONDS: Final = 5.0
 WAIT_TIMEOUT: Final = 10.0
@@ -128,6 +130,12 @@ class FakeBackend:
             await self._task
         self._server = self._task = None
 
+    async def recover(self) -> None:
+        """Answer normally from now on, starting to listen if it was down."""
+        self.mode = "up"
+        if self._server is None:
+            await self.start()
+
     async def wait_for(self, condition: Callable[[], bool], timeout: float = WAIT_TIMEOUT) -> None:
         """Wait until `condition()` holds, re-checking whenever a request arrives."""
         with anyio.fail_after(timeout):
@@ -206,3 +214,12 @@ class FakeBackend:
             return JSONResponse({"sessions": len(batch.sessions), "events": len(batch.events)})
 
         return await self._answer(request, keep)
+
+
+async def failing_backend(failure: Failure) -> FakeBackend:
+    """A fake backend that fails as `failure` says: not listening yet, or up and slow or answering 500."""
+    backend = FakeBackend()
+    if failure != "down":
+        backend.mode = failure
+        await backend.start()
+    return backend

@@ -7,16 +7,14 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import httpx
 import pytest
 from mcp import Client
+from mcp_gateway_tracking import CaptureEvent, CaptureItem, CaptureSession, HttpSink, Spool, track_mcp
+from mcp_gateway_tracking.http_sink import BATCH_PATH, EVENT_PATH, SESSION_PATH, parse_retry_after
 
-from mcp_gateway.tracking import CaptureEvent, CaptureItem, CaptureSession, HttpSink, Spool, track_mcp
-from mcp_gateway.tracking.http_sink import BATCH_PATH, EVENT_PATH, SESSION_PATH, parse_retry_after
-
-from .backend import FakeBackend
+from .backend import FAILURES, Failure, FakeBackend, failing_backend
 from .demo_server import build_demo_server
 
 ORG = "org-http"
@@ -211,17 +209,11 @@ async def test_a_full_queue_refuses_items_and_a_closed_sink_refuses_all(tmp_path
     assert sink.stats.dropped == {"queue_full": 1, "retries_exhausted": 2, "closed": 1}
 
 
-Failure = Literal["down", "slow", "error"]
-
-
-@pytest.mark.parametrize("failure", ["down", "slow", "error"])
+@pytest.mark.parametrize("failure", FAILURES)
 async def test_a_failing_backend_changes_no_answer_nor_latency_and_events_arrive_after_recovery(
     failure: Failure, tmp_path: Path
 ) -> None:
-    backend = FakeBackend()
-    if failure != "down":
-        backend.mode = failure
-        await backend.start()
+    backend = await failing_backend(failure)
     server = build_demo_server()
     tracker = track_mcp(
         server,
@@ -241,10 +233,7 @@ async def test_a_failing_backend_changes_no_answer_nor_latency_and_events_arrive
                 result = await client.call_tool("add", {"a": n, "b": 1})
                 assert time.perf_counter() - started < 0.25
                 assert result.structured_content == {"result": n + 1}
-        if failure == "down":
-            await backend.start()
-        else:
-            backend.mode = "up"
+        await backend.recover()
         assert await tracker.flush(15)
         await backend.wait_for(lambda: len(backend.events_named("add")) == 5)
         assert backend.orphans == 0
