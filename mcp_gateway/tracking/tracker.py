@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from os import PathLike
-from typing import Any, Final, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 
 from mcp.server import MCPServer, Server
 from mcp.server.context import ServerMiddleware
@@ -32,7 +32,12 @@ from .sessions import DEFAULT_MAX_SESSIONS, SessionTable
 from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
 from .spool import DEFAULT_MAX_SPOOL_BYTES
 
+if TYPE_CHECKING:  # only imported (lazily, in `_otel_middleware`) when OpenTelemetry is asked for
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
 _SDK_MODULE_PREFIX: Final = "mcp."
+_SDK_OTEL_MIDDLEWARE: Final = "OpenTelemetryMiddleware"
 
 
 class SeedOptions(TypedDict, total=False):
@@ -95,11 +100,22 @@ class Tracker:
     """The handle `track_mcp` returns: the installed middleware, its sink and their counters."""
 
     def __init__(
-        self, server: MCPServer[Any] | Server[Any], middleware: TrackingMiddleware, *, owns_sink: bool
+        self,
+        server: MCPServer[Any] | Server[Any],
+        middleware: TrackingMiddleware,
+        *,
+        owns_sink: bool,
+        otel: _OtelSwap | None = None,
     ) -> None:
         self._server = server
         self.middleware = middleware
         self._owns_sink = owns_sink
+        self._otel = otel
+
+    @property
+    def otel_middleware(self) -> ServerMiddleware[Any] | None:
+        """The OpenTelemetry middleware `otel=True` installed, if any."""
+        return self._otel.installed if self._otel is not None else None
 
     @property
     def sink(self) -> CaptureSink:
@@ -138,10 +154,13 @@ class Tracker:
         return await self.sink.flush(timeout)
 
     def detach(self) -> None:
-        """Take the middleware off the server; nothing more is captured."""
+        """Take the middleware off the server (and put the SDK's OpenTelemetry one back); nothing more is captured."""
         chain: list[Any] = self._server.middleware
         if self.middleware in chain:
             chain.remove(self.middleware)
+        if self._otel is not None:
+            self._otel.undo(chain)
+            self._otel = None
 
     async def aclose(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Detach, then close the sink if `track_mcp` made it (or only flush one it was given)."""
@@ -150,6 +169,44 @@ class Tracker:
             await self.sink.aclose(timeout)
         else:
             await self.sink.flush(timeout)
+
+
+class _OtelSwap:
+    """Our OpenTelemetry middleware in the place of the SDK's (one server span per request, not two)."""
+
+    def __init__(self, chain: list[Any], installed: ServerMiddleware[Any]) -> None:
+        self.installed = installed
+        self.replaced: Any = None
+        index = next((i for i, m in enumerate(chain) if type(m).__name__ == _SDK_OTEL_MIDDLEWARE), None)
+        if index is None:
+            chain.insert(0, installed)
+        else:
+            self.replaced, chain[index] = chain[index], installed
+
+    def undo(self, chain: list[Any]) -> None:
+        if self.installed not in chain:
+            return
+        index = chain.index(self.installed)
+        if self.replaced is None:
+            del chain[index]
+        else:
+            chain[index] = self.replaced
+
+
+def _otel_middleware(
+    middleware: TrackingMiddleware,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+) -> ServerMiddleware[Any]:
+    from .otel import OtelMiddleware  # here: with OpenTelemetry off, nothing of it is imported
+    from .sessions import describe
+
+    sessions = middleware.sessions
+
+    def session_id_of(ctx: Any) -> str | None:
+        return sessions.get(sessions.key(describe(ctx)))
+
+    return OtelMiddleware(tracer_provider=tracer_provider, meter_provider=meter_provider, session_id_of=session_id_of)
 
 
 def _install(server: MCPServer[Any] | Server[Any], middleware: ServerMiddleware[Any]) -> None:
@@ -186,6 +243,9 @@ def track_mcp(
     tools_ttl: float = DEFAULT_TOOLS_TTL,
     enabled: EnabledFn | None = None,
     private_arguments: Mapping[str, Iterable[str]] | None = None,
+    otel: bool = False,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     **seed_options: Unpack[SeedOptions],
 ) -> Tracker:
     """Track `server` (an `MCPServer` or a low-level `Server`) for `org_id`.
@@ -199,6 +259,10 @@ def track_mcp(
     it; `private_arguments` maps a tool name to arguments whose values are hashed in its args and
     result wherever they appear (`{"book_demo": ["name", "company", "message"]}`). Call
     `await tracker.aclose()` on shutdown. The seed's camelCase names work too (`disableInput=True`, ...).
+
+    `otel=True` (or a `tracer_provider` or `meter_provider`) also emits an OpenTelemetry server span and a
+    duration measurement per MCP request, after the semantic conventions for MCP (`otel.py`), through the given
+    providers or the global ones; it takes the place of the SDK's own OpenTelemetry middleware.
     """
     if not isinstance(server, MCPServer | Server):
         raise TypeError(f"track_mcp wraps an MCPServer or a low-level Server, not {type(server).__name__}")
@@ -257,7 +321,11 @@ def track_mcp(
         private_arguments=private_arguments,
     )
     _install(server, middleware)
-    return Tracker(server, middleware, owns_sink=owns_sink)
+    swap = None
+    if otel or tracer_provider is not None or meter_provider is not None:
+        installed = _otel_middleware(middleware, tracer_provider, meter_provider)
+        swap = _OtelSwap(server.middleware, installed)
+    return Tracker(server, middleware, owns_sink=owns_sink, otel=swap)
 
 
 _SEED_DEFAULTS: Final[dict[str, Any]] = {

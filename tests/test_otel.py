@@ -1,0 +1,265 @@
+"""OpenTelemetry: the wrapper's spans and metrics field by field (the SDK's in-memory exporter and reader), and the
+gateway's own spans reaching a real OTLP/HTTP receiver on loopback from `mcp-gateway serve`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+from mcp import Client
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp.types import Implementation, RequestParamsMeta
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from mcp_gateway.tracking import LocalSink, track_mcp
+from mcp_gateway.tracking.wire import CaptureBatch
+
+CLIENT = Implementation(name="otel-test", version="1.0")
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_SPAN_ID = "00f067aa0ba902b7"
+
+
+@dataclass(frozen=True)
+class Point:
+    attributes: dict[str, Any]
+    count: int
+    sum: float
+    bounds: list[float]
+
+
+class Telemetry:
+    """An SDK tracer provider and meter provider that keep everything in memory."""
+
+    def __init__(self) -> None:
+        self.spans_out = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans_out))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.spans_out.get_finished_spans())
+
+    def span(self, name: str) -> ReadableSpan:
+        [span] = [s for s in self.spans() if s.name == name]
+        return span
+
+    def points(self, metric: str) -> list[Point]:
+        """The histogram points of `metric` recorded so far."""
+        data = self.reader.get_metrics_data()
+        found: list[Point] = []
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for m in scope.metrics:
+                    if m.name == metric:
+                        assert m.unit == "s"
+                        found += [
+                            Point(dict(p.attributes or {}), p.count, p.sum, list(p.explicit_bounds))
+                            for p in m.data.data_points
+                            if isinstance(p, HistogramDataPoint)
+                        ]
+        return found
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    t = Telemetry()
+    yield t
+    t.tracer_provider.shutdown()
+    t.meter_provider.shutdown()
+
+
+def build_server() -> MCPServer:
+    server = MCPServer("otel-demo")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @server.tool()
+    def refuse() -> str:
+        """Always an expected failure."""
+        raise ToolError("not today")
+
+    @server.resource("docs://readme")
+    def readme() -> str:
+        return "Read me."
+
+    @server.prompt()
+    def greet(name: str) -> str:
+        return f"Say hello to {name}."
+
+    return server
+
+
+async def _discard(org_id: str, batch: CaptureBatch) -> None:
+    return None
+
+
+def tracked(server: MCPServer, telemetry: Telemetry) -> Any:
+    return track_mcp(
+        server,
+        "org-otel",
+        sink=LocalSink(_discard),
+        tracer_provider=telemetry.tracer_provider,
+        meter_provider=telemetry.meter_provider,
+    )
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def test_tool_call_span_and_duration_follow_the_mcp_conventions(telemetry: Telemetry) -> None:
+    server = build_server()
+    tracker = tracked(server, telemetry)
+    async with Client(server, mode="legacy", client_info=CLIENT) as client:
+        result = await client.call_tool("add", {"a": 2, "b": 3})
+        assert result.structured_content == {"result": 5}
+        version = client.protocol_version
+    await tracker.aclose()
+
+    span = telemetry.span("tools/call add")
+    assert span.kind is SpanKind.SERVER
+    assert span.status.status_code is StatusCode.UNSET
+    a = attrs(span)
+    assert a["mcp.method.name"] == "tools/call"
+    assert a["gen_ai.operation.name"] == "execute_tool"
+    assert a["gen_ai.tool.name"] == "add"
+    assert a["mcp.protocol.version"] == version
+    assert a["network.transport"] == "pipe"  # the in-memory client drives the stdio-style JSON-RPC loop
+    assert a["jsonrpc.request.id"].isdigit()
+    assert "error.type" not in a and "mcp.resource.uri" not in a
+    assert a["mcp.session.id"]  # the tracking session id: no transport session id on a stream
+    initialize = telemetry.span("initialize")
+    assert attrs(initialize)["mcp.method.name"] == "initialize"
+    assert attrs(initialize)["mcp.session.id"] == a["mcp.session.id"]
+    # One server span per request: the SDK's own OpenTelemetry middleware was replaced, not doubled.
+    assert [s.name for s in telemetry.spans()].count("tools/call add") == 1
+
+    [point] = [p for p in telemetry.points("mcp.server.operation.duration") if p.attributes.get("gen_ai.tool.name")]
+    assert point.count == 1 and point.sum > 0
+    assert dict(point.attributes) == {
+        "mcp.method.name": "tools/call",
+        "mcp.protocol.version": version,
+        "network.transport": "pipe",
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "add",
+    }
+    assert point.bounds == [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+
+
+async def test_resource_read_records_the_uri_but_keeps_it_out_of_the_name(telemetry: Telemetry) -> None:
+    server = build_server()
+    tracker = tracked(server, telemetry)
+    async with Client(server, mode="legacy", client_info=CLIENT) as client:
+        await client.read_resource("docs://readme")
+        await client.get_prompt("greet", {"name": "Ada"})
+        await client.list_tools()
+    await tracker.aclose()
+
+    read = telemetry.span("resources/read")
+    a = attrs(read)
+    assert (a["mcp.method.name"], a["mcp.resource.uri"]) == ("resources/read", "docs://readme")
+    assert "gen_ai.operation.name" not in a and "gen_ai.tool.name" not in a
+    prompt = attrs(telemetry.span("prompts/get greet"))
+    assert (prompt["mcp.method.name"], prompt["gen_ai.prompt.name"]) == ("prompts/get", "greet")
+    assert attrs(telemetry.span("tools/list"))["mcp.method.name"] == "tools/list"
+    methods = {p.attributes["mcp.method.name"] for p in telemetry.points("mcp.server.operation.duration")}
+    assert {"initialize", "resources/read", "prompts/get", "tools/list"} <= methods
+    points = telemetry.points("mcp.server.operation.duration")
+    [read_point] = [p for p in points if p.attributes["mcp.method.name"] == "resources/read"]
+    assert "mcp.resource.uri" not in read_point.attributes  # opt-in on metrics: unbounded
+
+
+async def test_errors_set_status_error_and_error_type(telemetry: Telemetry) -> None:
+    server = build_server()
+    tracker = tracked(server, telemetry)
+    async with Client(server, mode="legacy", client_info=CLIENT) as client:
+        assert (await client.call_tool("refuse", {})).is_error
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource("docs://missing")
+        with pytest.raises(MCPError):
+            await client.get_prompt("nope", {})
+    await tracker.aclose()
+
+    refused = telemetry.span("tools/call refuse")
+    assert refused.status.status_code is StatusCode.ERROR
+    assert attrs(refused)["error.type"] == "tool_error"
+    assert "rpc.response.status_code" not in attrs(refused)
+
+    read = telemetry.span("resources/read")
+    code = str(missing.value.error.code)
+    assert read.status.status_code is StatusCode.ERROR
+    assert read.status.description == missing.value.error.message
+    assert (attrs(read)["error.type"], attrs(read)["rpc.response.status_code"]) == (code, code)
+
+    errors = {
+        (p.attributes["mcp.method.name"], p.attributes.get("error.type"))
+        for p in telemetry.points("mcp.server.operation.duration")
+    }
+    assert ("tools/call", "tool_error") in errors
+    assert ("resources/read", code) in errors
+    assert ("initialize", None) in errors
+    prompt = telemetry.span("prompts/get nope")
+    assert prompt.status.status_code is StatusCode.ERROR and attrs(prompt)["error.type"] != ""
+
+
+async def test_traceparent_in_meta_makes_the_client_span_the_parent(telemetry: Telemetry) -> None:
+    server = build_server()
+    tracker = tracked(server, telemetry)
+    traceparent = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
+    async with Client(server, mode="legacy", client_info=CLIENT) as client:
+        await client.call_tool("add", {"a": 1, "b": 1}, meta=cast(RequestParamsMeta, {"traceparent": traceparent}))
+        await client.call_tool("add", {"a": 1, "b": 2}, meta=cast(RequestParamsMeta, {"traceparent": "00-garbage"}))
+    await tracker.aclose()
+
+    first, second = [s for s in telemetry.spans() if s.name == "tools/call add"]
+    assert first.context is not None and first.parent is not None
+    assert format(first.context.trace_id, "032x") == TRACE_ID
+    assert format(first.parent.span_id, "016x") == PARENT_SPAN_ID
+    assert first.parent.is_remote
+    assert second.context is not None and format(second.context.trace_id, "032x") != TRACE_ID
+
+
+async def test_without_otel_the_sdk_middleware_stays() -> None:
+    server = build_server()
+    before = list(server.middleware)
+    tracker = track_mcp(server, "org-otel", sink=LocalSink(_discard))
+    assert tracker.otel_middleware is None
+    assert type(server.middleware[0]).__name__ == "OpenTelemetryMiddleware"
+    await tracker.aclose()
+    assert server.middleware == before
+
+
+def test_without_otel_nothing_of_ours_is_imported() -> None:
+    code = (
+        "import sys\nfrom mcp.server import MCPServer\nfrom mcp_gateway.tracking import track_mcp, LocalSink\n"
+        "async def sink(org, batch): pass\n"
+        "track_mcp(MCPServer('x'), 'org', sink=LocalSink(sink))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk') or m.endswith('.otel')))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert run.stdout.strip() == "[]"
+
+
+async def test_detach_puts_the_sdk_middleware_back(telemetry: Telemetry) -> None:
+    server = build_server()
+    before = list(server.middleware)
+    tracker = tracked(server, telemetry)
+    assert tracker.otel_middleware is not None and tracker.otel_middleware in server.middleware
+    assert not any(type(m).__name__ == "OpenTelemetryMiddleware" for m in server.middleware)
+    await tracker.aclose()
+    assert server.middleware == before
