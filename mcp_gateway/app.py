@@ -35,6 +35,7 @@ from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
 from .store.retention import RetentionPeriods, keep_pruning
+from .telemetry import HttpTracingMiddleware
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
 from .web import EXCEPTION_HANDLERS, cors_route, quiet_client_disconnects
@@ -154,10 +155,20 @@ def create_app(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        middleware=[
+            Middleware(RequestMetrics, metrics=metrics),
+            *_tracing(services),
+        ],
     )
     app.state.services = services
     return app
+
+
+def _tracing(services: Services) -> list[Middleware]:
+    """A span per HTTP request when the gateway exports OpenTelemetry (`telemetry.py`); nothing otherwise."""
+    if services.telemetry is None:
+        return []
+    return [Middleware(HttpTracingMiddleware, tracer_provider=services.telemetry.tracer_provider)]
 
 
 @contextlib.asynccontextmanager

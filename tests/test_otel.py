@@ -3,12 +3,19 @@ gateway's own spans reaching a real OTLP/HTTP receiver on loopback from `mcp-gat
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import re
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
@@ -25,9 +32,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 from mcp_gateway.tracking import LocalSink, track_mcp
 from mcp_gateway.tracking.wire import CaptureBatch
 
+from .otlp_receiver import otlp_receiver
+from .support import DEMO, MCP_TIMEOUT, STARTUP_TIMEOUT, gateway_executable, serve_environment
+
 CLIENT = Implementation(name="otel-test", version="1.0")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
+SERVER = 2  # OTLP's Span.SpanKind
+STATUS_UNSET, STATUS_ERROR = 0, 2  # OTLP's Status.StatusCode
 
 
 @dataclass(frozen=True)
@@ -263,3 +275,85 @@ async def test_detach_puts_the_sdk_middleware_back(telemetry: Telemetry) -> None
     assert not any(type(m).__name__ == "OpenTelemetryMiddleware" for m in server.middleware)
     await tracker.aclose()
     assert server.middleware == before
+
+
+async def test_a_session_s_duration_is_recorded_when_its_connection_ends(telemetry: Telemetry) -> None:
+    server = build_server()
+    tracker = tracked(server, telemetry)
+    async with Client(server, mode="legacy", client_info=CLIENT) as client:
+        await client.list_tools()
+        assert telemetry.points("mcp.server.session.duration") == []
+        version = client.protocol_version
+    gc.collect()  # the connection may sit in a reference cycle
+    await tracker.aclose()
+    [point] = telemetry.points("mcp.server.session.duration")
+    assert point.count == 1 and point.sum > 0
+    assert point.attributes == {"mcp.protocol.version": version, "network.transport": "pipe"}
+
+
+def serve_exporting(db_path: Path, otlp_url: str, exchange: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+    """`mcp-gateway serve` on a free port exporting to `otlp_url`: `exchange(base_url)` runs against it, then
+    SIGTERM (which flushes the spans) and a clean exit are awaited."""
+    env = serve_environment(otlp_endpoint=otlp_url)
+    command = [gateway_executable(), "serve", "--port", "0", "--db", str(db_path)]
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as process:
+        watchdog = threading.Timer(STARTUP_TIMEOUT * 4, process.kill)
+        watchdog.start()
+        try:
+            assert process.stderr is not None
+            line = ""
+            while (found := re.search(r"running on http://127\.0\.0\.1:(\d+)", line)) is None:
+                line = process.stderr.readline()
+                assert line, "the server stopped before it listened"
+            asyncio.run(exchange(f"http://127.0.0.1:{found.group(1)}"))
+            process.send_signal(signal.SIGTERM)
+            process.stderr.read()
+            assert process.wait(STARTUP_TIMEOUT) in (0, -signal.SIGTERM)
+        finally:
+            watchdog.cancel()
+            process.kill()
+
+
+def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path: Path) -> None:
+    traceparent = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
+
+    async def exchange(base_url: str) -> None:
+        with anyio.fail_after(MCP_TIMEOUT):
+            async with Client(f"{base_url}/mcp?gid={DEMO}", mode="legacy", client_info=CLIENT) as client:
+                await client.read_resource("pricing://current")
+                meta = cast(RequestParamsMeta, {"traceparent": traceparent})
+                await client.call_tool("book_demo", {"name": "Ada"}, meta=meta)  # no email: a tool error
+                with pytest.raises(MCPError):
+                    await client.read_resource("nothing://here")
+
+    with otlp_receiver() as receiver:
+        serve_exporting(tmp_path / "g.db", receiver.url, exchange)
+
+    assert {path for path, _ in receiver.requests} >= {"/v1/traces"}
+    spans = receiver.spans
+    assert {s.resource.get("service.name") for s in spans} == {"mcp-gateway"}
+    reads = [s for s in spans if s.name == "resources/read"]
+    assert len(reads) == 2
+    ok, failed = sorted(reads, key=lambda s: "error.type" in s.attributes)
+    assert ok.kind == SERVER and ok.status_code == STATUS_UNSET
+    assert ok.attributes["mcp.method.name"] == "resources/read"
+    assert ok.attributes["mcp.resource.uri"] == "pricing://current"
+    assert ok.attributes["network.transport"] == "tcp" and ok.attributes["network.protocol.name"] == "http"
+    assert ok.attributes["mcp.protocol.version"] == "2025-11-25"
+    assert ok.attributes["mcp.session.id"]  # the Streamable HTTP session
+    assert failed.status_code == STATUS_ERROR
+    assert failed.attributes["error.type"] == failed.attributes["rpc.response.status_code"]
+
+    [tool] = [s for s in spans if s.name == "tools/call book_demo"]
+    assert (tool.attributes["gen_ai.tool.name"], tool.attributes["gen_ai.operation.name"]) == (
+        "book_demo",
+        "execute_tool",
+    )
+    assert (tool.attributes["error.type"], tool.status_code) == ("tool_error", STATUS_ERROR)
+    assert (tool.trace_id, tool.parent_span_id) == (TRACE_ID, PARENT_SPAN_ID)
+    assert tool.attributes["mcp.session.id"] == ok.attributes["mcp.session.id"]
+
+    http = [s for s in spans if s.attributes.get("http.request.method") == "POST"]
+    assert http and all(s.kind == SERVER for s in http)
+    assert {s.attributes.get("http.response.status_code") for s in http} >= {200}
+    assert all("?" not in s.attributes["url.path"] for s in http)
