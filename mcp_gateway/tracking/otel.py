@@ -28,8 +28,8 @@ Metrics (histograms, unit `s`, advised buckets `[0.01, 0.02, 0.05, 0.1, 0.2, 0.5
 - `mcp.server.operation.duration`: from receiving a request to its answer, with `mcp.method.name`, `error.type`,
   `gen_ai.tool.name`, `gen_ai.prompt.name`, `gen_ai.operation.name`, `rpc.response.status_code`,
   `mcp.protocol.version`, `network.transport`, `network.protocol.name`, `network.protocol.version` (no ids, no URI).
-- `mcp.server.session.duration`: a client connection's lifetime, from its first request until the SDK lets go of
-  the connection (a stdio or SSE stream, a stateful Streamable HTTP session), with `mcp.protocol.version`,
+- `mcp.server.session.duration`: a client connection's lifetime, from its first request until the SDK closes the
+  connection (a stdio or SSE stream, a stateful Streamable HTTP session), with `mcp.protocol.version`,
   `network.transport`, `network.protocol.name`. Sessionless requests (plain JSON-RPC POST, stateless HTTP) have none.
 
 Replaces the SDK's own `OpenTelemetryMiddleware` (a subset of the above: no session, transport, resource URI or
@@ -43,6 +43,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
 from typing import Any, Final, TypeAlias
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -215,7 +216,7 @@ class OtelMiddleware:
         if facts.transport_session_id:
             attributes["mcp.session.id"] = _cut(facts.transport_session_id)
         if facts.anchor is not None and facts.anchor not in self._sessions:
-            self._session_started(facts.anchor, common)
+            self._session_started(ctx, facts.anchor, common)
         parent = _parent(params.get("_meta"))
         links: list[Link] = []
         if parent is not None:
@@ -238,16 +239,26 @@ class OtelMiddleware:
         except Exception:
             logger.exception("OpenTelemetry: could not name the session of %s", ctx.method)
 
-    def _session_started(self, anchor: object, common: Mapping[str, Any]) -> None:
-        """Measure the connection `anchor` stands for until the SDK drops it."""
+    def _session_started(self, ctx: ServerRequestContext[Any, Any], anchor: object, common: Mapping[str, Any]) -> None:
+        """Measure the connection `anchor` stands for until it closes.
+
+        A connection serving one stream (stdio, SSE, a stateful Streamable HTTP session at the handshake revisions)
+        is measured until the SDK unwinds its `exit_stack`; a 2026-07-28 duplex stream, whose requests each get a
+        fresh connection around one shared channel (the anchor), until that channel is dropped."""
         attributes = {
             key: common[key]
             for key in ("mcp.protocol.version", "network.transport", "network.protocol.name")
             if key in common
         }
+        started = time.perf_counter()
+        connection = getattr(ctx.session, "_connection", None)
+        exit_stack = getattr(connection, "exit_stack", None)
         try:
             self._sessions.add(anchor)
-            weakref.finalize(anchor, self._session_ended, time.perf_counter(), attributes)
+            if getattr(connection, "outbound", None) is anchor and isinstance(exit_stack, AsyncExitStack):
+                exit_stack.callback(self._session_ended, started, attributes)
+            else:
+                weakref.finalize(anchor, self._session_ended, started, attributes)
         except TypeError:  # not weak-referenceable: no session measurement
             pass
 
