@@ -50,12 +50,12 @@ from pathlib import Path
 from typing import Any, Final
 
 import duckdb
+from mcp_gateway_tracking.privacy import canonical_json
 
 from mcp_gateway import store as store_package
 from mcp_gateway.gateways import DEMO_GATEWAY_ID, GatewayCreate, GatewayDirectory
 from mcp_gateway.ingest.enrich import Traffic, classify_traffic
 from mcp_gateway.ingest.visits import LEAD_EVENT, SESSION_START, engagement_score
-from mcp_gateway.privacy import canonical_json
 from mcp_gateway.store import EventRow, LeadRecord, SessionRow, SQLiteStore, WebFields
 from mcp_gateway.store.session_rollup import SESSION_END
 

@@ -42,7 +42,7 @@ CASES: Final[dict[str, Callable[[int], str]]] = {
 
 def measure(sizes: Sequence[int], budget: float) -> dict[str, dict[str, float | None]]:
     """Milliseconds per case and size (None: skipped after a slower size)."""
-    from mcp_gateway.privacy import Redactor
+    from mcp_gateway_tracking.privacy import Redactor
 
     redactor = Redactor()
     results: dict[str, dict[str, float | None]] = {}

@@ -85,7 +85,7 @@ from _common import (
 )
 
 if TYPE_CHECKING:
-    from mcp_gateway.tracking import CaptureItem, SinkStats
+    from mcp_gateway_tracking import CaptureItem, SinkStats
 
 Transport = Literal["json", "stateful"]
 Variant = Literal["plain", "gateway", "null", "down"]
@@ -129,7 +129,7 @@ class NullSink:
     """A `CaptureSink` that counts what it is given and drops it: what is left is the middleware's cost."""
 
     def __init__(self) -> None:
-        from mcp_gateway.tracking import SinkStats
+        from mcp_gateway_tracking import SinkStats
 
         self._stats = SinkStats()
         self.submitted = 0
@@ -156,11 +156,10 @@ class NullSink:
 def _server_app(transport: Transport, variant: Variant, args: argparse.Namespace) -> Any:
     """The `echo` server, tracked as `variant` says, plus `GET /bench/sink` and `POST /bench/flush`."""
     from mcp.server import MCPServer
+    from mcp_gateway_tracking import Tracker, track_mcp
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
-
-    from mcp_gateway.tracking import Tracker, track_mcp
 
     server = MCPServer(name="plain-sdk-bench")
 

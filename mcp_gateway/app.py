@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import __version__
+from ._version import __version__
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
 from .analytics.api import API_LIMIT_WINDOW_SECONDS

@@ -27,7 +27,9 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from urllib.parse import unquote_plus
 
-from .privacy import IpHasher, Redactor
+from mcp_gateway_tracking.privacy import Redactor
+
+from .privacy import IpHasher
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: Final = ("text", "json")

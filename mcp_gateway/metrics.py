@@ -27,6 +27,7 @@ import os
 import time
 from typing import Final
 
+from mcp_gateway_tracking.sinks import SinkStats
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -35,7 +36,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .store import BATCH_SIZE_BUCKETS, Store
-from .tracking.sinks import SinkStats
 from .web import CLIENT_CLOSED_REQUEST, ApiError
 
 PREFIX: Final = "mcp_gateway"

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from typing_extensions import TypedDict  # pydantic describes only this TypedDict before Python 3.12
 
-from . import __version__
+from ._version import __version__
 from .gateways import GATEWAY_ID_PATTERN
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]

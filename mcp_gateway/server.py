@@ -10,7 +10,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, Server
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
-from . import __version__
+from ._version import __version__
 from .config import DEFAULT_V1_TRACK_RATE_LIMIT
 from .gateways import BUILTIN_TOOLS, Gateway, GatewayDirectory
 from .prompts import register_prompts

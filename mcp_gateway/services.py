@@ -15,6 +15,7 @@ from typing import Final
 
 import anyio.to_thread
 from mcp.server import MCPServer
+from mcp_gateway_tracking import LocalSink, Tracker, track_mcp
 
 from .config import Settings
 from .gateways import GatewayDirectory
@@ -25,7 +26,6 @@ from .store import Store, store_for
 from .telemetry import Telemetry
 from .tools.book_demo import PERSONAL_ARGUMENTS
 from .tools.book_demo import TOOL_NAME as BOOK_DEMO
-from .tracking import LocalSink, Tracker, track_mcp
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,22 @@ from .support import (
 BACKENDS = ("sqlite", "postgresql")
 
 
+SDK_SOURCE = Path(__file__).resolve().parent.parent / "packages" / "mcp-gateway-tracking" / "src"
+"""The tracking SDK of this checkout, which pytest imports (`pythonpath` in pyproject.toml)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sdk_on_pythonpath() -> Iterator[None]:
+    """Subprocesses (a stdio server, an import-time probe) import the same SDK as the tests: this checkout's."""
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(part for part in (str(SDK_SOURCE), previous) if part)
+    yield
+    if previous is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """`XDG_DATA_HOME` for the whole run: a command or server started without a database path makes its default

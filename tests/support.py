@@ -291,8 +291,11 @@ def expected_protocol_version(transport: str) -> str:
 
 
 def gateway_environment() -> dict[str, str]:
-    """The environment the MCP SDK gives a stdio server (a safe few variables), plus this test's database URL."""
+    """The environment the MCP SDK gives a stdio server (a safe few variables), plus this test's database URL and
+    `PYTHONPATH` (the checkout under test, and its tracking SDK, run as they are tested)."""
     env = get_default_environment()
+    if path := os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = path
     if data_home := os.environ.get("XDG_DATA_HOME"):  # the default database's folder: never the real home's
         env["XDG_DATA_HOME"] = data_home
     if url := database_url():

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp_gateway_tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 
 from mcp_gateway.gateways import GatewayCreate, GatewayDirectory
 from mcp_gateway.ingest import Ingestor
@@ -18,7 +19,6 @@ from mcp_gateway.privacy import IpHasher
 from mcp_gateway.store import SQLiteStore, histogram
 from mcp_gateway.store.base import HOUR_MS
 from mcp_gateway.store.rollups import ROLLUP_TABLES
-from mcp_gateway.tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 
 from .support import DEMO, admin_json, create_key
 

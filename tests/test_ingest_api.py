@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from mcp_gateway_tracking.privacy import hash_text
 from starlette.applications import Starlette
 
-from mcp_gateway.privacy import hash_text
 from mcp_gateway.store import EventRow, SessionRow, Store
 
 from .support import ADMIN_HEADERS, DEMO, admin_json, create_key, database_bytes

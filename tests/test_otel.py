@@ -21,15 +21,14 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation, RequestParamsMeta
+from mcp_gateway_tracking import LocalSink, track_mcp
+from mcp_gateway_tracking.wire import CaptureBatch
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-
-from mcp_gateway.tracking import LocalSink, track_mcp
-from mcp_gateway.tracking.wire import CaptureBatch
 
 from .otlp_receiver import otlp_receiver
 from .support import DEMO, MCP_TIMEOUT, STARTUP_TIMEOUT, gateway_executable, serve_environment
@@ -257,7 +256,7 @@ async def test_without_otel_the_sdk_middleware_stays() -> None:
 
 def test_without_otel_nothing_of_ours_is_imported() -> None:
     code = (
-        "import sys\nfrom mcp.server import MCPServer\nfrom mcp_gateway.tracking import track_mcp, LocalSink\n"
+        "import sys\nfrom mcp.server import MCPServer\nfrom mcp_gateway_tracking import track_mcp, LocalSink\n"
         "async def sink(org, batch): pass\n"
         "track_mcp(MCPServer('x'), 'org', sink=LocalSink(sink))\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk') or m.endswith('.otel')))"

@@ -19,9 +19,8 @@ import httpx
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
-
-from mcp_gateway.privacy import Redactor, redact_text
-from mcp_gateway.tracking import LocalSink, track_mcp
+from mcp_gateway_tracking import LocalSink, track_mcp
+from mcp_gateway_tracking.privacy import Redactor, redact_text
 
 from .support import ADMIN_HEADERS, gateway_process, jsonrpc_request
 from .tracking.helpers import Recorder

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -58,14 +57,6 @@ def events_of(server: LiveServer) -> list[dict[str, Any]]:
     return stored_rows(server.db_path, "SELECT * FROM events ORDER BY seq")
 
 
-def stdio_environment() -> dict[str, str]:
-    """The stdio server's environment, with this run's `PYTHONPATH` (a worktree's checkout runs as it is tested)."""
-    env = gateway_environment()
-    if path := os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = path
-    return env
-
-
 @contextlib.asynccontextmanager
 async def sdk_client(transport: str, server: LiveServer) -> AsyncIterator[Client]:
     """The SDK's client, connected to the demo gateway over `transport` (`kind-mode`)."""
@@ -81,7 +72,7 @@ async def sdk_client(transport: str, server: LiveServer) -> AsyncIterator[Client
             params = StdioServerParameters(
                 command=gateway_executable(),
                 args=["stdio", "--gateway", DEMO, "--db", str(server.db_path)],
-                env=stdio_environment(),
+                env=gateway_environment(),
             )
             with (server.db_path.parent / "stdio-stderr.log").open("a", encoding="utf-8") as errlog:
                 async with Client(stdio_client(params, errlog=errlog), mode=mode, client_info=CLIENT) as client:

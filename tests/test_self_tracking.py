@@ -18,10 +18,10 @@ import anyio.to_thread
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_gateway_tracking.privacy import hash_text
 
 from mcp_gateway import Settings, create_app
 from mcp_gateway.cli import run
-from mcp_gateway.privacy import hash_text
 
 from .postgres import database_for
 from .support import (

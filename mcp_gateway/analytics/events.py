@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal
 
+from mcp_gateway_tracking.pii import external_id_hash
 from pydantic import AliasChoices, Field
 
-from ..pii import external_id_hash
 from ..store import Store
 from ..web import ApiError
 from .api import Asked, Question

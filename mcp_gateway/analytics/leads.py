@@ -26,10 +26,10 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
+from mcp_gateway_tracking.pii import phone_digits, replace_personal
 from pydantic import BeforeValidator, Field
 
 from ..ingest.visits import LEAD_EVENT
-from ..pii import phone_digits, replace_personal
 from ..web import ApiError
 from .agents import BOOK_DEMO, AgentSessionDetail, TextFilter, agent_session, blank_is_none
 from .api import Asked, Question

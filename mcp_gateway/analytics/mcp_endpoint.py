@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from .. import __version__
+from .._version import __version__
 from ..config import Settings
 from ..keys import KeyService
 from ..openapi import Operation

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from mcp_gateway_tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -22,7 +23,6 @@ from typing_extensions import TypedDict
 from ..keys import KeyService
 from ..openapi import Operation
 from ..store import CaptureStatus, KeyKind
-from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from ..web import ApiError, read_model
 from .capture import Ingestor
 

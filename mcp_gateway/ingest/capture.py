@@ -14,9 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Final
 
+from mcp_gateway_tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
+
 from ..privacy import IpHasher
 from ..store import CaptureStatus, EventRow, SessionRow, Store
-from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from .geo import country_of
 from .ipkind import ip_kind_of
 from .web import timestamp_ms

@@ -21,8 +21,7 @@ from typing import Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
 import ua_parser
-
-from ..pii import external_id_hash
+from mcp_gateway_tracking.pii import external_id_hash
 
 MATCH_POINTS: Final = {
     "email": 2.5,

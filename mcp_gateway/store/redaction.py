@@ -1,7 +1,7 @@
 """The one redaction policy, applied where any session or event enters the store (`SQLStore.capture`, `capture_web`).
 
-Whatever route or sink a row came through, every field a sender controls is redacted here
-(`privacy.Redactor`, `pii.py`) before it is written, folded into rollups or sketches, or answered:
+Whatever route or sink a row came through, every field a sender controls is redacted here (the tracking
+SDK's `privacy.Redactor` and `pii`) before it is written, folded into rollups or sketches, or answered:
 
 - `args`, `result` (JSON text): sensitive keys hashed, emails and phones in strings hashed, then cut
   at `privacy.MAX_PAYLOAD_CHARS` (redacting first: a cut document could not be parsed);
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import anyio.to_thread
+from mcp_gateway_tracking.privacy import MAX_INLINE_REDACTION_CHARS, MAX_URL_CHARS, Redactor, cap_text, exceeds
 
-from ..privacy import MAX_INLINE_REDACTION_CHARS, MAX_URL_CHARS, Redactor, cap_text, exceeds
 from .base import EventRow, SessionRow, WebFields
 
 _redactor: Final = Redactor()

@@ -19,6 +19,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
+from mcp_gateway_tracking.sessions import describe
 from pydantic import BaseModel, Field, ValidationError
 
 from ..config import DEFAULT_V1_TRACK_RATE_LIMIT
@@ -27,7 +28,6 @@ from ..ingest.web import WebIngestor
 from ..privacy import IpHasher
 from ..ratelimit import limiter_for
 from ..store import Store
-from ..tracking.sessions import describe
 from ..web import field_errors
 
 TOOL_NAME: Final = "track_event"

@@ -42,11 +42,11 @@ from mcp.types import (
     RequestId,
 )
 from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
+from mcp_gateway_tracking.privacy import exceeds
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..privacy import exceeds
 from .jsonrpc_sessions import JsonRpcSession, JsonRpcSessions
 from .runtime import GatewayRuntime
 from .session_limits import MAX_OPENING_BODY_BYTES

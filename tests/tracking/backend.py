@@ -18,13 +18,12 @@ from typing import Any, Final, Literal
 
 import anyio
 import uvicorn
+from mcp_gateway_tracking import CaptureBatch, CaptureEvent, CaptureSession
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from mcp_gateway.tracking import CaptureBatch, CaptureEvent, CaptureSession
 
 Mode = Literal["up", "error", "slow", "reject", "rate_limited"]
 

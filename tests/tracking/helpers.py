@@ -6,8 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 import anyio
-
-from mcp_gateway.tracking import CaptureBatch, CaptureEvent, CaptureSession
+from mcp_gateway_tracking import CaptureBatch, CaptureEvent, CaptureSession
 
 
 @dataclass

@@ -12,8 +12,7 @@ import logging
 import sys
 
 import anyio
-
-from mcp_gateway.tracking import track_mcp
+from mcp_gateway_tracking import track_mcp
 
 from .demo_server import build_demo_server
 

@@ -12,9 +12,8 @@ from typing import Literal
 import httpx
 import pytest
 from mcp import Client
-
-from mcp_gateway.tracking import CaptureEvent, CaptureItem, CaptureSession, HttpSink, Spool, track_mcp
-from mcp_gateway.tracking.http_sink import BATCH_PATH, EVENT_PATH, SESSION_PATH, parse_retry_after
+from mcp_gateway_tracking import CaptureEvent, CaptureItem, CaptureSession, HttpSink, Spool, track_mcp
+from mcp_gateway_tracking.http_sink import BATCH_PATH, EVENT_PATH, SESSION_PATH, parse_retry_after
 
 from .backend import FakeBackend
 from .demo_server import build_demo_server

@@ -7,10 +7,9 @@ import threading
 import uuid
 
 import pytest
-
-from mcp_gateway.tracking import CaptureBatch, CaptureEvent, CaptureItem, CaptureSession, CaptureSink, LocalSink
-from mcp_gateway.tracking.sinks import split_batch
-from mcp_gateway.tracking.wire import MAX_BATCH_SESSIONS
+from mcp_gateway_tracking import CaptureBatch, CaptureEvent, CaptureItem, CaptureSession, CaptureSink, LocalSink
+from mcp_gateway_tracking.sinks import split_batch
+from mcp_gateway_tracking.wire import MAX_BATCH_SESSIONS
 
 from .helpers import Recorder
 

@@ -24,11 +24,10 @@ from mcp.types import (
     TextContent,
     Tool,
 )
+from mcp_gateway_tracking import LocalSink, SinkStats, TrackingMiddleware, track_mcp
+from mcp_gateway_tracking.middleware import MAX_EVENT_PAYLOAD_CHARS
+from mcp_gateway_tracking.privacy import MAX_PAYLOAD_CHARS, hash_text
 from pydantic import BaseModel, ValidationError
-
-from mcp_gateway.privacy import MAX_PAYLOAD_CHARS, hash_text
-from mcp_gateway.tracking import LocalSink, SinkStats, TrackingMiddleware, track_mcp
-from mcp_gateway.tracking.middleware import MAX_EVENT_PAYLOAD_CHARS
 
 from .demo_server import SECRET_EMAIL, SECRET_PASSWORD, build_demo_server
 from .helpers import Recorder

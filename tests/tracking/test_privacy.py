@@ -12,11 +12,12 @@ import time
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
+from mcp_gateway_tracking import DEFAULT_SENSITIVE_KEYS, LocalSink, Redactor, track_mcp
+from mcp_gateway_tracking.middleware import _replace_words
+from mcp_gateway_tracking.pii import EMAIL_IN_TEXT, PHONE_IN_TEXT, SCAN_CHUNK_CHARS, looks_like_phone
+from mcp_gateway_tracking.privacy import MAX_DEPTH, TOO_DEEP, exceeds, hash_text, redact_text
 
-from mcp_gateway.pii import EMAIL_IN_TEXT, PHONE_IN_TEXT, SCAN_CHUNK_CHARS, looks_like_phone
-from mcp_gateway.privacy import MAX_DEPTH, TOO_DEEP, SdkLogRedaction, exceeds, hash_text, redact_text
-from mcp_gateway.tracking import DEFAULT_SENSITIVE_KEYS, LocalSink, Redactor, track_mcp
-from mcp_gateway.tracking.middleware import _replace_words
+from mcp_gateway.privacy import SdkLogRedaction
 
 from .helpers import Recorder
 

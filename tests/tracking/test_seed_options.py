@@ -14,9 +14,8 @@ import anyio
 import pytest
 from mcp import Client
 from mcp.types import Implementation
-
-from mcp_gateway.tracking import HttpSink, track_mcp
-from mcp_gateway.tracking.sinks import DEFAULT_BATCH_SIZE
+from mcp_gateway_tracking import HttpSink, track_mcp
+from mcp_gateway_tracking.sinks import DEFAULT_BATCH_SIZE
 
 from ..support import MCP_TIMEOUT, serve_in_thread
 from .backend import FakeBackend

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from mcp.server import ServerRequestContext
 from mcp.types import CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
-
-from mcp_gateway.tracking import ConnectionFacts, SessionTable
-from mcp_gateway.tracking.sessions import describe
+from mcp_gateway_tracking import ConnectionFacts, SessionTable
+from mcp_gateway_tracking.sessions import describe
 
 
 class Anchor:

@@ -7,7 +7,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from mcp_gateway.tracking import CaptureEvent, CaptureItem, CaptureSession, HttpSink, Spool
+from mcp_gateway_tracking import CaptureEvent, CaptureItem, CaptureSession, HttpSink, Spool
 
 from .backend import FakeBackend
 
@@ -72,7 +72,7 @@ async def test_items_in_memory_when_the_process_exits_are_delivered_by_the_next_
     # are written to the spool at interpreter exit.
     script = (
         "import uuid, sys\n"
-        "from mcp_gateway.tracking import HttpSink, CaptureSession\n"
+        "from mcp_gateway_tracking import HttpSink, CaptureSession\n"
         "sink = HttpSink(sys.argv[1], 'org-exit', spool_dir=sys.argv[2])\n"
         "for _ in range(3):\n"
         "    sink.submit(CaptureSession(session_id=str(uuid.uuid4()), client_config='exiting'))\n"

@@ -5,6 +5,7 @@ event per call, at both protocol revisions.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -18,9 +19,8 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import Implementation
-
-from mcp_gateway.privacy import hash_text
-from mcp_gateway.tracking import CaptureEvent, track_mcp
+from mcp_gateway_tracking import CaptureEvent, track_mcp
+from mcp_gateway_tracking.privacy import hash_text
 
 from ..support import MCP_TIMEOUT, serve_in_thread
 from .backend import FakeBackend
@@ -71,7 +71,8 @@ async def test_stdio_connection_is_one_session_with_one_event_per_call(
         command=sys.executable,
         args=["-m", "tests.tracking.stdio_server", backend.url, str(tmp_path / "spool")],
         cwd=REPO_ROOT,
-        env={"TRACKING_TEST_USER": "stdio-user"},
+        # The SDK's safe default environment holds no PYTHONPATH: pass on the one naming this checkout's SDK.
+        env={"TRACKING_TEST_USER": "stdio-user", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
     )
     with (tmp_path / "stderr.log").open("w") as errlog, anyio.fail_after(MCP_TIMEOUT):
         async with Client(stdio_client(params, errlog=errlog), mode=mode, client_info=CLIENT) as client:

@@ -1,5 +1,7 @@
 """Tracking for any MCP server built on the official SDK, in the Agnost wire format.
 
+    from mcp_gateway_tracking import track_mcp
+
     tracker = track_mcp(server, "org-id", endpoint="https://api.agnost.ai")
     ...
     await tracker.aclose()
@@ -10,11 +12,14 @@ resource read, prompt get and list call, with sensitive values hashed (`privacy.
 delivers them in the background without ever failing or slowing the server: `HttpSink` to an
 Agnost-compatible backend (`http_sink.py`, with an on-disk spool in `spool.py`) or `LocalSink`
 to a function in the process (`sinks.py`). The wire models are in `wire.py`.
+
+This package depends on `mcp` and `httpx` only and imports nothing of the gateway (mcp-gateway), which
+depends on it instead.
 """
 
-from ..privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .http_sink import DEFAULT_ENDPOINT, HttpSink
 from .middleware import IdentifyFn, ToolLister, TrackingMiddleware
+from .privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .sessions import ConnectionFacts, SessionTable
 from .sinks import BatchingSink, CaptureItem, CaptureSink, LocalSink, SinkStats
 from .spool import Spool

@@ -25,9 +25,9 @@ from mcp.server import MCPServer, Server
 from mcp.server.context import ServerMiddleware
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .http_sink import DEFAULT_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, HttpSink
 from .middleware import DEFAULT_TOOLS_TTL, EnabledFn, IdentifyFn, ToolLister, TrackingMiddleware
+from .privacy import DEFAULT_SENSITIVE_KEYS, Redactor
 from .sessions import DEFAULT_MAX_SESSIONS, SessionTable
 from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
 from .spool import DEFAULT_MAX_SPOOL_BYTES

@@ -46,8 +46,8 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
-from ..privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
 from ._logging import sdk_logger
+from .privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
 from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
