@@ -56,12 +56,12 @@ from opentelemetry.trace import Link, SpanKind, StatusCode
 from pydantic import ValidationError
 
 from ._logging import sdk_logger
-from .sessions import describe
+from .sessions import ConnectionFacts, describe
 
 logger = sdk_logger(__name__)
 
-SessionIdFn: TypeAlias = Callable[[ServerRequestContext[Any, Any]], str | None]
-"""The session id of a request that carries no transport session id, if it has one."""
+SessionIdFn: TypeAlias = Callable[[ConnectionFacts], str | None]
+"""The session id of a request (described by its connection facts) that carries no transport session id, if any."""
 
 INSTRUMENTATION_NAME: Final = "mcp-tracking"
 """The instrumentation scope of the spans and metrics."""
@@ -101,7 +101,7 @@ class OtelMiddleware:
     """A `ServerMiddleware` making one SERVER span and one duration measurement per MCP request (module docstring).
 
     `tracer_provider` and `meter_provider` default to the global ones (`opentelemetry.trace.set_tracer_provider`).
-    `session_id_of(ctx)`, when given, names the session of a request that carries no transport session id
+    `session_id_of(facts)`, when given, names the session of a request that carries no transport session id
     (`track_mcp` passes the tracking session id, so spans and tracked events share one).
     """
 
@@ -132,7 +132,8 @@ class OtelMiddleware:
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         try:
-            name, attributes, metric_attributes, parent, links = self._describe(ctx)
+            facts = describe(ctx)
+            name, attributes, metric_attributes, parent, links = self._describe(ctx, facts)
         except Exception:
             logger.exception("OpenTelemetry: could not describe %s", ctx.method)
             return await call_next(ctx)
@@ -172,7 +173,7 @@ class OtelMiddleware:
                     error = TOOL_ERROR
                     span.set_attribute("error.type", error)
                     span.set_status(StatusCode.ERROR)
-                self._name_session(ctx, span, attributes)
+                self._name_session(ctx.method, facts, span, attributes)
                 return result
             finally:
                 if error is not None:
@@ -180,14 +181,13 @@ class OtelMiddleware:
                 self._record(time.perf_counter() - t0, metric_attributes)
 
     def _describe(
-        self, ctx: ServerRequestContext[Any, Any]
+        self, ctx: ServerRequestContext[Any, Any], facts: ConnectionFacts
     ) -> tuple[str, dict[str, Any], dict[str, Any], Context | None, list[Link]]:
         params: Mapping[str, Any] = ctx.params if isinstance(ctx.params, Mapping) else {}
         method = ctx.method
         common: dict[str, Any] = {"mcp.method.name": method}
         if ctx.protocol_version:
             common["mcp.protocol.version"] = ctx.protocol_version
-        facts = describe(ctx)
         http = facts.transport in _HTTP_TRANSPORTS
         if facts.transport == "stdio":
             common["network.transport"] = "pipe"
@@ -227,17 +227,17 @@ class OtelMiddleware:
         return name, attributes, common, parent, links
 
     def _name_session(
-        self, ctx: ServerRequestContext[Any, Any], span: trace.Span, attributes: Mapping[str, Any]
+        self, method: str, facts: ConnectionFacts, span: trace.Span, attributes: Mapping[str, Any]
     ) -> None:
         """The tracking session id, once the request has one (it opened the session), when no transport id named it."""
         if self._session_id_of is None or "mcp.session.id" in attributes or not span.is_recording():
             return
         try:
-            session_id = self._session_id_of(ctx)
+            session_id = self._session_id_of(facts)
             if session_id:
                 span.set_attribute("mcp.session.id", session_id)
         except Exception:
-            logger.exception("OpenTelemetry: could not name the session of %s", ctx.method)
+            logger.exception("OpenTelemetry: could not name the session of %s", method)
 
     def _session_started(self, ctx: ServerRequestContext[Any, Any], anchor: object, common: Mapping[str, Any]) -> None:
         """Measure the connection `anchor` stands for until it closes.

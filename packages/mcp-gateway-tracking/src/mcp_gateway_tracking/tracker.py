@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .http_sink import DEFAULT_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, HttpSink
 from .middleware import DEFAULT_TOOLS_TTL, EnabledFn, IdentifyFn, ToolLister, TrackingMiddleware
 from .privacy import DEFAULT_SENSITIVE_KEYS, Redactor
-from .sessions import DEFAULT_MAX_SESSIONS, SessionTable
+from .sessions import DEFAULT_MAX_SESSIONS, ConnectionFacts, SessionTable
 from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
 from .spool import DEFAULT_MAX_SPOOL_BYTES
 
@@ -199,12 +199,11 @@ def _otel_middleware(
     meter_provider: MeterProvider | None,
 ) -> ServerMiddleware[Any]:
     from .otel import OtelMiddleware  # here: with OpenTelemetry off, nothing of it is imported
-    from .sessions import describe
 
     sessions = middleware.sessions
 
-    def session_id_of(ctx: Any) -> str | None:
-        return sessions.get(sessions.key(describe(ctx)))
+    def session_id_of(facts: ConnectionFacts) -> str | None:
+        return sessions.get(sessions.key(facts))
 
     return OtelMiddleware(tracer_provider=tracer_provider, meter_provider=meter_provider, session_id_of=session_id_of)
 
