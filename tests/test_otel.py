@@ -30,6 +30,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from mcp_gateway import telemetry as gateway_telemetry
+from mcp_gateway.cli import run
+from mcp_gateway.config import Settings
+from mcp_gateway.errors import GatewayError
+
 from .otlp_receiver import otlp_receiver
 from .support import DEMO, MCP_TIMEOUT, STARTUP_TIMEOUT, gateway_executable, serve_environment
 
@@ -355,3 +360,44 @@ def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path
     assert http and all(s.kind == SERVER for s in http)
     assert {s.attributes.get("http.response.status_code") for s in http} >= {200}
     assert all("?" not in s.attributes["url.path"] for s in http)
+
+
+def test_the_endpoint_comes_from_the_flag_our_variable_or_otel_s_own() -> None:
+    standard = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert Settings.from_env({}).otlp_endpoint is None
+    assert Settings.from_env(standard).otlp_endpoint == "http://collector:4318"
+    ours = standard | {"MCP_GATEWAY_OTLP_ENDPOINT": "https://otlp.example.com"}
+    assert Settings.from_env(ours).otlp_endpoint == "https://otlp.example.com"
+    assert Settings.from_env(ours, otlp_endpoint="http://127.0.0.1:4318").otlp_endpoint == "http://127.0.0.1:4318"
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://collector:4318", "collector:4318", "http://"])
+def test_serve_refuses_an_endpoint_that_is_not_an_http_url(
+    endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db_path = tmp_path / "g.db"
+    assert run(["serve", "--otlp-endpoint", endpoint, "--db", str(db_path)]) == 1
+
+    err = capsys.readouterr().err
+    assert "error: invalid otlp_endpoint" in err and "Traceback" not in err
+    assert not db_path.exists()
+
+
+def test_an_endpoint_without_the_otel_extra_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # as if opentelemetry-sdk were missing
+
+    with pytest.raises(GatewayError, match=r"mcp-gateway\[otel\]"):
+        gateway_telemetry.Telemetry.start(Settings(otlp_endpoint="http://127.0.0.1:4318"))
+
+
+def test_without_an_endpoint_the_gateway_loads_nothing_of_the_otel_sdk(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom mcp_gateway.app import create_app\n"
+        "from mcp_gateway.config import Settings\n"
+        f"app = create_app(Settings(db_path=Path({str(tmp_path / 'g.db')!r})))\n"
+        "assert app.state.services.telemetry is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'opentelemetry.exporter'))"
+        " or m.endswith('.otel')))"
+    )
+    run_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert run_.stdout.strip() == "[]"
