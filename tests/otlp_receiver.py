@@ -27,7 +27,10 @@ class ReceivedSpan:
     kind: int
     """`Span.SpanKind`: 2 is SERVER."""
     trace_id: str
+    span_id: str
     parent_span_id: str
+    links: list[tuple[str, str]]
+    """`(trace_id, span_id)` of each linked span."""
     status_code: int
     """`Status.StatusCode`: 2 is ERROR."""
     attributes: dict[str, Any]
@@ -66,7 +69,9 @@ class OtlpReceiver:
                             name=span.name,
                             kind=span.kind,
                             trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
                             parent_span_id=span.parent_span_id.hex(),
+                            links=[(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
                             status_code=span.status.code,
                             attributes=_attributes(span.attributes),
                             resource=resource,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
+import httpx
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
@@ -327,6 +328,8 @@ def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path
                 await client.call_tool("book_demo", {"name": "Ada"}, meta=meta)  # no email: a tool error
                 with pytest.raises(MCPError):
                     await client.read_resource("nothing://here")
+            async with httpx.AsyncClient(base_url=base_url) as http:
+                assert (await http.get("/health", headers={"traceparent": traceparent})).status_code == 200
 
     with otlp_receiver() as receiver:
         serve_exporting(tmp_path / "g.db", receiver.url, exchange)
@@ -360,6 +363,15 @@ def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path
     assert http and all(s.kind == SERVER for s in http)
     assert {s.attributes.get("http.response.status_code") for s in http} >= {200}
     assert all("?" not in s.attributes["url.path"] for s in http)
+    assert {s.attributes.get("http.route") for s in http} >= {"/mcp"}
+    # An MCP request's span is the child of the HTTP request that carried it, unless the client sent a trace
+    # context in `_meta`: then that is the parent, and the HTTP span is linked.
+    http_ids = {s.span_id for s in http}
+    assert ok.parent_span_id in http_ids and ok.trace_id in {s.trace_id for s in http}
+    assert len(tool.links) == 1 and tool.links[0][1] in http_ids
+    [health] = [s for s in spans if s.name == "GET /health"]
+    assert (health.kind, health.trace_id, health.parent_span_id) == (SERVER, TRACE_ID, PARENT_SPAN_ID)
+    assert (health.attributes["http.route"], health.attributes["http.response.status_code"]) == ("/health", 200)
 
 
 def test_the_endpoint_comes_from_the_flag_our_variable_or_otel_s_own() -> None:
