@@ -50,6 +50,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/mcp_throughput.py
 	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/otel_overhead.py
 	$(BIN)/python bench/ingest_rate.py
 	$(BIN)/python bench/track_rate.py
 	$(BIN)/python bench/analytics_questions.py
