@@ -200,6 +200,23 @@ async def test_resource_read_records_the_uri_but_keeps_it_out_of_the_name(teleme
     assert "mcp.resource.uri" not in read_point.attributes  # opt-in on metrics: unbounded
 
 
+async def test_an_email_in_a_resource_uri_is_hashed_as_in_tracked_events(telemetry: Telemetry) -> None:
+    server = build_server()
+
+    @server.resource("users://{email}/profile")
+    def profile(email: str) -> str:
+        return f"profile of {email}"
+
+    tracker = tracked(server, telemetry)
+    async with Client(server, mode="legacy", client_info=CLIENT) as client:
+        await client.read_resource("users://jane.doe@example.com/profile")
+    await tracker.aclose()
+
+    uri = attrs(telemetry.span("resources/read"))["mcp.resource.uri"]
+    assert uri.startswith("users://") and uri.endswith("/profile")
+    assert "jane.doe" not in uri and "example.com" not in uri
+
+
 async def test_errors_set_status_error_and_error_type(telemetry: Telemetry) -> None:
     server = build_server()
     tracker = tracked(server, telemetry)

@@ -34,7 +34,8 @@ Metrics (histograms, unit `s`, advised buckets `[0.01, 0.02, 0.05, 0.1, 0.2, 0.5
 
 Replaces the SDK's own `OpenTelemetryMiddleware` (a subset of the above: no session, transport, resource URI or
 metrics) where it sits in the chain, so a request makes one server span, not two. Client addresses are not recorded
-(the gateway keeps no raw client IP anywhere). The server's work is never changed: its exception is re-raised
+(the gateway keeps no raw client IP anywhere); through `track_mcp`, names and URIs go through the same redaction
+as tracked events. The server's work is never changed: its exception is re-raised
 unchanged, its result returned as it came; telemetry's own failures are logged and swallowed.
 """
 
@@ -101,6 +102,8 @@ class OtelMiddleware:
     """A `ServerMiddleware` making one SERVER span and one duration measurement per MCP request (module docstring).
 
     `tracer_provider` and `meter_provider` default to the global ones (`opentelemetry.trace.set_tracer_provider`).
+    `redact(text)`, when given, cleans the names a client sends (tool, prompt, resource URI) before they become
+    attributes (`track_mcp` passes its `Redactor`: emails, phones and sensitive URL parts hashed, as in events).
     `session_id_of(facts)`, when given, names the session of a request that carries no transport session id
     (`track_mcp` passes the tracking session id, so spans and tracked events share one).
     """
@@ -111,6 +114,7 @@ class OtelMiddleware:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         session_id_of: SessionIdFn | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self._tracer = trace.get_tracer(INSTRUMENTATION_NAME, tracer_provider=tracer_provider)
         meter = metrics.get_meter(INSTRUMENTATION_NAME, meter_provider=meter_provider)
@@ -128,6 +132,7 @@ class OtelMiddleware:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self._session_id_of = session_id_of
+        self._redact = redact
         self._sessions: weakref.WeakSet[object] = weakref.WeakSet()
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
@@ -198,7 +203,7 @@ class OtelMiddleware:
             if version:
                 common["network.protocol.version"] = version
         target = params.get("name")
-        target = _cut(target) if isinstance(target, str) and target else None
+        target = self._clean(target) if isinstance(target, str) and target else None
         if method == "tools/call":
             common["gen_ai.operation.name"] = EXECUTE_TOOL
             if target is not None:
@@ -212,7 +217,7 @@ class OtelMiddleware:
             attributes["jsonrpc.request.id"] = _cut(str(ctx.request_id))
         uri = params.get("uri")
         if method in _URI_METHODS and isinstance(uri, str):
-            attributes["mcp.resource.uri"] = _cut(uri)
+            attributes["mcp.resource.uri"] = self._clean(uri)
         if facts.transport_session_id:
             attributes["mcp.session.id"] = _cut(facts.transport_session_id)
         if facts.anchor is not None and facts.anchor not in self._sessions:
@@ -225,6 +230,9 @@ class OtelMiddleware:
                 links.append(Link(ambient))
         name = f"{method} {target}" if target else method
         return name, attributes, common, parent, links
+
+    def _clean(self, text: str) -> str:
+        return _cut(self._redact(text) if self._redact is not None else text)
 
     def _name_session(
         self, method: str, facts: ConnectionFacts, span: trace.Span, attributes: Mapping[str, Any]

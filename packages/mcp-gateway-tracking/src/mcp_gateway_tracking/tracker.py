@@ -195,6 +195,7 @@ class _OtelSwap:
 
 def _otel_middleware(
     middleware: TrackingMiddleware,
+    redactor: Redactor,
     tracer_provider: TracerProvider | None,
     meter_provider: MeterProvider | None,
 ) -> ServerMiddleware[Any]:
@@ -205,7 +206,12 @@ def _otel_middleware(
     def session_id_of(facts: ConnectionFacts) -> str | None:
         return sessions.get(sessions.key(facts))
 
-    return OtelMiddleware(tracer_provider=tracer_provider, meter_provider=meter_provider, session_id_of=session_id_of)
+    return OtelMiddleware(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        session_id_of=session_id_of,
+        redact=redactor.redact_string,
+    )
 
 
 def _install(server: MCPServer[Any] | Server[Any], middleware: ServerMiddleware[Any]) -> None:
@@ -305,6 +311,7 @@ def track_mcp(
             spool_dir=spool_dir,
             max_spool_bytes=max_spool_bytes,
         )
+    redactor = Redactor(settings.sensitive_keys)
     middleware = TrackingMiddleware(
         server,
         sink=sink,
@@ -312,7 +319,7 @@ def track_mcp(
         identify=identify,
         disable_input=settings.disable_input,
         disable_output=settings.disable_output,
-        redactor=Redactor(settings.sensitive_keys),
+        redactor=redactor,
         sessions=SessionTable(settings.max_sessions),
         list_tools=list_tools,
         tools_ttl=settings.tools_ttl,
@@ -322,7 +329,7 @@ def track_mcp(
     _install(server, middleware)
     swap = None
     if otel or tracer_provider is not None or meter_provider is not None:
-        installed = _otel_middleware(middleware, tracer_provider, meter_provider)
+        installed = _otel_middleware(middleware, redactor, tracer_provider, meter_provider)
         swap = _OtelSwap(server.middleware, installed)
     return Tracker(server, middleware, owns_sink=owns_sink, otel=swap)
 
