@@ -10,13 +10,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+SDK := packages/mcp-gateway-tracking
+# The tracking SDK is a dependency of the gateway (a path in this repo, installed as a copy by `pip install -e .`);
+# installed again in editable mode so that edits to it are live like the gateway's own.
+SDK_EDITABLE := $(BIN)/python -m pip install --quiet --no-deps -e ./$(SDK)
 
 .PHONY: serve test lint typecheck chromium postgres pytest conformance bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(SDK)/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(SDK_EDITABLE)
 	@touch $(STAMP)
 
 serve: $(STAMP)
@@ -45,6 +50,7 @@ test: lint typecheck pytest conformance
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(SDK_EDITABLE)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -1,8 +1,9 @@
 """A tracked demo server over stdio, run as a subprocess by the tests.
 
-    python -m tests.tracking.stdio_server ENDPOINT SPOOL_DIR
+    python -m tests.tracking.stdio_server ENDPOINT SPOOL_DIR [TIMEOUT]
 
-It tracks to ENDPOINT with batches of one, so every item leaves at once, and flushes on exit.
+It tracks to ENDPOINT with batches of one, so every item leaves at once (each request to the backend
+may take TIMEOUT seconds, the library's default without it), and flushes on exit.
 Logs go to stderr; stdout carries JSON-RPC only.
 """
 
@@ -13,13 +14,14 @@ import sys
 
 import anyio
 from mcp_gateway_tracking import track_mcp
+from mcp_gateway_tracking.http_sink import DEFAULT_TIMEOUT
 
 from .demo_server import build_demo_server
 
 ORG_ID = "org-stdio"
 
 
-async def main(endpoint: str, spool_dir: str) -> None:
+async def main(endpoint: str, spool_dir: str, timeout: float) -> None:
     server = build_demo_server()
     tracker = track_mcp(
         server,
@@ -29,6 +31,7 @@ async def main(endpoint: str, spool_dir: str) -> None:
         batch_size=1,
         flush_interval=0.05,
         retry_delay=0.01,
+        timeout=timeout,
         identify=lambda request, env: {"userId": env.get("TRACKING_TEST_USER", "anonymous")},
     )
     try:
@@ -39,4 +42,4 @@ async def main(endpoint: str, spool_dir: str) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    anyio.run(main, sys.argv[1], sys.argv[2])
+    anyio.run(main, sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else DEFAULT_TIMEOUT)
