@@ -18,6 +18,7 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
@@ -37,7 +38,14 @@ from mcp_gateway.config import Settings
 from mcp_gateway.errors import GatewayError
 
 from .otlp_receiver import otlp_receiver
-from .support import DEMO, MCP_TIMEOUT, STARTUP_TIMEOUT, gateway_executable, serve_environment
+from .support import (
+    DEMO,
+    MCP_TIMEOUT,
+    STARTUP_TIMEOUT,
+    gateway_environment,
+    gateway_executable,
+    serve_environment,
+)
 
 CLIENT = Implementation(name="otel-test", version="1.0")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -430,3 +438,25 @@ def test_without_an_endpoint_the_gateway_loads_nothing_of_the_otel_sdk(tmp_path:
     )
     run_ = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert run_.stdout.strip() == "[]"
+
+
+def test_a_stdio_gateway_exports_its_spans_with_transport_pipe(tmp_path: Path) -> None:
+    async def exchange(otlp_url: str) -> None:
+        params = StdioServerParameters(
+            command=gateway_executable(),
+            args=["stdio", "--gateway", DEMO, "--db", str(tmp_path / "g.db")],
+            env=gateway_environment() | {"MCP_GATEWAY_OTLP_ENDPOINT": otlp_url},
+        )
+        with anyio.fail_after(MCP_TIMEOUT), (tmp_path / "stderr.log").open("w", encoding="utf-8") as errlog:
+            async with Client(stdio_client(params, errlog=errlog), mode="legacy", client_info=CLIENT) as client:
+                await client.read_resource("pricing://current")
+
+    with otlp_receiver() as receiver:
+        asyncio.run(exchange(receiver.url))
+        assert receiver.received.wait(STARTUP_TIMEOUT), "no spans before the stdio server exited"
+
+    [read] = [s for s in receiver.spans if s.name == "resources/read"]
+    assert read.attributes["network.transport"] == "pipe" and "network.protocol.name" not in read.attributes
+    assert read.attributes["mcp.resource.uri"] == "pricing://current"
+    assert read.attributes["mcp.session.id"]  # the tracking session: a stdio stream has no transport session id
+    assert not [s for s in receiver.spans if "http.request.method" in s.attributes]
