@@ -238,10 +238,10 @@ async def test_errors_set_status_error_and_error_type(telemetry: Telemetry) -> N
 
     refused = telemetry.span("tools/call refuse")
     assert refused.status.status_code is StatusCode.ERROR
+    assert attrs(read := telemetry.span("resources/read"))["mcp.session.id"] == attrs(refused)["mcp.session.id"]
     assert attrs(refused)["error.type"] == "tool_error"
     assert "rpc.response.status_code" not in attrs(refused)
 
-    read = telemetry.span("resources/read")
     code = str(missing.value.error.code)
     assert read.status.status_code is StatusCode.ERROR
     assert read.status.description == missing.value.error.message

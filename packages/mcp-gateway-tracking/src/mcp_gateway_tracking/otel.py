@@ -64,7 +64,7 @@ logger = sdk_logger(__name__)
 SessionIdFn: TypeAlias = Callable[[ConnectionFacts], str | None]
 """The session id of a request (described by its connection facts) that carries no transport session id, if any."""
 
-INSTRUMENTATION_NAME: Final = "mcp-tracking"
+INSTRUMENTATION_NAME: Final = "mcp-gateway-tracking"
 """The instrumentation scope of the spans and metrics."""
 
 DURATION_BUCKETS: Final = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -178,9 +178,9 @@ class OtelMiddleware:
                     error = TOOL_ERROR
                     span.set_attribute("error.type", error)
                     span.set_status(StatusCode.ERROR)
-                self._name_session(ctx.method, facts, span, attributes)
                 return result
             finally:
+                self._name_session(ctx.method, facts, span, attributes)
                 if error is not None:
                     metric_attributes["error.type"] = error
                 self._record(time.perf_counter() - t0, metric_attributes)
