@@ -31,11 +31,17 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from mcp_gateway import telemetry as gateway_telemetry
 from mcp_gateway.cli import run
 from mcp_gateway.config import Settings
 from mcp_gateway.errors import GatewayError
+from mcp_gateway.telemetry import HttpTracingMiddleware
 
 from .otlp_receiver import otlp_receiver
 from .support import (
@@ -460,3 +466,42 @@ def test_a_stdio_gateway_exports_its_spans_with_transport_pipe(tmp_path: Path) -
     assert read.attributes["mcp.resource.uri"] == "pricing://current"
     assert read.attributes["mcp.session.id"]  # the tracking session: a stdio stream has no transport session id
     assert not [s for s in receiver.spans if "http.request.method" in s.attributes]
+
+
+async def test_http_spans_name_the_route_and_mark_server_errors(telemetry: Telemetry) -> None:
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse({"id": request.path_params["item_id"]})
+
+    async def unavailable(_: Request) -> JSONResponse:
+        return JSONResponse({"error": "down"}, status_code=503)
+
+    async def boom(_: Request) -> JSONResponse:
+        raise RuntimeError("kaboom")
+
+    app = Starlette(
+        routes=[Route("/items/{item_id}", item), Route("/down", unavailable), Route("/boom", boom)],
+        middleware=[Middleware(HttpTracingMiddleware, tracer_provider=telemetry.tracer_provider)],
+    )
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as http:
+        assert (await http.get("/items/42?key=secret")).status_code == 200
+        assert (await http.get("/down")).status_code == 503
+        assert (await http.get("/boom")).status_code == 500
+        assert (await http.get("/nowhere")).status_code == 404
+
+    ok = telemetry.span("GET /items/{item_id}")
+    assert ok.kind is SpanKind.SERVER and ok.status.status_code is StatusCode.UNSET
+    assert attrs(ok) == {
+        "http.request.method": "GET",
+        "url.path": "/items/42",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "http.route": "/items/{item_id}",
+        "http.response.status_code": 200,
+    }
+    down = telemetry.span("GET /down")
+    assert (attrs(down)["error.type"], down.status.status_code) == ("503", StatusCode.ERROR)
+    crashed = telemetry.span("GET /boom")
+    assert (attrs(crashed)["error.type"], crashed.status.status_code) == ("RuntimeError", StatusCode.ERROR)
+    missing = telemetry.span("GET")  # no route matched: the method alone
+    assert attrs(missing)["http.response.status_code"] == 404 and missing.status.status_code is StatusCode.UNSET
