@@ -100,6 +100,8 @@ def create_app(
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(services.keys, live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
+    if services.telemetry is not None:
+        services.telemetry.instrument(analytics_mcp.server)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)

@@ -7,7 +7,8 @@ processor posting protobuf to `{endpoint}/v1/traces`) and a `MeterProvider` (a p
 them through `track_mcp(..., tracer_provider=, meter_provider=)` (MCP spans and histograms after the semantic
 conventions, `tracking/otel.py`), and `HttpTracingMiddleware` makes one SERVER span per HTTP request, which the
 MCP spans of that request link to. The service is named by `OTEL_SERVICE_NAME` (default `mcp-gateway`) and
-`OTEL_RESOURCE_ATTRIBUTES`, as OpenTelemetry's own variables say. Export runs on the SDK's worker threads, never on
+`OTEL_RESOURCE_ATTRIBUTES`, as OpenTelemetry's own variables say. The analytics MCP endpoint, which is not tracked,
+gets the same MCP spans through `Telemetry.instrument`. Export runs on the SDK's worker threads, never on
 the event loop; a collector that is down costs dropped spans and a logged warning, never a failed request.
 """
 
@@ -23,6 +24,7 @@ from .config import Settings
 from .errors import GatewayError
 
 if TYPE_CHECKING:
+    from mcp.server import MCPServer, Server
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -79,6 +81,14 @@ class Telemetry:
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         logger.info("exporting spans and MCP metrics over OTLP/HTTP to %s", base)
         return cls(tracer_provider, meter_provider)
+
+    def instrument(self, server: Server[Any] | MCPServer) -> None:
+        """Spans and histograms for an MCP server the gateway runs without tracking it (the analytics endpoint); a
+        tracked server gets them from `track_mcp`."""
+        from mcp_gateway_tracking.otel import OtelMiddleware, OtelSwap
+
+        middleware = OtelMiddleware(tracer_provider=self.tracer_provider, meter_provider=self.meter_provider)
+        OtelSwap(server.middleware, middleware)
 
     def shutdown(self) -> None:
         """Post what is pending (bounded by `SHUTDOWN_TIMEOUT_MILLIS`), then stop exporting. Blocking: run it on a

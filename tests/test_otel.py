@@ -48,8 +48,10 @@ from .support import (
     DEMO,
     MCP_TIMEOUT,
     STARTUP_TIMEOUT,
+    create_key,
     gateway_environment,
     gateway_executable,
+    jsonrpc_request,
     serve_environment,
 )
 
@@ -361,6 +363,13 @@ def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path
                     await client.read_resource("nothing://here")
             async with httpx.AsyncClient(base_url=base_url) as http:
                 assert (await http.get("/health", headers={"traceparent": traceparent})).status_code == 200
+                key = await create_key(http, DEMO, "read")
+                answer = await http.post(
+                    "/analytics/mcp",
+                    json=jsonrpc_request("tools/list"),
+                    headers={"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"},
+                )
+                assert answer.status_code == 200 and answer.json()["result"]["tools"]
 
     with otlp_receiver() as receiver:
         serve_exporting(tmp_path / "g.db", receiver.url, exchange)
@@ -403,6 +412,14 @@ def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path
     [health] = [s for s in spans if s.name == "GET /health"]
     assert (health.kind, health.trace_id, health.parent_span_id) == (SERVER, TRACE_ID, PARENT_SPAN_ID)
     assert (health.attributes["http.route"], health.attributes["http.response.status_code"]) == ("/health", 200)
+    # The analytics MCP endpoint is not tracked, but its requests are traced all the same.
+    [analytics_http] = [s for s in http if s.attributes["url.path"] == "/analytics/mcp"]
+    [analytics] = [s for s in spans if s.parent_span_id == analytics_http.span_id]
+    assert (analytics.name, analytics.kind, analytics.attributes["mcp.method.name"]) == (
+        "tools/list",
+        SERVER,
+        "tools/list",
+    )
 
 
 def test_the_endpoint_comes_from_the_flag_our_variable_or_otel_s_own() -> None:

@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, Final, TypeAlias
 
-from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, CallToolResult
 from opentelemetry import metrics, trace
@@ -77,6 +77,9 @@ TOOL_ERROR: Final = "tool_error"
 """`error.type` of a tool result with `isError` true (the conventions' value)."""
 
 EXECUTE_TOOL: Final = "execute_tool"
+
+SDK_OTEL_MIDDLEWARE: Final = "OpenTelemetryMiddleware"
+"""The class name of the `mcp` SDK's own OpenTelemetry middleware, which every server's chain starts with."""
 
 _URI_METHODS: Final = frozenset({"resources/read", "resources/subscribe", "resources/unsubscribe"})
 _HTTP_TRANSPORTS: Final = frozenset({"sse", "streamable-http", "http"})
@@ -293,3 +296,26 @@ def _http_version(request: Any) -> str | None:
     scope = getattr(request, "scope", None)
     version = scope.get("http_version") if isinstance(scope, Mapping) else None
     return version if isinstance(version, str) and version else None
+
+
+class OtelSwap:
+    """`installed` in the place of the SDK's own OpenTelemetry middleware in a server's `middleware` chain (first in
+    the chain if it has none), so that a request makes one server span, not two; `undo` puts the SDK's back."""
+
+    def __init__(self, chain: list[Any], installed: ServerMiddleware[Any]) -> None:
+        self.installed = installed
+        self.replaced: Any = None
+        index = next((i for i, m in enumerate(chain) if type(m).__name__ == SDK_OTEL_MIDDLEWARE), None)
+        if index is None:
+            chain.insert(0, installed)
+        else:
+            self.replaced, chain[index] = chain[index], installed
+
+    def undo(self, chain: list[Any]) -> None:
+        if self.installed not in chain:
+            return
+        index = chain.index(self.installed)
+        if self.replaced is None:
+            del chain[index]
+        else:
+            chain[index] = self.replaced

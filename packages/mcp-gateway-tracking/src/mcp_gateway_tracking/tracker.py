@@ -32,12 +32,13 @@ from .sessions import DEFAULT_MAX_SESSIONS, ConnectionFacts, SessionTable
 from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
 from .spool import DEFAULT_MAX_SPOOL_BYTES
 
-if TYPE_CHECKING:  # only imported (lazily, in `_otel_middleware`) when OpenTelemetry is asked for
+if TYPE_CHECKING:  # only imported (lazily, in `track_mcp`) when OpenTelemetry is asked for
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from .otel import OtelSwap
+
 _SDK_MODULE_PREFIX: Final = "mcp."
-_SDK_OTEL_MIDDLEWARE: Final = "OpenTelemetryMiddleware"
 
 
 class SeedOptions(TypedDict, total=False):
@@ -105,7 +106,7 @@ class Tracker:
         middleware: TrackingMiddleware,
         *,
         owns_sink: bool,
-        otel: _OtelSwap | None = None,
+        otel: OtelSwap | None = None,
     ) -> None:
         self._server = server
         self.middleware = middleware
@@ -171,35 +172,13 @@ class Tracker:
             await self.sink.flush(timeout)
 
 
-class _OtelSwap:
-    """Our OpenTelemetry middleware in the place of the SDK's (one server span per request, not two)."""
-
-    def __init__(self, chain: list[Any], installed: ServerMiddleware[Any]) -> None:
-        self.installed = installed
-        self.replaced: Any = None
-        index = next((i for i, m in enumerate(chain) if type(m).__name__ == _SDK_OTEL_MIDDLEWARE), None)
-        if index is None:
-            chain.insert(0, installed)
-        else:
-            self.replaced, chain[index] = chain[index], installed
-
-    def undo(self, chain: list[Any]) -> None:
-        if self.installed not in chain:
-            return
-        index = chain.index(self.installed)
-        if self.replaced is None:
-            del chain[index]
-        else:
-            chain[index] = self.replaced
-
-
 def _otel_middleware(
     middleware: TrackingMiddleware,
     redactor: Redactor,
     tracer_provider: TracerProvider | None,
     meter_provider: MeterProvider | None,
 ) -> ServerMiddleware[Any]:
-    from .otel import OtelMiddleware  # here: with OpenTelemetry off, nothing of it is imported
+    from .otel import OtelMiddleware  # here: with OpenTelemetry off, nothing of it is imported (nor in OtelSwap)
 
     sessions = middleware.sessions
 
@@ -330,7 +309,9 @@ def track_mcp(
     swap = None
     if otel or tracer_provider is not None or meter_provider is not None:
         installed = _otel_middleware(middleware, redactor, tracer_provider, meter_provider)
-        swap = _OtelSwap(server.middleware, installed)
+        from .otel import OtelSwap
+
+        swap = OtelSwap(server.middleware, installed)
     return Tracker(server, middleware, owns_sink=owns_sink, otel=swap)
 
 
