@@ -37,8 +37,12 @@ SERVICE_NAME: Final = "mcp-gateway"
 METRICS_EXPORT_MILLIS: Final = 30_000
 """How often the MCP histograms are posted to the collector."""
 
+EXPORT_TIMEOUT_SECONDS: Final = 3.0
+"""Longest one export may take, its retries included (OpenTelemetry's default is 10 s): a collector that is down
+delays stopping by about this much, not more."""
+
 SHUTDOWN_TIMEOUT_MILLIS: Final = 5_000
-"""Longest stopping waits for the last spans and metrics to be posted."""
+"""Longest stopping waits for the last metrics to be posted."""
 
 INSTRUMENTATION_NAME: Final = "mcp-gateway.http"
 
@@ -74,9 +78,12 @@ class Telemetry:
             {"service.name": os.environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME, "service.version": __version__}
         )
         tracer_provider = TracerProvider(resource=resource)
-        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces")))
+        tracer_provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=EXPORT_TIMEOUT_SECONDS))
+        )
         reader = PeriodicExportingMetricReader(
-            OTLPMetricExporter(endpoint=f"{base}/v1/metrics"), export_interval_millis=METRICS_EXPORT_MILLIS
+            OTLPMetricExporter(endpoint=f"{base}/v1/metrics", timeout=EXPORT_TIMEOUT_SECONDS),
+            export_interval_millis=METRICS_EXPORT_MILLIS,
         )
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
         logger.info("exporting spans and MCP metrics over OTLP/HTTP to %s", base)
@@ -91,10 +98,9 @@ class Telemetry:
         OtelSwap(server.middleware, middleware)
 
     def shutdown(self) -> None:
-        """Post what is pending (bounded by `SHUTDOWN_TIMEOUT_MILLIS`), then stop exporting. Blocking: run it on a
-        thread."""
+        """Post what is pending (each export bounded by `EXPORT_TIMEOUT_SECONDS`), then stop exporting. Blocking:
+        run it on a thread."""
         try:
-            self.tracer_provider.force_flush(SHUTDOWN_TIMEOUT_MILLIS)
             self.tracer_provider.shutdown()
             self.meter_provider.shutdown(SHUTDOWN_TIMEOUT_MILLIS)
         except Exception:

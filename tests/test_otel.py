@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -522,3 +523,19 @@ async def test_http_spans_name_the_route_and_mark_server_errors(telemetry: Telem
     assert (attrs(crashed)["error.type"], crashed.status.status_code) == ("RuntimeError", StatusCode.ERROR)
     missing = telemetry.span("GET")  # no route matched: the method alone
     assert attrs(missing)["http.response.status_code"] == 404 and missing.status.status_code is StatusCode.UNSET
+
+
+def test_a_collector_that_is_down_changes_no_answer_and_stopping_still_works(tmp_path: Path) -> None:
+    with socket.socket() as unused:  # a loopback port nobody listens on: every export is refused
+        unused.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{unused.getsockname()[1]}"
+
+    async def exchange(base_url: str) -> None:
+        with anyio.fail_after(MCP_TIMEOUT):
+            async with Client(f"{base_url}/mcp?gid={DEMO}", mode="legacy", client_info=CLIENT) as client:
+                for _ in range(3):
+                    assert "tiers" in str((await client.read_resource("pricing://current")).contents[0])
+            async with httpx.AsyncClient(base_url=base_url) as http:
+                assert (await http.get("/health")).status_code == 200
+
+    serve_exporting(tmp_path / "g.db", refused, exchange)  # SIGTERM, then a clean exit within its bound
