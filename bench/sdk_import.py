@@ -9,7 +9,8 @@ machine falls on all of them alike, after one warm-up run each that writes the b
 - in a server: the same import after `import mcp.server`, which every server built on the SDK has already paid
   for: what tracking adds to a server's start.
 
-It prints medians in milliseconds and the modules each import added.
+It prints medians in milliseconds, wall and CPU (the CPU time moves less when other processes load the machine),
+and the modules each import added.
 
     .venv/bin/python bench/sdk_import.py                 # about 30 s on 2 CPUs
     .venv/bin/python bench/sdk_import.py --runs 30 --before <rev>
@@ -39,14 +40,13 @@ TIMEOUT_S: Final = 60.0
 
 PROBE: Final = """
 import sys, time
-started = time.perf_counter()
 exec(sys.argv[1])
-between = time.perf_counter()
 count = len(sys.modules)
+wall, cpu = time.perf_counter(), time.process_time()
 exec(sys.argv[2])
-print(between - started, time.perf_counter() - between, len(sys.modules) - count)
+print(time.perf_counter() - wall, time.process_time() - cpu, len(sys.modules) - count)
 """
-"""Runs a prelude, then the measured statement; prints both durations (s) and the modules the statement added."""
+"""Runs a prelude, then times the statement; prints its wall and CPU seconds and the modules it added."""
 
 SERVER_PRELUDE: Final = "import mcp.server"
 
@@ -58,6 +58,7 @@ class Target:
     path: list[Path]
     prelude: str = "pass"
     seconds: list[float] = field(default_factory=list)
+    cpu_seconds: list[float] = field(default_factory=list)
     modules: int = 0
 
     def run(self) -> None:
@@ -71,13 +72,18 @@ class Target:
             timeout=TIMEOUT_S,
             check=True,
         )
-        _, measured, modules = done.stdout.split()
-        self.seconds.append(float(measured))
+        wall, cpu, modules = done.stdout.split()
+        self.seconds.append(float(wall))
+        self.cpu_seconds.append(float(cpu))
         self.modules = int(modules)
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.seconds) * 1000
+
+    @property
+    def median_cpu_ms(self) -> float:
+        return statistics.median(self.cpu_seconds) * 1000
 
 
 def moved_at() -> str | None:
@@ -134,13 +140,14 @@ def main() -> None:
         for row in rows:
             row.run()  # warm-up: bytecode caches
             row.seconds.clear()
+            row.cpu_seconds.clear()
         for round_ in range(args.runs):
             for row in rows if round_ % 2 == 0 else rows[::-1]:
                 row.run()
 
-    print(f"{'import':<52} {'median ms':>10} {'modules':>8}")
+    print(f"{'import':<52} {'wall ms':>9} {'CPU ms':>8} {'modules':>8}")
     for row in rows:
-        print(f"{row.label:<52} {row.median_ms:>10.1f} {row.modules:>8}")
+        print(f"{row.label:<52} {row.median_ms:>9.1f} {row.median_cpu_ms:>8.1f} {row.modules:>8}")
     if args.before:
         print(f"before: {args.before}")
         for view in ("alone", "in a server"):
@@ -148,7 +155,9 @@ def main() -> None:
                 next(r for r in rows if r.label.startswith(view) and key in r.label)
                 for key in ("mcp_gateway_tracking", "(before)")
             )
-            print(f"{view}: the SDK takes {sdk_row.median_ms / before_row.median_ms:.2f} of the old import's time")
+            wall = sdk_row.median_ms / before_row.median_ms
+            cpu = sdk_row.median_cpu_ms / before_row.median_cpu_ms
+            print(f"{view}: the SDK takes {wall:.2f} of the old import's wall time, {cpu:.2f} of its CPU time")
     print(f"medians of {args.runs} runs each")
 
 
