@@ -48,6 +48,7 @@ INSTRUMENTATION_NAME: Final = "mcp-gateway.http"
 
 MISSING_EXTRA: Final = (
     "an OTLP endpoint is configured but OpenTelemetry's SDK is not installed: pip install 'mcp-gateway[otel]'"
+    " (in a checkout: pip install '.[otel]')"
 )
 
 
