@@ -68,6 +68,7 @@ $(BENCH_STAMP): $(DEV_STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/mcp_throughput.py
 	$(BIN)/python bench/tracking_overhead.py
+	$(BIN)/python bench/otel_overhead.py
 	$(BIN)/python bench/ingest_rate.py
 	$(BIN)/python bench/track_rate.py
 	$(BIN)/python bench/analytics_questions.py

@@ -39,6 +39,7 @@ from .server import ServerFactory, build_gateway_server
 from .services import Services
 from .store import Store
 from .store.retention import RetentionPeriods, keep_pruning
+from .telemetry import HttpTracingMiddleware
 from .transports import GatewayRuntimes, McpRoutes
 from .transports.forwarding import Forwarder, SessionOwners, private_listener, this_host
 from .web import EXCEPTION_HANDLERS, cors_route, quiet_client_disconnects
@@ -106,6 +107,8 @@ def create_app(
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
+    if services.telemetry is not None:
+        services.telemetry.instrument(analytics_mcp.server)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)
@@ -170,11 +173,21 @@ def create_app(
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(RequestMetrics, metrics=metrics)],
+        middleware=[
+            Middleware(RequestMetrics, metrics=metrics),
+            *_tracing(services),
+        ],
     )
     app.state.services = services
     app.state.access = access
     return app
+
+
+def _tracing(services: Services) -> list[Middleware]:
+    """A span per HTTP request when the gateway exports OpenTelemetry (`telemetry.py`); nothing otherwise."""
+    if services.telemetry is None:
+        return []
+    return [Middleware(HttpTracingMiddleware, tracer_provider=services.telemetry.tracer_provider)]
 
 
 @contextlib.asynccontextmanager

@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         help="answer Streamable HTTP as JSON, never SSE: faster, no messages during a call"
         " (env MCP_GATEWAY_MCP_JSON_RESPONSE)",
     )
+    serve.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="export the gateway's spans and MCP metrics over OTLP/HTTP to this collector, e.g. http://localhost:4318"
+        " (env MCP_GATEWAY_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; needs the otel extra)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--log-format",
@@ -411,6 +417,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             if args.trusted_proxies:
                 overrides["trusted_proxies"] = tuple(args.trusted_proxies)
             overrides["mcp_json_response"] = args.mcp_json_response
+            overrides["otlp_endpoint"] = args.otlp_endpoint
             if args.allowed_hosts:
                 overrides["allowed_hosts"] = tuple(args.allowed_hosts)
         settings = Settings.from_env(**overrides)

@@ -11,6 +11,8 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX: Final = "MCP_GATEWAY_"
+OTEL_ENDPOINT_VARIABLE: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+"""OpenTelemetry's standard variable for an OTLP collector, honoured when `MCP_GATEWAY_OTLP_ENDPOINT` is unset."""
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
@@ -157,6 +159,11 @@ class Settings(BaseModel):
     """Answer Streamable HTTP requests as `application/json` (the SDK's `json_response`), never as an SSE stream:
     faster, but nothing a handler sends during a call (progress, log messages, sampling, elicitation) reaches the
     client, and a call is not cancelled when its client disconnects."""
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$", max_length=2048)
+    """An OTLP/HTTP collector's base URL (`http://localhost:4318`): the gateway then exports its own spans (MCP
+    requests, HTTP requests) to `{base}/v1/traces` and its MCP metrics to `{base}/v1/metrics`
+    (`MCP_GATEWAY_OTLP_ENDPOINT`, else the standard `OTEL_EXPORTER_OTLP_ENDPOINT`). Unset: nothing is exported
+    and nothing of OpenTelemetry's SDK is loaded. Needs the `otel` extra."""
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -193,6 +200,8 @@ class Settings(BaseModel):
             values["account_tier"] = tier
         if json_response := env.get(ENV_PREFIX + "MCP_JSON_RESPONSE"):
             values["mcp_json_response"] = json_response
+        if endpoint := env.get(ENV_PREFIX + "OTLP_ENDPOINT") or env.get(OTEL_ENDPOINT_VARIABLE):
+            values["otlp_endpoint"] = endpoint
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):
             values["allowed_hosts"] = tuple(h.strip() for h in hosts.split(",") if h.strip())
         if proxies := env.get(ENV_PREFIX + "TRUSTED_PROXIES"):

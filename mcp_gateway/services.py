@@ -26,6 +26,7 @@ from .ingest.web import Admission
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import Store, store_for
+from .telemetry import Telemetry
 from .tools.book_demo import PERSONAL_ARGUMENTS
 from .tools.book_demo import TOOL_NAME as BOOK_DEMO
 
@@ -56,6 +57,8 @@ class Services:
     ingestor: Ingestor
     web_ingestor: WebIngestor
     tracking_sink: LocalSink
+    telemetry: Telemetry | None = None
+    """The OTLP export of the gateway's own spans and metrics, when `settings.otlp_endpoint` is set."""
 
     @classmethod
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
@@ -74,6 +77,7 @@ class Services:
             ingestor=ingestor,
             web_ingestor=WebIngestor(store, hash_ip, admit=admit),
             tracking_sink=LocalSink(ingestor.capture, batch_size=SELF_TRACKING_BATCH),
+            telemetry=Telemetry.start(settings),
         )
 
     async def start(self, *, network_clients: bool = True) -> None:
@@ -99,7 +103,11 @@ class Services:
         try:
             await self.tracking_sink.aclose(SHUTDOWN_FLUSH_SECONDS)
         finally:
-            await self.store.close()
+            try:
+                await self.store.close()
+            finally:
+                if self.telemetry is not None:
+                    await anyio.to_thread.run_sync(self.telemetry.shutdown)
 
     def track(self, server: MCPServer, gateway_id: str) -> Tracker:
         """Record `server`'s sessions and events into this gateway's own store, while its manifest allows."""
@@ -108,10 +116,13 @@ class Services:
             gateway = await self.directory.get(gateway_id)
             return gateway is not None and gateway.manifest.tracking_enabled
 
+        telemetry = self.telemetry
         return track_mcp(
             server,
             gateway_id,
             sink=self.tracking_sink,
             enabled=enabled,
             private_arguments={BOOK_DEMO: PERSONAL_ARGUMENTS},
+            tracer_provider=telemetry.tracer_provider if telemetry is not None else None,
+            meter_provider=telemetry.meter_provider if telemetry is not None else None,
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from os import PathLike
-from typing import Any, Final, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack
 
 from mcp.server import MCPServer, Server
 from mcp.server.context import ServerMiddleware
@@ -28,9 +28,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from .http_sink import DEFAULT_ENDPOINT, DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, HttpSink
 from .middleware import DEFAULT_TOOLS_TTL, EnabledFn, IdentifyFn, ToolLister, TrackingMiddleware
 from .privacy import DEFAULT_SENSITIVE_KEYS, Redactor
-from .sessions import DEFAULT_MAX_SESSIONS, SessionTable
+from .sessions import DEFAULT_MAX_SESSIONS, ConnectionFacts, SessionTable
 from .sinks import DEFAULT_BATCH_SIZE, DEFAULT_CLOSE_TIMEOUT, DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_QUEUE, CaptureSink
 from .spool import DEFAULT_MAX_SPOOL_BYTES
+
+if TYPE_CHECKING:  # only imported (lazily, in `track_mcp`) when OpenTelemetry is asked for
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .otel import OtelSwap
 
 _SDK_MODULE_PREFIX: Final = "mcp."
 
@@ -95,11 +101,22 @@ class Tracker:
     """The handle `track_mcp` returns: the installed middleware, its sink and their counters."""
 
     def __init__(
-        self, server: MCPServer[Any] | Server[Any], middleware: TrackingMiddleware, *, owns_sink: bool
+        self,
+        server: MCPServer[Any] | Server[Any],
+        middleware: TrackingMiddleware,
+        *,
+        owns_sink: bool,
+        otel: OtelSwap | None = None,
     ) -> None:
         self._server = server
         self.middleware = middleware
         self._owns_sink = owns_sink
+        self._otel = otel
+
+    @property
+    def otel_middleware(self) -> ServerMiddleware[Any] | None:
+        """The OpenTelemetry middleware `otel=True` installed, if any."""
+        return self._otel.installed if self._otel is not None else None
 
     @property
     def sink(self) -> CaptureSink:
@@ -138,10 +155,13 @@ class Tracker:
         return await self.sink.flush(timeout)
 
     def detach(self) -> None:
-        """Take the middleware off the server; nothing more is captured."""
+        """Take the middleware off the server (and put the SDK's OpenTelemetry one back); nothing more is captured."""
         chain: list[Any] = self._server.middleware
         if self.middleware in chain:
             chain.remove(self.middleware)
+        if self._otel is not None:
+            self._otel.undo(chain)
+            self._otel = None
 
     async def aclose(self, timeout: float = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Detach, then close the sink if `track_mcp` made it (or only flush one it was given)."""
@@ -150,6 +170,27 @@ class Tracker:
             await self.sink.aclose(timeout)
         else:
             await self.sink.flush(timeout)
+
+
+def _otel_middleware(
+    middleware: TrackingMiddleware,
+    redactor: Redactor,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+) -> ServerMiddleware[Any]:
+    from .otel import OtelMiddleware  # here: with OpenTelemetry off, nothing of it is imported (nor in OtelSwap)
+
+    sessions = middleware.sessions
+
+    def session_id_of(facts: ConnectionFacts) -> str | None:
+        return sessions.get(sessions.key(facts))
+
+    return OtelMiddleware(
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        session_id_of=session_id_of,
+        redact=redactor.redact_string,
+    )
 
 
 def _install(server: MCPServer[Any] | Server[Any], middleware: ServerMiddleware[Any]) -> None:
@@ -186,6 +227,9 @@ def track_mcp(
     tools_ttl: float = DEFAULT_TOOLS_TTL,
     enabled: EnabledFn | None = None,
     private_arguments: Mapping[str, Iterable[str]] | None = None,
+    otel: bool = False,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
     **seed_options: Unpack[SeedOptions],
 ) -> Tracker:
     """Track `server` (an `MCPServer` or a low-level `Server`) for `org_id`.
@@ -199,6 +243,10 @@ def track_mcp(
     it; `private_arguments` maps a tool name to arguments whose values are hashed in its args and
     result wherever they appear (`{"book_demo": ["name", "company", "message"]}`). Call
     `await tracker.aclose()` on shutdown. The seed's camelCase names work too (`disableInput=True`, ...).
+
+    `otel=True` (or a `tracer_provider` or `meter_provider`) also emits an OpenTelemetry server span and a
+    duration measurement per MCP request, after the semantic conventions for MCP (`otel.py`), through the given
+    providers or the global ones; it takes the place of the SDK's own OpenTelemetry middleware.
     """
     if not isinstance(server, MCPServer | Server):
         raise TypeError(f"track_mcp wraps an MCPServer or a low-level Server, not {type(server).__name__}")
@@ -242,6 +290,7 @@ def track_mcp(
             spool_dir=spool_dir,
             max_spool_bytes=max_spool_bytes,
         )
+    redactor = Redactor(settings.sensitive_keys)
     middleware = TrackingMiddleware(
         server,
         sink=sink,
@@ -249,7 +298,7 @@ def track_mcp(
         identify=identify,
         disable_input=settings.disable_input,
         disable_output=settings.disable_output,
-        redactor=Redactor(settings.sensitive_keys),
+        redactor=redactor,
         sessions=SessionTable(settings.max_sessions),
         list_tools=list_tools,
         tools_ttl=settings.tools_ttl,
@@ -257,7 +306,13 @@ def track_mcp(
         private_arguments=private_arguments,
     )
     _install(server, middleware)
-    return Tracker(server, middleware, owns_sink=owns_sink)
+    swap = None
+    if otel or tracer_provider is not None or meter_provider is not None:
+        installed = _otel_middleware(middleware, redactor, tracer_provider, meter_provider)
+        from .otel import OtelSwap
+
+        swap = OtelSwap(server.middleware, installed)
+    return Tracker(server, middleware, owns_sink=owns_sink, otel=swap)
 
 
 _SEED_DEFAULTS: Final[dict[str, Any]] = {
