@@ -23,6 +23,8 @@ from .analytics.live import LiveFeed, LiveStream
 from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
 from .dashboard import Dashboard
+from .experiments import QUESTIONS as EXPERIMENT_QUESTIONS
+from .experiments import ExperimentAccess, ExperimentsApi
 from .ingest import AgnostApi
 from .ingest.crm import CrmCallbackRoutes
 from .ingest.track import TrackApi
@@ -95,10 +97,14 @@ def create_app(
 
     body_limit = settings.max_body_bytes
     api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
-    analytics = AnalyticsApi(services.keys, services.store, QUESTIONS, limiter=api_limit)
+    questions = [*QUESTIONS, *EXPERIMENT_QUESTIONS]
+    analytics = AnalyticsApi(services.keys, services.store, questions, limiter=api_limit)
+    experiments = ExperimentsApi(
+        ExperimentAccess(auth, services.keys, services.directory), services.keys, services.store
+    )
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(services.keys, live_feed)
-    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
+    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, questions, limiter=api_limit)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
     track = TrackApi(services, settings)
@@ -107,7 +113,7 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
-    dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
+    dashboard = Dashboard(services.keys, services.store, services.directory, questions)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),
@@ -128,6 +134,7 @@ def create_app(
         *crm.operations(),
         *admin.operations(),
         *analytics.operations(),
+        *experiments.operations(),
         live_stream.operation(),
         analytics_mcp.operation(),
         *dashboard.operations(),
@@ -143,6 +150,7 @@ def create_app(
         *track.routes(),
         *visits.routes(),
         *crm.routes(),
+        *experiments.routes(),  # before the analytics' /experiments/{id}: /experiments/config is not an id
         *analytics.routes(),
         *live_stream.routes(),
         *analytics_mcp.routes(),

@@ -55,6 +55,17 @@ LEAD: Final = "$lead"
 """A lead captured from a web form (`POST /lead.capture`)."""
 BOOK_DEMO: Final = "book_demo"
 """The MCP tool that captures a lead from an agent: its calls are the agent side's conversions."""
+EXPERIMENT_EXPOSURE: Final = "$experiment_exposure"
+"""A visitor saw a variant of an A/B experiment (`tracker.js` `getVariant`, once per visitor and experiment): its
+properties name the experiment (`EXPERIMENT`, its id) and the variant (`VARIANT`)."""
+EXPERIMENT: Final = "experiment"
+"""Property key of the experiment an event belongs to: its id (or, sent by hand as seed 002's playbook does, its
+name), with `VARIANT` beside it."""
+VARIANT: Final = "variant"
+"""Property key of the variant an event was shown, beside `EXPERIMENT`."""
+EXPERIMENTS: Final = "$experiments"
+"""Property key of every variant a visitor is assigned, `{experiment id: variant}`: `tracker.js` tags each event
+with it once assigned, so a goal event ties back to the variants its visitor saw."""
 
 # -- the page context every web event carries -----------------------------------------------------
 

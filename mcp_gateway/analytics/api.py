@@ -69,6 +69,8 @@ class Question(Generic[A]):
     """The answer's type, for the OpenAPI document (None: any JSON object)."""
     method: Literal["GET", "POST"] = "GET"
     tag: str = "analytics"
+    errors: tuple[int, ...] = ()
+    """Error statuses of its own, beyond those of every question (a 404 of a path parameter)."""
 
     def operation(self) -> Operation:
         post = self.method == "POST"
@@ -79,7 +81,7 @@ class Question(Generic[A]):
             self.summary,
             self.tag,
             security="read",
-            errors=(400, 403, 429),  # 403: a `project` the key may not read; 429: the per-key limit
+            errors=(400, 403, *self.errors, 429),  # 403: a `project` the key may not read; 429: the per-key limit
             query=None if post else self.args,
             body=self.args if post else None,
             body_required=not optional,

@@ -395,6 +395,26 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE sessions ADD COLUMN ip_kind TEXT
         """,
     ),
+    (
+        22,
+        # A/B experiments (seed 002's /experiments): variants and weights are JSON arrays in the same order, the
+        # first variant the control; results are read from the events, not stored here.
+        """
+        CREATE TABLE experiments (
+            id TEXT PRIMARY KEY,
+            gateway_id TEXT NOT NULL REFERENCES gateways(id),
+            name TEXT NOT NULL,
+            variants TEXT NOT NULL,
+            weights TEXT NOT NULL,
+            goal_event TEXT NOT NULL,
+            status TEXT NOT NULL,
+            winner TEXT,
+            created_at_ms BIGINT NOT NULL,
+            updated_at_ms BIGINT NOT NULL,
+            UNIQUE (gateway_id, name)
+        )
+        """,
+    ),
 )
 
 

@@ -1,0 +1,243 @@
+"""Seed 002's experiments group:
+
+    POST   /experiments           ExperimentCreate -> 201 Experiment (409 naming the name taken)      admin token
+    GET    /experiments           ?status=         -> 200 {"experiments": [...], "count"}             read key
+    GET    /experiments/{id}                       -> 200 the experiment, its live results and flags   read key
+    PATCH  /experiments/{id}      ExperimentPatch  -> 200 Experiment                                   admin token
+    DELETE /experiments/{id}                       -> 200 {"id", "deleted": true}                      admin token
+    GET    /experiments/config    ?token=pk_…      -> 200 the active experiments tracker.js assigns     project token
+
+The two reads are analytics `Question`s (`QUESTIONS`): the same read keys, `project` rule and per-key limit as
+every analytics route, and tools of the same names on `/analytics/mcp`. The writes go through
+`access.ExperimentAccess`. `/experiments/config` must be routed before `/experiments/{id}`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..analytics.api import Asked, Question, json_answer
+from ..errors import ConflictError
+from ..keys import KeyService
+from ..openapi import Operation, Param
+from ..store import KeyKind, Store
+from ..web import ApiError, cors_route, read_model, validated
+from .access import ExperimentAccess
+from .assignment import assign
+from .models import (
+    ConfigArgs,
+    ConfigExperiment,
+    Deleted,
+    Experiment,
+    ExperimentArgs,
+    ExperimentConfig,
+    ExperimentCreate,
+    ExperimentId,
+    ExperimentList,
+    ExperimentListArgs,
+    ExperimentPatch,
+    ExperimentResults,
+    Project,
+    ProjectArgs,
+)
+from .repository import (
+    ExperimentRecord,
+    create_experiment,
+    delete_experiment,
+    get_experiment,
+    list_experiments,
+    update_experiment,
+)
+from .results import compare, flags, variant_counts
+
+MAX_EXPERIMENT_BODY_BYTES: Final = 16 * 1024
+TRACKER_KEY_KINDS: Final[tuple[KeyKind, ...]] = ("pk",)
+"""The project token of `/experiments/config`: the gateway's publishable key, the one tracker.js may show."""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def experiment_results(store: Store, record: ExperimentRecord, *, now_ms: int) -> ExperimentResults:
+    results = compare(record, await variant_counts(store, record))
+    view = record.view()
+    fields = {name: getattr(view, name) for name in Experiment.__dataclass_fields__}
+    return ExperimentResults(**fields, results=results, flags=flags(record, results, now_ms=now_ms))
+
+
+async def _list(asked: Asked, args: ExperimentListArgs) -> ExperimentList:
+    records = await list_experiments(asked.store, asked.gateway_id, status=args.status)
+    return ExperimentList([record.view() for record in records], len(records))
+
+
+async def _one(asked: Asked, args: ExperimentArgs) -> ExperimentResults:
+    rows = await asked.store.fetch(
+        "SELECT id FROM experiments WHERE gateway_id = ? AND id = ?", (asked.gateway_id, args.id)
+    )
+    if not rows:  # 404 on the REST route and an isError result naming it on the MCP tool
+        raise ApiError(404, f"No experiment {args.id} in project {asked.gateway_id}", field="id")
+    record = await get_experiment(asked.store, asked.gateway_id, args.id)
+    return await experiment_results(asked.store, record, now_ms=asked.now_ms)
+
+
+QUESTIONS: Final[list[Question[Any]]] = [
+    Question(
+        "/experiments",
+        "A/B experiments of the project, newest first",
+        ExperimentListArgs,
+        _list,
+        ExperimentList,
+        tag="experiments",
+    ),
+    Question(
+        "/experiments/{id}",
+        "An A/B experiment with live results per variant: exposures, users, conversions, rate, lift against the"
+        " control with a confidence interval, p-value, probability to beat the control; sample-ratio mismatch and"
+        " no-conversion flags",
+        ExperimentArgs,
+        _one,
+        ExperimentResults,
+        tag="experiments",
+        errors=(404,),
+    ),
+]
+
+
+class ExperimentsApi:
+    """The experiments' write routes and tracker.js's config (the reads are `QUESTIONS`)."""
+
+    def __init__(self, access: ExperimentAccess, keys: KeyService, store: Store) -> None:
+        self._access = access
+        self._keys = keys
+        self._store = store
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            cors_route("/experiments/config", self.config, ["GET"]),
+            Route("/experiments", self.create, methods=["POST"]),
+            Route("/experiments/{id}", self.patch, methods=["PATCH"]),
+            Route("/experiments/{id}", self.delete, methods=["DELETE"]),
+        ]
+
+    async def create(self, request: Request) -> Response:
+        body = await read_model(request, ExperimentCreate, limit=MAX_EXPERIMENT_BODY_BYTES, strict_content_type=False)
+        gateway_id = await self._access.writable_gateway(request, body.project)
+        try:
+            record = await create_experiment(self._store, gateway_id, body, now_ms=_now_ms())
+        except ConflictError as exc:
+            raise ApiError(409, str(exc), field="name", conflicting_name=body.name) from None
+        response = json_answer(record.view())
+        response.status_code = 201
+        return response
+
+    async def _target(self, request: Request) -> ExperimentRecord:
+        """The experiment of the path, once the caller may change it (`?project=` narrows the search)."""
+        experiment_id = validated(ExperimentArgs, {"id": request.path_params["id"]}).id
+        project = request.query_params.get("project")
+        if project is not None:
+            validated(ProjectArgs, {"project": project})
+        rows = await self._store.fetch(
+            "SELECT gateway_id FROM experiments WHERE id = ?" + (" AND gateway_id = ?" if project else ""),
+            (experiment_id, project) if project else (experiment_id,),
+        )
+        gateway_id = await self._access.writable_gateway(request, project or (rows[0][0] if rows else ""))
+        if not rows:
+            raise ApiError(404, f"No experiment {experiment_id}", field="id")
+        return await get_experiment(self._store, gateway_id, experiment_id)
+
+    async def patch(self, request: Request) -> Response:
+        record = await self._target(request)
+        body = await read_model(request, ExperimentPatch, limit=MAX_EXPERIMENT_BODY_BYTES, strict_content_type=False)
+        if body.winner is not None and body.winner not in record.variants:
+            raise ApiError(
+                400,
+                f"Invalid winner: {body.winner!r} is not one of the variants {list(record.variants)}",
+                field="winner",
+            )
+        updated = await update_experiment(
+            self._store, record.gateway_id, record.id, status=body.status, winner=body.winner, now_ms=_now_ms()
+        )
+        return json_answer(updated.view())
+
+    async def delete(self, request: Request) -> Response:
+        record = await self._target(request)
+        await delete_experiment(self._store, record.gateway_id, record.id)
+        return json_answer(Deleted(record.id, True))
+
+    async def config(self, request: Request) -> Response:
+        args = validated(ConfigArgs, dict(request.query_params))
+        key = await self._keys.resolve(args.token, TRACKER_KEY_KINDS)
+        if key is None:
+            raise ApiError(
+                401, "Unknown or revoked project token (the project's pk_ key)", headers={"WWW-Authenticate": "Bearer"}
+            )
+        records = await list_experiments(self._store, key.gateway_id, status="active")
+        experiments = [
+            ConfigExperiment(
+                id=record.id,
+                name=record.name,
+                variants=list(record.variants),
+                weights=list(record.weights),
+                goal_event=record.goal_event,
+                variant=None
+                if args.visitor_id is None
+                else assign(record.id, args.visitor_id, record.variants, record.weights),
+            )
+            for record in records
+        ]
+        response = json_answer(ExperimentConfig(key.gateway_id, experiments))
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def operations(self) -> list[Operation]:
+        id_param = (Param("id", "path", "The experiment's id", ExperimentId, required=True),)
+        project = (Param("project", "query", "The experiment's project (optional: the admin token sees all)", Project),)
+        return [
+            Operation(
+                "GET",
+                "/experiments/config",
+                "The active experiments of the project token's gateway, for tracker.js to assign variants",
+                "experiments",
+                query=ConfigArgs,
+                response=ExperimentConfig,
+                errors=(400, 401),
+            ),
+            Operation(
+                "POST",
+                "/experiments",
+                "Create an A/B experiment (the first variant is the control)",
+                "experiments",
+                security="admin",
+                body=ExperimentCreate,
+                response=Experiment,
+                status=201,
+                errors=(400, 403, 404, 409, 413),
+            ),
+            Operation(
+                "PATCH",
+                "/experiments/{id}",
+                "Set an experiment's status (required) and, when completed, its winner",
+                "experiments",
+                security="admin",
+                params=(*id_param, *project),
+                body=ExperimentPatch,
+                response=Experiment,
+                errors=(400, 403, 404, 413),
+            ),
+            Operation(
+                "DELETE",
+                "/experiments/{id}",
+                "Delete an experiment (its events stay)",
+                "experiments",
+                security="admin",
+                params=(*id_param, *project),
+                response=Deleted,
+                errors=(400, 403, 404),
+            ),
+        ]
