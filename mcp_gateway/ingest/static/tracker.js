@@ -316,11 +316,20 @@
     return hash >>> 0;
   }
 
+  // MurmurHash3's 32-bit finaliser (assignment.py's fmix32).
+  function fmix32(hash) {
+    hash ^= hash >>> 16;
+    hash = Math.imul(hash, 0x85ebca6b) >>> 0;
+    hash ^= hash >>> 13;
+    hash = Math.imul(hash, 0xc2b2ae35) >>> 0;
+    return (hash ^ (hash >>> 16)) >>> 0;
+  }
+
   // The visitor's variant: the same arithmetic, in the same order, as assignment.py's assign.
   function assign(experiment, visitorId) {
     var total = 0;
     for (var i = 0; i < experiment.weights.length; i++) total += experiment.weights[i];
-    var point = (fnv1a(experiment.id + ":" + visitorId) / 4294967296) * total;
+    var point = (fmix32(fnv1a(experiment.id + ":" + visitorId)) / 4294967296) * total;
     var running = 0;
     for (var j = 0; j < experiment.variants.length; j++) {
       running += experiment.weights[j];
