@@ -146,10 +146,14 @@ async def update_experiment(
 
 
 async def delete_experiment(store: Store, gateway_id: str, experiment_id: str) -> None:
-    """Delete the experiment (its events stay: they are the site's events); `NotFoundError` if there is none."""
+    """Delete the experiment and its rollup (its events stay: they are the site's); `NotFoundError` if there is
+    none."""
 
     def delete(conn: Connection) -> int:
         cursor = conn.execute("DELETE FROM experiments WHERE gateway_id = ? AND id = ?", (gateway_id, experiment_id))
+        conn.execute(
+            "DELETE FROM experiment_users WHERE gateway_id = ? AND experiment_id = ?", (gateway_id, experiment_id)
+        )
         return cursor.rowcount
 
     if await store.write(delete) != 1:

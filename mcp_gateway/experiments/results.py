@@ -1,15 +1,13 @@
-"""An experiment's live results, read from the gateway's events since the experiment was created.
+"""An experiment's live results, from its write-time rollup (`store.experiment_users`: a row per visitor and
+variant), and the statistics of `stats`.
 
-    exposures    `$experiment_exposure` events whose `experiment` property is the experiment's id, by their
-                 `variant` property: events and distinct visitors (`sql.USER_KEY`)
-    conversions  goal events tied to a variant, by the `$experiments` map tracker.js tags events with
-                 (`{experiment id: variant}`), else by `experiment` (the id or the name) and `variant` properties
-                 sent by hand (seed 002's playbook: "POST /track events that include the assigned variant"):
-                 events and distinct visitors
+    unique_users   visitors with an event of the experiment's in that variant: an exposure, or any event tagged
+                   with the variant (they were assigned)
+    exposures      `$experiment_exposure` events (tracker.js sends one per visitor)
+    conversions    of those visitors, the ones who sent the goal event tagged with the variant; and the goal
+                   events themselves (`conversion_events`)
 
-Both are one grouped query each over the web and server events of one name, which the store's
-`events_by_name` index (PostgreSQL: `events_by_web_name`) reads as a range. Variants an event names that the
-experiment does not have are ignored. The statistics are `stats`'.
+Events count from the experiment's creation on; variants an event names that the experiment lacks are ignored.
 """
 
 from __future__ import annotations
@@ -17,9 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from ..analytics.sql import USER_KEY, property_text
-from ..store import Dialect, Store
-from ..vocabulary import EXPERIMENT, EXPERIMENT_EXPOSURE, EXPERIMENTS, VARIANT
+from ..store import Store
 from . import stats
 from .models import Flag, Interval, Results, SampleRatio, VariantResult
 from .repository import ExperimentRecord
@@ -29,8 +25,6 @@ MINIMUM_USERS_PER_VARIANT: Final = 100
 NO_CONVERSIONS_AFTER_MS: Final = 48 * 3600 * 1000
 """Seed 002's anomaly flag: no goal conversion in any variant this long after creation."""
 SIGNIFICANCE: Final = 0.05
-EVENT_SOURCES: Final = ("web", "server")
-"""Where exposures and goal events come from: tracker.js (web) and server-side `POST /track` (server)."""
 METHOD: Final = (
     "Per variant against the control: Wilson interval of the rate, Newcombe interval of the difference, pooled "
     "two-proportion z-test (two-sided), and P(beats control) from Beta(1+conversions, 1+users-conversions) "
@@ -48,51 +42,17 @@ class Counts:
     conversion_events: int = 0
 
 
-def _tagged_variant(dialect: Dialect, experiment_id: str) -> tuple[str, list[object]]:
-    """The variant of `experiment_id` an event's `$experiments` map names (NULL when absent), and its parameters."""
-    if dialect == "postgresql":
-        return "(properties::jsonb -> ? ->> ?)", [EXPERIMENTS, experiment_id]
-    path = '$."{}"."{}"'.format(
-        *(part.replace("\\", "\\\\").replace('"', '\\"') for part in (EXPERIMENTS, experiment_id))
-    )
-    return "CAST(json_extract(properties, ?) AS TEXT)", [path]
-
-
-def _web_events(name: str, record: ExperimentRecord) -> tuple[str, list[object]]:
-    """The gateway's web and server events named `name` since the experiment's creation."""
-    sources = ", ".join("?" for _ in EVENT_SOURCES)
-    return (
-        f"gateway_id = ? AND source IN ({sources}) AND primitive_type IS NULL AND name = ? AND ts_ms >= ?",
-        [record.gateway_id, *EVENT_SOURCES, name, record.created_at_ms],
-    )
-
-
 async def variant_counts(store: Store, record: ExperimentRecord) -> dict[str, Counts]:
-    """Exposures, exposed users, converted users and goal events per variant of the experiment."""
-    experiment_expr, experiment_param = property_text(store.dialect, EXPERIMENT)
-    variant_expr, variant_param = property_text(store.dialect, VARIANT)
-    where, params = _web_events(EXPERIMENT_EXPOSURE, record)
-    exposed = await store.fetch(
-        f"SELECT {variant_expr}, COUNT(*), COUNT(DISTINCT {USER_KEY}) FROM events"
-        f" WHERE {where} AND {experiment_expr} = ? GROUP BY 1",
-        [variant_param, *params, experiment_param, record.id],
-    )
-    tagged_expr, tagged_params = _tagged_variant(store.dialect, record.id)
-    goal_where, goal_params = _web_events(record.goal_event, record)
-    converted = await store.fetch(
-        f"SELECT v, COUNT(*), COUNT(DISTINCT u) FROM ("
-        f"SELECT COALESCE({tagged_expr}, CASE WHEN {experiment_expr} IN (?, ?) THEN {variant_expr} END) AS v,"
-        f" {USER_KEY} AS u FROM events WHERE {goal_where}) AS goals WHERE v IS NOT NULL GROUP BY v",
-        [*tagged_params, experiment_param, record.id, record.name, variant_param, *goal_params],
+    """Exposures, users, converted users and goal events per variant of the experiment."""
+    rows = await store.fetch(
+        "SELECT variant, SUM(exposures), COUNT(*), SUM(CASE WHEN conversions > 0 THEN 1 ELSE 0 END), SUM(conversions)"
+        " FROM experiment_users WHERE gateway_id = ? AND experiment_id = ? GROUP BY variant",
+        (record.gateway_id, record.id),
     )
     counts = {variant: Counts() for variant in record.variants}
-    for variant, events, users in exposed:
+    for variant, exposures, users, conversions, conversion_events in rows:
         if variant in counts:
-            counts[variant] = Counts(exposures=int(events), users=int(users))
-    for variant, events, users in converted:
-        if variant in counts:
-            before = counts[variant]
-            counts[variant] = Counts(before.exposures, before.users, int(users), int(events))
+            counts[variant] = Counts(int(exposures), int(users), int(conversions), int(conversion_events))
     return counts
 
 

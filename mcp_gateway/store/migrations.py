@@ -398,7 +398,8 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
     (
         22,
         # A/B experiments (seed 002's /experiments): variants and weights are JSON arrays in the same order, the
-        # first variant the control; results are read from the events, not stored here.
+        # first variant the control. `experiment_users` is their write-time rollup (`store.experiment_users`): per
+        # experiment, visitor and variant, the exposure, tagged and goal events, which the results read.
         """
         CREATE TABLE experiments (
             id TEXT PRIMARY KEY,
@@ -412,6 +413,16 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             created_at_ms BIGINT NOT NULL,
             updated_at_ms BIGINT NOT NULL,
             UNIQUE (gateway_id, name)
+        );
+        CREATE TABLE experiment_users (
+            gateway_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            user_key TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            exposures BIGINT NOT NULL,
+            events BIGINT NOT NULL,
+            conversions BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, experiment_id, user_key, variant)
         )
         """,
     ),

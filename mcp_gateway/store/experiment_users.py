@@ -1,0 +1,106 @@
+"""The write-time rollup of A/B experiments: one row per experiment, visitor and variant (`experiment_users`), kept
+by the writer in the same transaction as the events, so `GET /experiments/{id}` reads a row per visitor of one
+experiment instead of the exposure and goal events among all of the gateway's (1M events: ~1 s -> a few ms).
+
+An event counts for an experiment of its gateway when it was sent at or after the experiment's creation, by a
+user (`anonymous_id`, else the hashed user id), and names a variant the experiment has, in one of two ways:
+
+    `$experiments`: {id: variant}      tracker.js tags every event once the visitor is assigned
+    `experiment` + `variant`           an exposure event (`$experiment_exposure`, the id), or an event tagged by
+                                       hand as seed 002's playbook says (the experiment's id or its name)
+
+Per row: `exposures` (exposure events), `events` (events of the experiment's, exposures included: the visitor
+was assigned) and `conversions` (those named the experiment's goal event). Deleting an experiment deletes its rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from ..vocabulary import EXPERIMENT, EXPERIMENT_EXPOSURE, EXPERIMENTS, VARIANT
+from .base import Connection, EventRow
+
+EXPERIMENT_SOURCES: Final = frozenset({"web", "server"})
+
+_UPSERT: Final = (
+    "INSERT INTO experiment_users (gateway_id, experiment_id, user_key, variant, exposures, events, conversions)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, experiment_id, user_key, variant) DO UPDATE SET"
+    " exposures = experiment_users.exposures + excluded.exposures, events = experiment_users.events + excluded.events,"
+    " conversions = experiment_users.conversions + excluded.conversions"
+)
+
+
+class _Experiment:
+    __slots__ = ("id", "variants", "goal_event", "created_at_ms")
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        self.id: str = row[0]
+        self.variants: frozenset[str] = frozenset(json.loads(row[2]))
+        self.goal_event: str = row[3]
+        self.created_at_ms: int = int(row[4])
+
+
+def _tags(event: EventRow) -> Iterator[tuple[str, str]]:
+    """(experiment id or name, variant) pairs the event's properties name."""
+    properties = event.properties or {}
+    tagged = properties.get(EXPERIMENTS)
+    if isinstance(tagged, Mapping):
+        for reference, variant in tagged.items():
+            if isinstance(variant, str):
+                yield str(reference), variant
+    reference, variant = properties.get(EXPERIMENT), properties.get(VARIANT)
+    if isinstance(reference, str) and isinstance(variant, str):
+        yield reference, variant
+
+
+def _user(event: EventRow) -> str | None:
+    return None if event.web is None else event.web.anonymous_id or event.web.user_id_hash
+
+
+def add_to_experiment_users(conn: Connection, events: Sequence[EventRow]) -> None:
+    """Fold newly stored events into `experiment_users`, in the caller's transaction."""
+    tagged = [
+        (event, list(_tags(event)))
+        for event in events
+        if event.source in EXPERIMENT_SOURCES and event.primitive_type is None and event.properties
+    ]
+    tagged = [(event, tags) for event, tags in tagged if tags and _user(event)]
+    if not tagged:
+        return
+    experiments: dict[str, dict[str, _Experiment]] = {}
+    for gateway_id in {event.gateway_id for event, _ in tagged}:
+        rows = conn.execute(
+            "SELECT id, name, variants, goal_event, created_at_ms FROM experiments WHERE gateway_id = ?", (gateway_id,)
+        ).fetchall()
+        found = {row[0]: _Experiment(row) for row in rows}
+        found.update({row[1]: found[row[0]] for row in rows})  # by name too (hand-tagged events)
+        experiments[gateway_id] = found
+    counts: Counter[tuple[str, str, str, str, str]] = Counter()
+    for event, tags in tagged:
+        user = _user(event)
+        assert user is not None
+        seen: set[tuple[str, str]] = set()
+        for reference, variant in tags:
+            experiment = experiments[event.gateway_id].get(reference)
+            if experiment is None or variant not in experiment.variants or event.ts_ms < experiment.created_at_ms:
+                continue
+            if (experiment.id, variant) in seen:  # tagged both ways: one event still
+                continue
+            seen.add((experiment.id, variant))
+            key = (event.gateway_id, experiment.id, user, variant)
+            counts[(*key, "events")] += 1
+            if event.name == EXPERIMENT_EXPOSURE:
+                counts[(*key, "exposures")] += 1
+            elif event.name == experiment.goal_event:
+                counts[(*key, "conversions")] += 1
+    keys = {key[:4] for key in counts}
+    conn.executemany(
+        _UPSERT,
+        [
+            (*key, counts[(*key, "exposures")], counts[(*key, "events")], counts[(*key, "conversions")])
+            for key in sorted(keys)
+        ],
+    )
