@@ -6,7 +6,8 @@ about 10% of them sending the goal event (tagged with their variant, as tracker.
 (tagged too) for the rest. Rows go in through the store's own write path (`capture_web`), so the writer keeps
 every rollup, the experiments' (`store.experiment_users`) included, as in production. The app then answers
 `GET /experiments/{id}` in process (httpx over ASGI: routing, the read key, the query, the statistics, JSON),
-`--runs` times after one warm-up; the script prints the median, p90 and max, and checks the answer's totals against the generated counts.
+`--runs` times after one warm-up; the script prints the median, p90 and max, and checks the answer's totals
+against the generated counts.
 
     .venv/bin/python bench/experiments.py                        # about 5 minutes on 2 CPUs (writing 1M events)
     .venv/bin/python bench/experiments.py --events 200000 --runs 20

@@ -5,7 +5,9 @@ MCP tools, and one run over a real socket."""
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings
+from mcp_gateway.analytics.api import READ_KEY_COOKIE
 from mcp_gateway.experiments.assignment import assign
 from mcp_gateway.experiments.stats import probability_beats
 from mcp_gateway.store import Store
@@ -470,3 +473,25 @@ async def test_results_over_a_real_socket_and_as_an_mcp_tool(
     missing = jsonrpc_request("tools/call", {"name": "experiments_id", "arguments": {"id": "exp_0000000000000000"}})
     answer = (await live_http.post("/analytics/mcp", json=missing, headers=headers)).json()["result"]
     assert answer["isError"] is True and answer["structuredContent"]["field"] == "id"
+
+
+# -- the dashboard ----------------------------------------------------------------------------------------------
+
+
+async def test_the_dashboard_card_shows_each_active_experiments_variants(http: httpx.AsyncClient) -> None:
+    key, token = await create_key(http, DEMO, "read"), await create_key(http, DEMO, "pk")
+    eid = (await create(http))["id"]
+    paused = await create(http, name="paused-one")
+    await http.patch(f"/experiments/{paused['id']}", json={"status": "paused"}, headers=ADMIN_HEADERS)
+    await send(http, token, exposures_and_goals(eid, "control", 8, 2) + exposures_and_goals(eid, "new_cta", 10, 5))
+    page = await http.get("/dashboard", params={"full": "1"}, headers={"Cookie": f"{READ_KEY_COOKIE}={key}"})
+    assert page.status_code == 200
+    card = re.search(r'<section[^>]*id="experiments".*?</section>', page.text, re.S)
+    assert card is not None
+    rows = [
+        " ".join(html.unescape(re.sub(r"<[^>]+>", " ", row)).split())
+        for row in re.findall(r"<tr>(.*?)</tr>", card.group(0), re.S)
+    ]
+    beats = f"{beats_by_integration(5, 10, 2, 8) * 100:.1f}%"
+    assert rows[1:] == ["control control 8 2 25.0% — — —", f"new_cta 10 5 50.0% +100.0% {beats} —"]
+    assert "signup-cta" in card.group(0) and "paused-one" not in card.group(0)
