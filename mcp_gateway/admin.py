@@ -74,13 +74,14 @@ class AdminAuth:
             raise ApiError(
                 401, "Missing admin token: send Authorization: Bearer <token>", headers={"WWW-Authenticate": "Bearer"}
             )
-        token = token.strip()
-        if self._configured is not None:
-            valid = hmac.compare_digest(token.encode(), self._configured.encode())
-        else:
-            valid = self._stored_hash is not None and hmac.compare_digest(_sha256(token), self._stored_hash)
-        if not valid:
+        if not self.matches(token.strip()):
             raise ApiError(403, "Invalid admin token")
+
+    def matches(self, token: str) -> bool:
+        """Whether `token` is the admin token (compared in constant time)."""
+        if self._configured is not None:
+            return hmac.compare_digest(token.encode(), self._configured.encode())
+        return self._stored_hash is not None and hmac.compare_digest(_sha256(token), self._stored_hash)
 
 
 class KeyCreate(BaseModel):

@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import __version__
+from .accounts.access import Access
+from .accounts.routes import ProjectsApi
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
 from .analytics.api import API_LIMIT_WINDOW_SECONDS
@@ -24,7 +26,7 @@ from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
 from .dashboard import Dashboard
 from .experiments import QUESTIONS as EXPERIMENT_QUESTIONS
-from .experiments import ExperimentAccess, ExperimentsApi
+from .experiments import ExperimentsApi
 from .ingest import AgnostApi
 from .ingest.crm import CrmCallbackRoutes
 from .ingest.track import TrackApi
@@ -97,13 +99,12 @@ def create_app(
 
     body_limit = settings.max_body_bytes
     api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
+    access = Access(services.keys, services.accounts, auth)
     questions = [*QUESTIONS, *EXPERIMENT_QUESTIONS]
-    analytics = AnalyticsApi(services.keys, services.store, questions, limiter=api_limit)
-    experiments = ExperimentsApi(
-        ExperimentAccess(auth, services.keys, services.directory), services.keys, services.store
-    )
+    analytics = AnalyticsApi(access, services.store, questions, limiter=api_limit)
+    experiments = ExperimentsApi(access, services.store, max_body_bytes=body_limit)
     live_feed = LiveFeed(services.store)
-    live_stream = LiveStream(services.keys, live_feed)
+    live_stream = LiveStream(live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, questions, limiter=api_limit)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
@@ -113,6 +114,7 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
+    projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
     dashboard = Dashboard(services.keys, services.store, services.directory, questions)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
     operations = [
@@ -133,6 +135,7 @@ def create_app(
         *visits.operations(),
         *crm.operations(),
         *admin.operations(),
+        *projects.operations(),
         *analytics.operations(),
         *experiments.operations(),
         live_stream.operation(),
@@ -156,6 +159,7 @@ def create_app(
         *analytics_mcp.routes(),
         *dashboard.routes(),
         *admin.routes(),
+        *projects.routes(),
     ]
     quiet_client_disconnects()
     app = Starlette(
@@ -165,6 +169,7 @@ def create_app(
         middleware=[Middleware(RequestMetrics, metrics=metrics)],
     )
     app.state.services = services
+    app.state.access = access
     return app
 
 

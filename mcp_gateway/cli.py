@@ -8,6 +8,7 @@
     mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
     mcp-gateway keys create --gateway ID --kind org|pk|sk|read [--name NAME]   (prints only the key)
     mcp-gateway keys list --gateway ID | revoke --gateway ID KEY_ID
+    mcp-gateway accounts list | create ID --name NAME | key ID   (create and key print only the new account key)
     mcp-gateway events tail [--gateway ID] [--json] [--once]
     mcp-gateway migrate-db --db PATH --database-url URL    (copy a SQLite database into an empty PostgreSQL one)
 
@@ -39,6 +40,8 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from . import logs
+from .accounts.routes import AccountCreate
+from .accounts.service import AccountService
 from .config import ENV_PREFIX, LEGACY_DB_PATH, Settings
 from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
@@ -143,6 +146,18 @@ def _parser() -> argparse.ArgumentParser:
     revoke_key.add_argument("--gateway", required=True, metavar="ID")
     revoke_key.add_argument("key_id", metavar="KEY_ID")
     _add_db(revoke_key)
+
+    accounts = commands.add_parser("accounts", help="manage accounts and their account keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    _add_db(accounts.add_parser("list", help="list accounts"))
+    create_account = accounts.add_parser("create", help="create an account and print its key (shown this once)")
+    create_account.add_argument("id")
+    create_account.add_argument("--name", required=True)
+    _add_db(create_account)
+    account_key = accounts.add_parser("key", help="issue a new account key, revoking the old one, and print it")
+    account_key.add_argument("id")
+    _add_db(account_key)
 
     events = commands.add_parser("events", help="look at tracked sessions and events").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -255,6 +270,24 @@ async def _keys(args: argparse.Namespace, store: Store, directory: GatewayDirect
         case "revoke":
             key = await keys.revoke(gateway.id, args.key_id)
             print(f"{key.id}\trevoked")
+    return 0
+
+
+async def _accounts(args: argparse.Namespace, store: Store, directory: GatewayDirectory) -> int:
+    accounts = AccountService(store, cache_seconds=0)
+    await accounts.ensure_default()
+    match args.action:
+        case "create":
+            AccountCreate(id=args.id, name=args.name)  # the admin API's checks
+            _, plaintext = await accounts.create(args.id, args.name)
+            print(plaintext)
+        case "key":
+            _, plaintext = await accounts.issue_key(args.id)
+            print(plaintext)
+        case "list":
+            for account in await accounts.all():
+                key = f"{account.key_prefix}…" if account.key_prefix else "no key"
+                print(f"{account.id}\t{key}\t{account.name}")
     return 0
 
 
@@ -390,7 +423,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _stdio(settings, args.gateway)
         if args.command == "migrate-db":
             return asyncio.run(_migrate_db(settings))
-        work = {"keys": _keys, "events": _events, "gateways": _gateways}[args.command]
+        work = {"keys": _keys, "accounts": _accounts, "events": _events, "gateways": _gateways}[args.command]
         return asyncio.run(_with_store(settings, lambda store, directory: work(args, store, directory)))
     except ValidationError as exc:
         first = exc.errors()[0]

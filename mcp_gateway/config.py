@@ -63,7 +63,13 @@ DEFAULT_ANALYTICS_RETENTION_DAYS: Final = 30
 DEFAULT_HEALTH_RETENTION_DAYS: Final = 60
 """MCP call counts, errors and latency per tool, resource and prompt (the seed's health stats: 60 days)."""
 
+# -- account limits (seed 002's tier_limits; mcp_gateway/accounts/): None is unlimited
+DEFAULT_ACCOUNT_TIER: Final = "self-hosted"
+"""What `GET /account` names the tier: a label; the limits are `max_projects` and `max_events_lifetime`."""
+
 _NUMBER_VARIABLES: Final = (
+    "MAX_PROJECTS",
+    "MAX_EVENTS_LIFETIME",
     "TRACK_RATE_LIMIT",
     "V1_TRACK_RATE_LIMIT",
     "API_RATE_LIMIT",
@@ -141,6 +147,12 @@ class Settings(BaseModel):
     """Open connections one process holds in all (more are answered 503 and closed); None: 90% of its file limit."""
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or networks (CIDR) of reverse proxies whose `X-Forwarded-For`/`-Proto` count; none by default."""
+    account_tier: str = Field(default=DEFAULT_ACCOUNT_TIER, min_length=1, max_length=40)
+    max_projects: int | None = Field(default=None, ge=1)
+    """Projects one account may hold: `POST /projects` past it is 403 (seed 002's `projects_limit`); None: any."""
+    max_events_lifetime: int | None = Field(default=None, ge=1)
+    """Events one account's projects may store in all, ever (retention does not give them back): past it ingest
+    refuses events with 403 `events_limit_reached`; None: any."""
     mcp_json_response: bool = False
     """Answer Streamable HTTP requests as `application/json` (the SDK's `json_response`), never as an SSE stream:
     faster, but nothing a handler sends during a call (progress, log messages, sampling, elicitation) reaches the
@@ -177,6 +189,8 @@ class Settings(BaseModel):
         for name in _NUMBER_VARIABLES:
             if limit := env.get(ENV_PREFIX + name):
                 values[name.lower()] = limit
+        if tier := env.get(ENV_PREFIX + "ACCOUNT_TIER"):
+            values["account_tier"] = tier
         if json_response := env.get(ENV_PREFIX + "MCP_JSON_RESPONSE"):
             values["mcp_json_response"] = json_response
         if hosts := env.get(ENV_PREFIX + "ALLOWED_HOSTS"):

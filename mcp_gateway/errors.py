@@ -4,6 +4,7 @@
     ├── StorageError               the database failed (driver errors are wrapped at the store boundary)
     │   └── ConflictError          a row with that id already exists
     ├── NotFoundError              no such gateway, lead, ...
+    ├── LimitReachedError          an account limit the operator set refuses this (``limit`` names it)
     └── InvalidInputError          input failed validation; ``field`` names the culprit
 
 HTTP routes translate these into JSON error bodies in ``mcp_gateway.http``; MCP tools turn
@@ -35,3 +36,13 @@ class InvalidInputError(GatewayError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class LimitReachedError(GatewayError):
+    """An account limit (`Settings.max_projects`, `max_events_lifetime`) refuses the request: 403 naming it."""
+
+    def __init__(self, message: str, *, limit: str, value: int, code: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+        self.code = code

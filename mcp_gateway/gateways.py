@@ -201,6 +201,10 @@ class GatewayDirectory:
             return False
         return True
 
+    def forget(self, gateway_id: str) -> None:
+        """Read `gateway_id` from the store next time (it was changed or deleted elsewhere than here)."""
+        self._cache.pop(gateway_id, None)
+
     def _remember(self, gateway: Gateway) -> Gateway:
         self._cache[gateway.id] = (time.monotonic(), gateway)
         return gateway

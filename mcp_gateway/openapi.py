@@ -30,13 +30,25 @@ from . import __version__
 from .gateways import GATEWAY_ID_PATTERN
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-Security = Literal["read", "admin", "org", "track", "none"]
+Security = Literal["read", "account", "admin", "org", "track", "none"]
 
 SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
     "readBearer": {"type": "http", "scheme": "bearer", "description": "A key of kind `read` (rk_…)"},
     "readApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "A key of kind `read`"},
     "readQuery": {"type": "apiKey", "in": "query", "name": "api_key", "description": "A key of kind `read`"},
     "readToken": {"type": "apiKey", "in": "query", "name": "token", "description": "A key of kind `read` (seed 002)"},
+    "accountBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An account key (ak_…): its account's projects; or the admin token: every project",
+    },
+    "accountApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "An account key (ak_…)"},
+    "accountToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "An account key (ak_…) (seed 002)",
+    },
     "admin": {"type": "http", "scheme": "bearer", "description": "The admin token"},
     "org": {"type": "apiKey", "in": "header", "name": "X-Org-Id", "description": "A key of kind `org` (org_…)"},
     "trackKey": {
@@ -47,7 +59,8 @@ SECURITY_SCHEMES: Final[dict[str, dict[str, Any]]] = {
     },
 }
 SECURITY_ALTERNATIVES: Final[dict[Security, tuple[str, ...]]] = {
-    "read": ("readBearer", "readApiKey", "readQuery", "readToken"),
+    "read": ("readBearer", "readApiKey", "readQuery", "readToken", "accountBearer", "accountApiKey", "accountToken"),
+    "account": ("accountBearer", "accountApiKey", "accountToken"),
     "admin": ("admin",),
     "org": ("org",),
     "track": ("trackKey",),

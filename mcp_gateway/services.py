@@ -16,6 +16,8 @@ from typing import Final
 import anyio.to_thread
 from mcp.server import MCPServer
 
+from .accounts.limits import event_quota
+from .accounts.service import AccountService
 from .config import Settings
 from .gateways import GatewayDirectory
 from .ingest import Ingestor, WebIngestor, geo, ipkind
@@ -46,6 +48,7 @@ class Services:
     store: Store
     directory: GatewayDirectory
     keys: KeyService
+    accounts: AccountService
     hash_ip: IpHasher
     ingestor: Ingestor
     web_ingestor: WebIngestor
@@ -55,15 +58,17 @@ class Services:
     def build(cls, settings: Settings, store: Store | None = None) -> Services:
         store = store or store_for(settings.database_url, settings.db_path)
         hash_ip = IpHasher()
-        ingestor = Ingestor(store, hash_ip)
+        admit = event_quota(store, settings)
+        ingestor = Ingestor(store, hash_ip, admit=admit)
         return cls(
             settings=settings,
             store=store,
             directory=GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds),
             keys=KeyService(store, cache_seconds=settings.gateway_cache_seconds),
+            accounts=AccountService(store, cache_seconds=settings.gateway_cache_seconds),
             hash_ip=hash_ip,
             ingestor=ingestor,
-            web_ingestor=WebIngestor(store, hash_ip),
+            web_ingestor=WebIngestor(store, hash_ip, admit=admit),
             tracking_sink=LocalSink(ingestor.capture, batch_size=SELF_TRACKING_BATCH),
         )
 
@@ -73,6 +78,7 @@ class Services:
         await self.store.open()
         secret = await self.store.put_setting_if_absent(HASH_SECRET_SETTING, secrets.token_hex(32))
         self.hash_ip.use(bytes.fromhex(secret))
+        await self.accounts.ensure_default()
         if await self.directory.ensure_demo():
             logger.info("created gateway 'demo' from the bundled default content")
         await anyio.to_thread.run_sync(geo.warm)

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from .errors import ConflictError, InvalidInputError, NotFoundError, StorageError
+from .errors import ConflictError, InvalidInputError, LimitReachedError, NotFoundError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,8 @@ async def _gateway_error(_: Request, exc: Exception) -> Response:
         return json_error(409, str(exc))
     if isinstance(exc, InvalidInputError):
         return json_error(400, str(exc), field=exc.field)
+    if isinstance(exc, LimitReachedError):  # not 429: waiting does not help, the operator's limit must change
+        return json_error(403, str(exc), code=exc.code, limit=exc.limit, limit_value=exc.value)
     if isinstance(exc, StorageError):
         logger.error("storage failure: %s", exc)
         return json_error(503, "Storage unavailable, try again")
@@ -215,6 +217,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     NotFoundError: _gateway_error,
     ConflictError: _gateway_error,
     InvalidInputError: _gateway_error,
+    LimitReachedError: _gateway_error,
     StorageError: _gateway_error,
     ClientDisconnect: _client_disconnect,
     Exception: _unexpected,

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from mcp_gateway.accounts.access import READ_KEY_COOKIE
 from mcp_gateway.analytics import QUESTIONS, Asked, Question, WindowArgs
-from mcp_gateway.analytics.api import READ_KEY_COOKIE
 from mcp_gateway.dashboard import Dashboard, charts, markup
 from mcp_gateway.experiments import QUESTIONS as EXPERIMENT_QUESTIONS
 from mcp_gateway.store import LeadRecord

@@ -19,7 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings
-from mcp_gateway.analytics.api import READ_KEY_COOKIE
+from mcp_gateway.accounts.access import READ_KEY_COOKIE
 from mcp_gateway.experiments.assignment import assign
 from mcp_gateway.experiments.stats import probability_beats
 from mcp_gateway.store import Store

@@ -1,6 +1,7 @@
 """Isolation: every operation of /openapi.json that takes credentials, asked with another gateway's keys — every
-kind, every way a key can be sent — about the `demo` gateway's data, answers an error or the other gateway's own
-data, never demo's: no body carries demo's markers, and demo's stored rows are the same afterwards.
+kind, and another account's account key, every way a key can be sent — about the `demo` gateway's data, answers
+an error or the other gateway's own data, never demo's: no body carries demo's markers, and demo's stored rows
+are the same afterwards.
 
 The open operations (MCP, /track, the tracker script) address a gateway by id on purpose, as a public website
 or agent does; they take no key and are covered by their own tests. So is the one endless answer, the SSE
@@ -15,7 +16,7 @@ import httpx
 from starlette.applications import Starlette
 
 from mcp_gateway.keys import KEY_KINDS
-from mcp_gateway.store import KeyKind, LeadRecord
+from mcp_gateway.store import LeadRecord
 
 from .analytics_support import MINUTE, mcp_call, mcp_session, seed, store_of, web_event
 from .support import ADMIN_HEADERS, DEMO, admin_json, create_key
@@ -67,7 +68,7 @@ async def demo_rows(app: Starlette) -> list[Any]:
     return [*counts, await store.get_gateway(DEMO)]
 
 
-def requests_for(path: str, method: str, keys: dict[KeyKind, str]) -> list[dict[str, Any]]:
+def requests_for(path: str, method: str, keys: dict[str, str]) -> list[dict[str, Any]]:
     """Every way to send each of `keys` on this operation, aimed at demo's objects."""
     url = re.sub(r"{lead_id}", VICTIM_LEAD, path)
     url = re.sub(r"{session_id}", VICTIM_SESSION, url)
@@ -99,7 +100,12 @@ def requests_for(path: str, method: str, keys: dict[KeyKind, str]) -> list[dict[
 async def test_another_gateways_keys_never_see_or_change_demos_data(app: Starlette, http: httpx.AsyncClient) -> None:
     await seed_victim(app)
     await admin_json(http, "POST", "/v1/gateways", {"id": ATTACKER, "name": "Attacker"})
-    keys = {kind: await create_key(http, ATTACKER, kind) for kind in KEY_KINDS}
+    keys: dict[str, str] = {kind: await create_key(http, ATTACKER, kind) for kind in KEY_KINDS}
+    # And an account of the attacker's own (demo is in `default`), with a project, so its key reads something.
+    account = await http.post("/v1/accounts", json={"id": "attacker-co", "name": "Attacker Co"}, headers=ADMIN_HEADERS)
+    keys["account"] = account.json()["api_key"]
+    made = await http.post("/projects", json={"name": "Attacker site"}, headers={"X-API-Key": keys["account"]})
+    assert made.status_code == 201
     before = await demo_rows(app)
     doc = (await http.get("/openapi.json")).json()
     keyed = [
@@ -108,6 +114,7 @@ async def test_another_gateways_keys_never_see_or_change_demos_data(app: Starlet
         for method, operation in item.items()
         if (operation.get("security") or path.startswith("/dashboard"))
         and "text/event-stream" not in operation.get("responses", {}).get("200", {}).get("content", {})
+        and path != "/account/revoke-key"  # would revoke the attacker's account key half-way: tested on its own
     ]
     assert len(keyed) >= 50
 
@@ -128,8 +135,14 @@ async def test_another_gateways_keys_never_see_or_change_demos_data(app: Starlet
 
     assert await demo_rows(app) == before
     assert answered.get(401, 0) > 0 and answered.get(200, 0) > 0  # both refusals and the attacker's own answers
+    assert [
+        p["id"] for p in (await http.get("/projects", headers={"X-API-Key": keys["account"]})).json()["projects"]
+    ] == [made.json()["id"]]
     # The attacker's keys do work on the attacker's own gateway: the same probes are not simply broken.
     own = await http.get("/analytics/overview", headers={"Authorization": f"Bearer {keys['read']}"})
     assert own.status_code == 200 and own.json()["gateway_id"] == ATTACKER
-    demo = await http.get("/stats", headers=ADMIN_HEADERS)
-    assert demo.status_code == 401
+    # The admin token reads any project, but only the one it names: none named is 400, not some default.
+    unnamed = await http.get("/stats", headers=ADMIN_HEADERS)
+    assert unnamed.status_code == 400 and unnamed.json()["field"] == "project"
+    named = await http.get("/stats", params={"project": DEMO}, headers=ADMIN_HEADERS)
+    assert named.status_code == 200

@@ -33,6 +33,9 @@ READ_SCHEMES: Final[list[dict[str, list[str]]]] = [
     {"readApiKey": []},
     {"readQuery": []},
     {"readToken": []},
+    {"accountBearer": []},
+    {"accountApiKey": []},
+    {"accountToken": []},
 ]
 UNDOCUMENTED_METHODS: Final = {"HEAD", "OPTIONS"}
 """Starlette adds HEAD to every GET; cors routes answer OPTIONS preflights. Neither is an API operation."""

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from mcp_gateway.analytics.api import READ_KEY_COOKIE
+from mcp_gateway.accounts.access import READ_KEY_COOKIE
 from mcp_gateway.ingest.enrich import sha256_hex
 
 from .browser import dump_dom, require_chromium

@@ -1,17 +1,16 @@
-"""The analytics REST routes: every question is a `Question`, behind a key of kind `read` that sees only
-its own gateway.
+"""The analytics REST routes: every question is a `Question`, behind a key that may read the project asked about.
 
 A question names its path, its parameters (a pydantic model: the query string of a GET, the JSON
 body of a POST, path parameters merged in; no body is `{}`, which the document says of a POST whose
 parameters all have defaults) and an `answer(asked, args)` function returning
 something pydantic can serialise (dataclasses, models, dicts). This module does the rest, the same
-way for all of them: the key (`Authorization: Bearer rk_…`, `X-API-Key`, the `api_key` query
-parameter or seed 002's `token`, or the dashboard's cookie; none -> 401 "a read key is required", a key
-nobody created or a revoked one -> 401 "unknown or revoked key", both with `WWW-Authenticate: Bearer`),
-seed 002's `project` (the gateway to ask about: a read key reads its own gateway only, so naming it is
-the same as leaving it out and naming another is 403), the per-key limit (`Settings.api_rate_limit` a
-minute, seed 000's dashboard API limit: 429 with the limits' body and headers), 400 naming the bad
-parameter, the JSON answer, CORS, and the OpenAPI description.
+way for all of them: the key and the project (`accounts.access`: a read key `rk_…` reads its own gateway, so
+seed 002's `project` naming it is the same as leaving it out and naming another is 403; an account key `ak_…`
+reads its account's projects, `project` picking one, required when it has several; the admin token reads any;
+keys go as `Authorization: Bearer`, `X-API-Key`, the `api_key` query parameter or seed 002's `token`, or the
+dashboard's cookie; none, unknown or revoked -> 401 with `WWW-Authenticate: Bearer`), the per-key limit
+(`Settings.api_rate_limit` a minute, seed 000's dashboard API limit: 429 with the limits' body and headers), 400
+naming the bad parameter, the JSON answer, CORS, and the OpenAPI description.
 """
 
 from __future__ import annotations
@@ -28,20 +27,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from ..keys import KeyService
+from ..accounts.access import PROJECT_PARAMETER, QUERY_KEY_PARAMETERS, Access, gateway_for
 from ..openapi import Operation
 from ..ratelimit import RateLimiter
-from ..store import KeyKind, KeyRecord, Store
+from ..store import Store
 from ..web import ApiError, cors_route, read_body, validated
 
-READ_KINDS: Final[tuple[KeyKind, ...]] = ("read",)
-READ_KEY_COOKIE: Final = "mcpg_read_key"
-"""The cookie the dashboard's login sets: the read key itself, HttpOnly and SameSite=Strict."""
 MAX_QUESTION_BODY_BYTES: Final = 64 * 1024
-QUERY_KEY_PARAMETERS: Final = ("api_key", "token")
-"""Query parameters that may carry the read key: ours, and seed 002's `token` ("ApiKey token in query")."""
-PROJECT_PARAMETER: Final = "project"
-"""Seed 002's parameter naming the project (here: gateway) a question is about."""
 API_LIMIT_WINDOW_SECONDS: Final = 60.0
 """The window of the analytics and admin APIs' per-key limit (`Settings.api_rate_limit` requests in it)."""
 
@@ -69,8 +61,6 @@ class Question(Generic[A]):
     """The answer's type, for the OpenAPI document (None: any JSON object)."""
     method: Literal["GET", "POST"] = "GET"
     tag: str = "analytics"
-    errors: tuple[int, ...] = ()
-    """Error statuses of its own, beyond those of every question (a 404 of a path parameter)."""
 
     def operation(self) -> Operation:
         post = self.method == "POST"
@@ -81,7 +71,9 @@ class Question(Generic[A]):
             self.summary,
             self.tag,
             security="read",
-            errors=(400, 403, *self.errors, 429),  # 403: a `project` the key may not read; 429: the per-key limit
+            # 400: a bad parameter, or no `project` where an account key has several; 403: a `project` a read key
+            # may not read; 404: a `project` not in the account key's account; 429: the per-key limit
+            errors=(400, 403, 404, 429),
             query=None if post else self.args,
             body=self.args if post else None,
             body_required=not optional,
@@ -90,56 +82,10 @@ class Question(Generic[A]):
         )
 
 
-def presented_key(request: Request) -> str:
-    """The read key a request carries, in order: Authorization Bearer, X-API-Key, ?api_key=, ?token=, cookie."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    queried = (request.query_params.get(name, "").strip() for name in QUERY_KEY_PARAMETERS)
-    return (
-        request.headers.get("x-api-key", "").strip()
-        or next((value for value in queried if value), "")
-        or request.cookies.get(READ_KEY_COOKIE, "").strip()
-    )
-
-
-async def read_key(request: Request, keys: KeyService) -> KeyRecord:
-    """The live read key the request carries; 401 + WWW-Authenticate saying what is wrong otherwise."""
-    presented = presented_key(request)
-    if not presented:
-        raise ApiError(
-            401,
-            "A read key is required: Authorization: Bearer rk_…, X-API-Key or ?token=",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    record = await keys.find(presented)
-    if record is None or record.revoked_at_ms is not None:
-        raise ApiError(401, "Unknown or revoked key", headers={"WWW-Authenticate": "Bearer"})
-    if record.kind not in READ_KINDS:
-        raise ApiError(
-            401,
-            f"Not a read key: this is a {record.kind} key; analytics need a key of kind read",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return record
-
-
-def check_project(project: object, gateway_id: str) -> None:
-    """Seed 002's `project` names the gateway to ask about, among those the key may read. A read key reads one
-    gateway, its own: naming it (or nothing) asks about it, naming another is 403."""
-    if project is None or project == "" or project == gateway_id:
-        return
-    raise ApiError(
-        403, f"This key may not read project {project!s:.200}: it reads {gateway_id} only", field=PROJECT_PARAMETER
-    )
-
-
-async def read_gateway(request: Request, keys: KeyService) -> str:
-    """The gateway whose data the request's read key may see (and its `project` query parameter names, if any);
-    401 + WWW-Authenticate otherwise."""
-    key = await read_key(request, keys)
-    check_project(request.query_params.get(PROJECT_PARAMETER), key.gateway_id)
-    return key.gateway_id
+async def read_gateway(request: Request) -> str:
+    """The gateway whose data the request's key may read (`accounts.access`), named by its `project` query
+    parameter where the key may read several."""
+    return await gateway_for(request, request.query_params.get(PROJECT_PARAMETER), write=False)
 
 
 async def request_args(request: Request, model: type[A]) -> A:
@@ -172,17 +118,17 @@ def json_answer(value: Any) -> JSONResponse:
 
 
 class AnalyticsApi:
-    """Serves `questions` under read keys, plus whatever routes the live and MCP parts add."""
+    """Serves `questions` to the callers `access` lets read, plus whatever routes the live and MCP parts add."""
 
     def __init__(
         self,
-        keys: KeyService,
+        access: Access,
         store: Store,
         questions: Sequence[Question[Any]],
         *,
         limiter: RateLimiter | None = None,
     ) -> None:
-        self._keys = keys
+        self._access = access
         self._store = store
         self._questions = list(questions)
         self._limiter = limiter
@@ -200,14 +146,15 @@ class AnalyticsApi:
         own_project = PROJECT_PARAMETER in question.args.model_fields  # a filter of its own (leads: the form's)
 
         async def endpoint(request: Request) -> Response:
-            key = await read_key(request, self._keys)
-            verdict = None if self._limiter is None else (await self._limiter.hit(key.id)).enforce()
+            caller = await self._access.caller(request)
+            verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
             data = await request_data(request)
-            if not own_project:
-                check_project(data.pop(PROJECT_PARAMETER, None), key.gateway_id)
-                check_project(request.query_params.get(PROJECT_PARAMETER), key.gateway_id)  # a POST's query
+            project = None  # a question with a `project` of its own asks about the key's gateway
+            if not own_project:  # a GET's `project` (in `data` too), a POST's in its body or query
+                project = data.pop(PROJECT_PARAMETER, None) or request.query_params.get(PROJECT_PARAMETER)
+            gateway_id = await self._access.project_of(caller, project, write=False)
             args = validated(question.args, data)
-            asked = Asked(self._store, key.gateway_id, int(time.time() * 1000))
+            asked = Asked(self._store, gateway_id, int(time.time() * 1000))
             response = json_answer(await question.answer(asked, args))
             if verdict is not None:
                 response.headers.update(verdict.headers())

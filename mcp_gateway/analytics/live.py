@@ -37,12 +37,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from ..keys import KeyService, hash_key
+from ..accounts.access import presented_key
+from ..keys import hash_key
 from ..openapi import Operation
 from ..store import EventRow, Store
 from ..transports.http import ConnectionLimiter
 from ..web import CORS_HEADERS, ApiError
-from .api import Asked, Question, presented_key, read_gateway, request_args
+from .api import Asked, Question, read_gateway, request_args
 from .sql import bucket
 from .window import Args
 
@@ -525,8 +526,7 @@ class LiveStream:
 
     PATH: Final = "/stream"
 
-    def __init__(self, keys: KeyService, feed: LiveFeed, *, max_streams_per_key: int = MAX_STREAMS_PER_KEY) -> None:
-        self._keys = keys
+    def __init__(self, feed: LiveFeed, *, max_streams_per_key: int = MAX_STREAMS_PER_KEY) -> None:
         self._feed = feed
         self._limiter = ConnectionLimiter(max_streams_per_key)
 
@@ -553,7 +553,7 @@ class LiveStream:
         limiter_key = hash_key(presented_key(request))
         acquired = False
         try:
-            gateway_id = await read_gateway(request, self._keys)
+            gateway_id = await read_gateway(request)
             args = await request_args(request, StreamArgs)
             after = _resume_after(request, args)
             if not self._limiter.acquire(limiter_key):

@@ -45,6 +45,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from .. import __version__
+from ..accounts.access import READ_KINDS
 from ..config import Settings
 from ..keys import KeyService
 from ..openapi import Operation
@@ -52,7 +53,7 @@ from ..ratelimit import RateLimiter
 from ..store import Store
 from ..transports.http import JsonErrors
 from ..web import ApiError, validated
-from .api import READ_KINDS, Asked, Question
+from .api import Asked, Question
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..accounts.access import READ_KEY_COOKIE, READ_KINDS
 from ..analytics import Asked, Question
-from ..analytics.api import READ_KEY_COOKIE, READ_KINDS
 from ..gateways import GatewayDirectory
 from ..keys import KeyService
 from ..openapi import Empty, Operation, Param, Reply

@@ -1,7 +1,6 @@
 """A/B experiments (seed 002's `/experiments`): storage, deterministic assignment, live results with their
 statistics, and the routes. Reads are analytics questions (`QUESTIONS`); writes are `ExperimentsApi`'s."""
 
-from .access import ExperimentAccess
 from .api import QUESTIONS, ExperimentsApi
 
-__all__ = ["QUESTIONS", "ExperimentAccess", "ExperimentsApi"]
+__all__ = ["QUESTIONS", "ExperimentsApi"]

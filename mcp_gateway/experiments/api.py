@@ -1,15 +1,18 @@
 """Seed 002's experiments group:
 
-    POST   /experiments           ExperimentCreate -> 201 Experiment (409 naming the name taken)      admin token
-    GET    /experiments           ?status=         -> 200 {"experiments": [...], "count"}             read key
-    GET    /experiments/{id}                       -> 200 the experiment, its live results and flags   read key
-    PATCH  /experiments/{id}      ExperimentPatch  -> 200 Experiment                                   admin token
-    DELETE /experiments/{id}                       -> 200 {"id", "deleted": true}                      admin token
-    GET    /experiments/config    ?token=pk_…      -> 200 the active experiments tracker.js assigns     project token
+    POST   /experiments           ExperimentCreate -> 201 Experiment (409 naming the name taken)     manage
+    GET    /experiments           ?status=         -> 200 {"experiments": [...], "count"}            read
+    GET    /experiments/{id}                       -> 200 the experiment, its live results and flags  read
+    PATCH  /experiments/{id}      ExperimentPatch  -> 200 Experiment                                  manage
+    DELETE /experiments/{id}                       -> 200 {"id", "deleted": true}                     manage
+    GET    /experiments/config    ?token=pk_…      -> 200 the active experiments tracker.js assigns    project token
 
-The two reads are analytics `Question`s (`QUESTIONS`): the same read keys, `project` rule and per-key limit as
-every analytics route, and tools of the same names on `/analytics/mcp`. The writes go through
-`access.ExperimentAccess`. `/experiments/config` must be routed before `/experiments/{id}`.
+Who may read or manage which project is `accounts.access`'s to say (admin token: any; account key: its
+account's; read key: its own gateway, reading only). The two reads are analytics `Question`s (`QUESTIONS`):
+the same keys, `project` rule and per-key limit as every analytics route, and tools of the same names on
+`/analytics/mcp`. A PATCH or DELETE finds the experiment's project itself (`?project=` narrows it), and an
+experiment in a project the caller may not see is 404, as one that does not exist.
+`/experiments/config` must be routed before `/experiments/{id}`.
 """
 
 from __future__ import annotations
@@ -21,13 +24,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..accounts.access import Access
 from ..analytics.api import Asked, Question, json_answer
 from ..errors import ConflictError
-from ..keys import KeyService
 from ..openapi import Operation, Param
 from ..store import KeyKind, Store
 from ..web import ApiError, cors_route, read_model, validated
-from .access import ExperimentAccess
 from .assignment import assign
 from .models import (
     ConfigArgs,
@@ -104,7 +106,6 @@ QUESTIONS: Final[list[Question[Any]]] = [
         _one,
         ExperimentResults,
         tag="experiments",
-        errors=(404,),
     ),
 ]
 
@@ -112,10 +113,10 @@ QUESTIONS: Final[list[Question[Any]]] = [
 class ExperimentsApi:
     """The experiments' write routes and tracker.js's config (the reads are `QUESTIONS`)."""
 
-    def __init__(self, access: ExperimentAccess, keys: KeyService, store: Store) -> None:
+    def __init__(self, access: Access, store: Store, *, max_body_bytes: int = MAX_EXPERIMENT_BODY_BYTES) -> None:
         self._access = access
-        self._keys = keys
         self._store = store
+        self._max_body_bytes = min(max_body_bytes, MAX_EXPERIMENT_BODY_BYTES)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -126,8 +127,9 @@ class ExperimentsApi:
         ]
 
     async def create(self, request: Request) -> Response:
-        body = await read_model(request, ExperimentCreate, limit=MAX_EXPERIMENT_BODY_BYTES, strict_content_type=False)
-        gateway_id = await self._access.writable_gateway(request, body.project)
+        caller = await self._access.caller(request)  # who, before what: 401 comes before a bad body's 400
+        body = await read_model(request, ExperimentCreate, limit=self._max_body_bytes, strict_content_type=False)
+        gateway_id = await self._access.project_of(caller, body.project, write=True)
         try:
             record = await create_experiment(self._store, gateway_id, body, now_ms=_now_ms())
         except ConflictError as exc:
@@ -138,6 +140,9 @@ class ExperimentsApi:
 
     async def _target(self, request: Request) -> ExperimentRecord:
         """The experiment of the path, once the caller may change it (`?project=` narrows the search)."""
+        caller = await self._access.caller(request)
+        if caller.kind == "read":
+            raise ApiError(403, "A read key may only read: changing an experiment needs an account key")
         experiment_id = validated(ExperimentArgs, {"id": request.path_params["id"]}).id
         project = request.query_params.get("project")
         if project is not None:
@@ -146,14 +151,18 @@ class ExperimentsApi:
             "SELECT gateway_id FROM experiments WHERE id = ?" + (" AND gateway_id = ?" if project else ""),
             (experiment_id, project) if project else (experiment_id,),
         )
-        gateway_id = await self._access.writable_gateway(request, project or (rows[0][0] if rows else ""))
+        missing = ApiError(404, f"No experiment {experiment_id}", field="id")
         if not rows:
-            raise ApiError(404, f"No experiment {experiment_id}", field="id")
+            raise missing
+        try:
+            gateway_id = await self._access.project_of(caller, rows[0][0], write=True)
+        except ApiError as exc:  # another account's project: as if there were no such experiment
+            raise missing from exc
         return await get_experiment(self._store, gateway_id, experiment_id)
 
     async def patch(self, request: Request) -> Response:
         record = await self._target(request)
-        body = await read_model(request, ExperimentPatch, limit=MAX_EXPERIMENT_BODY_BYTES, strict_content_type=False)
+        body = await read_model(request, ExperimentPatch, limit=self._max_body_bytes, strict_content_type=False)
         if body.winner is not None and body.winner not in record.variants:
             raise ApiError(
                 400,
@@ -172,7 +181,7 @@ class ExperimentsApi:
 
     async def config(self, request: Request) -> Response:
         args = validated(ConfigArgs, dict(request.query_params))
-        key = await self._keys.resolve(args.token, TRACKER_KEY_KINDS)
+        key = await self._access.keys.resolve(args.token, TRACKER_KEY_KINDS)
         if key is None:
             raise ApiError(
                 401, "Unknown or revoked project token (the project's pk_ key)", headers={"WWW-Authenticate": "Bearer"}
@@ -213,7 +222,7 @@ class ExperimentsApi:
                 "/experiments",
                 "Create an A/B experiment (the first variant is the control)",
                 "experiments",
-                security="admin",
+                security="account",
                 body=ExperimentCreate,
                 response=Experiment,
                 status=201,
@@ -224,7 +233,7 @@ class ExperimentsApi:
                 "/experiments/{id}",
                 "Set an experiment's status (required) and, when completed, its winner",
                 "experiments",
-                security="admin",
+                security="account",
                 params=(*id_param, *project),
                 body=ExperimentPatch,
                 response=Experiment,
@@ -235,7 +244,7 @@ class ExperimentsApi:
                 "/experiments/{id}",
                 "Delete an experiment (its events stay)",
                 "experiments",
-                security="admin",
+                security="account",
                 params=(*id_param, *project),
                 response=Deleted,
                 errors=(400, 403, 404),

@@ -28,7 +28,9 @@ class ExperimentCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    project: Project
+    project: Project | None = Field(
+        default=None, description="Required with the admin token; an account key with one project may leave it out"
+    )
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     variants: list[VariantName] = Field(min_length=2, max_length=MAX_VARIANTS)
     goal_event: str = Field(min_length=1, max_length=200, pattern=r"\S")

@@ -19,7 +19,7 @@ from ..store import CaptureStatus, EventRow, SessionRow, Store
 from ..tracking.wire import CaptureBatch, CaptureEvent, CaptureSession
 from .geo import country_of
 from .ipkind import ip_kind_of
-from .web import timestamp_ms
+from .web import Admission, timestamp_ms
 
 MCP_SOURCE: Final = "mcp"
 
@@ -36,9 +36,11 @@ class CaptureOutcome:
 
 
 class Ingestor:
-    def __init__(self, store: Store, hash_ip: IpHasher) -> None:
+    def __init__(self, store: Store, hash_ip: IpHasher, *, admit: Admission | None = None) -> None:
         self._store = store
         self._hash_ip = hash_ip
+        self._admit = admit
+        """Asked before events of a gateway are stored; raises to refuse them (an account's event limit)."""
 
     def _session(self, gateway_id: str, session: CaptureSession, now_ms: int) -> SessionRow:
         return SessionRow(
@@ -77,6 +79,8 @@ class Ingestor:
 
     async def capture(self, gateway_id: str, batch: CaptureBatch) -> CaptureOutcome:
         """Store a batch (sessions first) in one transaction; each item's id and status, in order."""
+        if self._admit is not None and batch.events:
+            await self._admit(gateway_id)
         now_ms = int(time.time() * 1000)
         sessions = [self._session(gateway_id, session, now_ms) for session in batch.sessions]
         events = [self._event(gateway_id, event, now_ms) for event in batch.events]

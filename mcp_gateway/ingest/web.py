@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -26,6 +27,9 @@ from ..vocabulary import PAGE, PAGE_NAME_ALIASES, PATH, REFERRER, TITLE, URL
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
 from .geo import country_of
 from .ipkind import ip_kind_of
+
+Admission = Callable[[str], Awaitable[None]]
+"""Asked with a gateway's id before its events are stored; raises to refuse them (`accounts.limits`)."""
 
 SECONDS_CUTOFF: Final = 100_000_000_000
 """Numeric timestamps below this are seconds (year 5138 in ms), above it milliseconds."""
@@ -108,9 +112,11 @@ def page_context(event: WebEvent) -> PageContext:
 
 
 class WebIngestor:
-    def __init__(self, store: Store, hash_ip: IpHasher) -> None:
+    def __init__(self, store: Store, hash_ip: IpHasher, *, admit: Admission | None = None) -> None:
         self._store = store
         self._hash_ip = hash_ip
+        self._admit = admit
+        """Asked before events of a gateway are stored; raises to refuse them (an account's event limit)."""
 
     def row(self, gateway_id: str, event: WebEvent, now_ms: int) -> EventRow:
         context = page_context(event)
@@ -170,5 +176,7 @@ class WebIngestor:
 
     async def capture(self, gateway_id: str, events: list[WebEvent]) -> list[tuple[CaptureStatus, EventRow]]:
         """Enrich and store `events` in one transaction; each one's status and stored row, in order."""
+        if self._admit is not None and events:
+            await self._admit(gateway_id)
         now_ms = int(time.time() * 1000)
         return await self._store.capture_web([self.row(gateway_id, event, now_ms) for event in events])

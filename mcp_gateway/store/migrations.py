@@ -396,6 +396,31 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         """,
     ),
     (
+        21,
+        # Seed 002's account: it owns projects (gateways) and holds one account key (`ak_`, only its SHA-256 and a
+        # prefix stored; null until an operator issues one). Every gateway so far belongs to the `default` account.
+        # `project_usage` counts the events each gateway ever stored (the writer adds each transaction's, so
+        # retention does not lower it): the account's `max_events_lifetime` is checked against its sum.
+        """
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            key_hash TEXT UNIQUE,
+            key_prefix TEXT,
+            key_created_at_ms BIGINT,
+            created_at_ms BIGINT NOT NULL
+        );
+        INSERT INTO accounts (id, name, created_at_ms) VALUES ('default', 'Default account', 0);
+        ALTER TABLE gateways ADD COLUMN account_id TEXT NOT NULL DEFAULT 'default';
+        CREATE INDEX gateways_by_account ON gateways (account_id, name);
+        CREATE TABLE project_usage (
+            gateway_id TEXT PRIMARY KEY,
+            events_total BIGINT NOT NULL
+        );
+        INSERT INTO project_usage (gateway_id, events_total) SELECT gateway_id, COUNT(*) FROM events GROUP BY gateway_id
+        """,
+    ),
+    (
         22,
         # A/B experiments (seed 002's /experiments): variants and weights are JSON arrays in the same order, the
         # first variant the control. `experiment_users` is their write-time rollup (`store.experiment_users`): per

@@ -76,7 +76,7 @@ ORPHAN_MCP_SESSIONS: Final = (
 """MCP sessions that started before the cutoff and have no event left (a session still in use keeps its row)."""
 
 
-def _delete_span(table: str, column: str, gateway_id: str, start_ms: int, end_ms: int) -> Callable[[Connection], int]:
+def delete_span(table: str, column: str, gateway_id: str, start_ms: int, end_ms: int) -> Callable[[Connection], int]:
     def job(conn: Connection) -> int:
         cursor = conn.execute(
             f"DELETE FROM {table} WHERE gateway_id = ? AND {column} >= ? AND {column} < ?",
@@ -105,7 +105,7 @@ async def prune(store: Store, cutoffs: int | Mapping[Kind, int | None]) -> dict[
             start = int(oldest[0][0]) - int(oldest[0][0]) % span
             while start < cutoff_ms:
                 end = min(start + span, cutoff_ms)
-                count = await store.write(_delete_span(table, column, gateway_id, start, end))
+                count = await store.write(delete_span(table, column, gateway_id, start, end))
                 deleted[table] = deleted.get(table, 0) + count
                 start = end
     events_cutoff_ms = cutoffs.get("events")

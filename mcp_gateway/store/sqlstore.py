@@ -36,6 +36,7 @@ from .experiment_users import add_to_experiment_users
 from .lookup import rows_by_ids
 from .redaction import redact_rows, stored_id
 from .rollups import add_to_rollups, hist_of
+from .usage import add_to_usage
 from .writer import GroupCommitWriter
 
 T = TypeVar("T")
@@ -220,9 +221,10 @@ class SQLStore:
         return await self.write(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
     def fold_batch(self, conn: Connection) -> None:
-        """The writer's `before_commit`: add the transaction's stored events to the rollups."""
+        """The writer's `before_commit`: add the transaction's stored events to the rollups and the usage counts."""
         events, self._batch_events = self._batch_events, []
         add_to_rollups(conn, events)
+        add_to_usage(conn, events)
         add_to_experiment_users(conn, events)
 
     def drop_batch(self) -> None:

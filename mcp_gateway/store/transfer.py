@@ -23,6 +23,10 @@ from .sqlite import SQLiteStore
 FIRST_TABLES: Final = ("gateways",)
 """Tables copied before all others: the ones other tables' foreign keys point at."""
 
+SEEDED: Final = ("accounts",)
+"""Tables whose rows a migration inserts (the `default` account, migration 21): emptied in the target before the
+copy, which brings the source's."""
+
 SEQUENCED: Final = ("mcp_sessions", "events")
 """Tables whose `seq` is insertion order, drawn from a sequence in PostgreSQL."""
 
@@ -82,6 +86,8 @@ def _copy_tables(
         target.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))  # no gateway process writes meanwhile
         if target.execute("SELECT 1 FROM gateways LIMIT 1").fetchone() is not None:
             raise StorageError("the PostgreSQL database already has gateways: copy into an empty database")
+        for table in SEEDED:
+            target.execute(f'DELETE FROM "{table}"')
         for table in _tables(source):
             columns = ", ".join(f'"{column}"' for column in _columns(source, table))
             rows = 0
