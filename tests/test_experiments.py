@@ -495,3 +495,26 @@ async def test_the_dashboard_card_shows_each_active_experiments_variants(http: h
     beats = f"{beats_by_integration(5, 10, 2, 8) * 100:.1f}%"
     assert rows[1:] == ["control control 8 2 25.0% — — —", f"new_cta 10 5 50.0% +100.0% {beats} —"]
     assert "signup-cta" in card.group(0) and "paused-one" not in card.group(0)
+
+
+async def test_an_account_key_manages_its_own_projects_experiments_only(http: httpx.AsyncClient) -> None:
+    account = await http.post("/v1/accounts", json={"id": "acme", "name": "Acme"}, headers=ADMIN_HEADERS)
+    assert account.status_code == 201, account.text
+    mine = {"X-API-Key": account.json()["api_key"]}
+    project = (await http.post("/projects", json={"name": "Shop"}, headers=mine)).json()["id"]
+    demo_experiment = await create(http)
+
+    body = {k: v for k, v in experiment_body().items() if k != "project"}  # its only project: no need to name it
+    created = await http.post("/experiments", json=body, headers=mine)
+    assert (created.status_code, created.json()["project"]) == (201, project)
+    listed = (await http.get("/experiments", headers=mine)).json()
+    assert [e["id"] for e in listed["experiments"]] == [created.json()["id"]]
+    patched = await http.patch(f"/experiments/{created.json()['id']}", json={"status": "paused"}, headers=mine)
+    assert (patched.status_code, patched.json()["status"]) == (200, "paused")
+
+    assert (await http.get(f"/experiments/{demo_experiment['id']}", headers=mine)).status_code == 404
+    foreign = await http.patch(f"/experiments/{demo_experiment['id']}", json={"status": "paused"}, headers=mine)
+    assert (foreign.status_code, foreign.json()["field"]) == (404, "id")  # as if it did not exist
+    assert (await http.delete(f"/experiments/{demo_experiment['id']}", headers=mine)).status_code == 404
+    in_demo = await http.post("/experiments", json=experiment_body(name="sneaky"), headers=mine)
+    assert in_demo.status_code == 404

@@ -151,9 +151,10 @@ async def delete_experiment(store: Store, gateway_id: str, experiment_id: str) -
 
     def delete(conn: Connection) -> int:
         cursor = conn.execute("DELETE FROM experiments WHERE gateway_id = ? AND id = ?", (gateway_id, experiment_id))
-        conn.execute(
-            "DELETE FROM experiment_users WHERE gateway_id = ? AND experiment_id = ?", (gateway_id, experiment_id)
-        )
+        for rollup in ("experiment_users", "experiment_variants"):
+            conn.execute(
+                f"DELETE FROM {rollup} WHERE gateway_id = ? AND experiment_id = ?", (gateway_id, experiment_id)
+            )
         return cursor.rowcount
 
     if await store.write(delete) != 1:

@@ -1,5 +1,5 @@
-"""An experiment's live results, from its write-time rollup (`store.experiment_users`: a row per visitor and
-variant), and the statistics of `stats`.
+"""An experiment's live results, from its write-time rollup (`store.experiment_users`: a row per variant with
+the sums of a row per visitor), and the statistics of `stats`.
 
     unique_users   visitors with an event of the experiment's in that variant: an exposure, or any event tagged
                    with the variant (they were assigned)
@@ -45,8 +45,8 @@ class Counts:
 async def variant_counts(store: Store, record: ExperimentRecord) -> dict[str, Counts]:
     """Exposures, users, converted users and goal events per variant of the experiment."""
     rows = await store.fetch(
-        "SELECT variant, SUM(exposures), COUNT(*), SUM(CASE WHEN conversions > 0 THEN 1 ELSE 0 END), SUM(conversions)"
-        " FROM experiment_users WHERE gateway_id = ? AND experiment_id = ? GROUP BY variant",
+        "SELECT variant, exposures, users, converted_users, conversions FROM experiment_variants"
+        " WHERE gateway_id = ? AND experiment_id = ?",
         (record.gateway_id, record.id),
     )
     counts = {variant: Counts() for variant in record.variants}

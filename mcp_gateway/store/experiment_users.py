@@ -10,7 +10,12 @@ user (`anonymous_id`, else the hashed user id), and names a variant the experime
                                        hand as seed 002's playbook says (the experiment's id or its name)
 
 Per row: `exposures` (exposure events), `events` (events of the experiment's, exposures included: the visitor
-was assigned) and `conversions` (those named the experiment's goal event). Deleting an experiment deletes its rows.
+was assigned) and `conversions` (those named the experiment's goal event). `experiment_variants` sums them per
+variant as they change (`users`: rows, `converted_users`: rows with a conversion), read in O(variants) whatever
+the number of visitors (1M events, 100k visitors: ~180 ms summing `experiment_users` on a loaded 2-CPU machine).
+The writer reads a batch's existing rows before it adds to them; PostgreSQL processes writing the same visitor
+of the same experiment at the same instant could each count them new (a user counted twice, at worst).
+Deleting an experiment deletes its rows.
 """
 
 from __future__ import annotations
@@ -31,6 +36,18 @@ _UPSERT: Final = (
     " exposures = experiment_users.exposures + excluded.exposures, events = experiment_users.events + excluded.events,"
     " conversions = experiment_users.conversions + excluded.conversions"
 )
+
+
+_UPSERT_VARIANT: Final = (
+    "INSERT INTO experiment_variants (gateway_id, experiment_id, variant, users, exposures, converted_users,"
+    " conversions) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, experiment_id, variant) DO UPDATE SET"
+    " users = experiment_variants.users + excluded.users,"
+    " exposures = experiment_variants.exposures + excluded.exposures,"
+    " converted_users = experiment_variants.converted_users + excluded.converted_users,"
+    " conversions = experiment_variants.conversions + excluded.conversions"
+)
+_LOOKUP_CHUNK: Final = 500
+"""Users per `IN (...)` lookup of their existing rows (SQLite allows 32766 parameters, this stays far below)."""
 
 
 class _Experiment:
@@ -61,7 +78,7 @@ def _user(event: EventRow) -> str | None:
 
 
 def add_to_experiment_users(conn: Connection, events: Sequence[EventRow]) -> None:
-    """Fold newly stored events into `experiment_users`, in the caller's transaction."""
+    """Fold newly stored events into `experiment_users` and `experiment_variants`, in the caller's transaction."""
     tagged = [
         (event, list(_tags(event)))
         for event in events
@@ -96,11 +113,46 @@ def add_to_experiment_users(conn: Connection, events: Sequence[EventRow]) -> Non
                 counts[(*key, "exposures")] += 1
             elif event.name == experiment.goal_event:
                 counts[(*key, "conversions")] += 1
-    keys = {key[:4] for key in counts}
+    keys = sorted({key[:4] for key in counts})
+    before = _converted_before(conn, keys)
+    variants: Counter[tuple[str, str, str, str]] = Counter()
+    for key in keys:
+        gateway_id, experiment_id, _, variant = key
+        group = (gateway_id, experiment_id, variant)
+        variants[(*group, "exposures")] += counts[(*key, "exposures")]
+        variants[(*group, "conversions")] += counts[(*key, "conversions")]
+        if key not in before:
+            variants[(*group, "users")] += 1
+        if counts[(*key, "conversions")] and not before.get(key, False):
+            variants[(*group, "converted_users")] += 1
     conn.executemany(
         _UPSERT,
+        [(*key, counts[(*key, "exposures")], counts[(*key, "events")], counts[(*key, "conversions")]) for key in keys],
+    )
+    conn.executemany(
+        _UPSERT_VARIANT,
         [
-            (*key, counts[(*key, "exposures")], counts[(*key, "events")], counts[(*key, "conversions")])
-            for key in sorted(keys)
+            (*group, *(variants[(*group, field)] for field in ("users", "exposures", "converted_users", "conversions")))
+            for group in sorted({key[:3] for key in variants})
         ],
     )
+
+
+def _converted_before(conn: Connection, keys: Sequence[tuple[str, str, str, str]]) -> dict[tuple[str, ...], bool]:
+    """Which of `keys` (gateway, experiment, user, variant) have a row already, and whether it has converted."""
+    found: dict[tuple[str, ...], bool] = {}
+    by_experiment: dict[tuple[str, str], list[str]] = {}
+    for gateway_id, experiment_id, user, _ in keys:
+        by_experiment.setdefault((gateway_id, experiment_id), []).append(user)
+    for (gateway_id, experiment_id), users in by_experiment.items():
+        unique = sorted(set(users))
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[start : start + _LOOKUP_CHUNK]
+            rows = conn.execute(
+                "SELECT user_key, variant, conversions FROM experiment_users WHERE gateway_id = ? AND experiment_id = ?"
+                f" AND user_key IN ({', '.join('?' for _ in chunk)})",
+                (gateway_id, experiment_id, *chunk),
+            ).fetchall()
+            for user, variant, conversions in rows:
+                found[(gateway_id, experiment_id, user, variant)] = int(conversions) > 0
+    return found

@@ -424,7 +424,8 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         22,
         # A/B experiments (seed 002's /experiments): variants and weights are JSON arrays in the same order, the
         # first variant the control. `experiment_users` is their write-time rollup (`store.experiment_users`): per
-        # experiment, visitor and variant, the exposure, tagged and goal events, which the results read.
+        # experiment, visitor and variant, the exposure, tagged and goal events; `experiment_variants` their sums per
+        # variant, which the results read.
         """
         CREATE TABLE experiments (
             id TEXT PRIMARY KEY,
@@ -448,6 +449,16 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             events BIGINT NOT NULL,
             conversions BIGINT NOT NULL,
             PRIMARY KEY (gateway_id, experiment_id, user_key, variant)
+        );
+        CREATE TABLE experiment_variants (
+            gateway_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            users BIGINT NOT NULL,
+            exposures BIGINT NOT NULL,
+            converted_users BIGINT NOT NULL,
+            conversions BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, experiment_id, variant)
         )
         """,
     ),
