@@ -375,12 +375,18 @@ async def test_no_conversion_in_any_variant_after_48_hours_is_flagged(http: http
     store: Store = app.state.services.store
     await send(http, token, exposures_and_goals(eid, "control", 5, 0) + exposures_and_goals(eid, "new_cta", 5, 0))
     assert (await results(http, key, eid))["flags"] == []  # young: not yet
+    found = (await http.get("/analytics/anomalies", headers={"X-API-Key": key})).json()["anomalies"]
+    assert not [a for a in found if a["type"].startswith("experiment")]
     await store.execute_now(
         "UPDATE experiments SET created_at_ms = created_at_ms - ? WHERE id = ?", (49 * 3600 * 1000, eid)
     )
     answer = await results(http, key, eid)
     assert [flag["type"] for flag in answer["flags"]] == ["no_goal_conversions"]
     assert GOAL in answer["flags"][0]["message"]
+    found = (await http.get("/analytics/anomalies", headers={"X-API-Key": key})).json()["anomalies"]
+    assert [(a["type"], a["subject"]) for a in found if a["type"].startswith("experiment")] == [
+        ("experiment_no_conversions", eid)
+    ]
 
 
 # -- tracker config and assignment ---------------------------------------------------------------------------
