@@ -524,3 +524,15 @@ async def test_an_account_key_manages_its_own_projects_experiments_only(http: ht
     assert (await http.delete(f"/experiments/{demo_experiment['id']}", headers=mine)).status_code == 404
     in_demo = await http.post("/experiments", json=experiment_body(name="sneaky"), headers=mine)
     assert in_demo.status_code == 404
+
+
+async def test_deleting_a_project_removes_its_experiments_and_their_counts(http: httpx.AsyncClient) -> None:
+    account = await http.post("/v1/accounts", json={"id": "acme", "name": "Acme"}, headers=ADMIN_HEADERS)
+    mine = {"X-API-Key": account.json()["api_key"]}
+    made = (await http.post("/projects", json={"name": "Shop"}, headers=mine)).json()
+    created = (await http.post("/experiments", json=experiment_body(project=made["id"]), headers=mine)).json()
+    await send(http, made["project_token"], exposures_and_goals(created["id"], "control", 3, 1))
+    deleted = await http.delete(f"/projects/{made['id']}", headers=mine)
+    assert deleted.status_code == 200, deleted.text
+    removed = deleted.json()["removed"]
+    assert (removed["experiments"], removed["experiment_users"], removed["experiment_variants"]) == (1, 3, 1)
