@@ -18,13 +18,22 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from mcp_gateway import Settings
+from mcp_gateway import Settings, create_app
 from mcp_gateway.accounts.access import READ_KEY_COOKIE
 from mcp_gateway.experiments.assignment import assign
 from mcp_gateway.experiments.stats import probability_beats
 from mcp_gateway.store import Store
 
-from .support import ADMIN_HEADERS, ADMIN_TOKEN, DEMO, LiveServer, admin_json, create_key, jsonrpc_request
+from .support import (
+    ADMIN_HEADERS,
+    ADMIN_TOKEN,
+    DEMO,
+    LiveServer,
+    admin_json,
+    create_key,
+    jsonrpc_request,
+    lifespan_running,
+)
 
 OTHER: Final = "other"
 GOAL: Final = "signup_complete"
@@ -536,3 +545,17 @@ async def test_deleting_a_project_removes_its_experiments_and_their_counts(http:
     assert deleted.status_code == 200, deleted.text
     removed = deleted.json()["removed"]
     assert (removed["experiments"], removed["experiment_users"], removed["experiment_variants"]) == (1, 3, 1)
+
+
+async def test_changes_count_against_the_keys_per_minute_limit(db_path: Path, database_url: str | None) -> None:
+    settings = Settings(db_path=db_path, database_url=database_url, admin_token=ADMIN_TOKEN, api_rate_limit=2)
+    app = create_app(settings)
+    async with (
+        lifespan_running(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        statuses = [
+            (await http.post("/experiments", json=experiment_body(name=f"e{n}"), headers=ADMIN_HEADERS)).status_code
+            for n in range(3)
+        ]
+    assert statuses == [201, 201, 429]

@@ -34,7 +34,13 @@ PAGE: Final = """<!doctype html>
 <script src="{gateway}/tracker.js" data-gateway="{gateway_id}" data-token="{token}" data-auto-page="false"></script>
 <script>
   var statusEl = document.getElementById("status");
-  Promise.all([anacoic.getVariant("signup-cta"), anacoic.getVariant("signup-cta"), anacoic.getVariant("nope")])
+  Promise.all([
+    anacoic.getVariant("signup-cta"),
+    anacoic.getVariant("signup-cta"),
+    anacoic.getVariant("nope"),
+    anacoic.getVariant("hero"),
+    anacoic.getVariant("pricing")
+  ])
     .then(function (variants) {{
       anacoic.track({{event_name: "signup_complete"}});
       return anacoic.flush().then(function () {{
@@ -102,13 +108,33 @@ def test_a_browser_is_assigned_exposed_once_and_converts_under_its_variant(
         )
         assert created.status_code == 201, created.text
         experiment = created.json()
+        others: dict[
+            str, tuple[list[str], dict[str, float]]
+        ] = {  # more draws of the hash, with uneven splits: the browser's and the server's must agree on each
+            "hero": (["a", "b", "c"], {"a": 1, "b": 2, "c": 3}),
+            "pricing": (["p10", "p20", "p30", "p40"], {"p10": 0.4, "p20": 0.3, "p30": 0.2, "p40": 0.1}),
+        }
+        other_ids = {}
+        for name, (variants, split) in others.items():
+            made = http.post(
+                "/experiments",
+                json={"project": DEMO, "name": name, "variants": variants, "goal_event": "x", "traffic_split": split},
+                headers=ADMIN_HEADERS,
+            )
+            assert made.status_code == 201, made.text
+            other_ids[name] = made.json()["id"]
 
         pages = serve_in_thread(_page_app(live_server.base_url, token), tmp_path / "page-unused.db")
         with pages as page_server:
             first = _visit(page_server, tmp_path)
             second = _visit(page_server, tmp_path)  # the same visitor comes back and converts again
         variant = assign(experiment["id"], first["visitor"], ["control", "new_cta"], [1.0, 1.0])
-        assert first["variants"] == [variant, variant, None]  # the server's hash, sticky, unknown experiment: null
+        expected = [
+            assign(other_ids[name], first["visitor"], variants, [float(split[v]) for v in variants])
+            for name, (variants, split) in others.items()
+        ]
+        # The server's hash, sticky, null for an unknown experiment, and the same hash for uneven splits.
+        assert first["variants"] == [variant, variant, None, *expected]
         assert second == first
         answer = _results_once(http, experiment["id"], read_key, 2)
 

@@ -18,16 +18,18 @@ experiment in a project the caller may not see is 404, as one that does not exis
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from ..accounts.access import Access
+from ..accounts.access import Access, Caller
 from ..analytics.api import Asked, Question, json_answer
 from ..errors import ConflictError
 from ..openapi import Operation, Param
+from ..ratelimit import RateLimiter
 from ..store import KeyKind, Store
 from ..web import ApiError, cors_route, read_model, validated
 from .assignment import assign
@@ -113,21 +115,44 @@ QUESTIONS: Final[list[Question[Any]]] = [
 class ExperimentsApi:
     """The experiments' write routes and tracker.js's config (the reads are `QUESTIONS`)."""
 
-    def __init__(self, access: Access, store: Store, *, max_body_bytes: int = MAX_EXPERIMENT_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        access: Access,
+        store: Store,
+        *,
+        max_body_bytes: int = MAX_EXPERIMENT_BODY_BYTES,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self._access = access
         self._store = store
         self._max_body_bytes = min(max_body_bytes, MAX_EXPERIMENT_BODY_BYTES)
+        self._limiter = limiter
 
     def routes(self) -> list[BaseRoute]:
         return [
             cors_route("/experiments/config", self.config, ["GET"]),
-            Route("/experiments", self.create, methods=["POST"]),
-            Route("/experiments/{id}", self.patch, methods=["PATCH"]),
-            Route("/experiments/{id}", self.delete, methods=["DELETE"]),
+            Route("/experiments", self._guarded(self.create), methods=["POST"]),
+            Route("/experiments/{id}", self._guarded(self.patch), methods=["PATCH"]),
+            Route("/experiments/{id}", self._guarded(self.delete), methods=["DELETE"]),
         ]
 
-    async def create(self, request: Request) -> Response:
-        caller = await self._access.caller(request)  # who, before what: 401 comes before a bad body's 400
+    def _guarded(
+        self, handler: Callable[[Request, Caller], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` for the caller `access` finds (before the body is read: 401 before a bad body's 400), behind
+        the per-key limit the analytics and projects count (429), its answer with the limit's headers."""
+
+        async def guarded(request: Request) -> Response:
+            caller = await self._access.caller(request)
+            verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
+            response = await handler(request, caller)
+            if verdict is not None:
+                response.headers.update(verdict.headers())
+            return response
+
+        return guarded
+
+    async def create(self, request: Request, caller: Caller) -> Response:
         body = await read_model(request, ExperimentCreate, limit=self._max_body_bytes, strict_content_type=False)
         gateway_id = await self._access.project_of(caller, body.project, write=True)
         try:
@@ -138,9 +163,8 @@ class ExperimentsApi:
         response.status_code = 201
         return response
 
-    async def _target(self, request: Request) -> ExperimentRecord:
+    async def _target(self, request: Request, caller: Caller) -> ExperimentRecord:
         """The experiment of the path, once the caller may change it (`?project=` narrows the search)."""
-        caller = await self._access.caller(request)
         if caller.kind == "read":
             raise ApiError(403, "A read key may only read: changing an experiment needs an account key")
         experiment_id = validated(ExperimentArgs, {"id": request.path_params["id"]}).id
@@ -160,8 +184,8 @@ class ExperimentsApi:
             raise missing from exc
         return await get_experiment(self._store, gateway_id, experiment_id)
 
-    async def patch(self, request: Request) -> Response:
-        record = await self._target(request)
+    async def patch(self, request: Request, caller: Caller) -> Response:
+        record = await self._target(request, caller)
         body = await read_model(request, ExperimentPatch, limit=self._max_body_bytes, strict_content_type=False)
         if body.winner is not None and body.winner not in record.variants:
             raise ApiError(
@@ -174,8 +198,8 @@ class ExperimentsApi:
         )
         return json_answer(updated.view())
 
-    async def delete(self, request: Request) -> Response:
-        record = await self._target(request)
+    async def delete(self, request: Request, caller: Caller) -> Response:
+        record = await self._target(request, caller)
         await delete_experiment(self._store, record.gateway_id, record.id)
         return json_answer(Deleted(record.id, True))
 
@@ -226,7 +250,7 @@ class ExperimentsApi:
                 body=ExperimentCreate,
                 response=Experiment,
                 status=201,
-                errors=(400, 403, 404, 409, 413),
+                errors=(400, 403, 404, 409, 413, 429),
             ),
             Operation(
                 "PATCH",
@@ -237,7 +261,7 @@ class ExperimentsApi:
                 params=(*id_param, *project),
                 body=ExperimentPatch,
                 response=Experiment,
-                errors=(400, 403, 404, 413),
+                errors=(400, 403, 404, 413, 429),
             ),
             Operation(
                 "DELETE",
@@ -247,6 +271,6 @@ class ExperimentsApi:
                 security="account",
                 params=(*id_param, *project),
                 response=Deleted,
-                errors=(400, 403, 404),
+                errors=(400, 403, 404, 429),
             ),
         ]

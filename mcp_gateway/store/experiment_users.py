@@ -60,17 +60,19 @@ class _Experiment:
         self.created_at_ms: int = int(row[4])
 
 
-def _tags(event: EventRow) -> Iterator[tuple[str, str]]:
-    """(experiment id or name, variant) pairs the event's properties name."""
+def _tags(event: EventRow) -> Iterator[tuple[str, str, bool]]:
+    """(experiment id or name, variant, named by `experiment` itself) of each experiment the event's properties
+    name. Only the experiment an exposure event names by `experiment` is the one exposed: the `$experiments` map
+    it also carries (tracker.js tags every event) names the visitor's other experiments."""
     properties = event.properties or {}
+    reference, variant = properties.get(EXPERIMENT), properties.get(VARIANT)
+    if isinstance(reference, str) and isinstance(variant, str):
+        yield reference, variant, True
     tagged = properties.get(EXPERIMENTS)
     if isinstance(tagged, Mapping):
         for reference, variant in tagged.items():
             if isinstance(variant, str):
-                yield str(reference), variant
-    reference, variant = properties.get(EXPERIMENT), properties.get(VARIANT)
-    if isinstance(reference, str) and isinstance(variant, str):
-        yield reference, variant
+                yield str(reference), variant, False
 
 
 def _user(event: EventRow) -> str | None:
@@ -100,7 +102,7 @@ def add_to_experiment_users(conn: Connection, events: Sequence[EventRow]) -> Non
         user = _user(event)
         assert user is not None
         seen: set[tuple[str, str]] = set()
-        for reference, variant in tags:
+        for reference, variant, named in tags:
             experiment = experiments[event.gateway_id].get(reference)
             if experiment is None or variant not in experiment.variants or event.ts_ms < experiment.created_at_ms:
                 continue
@@ -110,7 +112,7 @@ def add_to_experiment_users(conn: Connection, events: Sequence[EventRow]) -> Non
             key = (event.gateway_id, experiment.id, user, variant)
             counts[(*key, "events")] += 1
             if event.name == EXPERIMENT_EXPOSURE:
-                counts[(*key, "exposures")] += 1
+                counts[(*key, "exposures")] += named
             elif event.name == experiment.goal_event:
                 counts[(*key, "conversions")] += 1
     keys = sorted({key[:4] for key in counts})
