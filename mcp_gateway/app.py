@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -56,6 +57,8 @@ def create_app(
     settings = settings or Settings()
     redact_sdk_logs()
     services = Services.build(settings, store)
+    if server_factory is build_gateway_server:  # its track_event tool ingests: under the account's event limit
+        server_factory = functools.partial(build_gateway_server, admit=services.admit)
     runtimes = GatewayRuntimes(services, server_factory)
     auth = AdminAuth(services.store, settings.admin_token)
     ready = False

@@ -13,6 +13,7 @@ from mcp.types import INVALID_PARAMS
 from . import __version__
 from .config import DEFAULT_V1_TRACK_RATE_LIMIT
 from .gateways import BUILTIN_TOOLS, Gateway, GatewayDirectory
+from .ingest.web import Admission
 from .prompts import register_prompts
 from .resources import register_resources
 from .store import Store
@@ -87,9 +88,10 @@ def build_gateway_server(
     *,
     middleware: Sequence[ServerMiddleware[Any]] = (),
     track_event_limit: int = DEFAULT_V1_TRACK_RATE_LIMIT,
+    admit: Admission | None = None,
 ) -> MCPServer:
     """The MCP server for `gateway`: its resources, `book_demo`, `track_event` (`track_event_limit` calls a minute per
-    client) and prompts, reading the manifest live."""
+    client; its events pass `admit`, the account's event limit, when given) and prompts, reading the manifest live."""
     server: MCPServer = MCPServer(
         name="mcp-gateway",
         title=gateway.name,
@@ -100,6 +102,6 @@ def build_gateway_server(
     server.middleware.append(PromptGuard(server))
     register_resources(server, gateway.id, directory)
     register_book_demo(server, gateway.id, store)
-    register_track_event(server, gateway.id, store, limit=track_event_limit)
+    register_track_event(server, gateway.id, store, limit=track_event_limit, admit=admit)
     register_prompts(server, gateway.id, directory)
     return server

@@ -21,6 +21,7 @@ from .accounts.service import AccountService
 from .config import Settings
 from .gateways import GatewayDirectory
 from .ingest import Ingestor, WebIngestor, geo, ipkind
+from .ingest.web import Admission
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import Store, store_for
@@ -49,6 +50,8 @@ class Services:
     directory: GatewayDirectory
     keys: KeyService
     accounts: AccountService
+    admit: Admission | None
+    """The account event limit's check before events are stored (None: unlimited), for every ingest path."""
     hash_ip: IpHasher
     ingestor: Ingestor
     web_ingestor: WebIngestor
@@ -66,6 +69,7 @@ class Services:
             directory=GatewayDirectory(store, cache_seconds=settings.gateway_cache_seconds),
             keys=KeyService(store, cache_seconds=settings.gateway_cache_seconds),
             accounts=AccountService(store, cache_seconds=settings.gateway_cache_seconds),
+            admit=admit,
             hash_ip=hash_ip,
             ingestor=ingestor,
             web_ingestor=WebIngestor(store, hash_ip, admit=admit),

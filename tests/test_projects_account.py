@@ -4,6 +4,7 @@ account key's revoke, what DELETE removes, and that one account's key never touc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
@@ -16,9 +17,10 @@ from starlette.applications import Starlette
 from mcp_gateway import Settings, create_app
 from mcp_gateway.cli import run
 from mcp_gateway.store.purge import gateway_tables
+from mcp_gateway.store.retention import prune
 
 from .analytics_support import mcp_call, mcp_session, seed, store_of, web_event
-from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, create_key, lifespan_running
+from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, create_key, jsonrpc_request, lifespan_running
 
 SITE: Final = "https://shop.example.com"
 NOW_MS: Final = 1_800_000_000_000
@@ -134,6 +136,16 @@ async def test_a_repeated_create_is_200_existing_and_different_origins_are_a_409
     assert len((await http.get("/projects", headers=auth(key))).json()["projects"]) == 2
 
 
+async def test_concurrent_creates_of_one_name_make_one_project(http: httpx.AsyncClient) -> None:
+    key = await new_account(http)
+    answers = await asyncio.gather(
+        *(http.post("/projects", json={"name": "Race"}, headers=auth(key)) for _ in range(8))
+    )
+    assert sorted(answer.status_code for answer in answers) == [200] * 7 + [201]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert [answer.json()["existing"] for answer in answers].count(False) == 1
+
+
 async def test_the_same_name_in_another_account_is_another_project(http: httpx.AsyncClient) -> None:
     acme, globex = await new_account(http, "acme"), await new_account(http, "globex")
     mine, theirs = await create_project(http, acme, "Shop"), await create_project(http, globex, "Shop")
@@ -175,7 +187,8 @@ async def test_past_the_project_limit_create_is_403_and_the_account_shows_the_li
 async def test_past_max_events_lifetime_ingest_is_refused_with_403(settings: Settings) -> None:
     async with app_with(settings, max_events_lifetime=3, gateway_cache_seconds=0, event_retention_days=7) as (_, http):
         key = await new_account(http)
-        token = (await create_project(http, key, "Shop"))["project_token"]
+        project = await create_project(http, key, "Shop")
+        token, project_id = project["project_token"], project["id"]
         batch = {"token": token, "events": [{"event": "page_view"}, {"event": "signup"}, {"event": "page_view"}]}
         assert (await http.post("/track/batch", json=batch)).status_code == 202
         refused = await http.post("/track", json={"token": token, "event": "page_view"})
@@ -184,9 +197,31 @@ async def test_past_max_events_lifetime_ingest_is_refused_with_403(settings: Set
         account = (await http.get("/account", headers=auth(key))).json()
         assert account["events_total"] == 3
         assert account["tier_limits"] == {"max_events_lifetime": 3, "retention_days": 7, "rate_limit_rpm": 1000}
+        # The track_event MCP tool is told the same, as a tool error.
+        call = jsonrpc_request("tools/call", {"name": "track_event", "arguments": {"event": "signup"}})
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        tool = await http.post("/v1/mcp/sse", params={"gid": project_id}, json=call, headers=headers)
+        assert tool.status_code == 200, tool.text
+        assert tool.json()["result"]["isError"] is True
+        assert "events_limit_reached" in tool.json()["result"]["content"][0]["text"]
         # Another account's projects have their own count.
         other = (await create_project(http, await new_account(http, "globex"), "Shop"))["project_token"]
         assert (await http.post("/track", json={"token": other, "event": "page_view"})).status_code == 202
+
+
+async def test_the_lifetime_count_counts_each_stored_event_once_and_retention_does_not_lower_it(
+    app: Starlette, http: httpx.AsyncClient
+) -> None:
+    key = await new_account(http)
+    project = await create_project(http, key, "Shop")
+    event = web_event("page_view", NOW_MS - 40 * 86_400_000, visitor="v", gateway_id=project["id"])
+    store = store_of(app)
+    assert [status for status, _ in await store.capture_web([event, event])] == ["stored", "duplicate"]
+    assert [status for status, _ in await store.capture_web([event])] == ["duplicate"]
+    deleted = await prune(store, NOW_MS - 30 * 86_400_000)
+    assert deleted["events"] == 1
+    assert (await http.get(f"/projects/{project['id']}", headers=auth(key))).json()["events_total"] == 1
+    assert (await http.get("/account", headers=auth(key))).json()["events_total"] == 1
 
 
 async def test_the_account_key_has_the_per_key_api_limit(settings: Settings) -> None:
@@ -363,6 +398,9 @@ async def test_with_several_projects_the_account_key_must_name_one(http: httpx.A
         assert named.status_code == 200
     funnel = await http.post("/funnel", json={"project": two["id"], "steps": ["a", "b"]}, headers=auth(key))
     assert funnel.status_code == 200
+    # The live stream decides the same way (its refusals come before the stream starts).
+    assert (await http.get("/stream", headers=auth(key))).status_code == 400
+    assert (await http.get("/stream", params={"project": DEMO}, headers=auth(key))).status_code == 404
 
 
 # -- bad input --------------------------------------------------------------------------------------------------

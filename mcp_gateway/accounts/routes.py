@@ -34,12 +34,12 @@ from ..config import Settings
 from ..gateways import GatewayDirectory, Origin
 from ..ingest.track import RECEIPT_SECRET_SETTING
 from ..keys import KeyService
-from ..openapi import Operation, Param
+from ..openapi import Operation, Param, Reply
 from ..ratelimit import RateLimiter
 from ..store import Store
 from ..store.purge import purge_gateway
 from ..web import ApiError, read_model
-from .access import Access, Caller
+from .access import ADMIN_LIMIT_KEY, Access, Caller
 from .limits import PROJECTS_LIMIT_CODE, retention_days
 from .projects import AtLimit, Conflict, Created, Existing, ProjectRow, Projects
 from .service import ACCOUNT_ID_PATTERN, DEFAULT_ACCOUNT_ID, Account
@@ -217,7 +217,7 @@ class ProjectsApi:
         async def guarded(request: Request) -> Response:
             if admin:
                 self._auth.check(request)
-                caller = Caller("admin", None, None, "admin")
+                caller = Caller("admin", None, None, ADMIN_LIMIT_KEY)
             else:
                 caller = await self._access.caller(request, kinds=("admin", "account"))
             verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
@@ -249,6 +249,7 @@ class ProjectsApi:
                 response=ProjectCreated,
                 status=201,
                 params=account,
+                replies=(Reply(200, "The project existed (`existing: true`, `project_token: null`)", ProjectCreated),),
                 errors=(400, 403, 404, 409, 413, 415, 429),
                 description="201 for a new project; 200 with `existing: true` when the account has a project of "
                 "that name and the same (or no) `allowed_origins`; 409 naming it when the origins differ; 403 "

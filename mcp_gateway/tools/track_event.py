@@ -22,8 +22,9 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from ..config import DEFAULT_V1_TRACK_RATE_LIMIT
+from ..errors import LimitReachedError
 from ..ingest.track import MAX_JSON_OBJECT_BYTES, RATE_WINDOW_SECONDS, V1TrackEvent, seed004_event
-from ..ingest.web import WebIngestor
+from ..ingest.web import Admission, WebIngestor
 from ..privacy import IpHasher
 from ..ratelimit import limiter_for
 from ..store import Store
@@ -67,10 +68,16 @@ def _invalid(exc: ValidationError) -> ToolError:
 
 
 def register_track_event(
-    server: MCPServer, gateway_id: str, store: Store, *, limit: int = DEFAULT_V1_TRACK_RATE_LIMIT
+    server: MCPServer,
+    gateway_id: str,
+    store: Store,
+    *,
+    limit: int = DEFAULT_V1_TRACK_RATE_LIMIT,
+    admit: Admission | None = None,
 ) -> None:
-    """Add `track_event` for gateway `gateway_id` to `server`; events go to `store`, `limit` a minute per client."""
-    ingestor = WebIngestor(store, IpHasher())  # MCP events carry no client IP: nothing is ever hashed with it
+    """Add `track_event` for gateway `gateway_id` to `server`; events go to `store`, `limit` a minute per client,
+    if `admit` (the account's event limit) lets them."""
+    ingestor = WebIngestor(store, IpHasher(), admit=admit)  # MCP events carry no client IP: nothing is hashed
     limiter = limiter_for(store, limit, RATE_WINDOW_SECONDS, name=LIMITER_NAME)
 
     @server.tool(
@@ -121,6 +128,9 @@ def register_track_event(
             wait = verdict.reset_seconds
             raise ToolError(f"rate_limited: at most {verdict.limit} events a minute; retry in {wait} s")
         web_event, visitor = seed004_event(body, "server")  # MCP events carry no client IP or User-Agent
-        [(_, row)] = await ingestor.capture(gateway_id, [web_event])
+        try:
+            [(_, row)] = await ingestor.capture(gateway_id, [web_event])
+        except LimitReachedError as exc:  # the account's event limit: the agent is told, as /v1/track says it
+            raise ToolError(f"{exc.code}: {exc}") from None
         stored_visitor = (row.web.anonymous_id if row.web else None) or visitor  # a duplicate's, as stored
         return TrackEventResult(event_id=row.id, anonymous_id=stored_visitor, session_id=row.session_id or "")

@@ -20,7 +20,10 @@ async def serve_stdio(settings: Settings, gateway_id: str, factory: ServerFactor
             raise NotFoundError(f"gateway {gateway_id!r} does not exist (see `mcp-gateway gateways list`)")
         if not gateway.manifest.mcp_enabled:
             raise InvalidInputError(f"MCP is not enabled for gateway {gateway_id!r}", field="mcp_enabled")
-        server = factory(gateway, services.directory, services.store)
+        if factory is build_gateway_server:  # its track_event tool ingests: under the account's event limit
+            server = build_gateway_server(gateway, services.directory, services.store, admit=services.admit)
+        else:
+            server = factory(gateway, services.directory, services.store)
         services.track(server, gateway.id)
         await server.run_stdio_async()
     finally:
