@@ -26,6 +26,8 @@ from .analytics.live import LiveFeed, LiveStream
 from .analytics.mcp_endpoint import AnalyticsMcp
 from .config import Settings
 from .dashboard import Dashboard
+from .experiments import QUESTIONS as EXPERIMENT_QUESTIONS
+from .experiments import ExperimentsApi
 from .frontdoor import ApiDocs, FrontDoor
 from .ingest import AgnostApi
 from .ingest.crm import CrmCallbackRoutes
@@ -103,10 +105,12 @@ def create_app(
     body_limit = settings.max_body_bytes
     api_limit = limiter_for(services.store, settings.api_rate_limit, API_LIMIT_WINDOW_SECONDS, name="api")
     access = Access(services.keys, services.accounts, auth)
-    analytics = AnalyticsApi(access, services.store, QUESTIONS, limiter=api_limit)
+    questions = [*QUESTIONS, *EXPERIMENT_QUESTIONS]
+    analytics = AnalyticsApi(access, services.store, questions, limiter=api_limit)
+    experiments = ExperimentsApi(access, services.store, max_body_bytes=body_limit, limiter=api_limit)
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(live_feed)
-    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, QUESTIONS, limiter=api_limit)
+    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, questions, limiter=api_limit)
     if services.telemetry is not None:
         services.telemetry.instrument(analytics_mcp.server)
     mcp = McpRoutes(settings, services.directory, runtimes)
@@ -118,7 +122,7 @@ def create_app(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
     projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
-    dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS, limiter=api_limit)
+    dashboard = Dashboard(services.keys, services.store, services.directory, questions, limiter=api_limit)
     front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)
     api_docs = ApiDocs()
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
@@ -144,6 +148,7 @@ def create_app(
         *admin.operations(),
         *projects.operations(),
         *analytics.operations(),
+        *experiments.operations(),
         live_stream.operation(),
         analytics_mcp.operation(),
         *dashboard.operations(),
@@ -161,6 +166,7 @@ def create_app(
         *track.routes(),
         *visits.routes(),
         *crm.routes(),
+        *experiments.routes(),  # before the analytics' /experiments/{id}: /experiments/config is not an id
         *analytics.routes(),
         *live_stream.routes(),
         *analytics_mcp.routes(),

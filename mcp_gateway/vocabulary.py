@@ -66,6 +66,18 @@ def lead_event_id(lead_id: str) -> str:
     return f"{LEAD_EVENT_ID_PREFIX}{lead_id}"
 
 
+EXPERIMENT_EXPOSURE: Final = "$experiment_exposure"
+"""A visitor saw a variant of an A/B experiment (`tracker.js` `getVariant`, once per visitor and experiment): its
+properties name the experiment (`EXPERIMENT`, its id) and the variant (`VARIANT`)."""
+EXPERIMENT: Final = "experiment"
+"""Property key of the experiment an event belongs to: its id (or, sent by hand as seed 002's playbook does, its
+name), with `VARIANT` beside it."""
+VARIANT: Final = "variant"
+"""Property key of the variant an event was shown, beside `EXPERIMENT`."""
+EXPERIMENTS: Final = "$experiments"
+"""Property key of every variant a visitor is assigned, `{experiment id: variant}`: `tracker.js` tags each event
+with it once assigned, so a goal event ties back to the variants its visitor saw."""
+
 # -- the page context every web event carries -----------------------------------------------------
 
 URL: Final = "url"

@@ -22,6 +22,7 @@ from mcp.types import CallToolResult, TextContent
 
 from mcp_gateway.analytics import QUESTIONS
 from mcp_gateway.analytics.mcp_endpoint import ANALYTICS_MCP_PATH, question_tools
+from mcp_gateway.experiments import QUESTIONS as EXPERIMENT_QUESTIONS
 
 from .support import DEMO, MCP_TIMEOUT, LiveServer, admin_json, create_key, jsonrpc_request
 
@@ -85,7 +86,7 @@ async def test_every_analytics_question_is_a_tool(
     async with analytics(live_server, read, mode) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
 
-    assert set(tools) == set(question_tools(QUESTIONS))
+    assert set(tools) == set(question_tools([*QUESTIONS, *EXPERIMENT_QUESTIONS]))
     assert {"analytics_tools", "stats", "live"} <= set(tools)
     summaries = {q.path: q.summary for q in QUESTIONS}
     assert tools["analytics_tools"].description == summaries["/analytics/tools"]

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from mcp_gateway.accounts.access import READ_KEY_COOKIE
 from mcp_gateway.analytics import QUESTIONS, Asked, Question, WindowArgs
 from mcp_gateway.dashboard import Dashboard, charts, markup
+from mcp_gateway.experiments import QUESTIONS as EXPERIMENT_QUESTIONS
 from mcp_gateway.store import LeadRecord
 
 from .analytics_support import DAY, HOUR, MINUTE, T0, mcp_call, mcp_session, seed, store_of, web_event
@@ -635,7 +636,7 @@ async def test_a_missing_or_failing_question_leaves_its_section_unavailable(app:
 
 
 def test_every_section_asks_a_registered_question() -> None:
-    served = {(q.method, q.path) for q in QUESTIONS}
+    served = {(q.method, q.path) for q in [*QUESTIONS, *EXPERIMENT_QUESTIONS]}
     asked = {
         ("GET", "/analytics/overview"),
         ("GET", "/stats"),
@@ -648,6 +649,8 @@ def test_every_section_asks_a_registered_question() -> None:
         ("GET", "/analytics/sources"),
         ("GET", "/events"),
         ("POST", "/funnel"),
+        ("GET", "/experiments"),
+        ("GET", "/experiments/{id}"),
     }
     assert asked <= served, asked - served
 

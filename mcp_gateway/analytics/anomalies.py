@@ -25,6 +25,9 @@ Rates:
   writer's `sessions` rows, plus MCP sessions) whose client IP lies in a cloud provider's published ranges
   (`ip_kind`, classified at ingest by `ingest.ipkind`), at or above `datacenter_threshold` (default 40%),
   with at least 10 sessions. warning; critical from 80%. `subject` is the provider with most of them.
+- `experiment_no_conversions` (seed 002): an active A/B experiment created 48 hours or more before `until` whose
+  variants all have zero goal conversions (the writer's `experiment_variants`): a likely misconfigured
+  `goal_event`. warning; `subject` is the experiment's id.
 MCP, per tool, resource and prompt, from the hourly rollups (`primitives.primitive_stats`), with at
 least 20 calls in the current window:
 - `error_rate_spike`: error rate more than 5 points above the baseline's and at least twice it.
@@ -55,6 +58,8 @@ from .window import Args, Instant, TimeWindow
 
 Severity = Literal["info", "warning", "critical"]
 
+EXPERIMENT_QUIET_MS: Final = 48 * HOUR_MS
+"""An active experiment this old with no goal conversion at all is flagged (seed 002)."""
 DEFAULT_BASELINE_DAYS: Final = 7
 MIN_BASELINE_DAYS: Final = 3
 MAX_BASELINE_DAYS: Final = 28
@@ -127,6 +132,7 @@ CHECKS: Final = [
     "retention_cliff",
     "stale_data",
     "vpn_ratio",
+    "experiment_no_conversions",
     "error_rate_spike",
     "latency_regression",
 ]
@@ -353,6 +359,31 @@ async def _mcp_anomalies(asked: Asked, current: TimeWindow, baseline: TimeWindow
     return [a for s in now for a in _primitive_anomalies(s, then.get((s.primitive_type, s.name)))]
 
 
+async def _experiments_without_conversions(asked: Asked, until_ms: int) -> list[Anomaly]:
+    rows = await asked.store.fetch(
+        "SELECT e.id, e.name, e.goal_event, COALESCE(SUM(v.conversions), 0) FROM experiments e"
+        " LEFT JOIN experiment_variants v ON v.gateway_id = e.gateway_id AND v.experiment_id = e.id"
+        " WHERE e.gateway_id = ? AND e.status = 'active' AND e.created_at_ms <= ?"
+        " GROUP BY e.id, e.name, e.goal_event ORDER BY e.id",
+        (asked.gateway_id, until_ms - EXPERIMENT_QUIET_MS),
+    )
+    return [
+        Anomaly(
+            "experiment_no_conversions",
+            "warning",
+            "conversions",
+            0,
+            None,
+            None,
+            f"Experiment {name!r} has no {goal!r} conversion in any variant after 48 hours: goal_event is likely"
+            " misconfigured",
+            subject=experiment_id,
+        )
+        for experiment_id, name, goal, conversions in rows
+        if int(conversions) == 0
+    ]
+
+
 # -- the question -------------------------------------------------------------------------------------
 
 
@@ -373,6 +404,7 @@ async def anomalies(asked: Asked, args: AnomalyArgs) -> AnomaliesAnswer:
     if not any(events[:STALE_DAYS]):
         found.append(Anomaly("stale_data", "info", "events", 0, None, None, f"No events in the last {STALE_DAYS} days"))
     found += await _vpn_ratio(asked, current, args.datacenter_threshold)
+    found += await _experiments_without_conversions(asked, until_ms)
     found += await _mcp_anomalies(asked, current, baseline)
     order = {"critical": 0, "warning": 1, "info": 2}
     return AnomaliesAnswer(

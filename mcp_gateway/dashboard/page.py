@@ -24,6 +24,7 @@ from ..analytics.window import DAY_MS, PERIODS, TimeWindow, WindowArgs
 from ..vocabulary import SESSION_BOOKKEEPING  # events every session has, left out of the default funnel
 from . import sections
 from .answers import Answers, Method, Unavailable
+from .experiment_card import experiments_card
 from .markup import Markup, concat, render, timestamp
 
 MAX_FUNNEL_STEPS: Final = 10
@@ -36,6 +37,9 @@ LATEST_LEADS: Final = 10
 TOP_ROWS: Final = 10
 FEED_ROWS: Final = 20
 SESSION_PATH: Final = "/analytics/mcp/sessions/{session_id}"
+EXPERIMENT_PATH: Final = "/experiments/{id}"
+LATEST_EXPERIMENTS: Final = 5
+"""The most experiments the dashboard's card shows (newest first)."""
 NO_FUNNEL: Final = Unavailable("No events to build a funnel from yet.")
 FAVICON: Final = (
     "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E"
@@ -245,6 +249,17 @@ async def _funnel(view: View) -> Markup:
     return concat([_steps_form(view, steps), sections.section(funnel, sections.funnel)])
 
 
+async def _experiments(view: View) -> Markup:
+    """The active experiments (the newest `LATEST_EXPERIMENTS`), each with its live results."""
+    found = await view.ask("/experiments", {"status": "active"})
+    listed = [] if isinstance(found, Unavailable) else found["experiments"][:LATEST_EXPERIMENTS]
+    ids = [experiment["id"] for experiment in listed]
+    details = await asyncio.gather(*(view.ask(EXPERIMENT_PATH, {"id": i}) for i in ids))
+    if not isinstance(found, Unavailable):
+        found = {**found, "experiments": listed}
+    return experiments_card(found, dict(zip(ids, details, strict=True)))
+
+
 async def _live(view: View) -> Markup:
     return sections.live_feed(await view.ask("/events", {**view.span, "limit": FEED_ROWS}))
 
@@ -312,6 +327,7 @@ SECTIONS: Final[dict[str, Section]] = {
         Section("pages", "Top pages", _top_pages, deferred=True),
         Section("sources", "Sources", _sources, deferred=True),
         Section("funnel", "Funnel", _funnel, deferred=True),
+        Section("experiments", "Experiments", _experiments, span="span-12", note="active A/B tests, live results"),
         Section("live", "Live", _live, note="new events as they arrive"),
     ]
 }

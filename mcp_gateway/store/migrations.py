@@ -420,6 +420,48 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         INSERT INTO project_usage (gateway_id, events_total) SELECT gateway_id, COUNT(*) FROM events GROUP BY gateway_id
         """,
     ),
+    (
+        22,
+        # A/B experiments (seed 002's /experiments): variants and weights are JSON arrays in the same order, the
+        # first variant the control. `experiment_users` is their write-time rollup (`store.experiment_users`): per
+        # experiment, visitor and variant, the exposure, tagged and goal events; `experiment_variants` their sums per
+        # variant, which the results read.
+        """
+        CREATE TABLE experiments (
+            id TEXT PRIMARY KEY,
+            gateway_id TEXT NOT NULL REFERENCES gateways(id),
+            name TEXT NOT NULL,
+            variants TEXT NOT NULL,
+            weights TEXT NOT NULL,
+            goal_event TEXT NOT NULL,
+            status TEXT NOT NULL,
+            winner TEXT,
+            created_at_ms BIGINT NOT NULL,
+            updated_at_ms BIGINT NOT NULL,
+            UNIQUE (gateway_id, name)
+        );
+        CREATE TABLE experiment_users (
+            gateway_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            user_key TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            exposures BIGINT NOT NULL,
+            events BIGINT NOT NULL,
+            conversions BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, experiment_id, user_key, variant)
+        );
+        CREATE TABLE experiment_variants (
+            gateway_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            users BIGINT NOT NULL,
+            exposures BIGINT NOT NULL,
+            converted_users BIGINT NOT NULL,
+            conversions BIGINT NOT NULL,
+            PRIMARY KEY (gateway_id, experiment_id, variant)
+        )
+        """,
+    ),
 )
 
 

@@ -32,6 +32,7 @@ from .base import (
     WebFields,
     WriterStats,
 )
+from .experiment_users import add_to_experiment_users
 from .lookup import rows_by_ids
 from .redaction import redact_rows, stored_id
 from .rollups import add_to_rollups, hist_of
@@ -224,6 +225,7 @@ class SQLStore:
         events, self._batch_events = self._batch_events, []
         add_to_rollups(conn, events)
         add_to_usage(conn, events)
+        add_to_experiment_users(conn, events)
 
     def drop_batch(self) -> None:
         """The writer's `after_failure`: the transaction's events were rolled back, and so are their rollups."""

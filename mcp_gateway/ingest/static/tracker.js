@@ -11,6 +11,8 @@
  *                   missing (fb.1.<ms>.<random>) and _fbc is kept from an fbclid landing
  *                   (fb.1.<ms>.<fbclid>), as Meta's pixel does, so every later event carries both.
  *                   Always: existing _fbp/_fbc cookies and an fbclid in the URL are sent as user.fbp/fbc.
+ *   data-token      the project token (the gateway's pk_ key): enables A/B experiments (getVariant), whose
+ *                   config comes from GET /experiments/config?token=
  *   data-mcp        "true" enables the AI agent features: a <link rel="mcp"> to the gateway's MCP endpoint
  *                   in the page's head (agents reading the page find it), window.anacoic.mcp with the
  *                   endpoints, and events from automated browsers and AI agents carry custom_data.agent.
@@ -23,6 +25,11 @@
  *   page(name?, properties?)                               send a PageView
  *   identify(userId, traits?)                              remember the user for later events
  *   flush()                                                a Promise settled when sent events are answered
+ *   getVariant(experiment)                                 a Promise of the visitor's variant of an active
+ *                                                          experiment (its id or name; null if none): the
+ *                                                          first time, a $experiment_exposure event is sent;
+ *                                                          from then on every event carries the visitor's
+ *                                                          variants as custom_data.$experiments {id: variant}
  *   config {gateway_id, mcp_enabled, emq_mode}
  *   mcp {url, sse_url}                                     with data-mcp="true": the gateway's MCP endpoints
  *
@@ -36,6 +43,7 @@
   var ANON_KEY = "mcpg_anonymous_id";
   var SESSION_KEY = "mcpg_session";
   var USER_KEY = "mcpg_user";
+  var EXPERIMENTS_KEY = "mcpg_experiments"; // {experiment id: variant} the visitor was exposed to
   var FB_COOKIE_SECONDS = 90 * 24 * 3600; // what Meta's pixel gives _fbp and _fbc
   var AGENT_PATTERN =
     /(ChatGPT-User|OAI-SearchBot|GPTBot|Claude-User|Claude-Web|ClaudeBot|Perplexity-User|PerplexityBot|Google-Extended|Bytespider|HeadlessChrome)/;
@@ -52,6 +60,8 @@
   var trackUrl = endpoint + "/track?gid=" + encodeURIComponent(gatewayId);
   var emqMode = script.getAttribute("data-emq") || "standard";
   var mcpEnabled = script.getAttribute("data-mcp") === "true";
+  var projectToken = script.getAttribute("data-token");
+  var experimentConfig = null; // the Promise of GET /experiments/config, fetched once
   var memory = {};
   var pending = [];
 
@@ -249,6 +259,8 @@
     if (fbc) user.fbc = fbc;
     merge(user, event.user);
     var data = merge({}, event.custom_data);
+    var assigned = exposedVariants();
+    if (data.$experiments === undefined && Object.keys(assigned).length) data.$experiments = assigned;
     var agent = mcpEnabled ? agentName() : null;
     if (agent && data.agent === undefined) data.agent = agent;
     send({
@@ -291,6 +303,88 @@
     track({ event_name: "Identify", custom_data: data });
   }
 
+  // -- A/B experiments ---------------------------------------------------------------------------
+
+  // 32-bit FNV-1a of the UTF-8 bytes of text (mcp_gateway/experiments/assignment.py's fnv1a_32).
+  function fnv1a(text) {
+    var bytes = unescape(encodeURIComponent(text));
+    var hash = 0x811c9dc5;
+    for (var i = 0; i < bytes.length; i++) {
+      hash ^= bytes.charCodeAt(i);
+      hash = Math.imul(hash, 0x01000193) >>> 0;
+    }
+    return hash >>> 0;
+  }
+
+  // MurmurHash3's 32-bit finaliser (assignment.py's fmix32).
+  function fmix32(hash) {
+    hash ^= hash >>> 16;
+    hash = Math.imul(hash, 0x85ebca6b) >>> 0;
+    hash ^= hash >>> 13;
+    hash = Math.imul(hash, 0xc2b2ae35) >>> 0;
+    return (hash ^ (hash >>> 16)) >>> 0;
+  }
+
+  // The visitor's variant: the same arithmetic, in the same order, as assignment.py's assign.
+  function assign(experiment, visitorId) {
+    var total = 0;
+    for (var i = 0; i < experiment.weights.length; i++) total += experiment.weights[i];
+    var point = (fmix32(fnv1a(experiment.id + ":" + visitorId)) / 4294967296) * total;
+    var running = 0;
+    for (var j = 0; j < experiment.variants.length; j++) {
+      running += experiment.weights[j];
+      if (point < running) return experiment.variants[j];
+    }
+    return experiment.variants[experiment.variants.length - 1];
+  }
+
+  function exposedVariants() {
+    try {
+      return JSON.parse(storageGet("localStorage", EXPERIMENTS_KEY) || memory[EXPERIMENTS_KEY] || "null") || {};
+    } catch (e) {
+      return {};
+    }
+  }
+
+  function loadExperiments() {
+    if (!experimentConfig) {
+      experimentConfig =
+        projectToken && window.fetch
+          ? window
+              .fetch(endpoint + "/experiments/config?token=" + encodeURIComponent(projectToken), { credentials: "omit" })
+              .then(function (response) {
+                return response.ok ? response.json() : { experiments: [] };
+              })
+              .then(function (config) {
+                return config.experiments || [];
+              })
+              .catch(function () {
+                return [];
+              })
+          : Promise.resolve([]);
+    }
+    return experimentConfig;
+  }
+
+  function getVariant(name) {
+    return loadExperiments().then(function (experiments) {
+      var experiment = null;
+      for (var i = 0; i < experiments.length; i++) {
+        if (experiments[i].id === name || experiments[i].name === name) experiment = experiments[i];
+      }
+      if (!experiment) return null;
+      var variant = assign(experiment, anonymousId());
+      var exposed = exposedVariants();
+      if (exposed[experiment.id] !== variant) {
+        exposed[experiment.id] = variant;
+        var text = JSON.stringify(exposed);
+        if (!storageSet("localStorage", EXPERIMENTS_KEY, text)) memory[EXPERIMENTS_KEY] = text;
+        track({ event_name: "$experiment_exposure", custom_data: { experiment: experiment.id, variant: variant } });
+      }
+      return variant;
+    });
+  }
+
   function flush() {
     var sent = pending.slice();
     pending = [];
@@ -302,6 +396,7 @@
     page: page,
     identify: identify,
     flush: flush,
+    getVariant: getVariant,
     config: {
       gateway_id: gatewayId,
       mcp_enabled: mcpEnabled,
