@@ -6,7 +6,7 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import anyio
 from starlette.applications import Starlette
@@ -27,6 +27,8 @@ from .ingest import AgnostApi
 from .ingest.crm import CrmCallbackRoutes
 from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
+from .integrations.forwarding import Forwarding
+from .integrations.platforms import PLATFORMS, Platform
 from .metrics import Metrics, RequestMetrics
 from .openapi import OpenApiDocument, Operation
 from .privacy import redact_sdk_logs
@@ -47,6 +49,7 @@ def create_app(
     *,
     store: Store | None = None,
     server_factory: ServerFactory = build_gateway_server,
+    platforms: Mapping[str, Platform] = PLATFORMS,
 ) -> Starlette:
     """The whole gateway as one ASGI app. Its lifespan opens the store and creates `demo` if missing."""
     settings = settings or Settings()
@@ -85,6 +88,7 @@ def create_app(
                 analytics_mcp.run(),
                 _shared_sessions(app, services, mcp),
                 _retention(services),
+                forwarding.run(),
             ):
                 ready = True
                 yield
@@ -107,8 +111,11 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
+    forwarding = Forwarding(services, settings, auth, limiter=api_limit, platforms=platforms)
+    track.sync_forwarding = forwarding.sync
     dashboard = Dashboard(services.keys, services.store, services.directory, QUESTIONS)
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
+    forwarding.instrument(metrics)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),
         Operation(
@@ -127,6 +134,7 @@ def create_app(
         *visits.operations(),
         *crm.operations(),
         *admin.operations(),
+        *forwarding.operations(),
         *analytics.operations(),
         live_stream.operation(),
         analytics_mcp.operation(),
@@ -148,6 +156,7 @@ def create_app(
         *analytics_mcp.routes(),
         *dashboard.routes(),
         *admin.routes(),
+        *forwarding.api.routes(),
     ]
     quiet_client_disconnects()
     app = Starlette(

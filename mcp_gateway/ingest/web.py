@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from ..privacy import IpHasher
-from ..store import CaptureStatus, EventRow, Store, WebFields
+from ..store import CaptureStatus, EventRow, ForwardHints, Store, WebFields
 from ..vocabulary import PAGE, PAGE_NAME_ALIASES, PATH, REFERRER, TITLE, URL
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
 from .geo import country_of
@@ -58,6 +58,10 @@ class WebEvent:
     """Names of the seed's user identifiers present (fbp, fbc, client_ip_address, ...), for match quality."""
     client_ip: str | None = None
     user_agent: str | None = None
+    fbp: str | None = None
+    """Meta's browser id (`_fbp`), kept only in the event's deliveries to integrations (`store.outbox`)."""
+    fbc: str | None = None
+    """Meta's click id (`_fbc`), likewise."""
 
 
 def timestamp_ms(value: float | None) -> int | None:
@@ -171,4 +175,5 @@ class WebIngestor:
     async def capture(self, gateway_id: str, events: list[WebEvent]) -> list[tuple[CaptureStatus, EventRow]]:
         """Enrich and store `events` in one transaction; each one's status and stored row, in order."""
         now_ms = int(time.time() * 1000)
-        return await self._store.capture_web([self.row(gateway_id, event, now_ms) for event in events])
+        hints = [ForwardHints(e.fbp, e.fbc) if e.fbp or e.fbc else None for e in events]
+        return await self._store.capture_web([self.row(gateway_id, event, now_ms) for event in events], hints)
