@@ -1,7 +1,8 @@
 """What the server adds to every web and server event before it is stored.
 
 - **Identities**: `email`, `phone` and `external_id` are normalised (trimmed; email and
-  external_id lower-cased; phone reduced to its E.164 digits) and stored only as SHA-256 hex.
+  external_id lower-cased; phone reduced to its E.164 digits without leading zeros, as Meta wants) and
+  stored only as SHA-256 hex.
 - **Match quality** (EMQ): the sum of the seed's points for the identifiers present — email 2.5,
   phone 2.0, fbp 1.5, fbc 1.5, external_id 1.0, client IP 0.5, user agent 0.3 (at most 9.3).
 - **Device**: device type, browser and OS from the User-Agent (the maintained `ua-parser`).
@@ -36,6 +37,10 @@ MATCH_POINTS: Final = {
 """Event match quality points per identifier present (seed 000's user object table)."""
 
 
+_NOT_DIGIT: Final = re.compile(r"[^0-9]")
+"""Everything but ASCII digits (``\\D`` would keep other scripts' digits, which Meta's rule does not)."""
+
+
 def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -46,7 +51,12 @@ def hash_email(email: str | None) -> str | None:
 
 
 def hash_phone(phone: str | None) -> str | None:
-    digits = re.sub(r"\D", "", phone or "")
+    """SHA-256 hex of the phone as Meta normalises it: ASCII digits only, leading zeros removed.
+
+    ``+44 20 7946 0958`` and ``0044 20 7946 0958`` (an international call prefix) are the same number, ``442079460958``.
+    The country code must be in the input: a national number (``020 ...``) cannot be completed here.
+    """
+    digits = _NOT_DIGIT.sub("", phone or "").lstrip("0")
     return sha256_hex(digits) if digits else None
 
 
