@@ -108,12 +108,16 @@ DEFAULT_FORWARD_TIMEOUT_SECONDS: Final = 10.0
 DEFAULT_FORWARD_POLL_SECONDS: Final = 1.0
 """How often the delivery worker looks for due deliveries when it has nothing to do."""
 
+DEFAULT_FORWARD_LEASE_SECONDS: Final = 300.0
+"""How long a claimed delivery is its worker's; a process that died holding it leaves it due again after this."""
+
 _FORWARD_VARIABLES: Final = (
     "FORWARD_MAX_ATTEMPTS",
     "FORWARD_RETRY_BASE_SECONDS",
     "FORWARD_RETRY_MAX_SECONDS",
     "FORWARD_TIMEOUT_SECONDS",
     "FORWARD_POLL_SECONDS",
+    "FORWARD_LEASE_SECONDS",
 )
 
 
@@ -174,6 +178,7 @@ class Settings(BaseModel):
     forward_retry_max_seconds: float = Field(default=DEFAULT_FORWARD_RETRY_MAX_SECONDS, gt=0, le=86400)
     forward_timeout_seconds: float = Field(default=DEFAULT_FORWARD_TIMEOUT_SECONDS, gt=0, le=300)
     forward_poll_seconds: float = Field(default=DEFAULT_FORWARD_POLL_SECONDS, gt=0, le=60)
+    forward_lease_seconds: float = Field(default=DEFAULT_FORWARD_LEASE_SECONDS, ge=1, le=86400)
     mcp_json_response: bool = False
     """Answer Streamable HTTP requests as `application/json` (the SDK's `json_response`), never as an SSE stream:
     faster, but nothing a handler sends during a call (progress, log messages, sampling, elicitation) reaches the

@@ -657,8 +657,8 @@ class TrackApi:
                 gateway.id, row.id, client_ip=web_event.client_ip, user_agent=web_event.user_agent
             )
             if delivered is False:  # the event is stored; the worker retries what can be retried
-                body = {"error": ALL_PROVIDERS_FAILED, "message": "check integrations config", **confirmation}
-                return JSONResponse(body, status_code=502, headers=verdict.headers())
+                failed = {"error": ALL_PROVIDERS_FAILED, "message": "check integrations config", **confirmation}
+                return JSONResponse(failed, status_code=502, headers=verdict.headers())
         return JSONResponse(confirmation, headers=verdict.headers())
 
     async def track_batch(self, request: Request) -> JSONResponse:

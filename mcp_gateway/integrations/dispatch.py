@@ -50,8 +50,8 @@ class RetryPolicy:
         """Seconds before retrying after failed try number `attempt` (1-based): "equal jitter" over an exponential
         backoff (half fixed, half random, so retries of many deliveries spread out), never less than the
         platform's `Retry-After`."""
-        backoff = min(self.max_seconds, self.base_seconds * 2 ** min(attempt - 1, 40))
-        delay = backoff / 2 + random.uniform(0, backoff / 2)  # noqa: S311 - jitter, not a secret
+        backoff = min(self.max_seconds, self.base_seconds * 2.0 ** min(attempt - 1, 40))
+        delay: float = backoff / 2 + random.uniform(0, backoff / 2)  # noqa: S311 - jitter, not a secret
         if retry_after_s is not None and retry_after_s > 0:
             delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_SECONDS))
         return delay

@@ -49,8 +49,13 @@ class Forwarding:
             settings.forward_max_attempts, settings.forward_retry_base_seconds, settings.forward_retry_max_seconds
         )
         self.dispatcher = Dispatcher(self._client, policy, timeout_s=settings.forward_timeout_seconds)
-        poll = settings.forward_poll_seconds
-        self.worker = DeliveryWorker(store, self.integrations, self.dispatcher, poll_seconds=poll)
+        self.worker = DeliveryWorker(
+            store,
+            self.integrations,
+            self.dispatcher,
+            poll_seconds=settings.forward_poll_seconds,
+            lease_ms=int(settings.forward_lease_seconds * 1000),
+        )
         self.sync = SyncForwarder(store, self.integrations, self.dispatcher)
         self.api = IntegrationsApi(
             auth,

@@ -2,8 +2,8 @@
 
 An integration is a platform `kind` (a key of `platforms.PLATFORMS`), a name, `enabled`, `sync` and a config: the
 platform's fields plus the common `event_map` ({our name: theirs}), `events` (our event names to forward; null:
-all) and `endpoint` (the platform's base URL, for a test server or a regional host). The platform validates the
-config (`Platform.check_config`). Its secret fields (`Platform.secret_fields`) are stored encrypted
+all) and `endpoint` (the platform's base URL, for a test server or a regional host). The platform validates it
+all (`Platform.check_config`). Its secret fields (`Platform.secret_fields`) are stored encrypted
 (`crypto.SecretBox`) and never shown again: a view says `has_<field>: true` instead. Updating an integration
 merges the config given into the stored one, so a secret need not be sent again; a field set to null is removed.
 """
@@ -15,9 +15,9 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidInputError, NotFoundError
 from ..store import Store
@@ -25,12 +25,6 @@ from .crypto import SecretBox
 from .platforms import Platform
 
 MAX_INTEGRATIONS_PER_GATEWAY: Final = 20
-MAX_EVENT_NAMES: Final = 200
-"""Most names in an integration's `events` filter and in its `event_map`."""
-
-COMMON_FIELDS: Final = frozenset({"event_map", "events", "endpoint"})
-
-EventName = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class IntegrationCreate(BaseModel):
@@ -58,16 +52,6 @@ class IntegrationUpdate(BaseModel):
     config: dict[str, Any] | None = Field(
         default=None, description="Merged into the stored config; a field set to null is removed"
     )
-
-
-class CommonConfig(BaseModel):
-    """The config fields every platform shares; the platform's own fields pass through to `check_config`."""
-
-    model_config = ConfigDict(extra="allow")
-
-    event_map: dict[EventName, EventName] = Field(default_factory=dict, max_length=MAX_EVENT_NAMES)
-    events: list[EventName] | None = Field(default=None, max_length=MAX_EVENT_NAMES)
-    endpoint: str | None = Field(default=None, max_length=2048, pattern=r"^https?://[^\s/?#]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,24 +105,14 @@ class IntegrationService:
         return platform
 
     def checked_config(self, kind: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        """`config` validated and normalised by the common rules and the platform's; `InvalidInputError` naming
+        """`config` validated and normalised by the platform (common fields included); `InvalidInputError` naming
         `config.<field>` otherwise."""
         platform = self.platform(kind)
         try:
-            common = CommonConfig.model_validate(config)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(["config", *(str(part) for part in error["loc"])])
-            raise InvalidInputError(f"Invalid {field}: {error['msg']}", field=field) from None
-        merged = {**config, **common.model_dump(include=COMMON_FIELDS)}
-        try:
-            normalised = platform.check_config(merged)
+            return platform.check_config(config)
         except InvalidInputError as exc:
             field = f"config.{exc.field}" if exc.field else "config"
             raise InvalidInputError(str(exc), field=field) from None
-        for name in COMMON_FIELDS:  # the platform may leave the common fields out: the outbox needs them
-            normalised.setdefault(name, merged[name])
-        return normalised
 
     def _row(self, row: Sequence[Any]) -> Integration:
         config: dict[str, Any] = json.loads(row[6])

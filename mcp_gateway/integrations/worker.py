@@ -1,12 +1,13 @@
 """The delivery worker: sends the outbox's due deliveries, in the app's lifespan, until the app stops.
 
 Each round it asks (a cheap read) whether any delivery is due; if so it claims up to `CLAIM_LIMIT` of them in one
-write transaction under a lease of `LEASE_MS` (`store.outbox.claim`; on PostgreSQL with `FOR UPDATE SKIP LOCKED`,
-and every write there holds the store's advisory lock, so several processes never claim the same delivery),
-groups them by integration, sends each group in the platform's batches (`Dispatcher`), and records what became
-of each (`store.outbox.settle`). A process killed in between leaves its claimed deliveries pending: they are due
-again when their lease ends and are sent again (at least once; the platforms deduplicate on `event_id`).
-When nothing is due it sleeps `poll_seconds`, or until `wake()`.
+write transaction under a lease (`Settings.forward_lease_seconds`, far longer than a round; `store.outbox.claim`),
+groups them by integration, sends each group in the platform's batches (`Dispatcher`), and records what became of
+each (`store.outbox.settle`). On PostgreSQL the claim skips rows others hold (`FOR UPDATE SKIP LOCKED`) and every
+write holds the store's advisory lock, so several processes never claim the same delivery. A process killed in
+between leaves its claimed deliveries pending: they are due again when their lease ends and are sent again (at
+least once; the platforms deduplicate on `event_id`). When nothing is due it sleeps `poll_seconds`, or until
+`wake()`.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ logger = logging.getLogger(__name__)
 CLAIM_LIMIT: Final = 2000
 """Most deliveries one round claims (two Meta requests' worth)."""
 
-LEASE_MS: Final = 5 * 60 * 1000
-"""How long a claimed delivery is left to its worker before another may take it: far longer than a round."""
-
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
@@ -47,7 +45,7 @@ class DeliveryWorker:
         *,
         poll_seconds: float,
         claim_limit: int = CLAIM_LIMIT,
-        lease_ms: int = LEASE_MS,
+        lease_ms: int,
     ) -> None:
         self._store = store
         self._integrations = integrations
