@@ -32,6 +32,10 @@ MAX_ERROR_CHARS: Final = 1000
 MAX_RETRY_AFTER_SECONDS: Final = 86_400.0
 """A platform's `Retry-After` is honoured up to a day."""
 
+DISABLED_RECHECK_MS: Final = 60_000
+"""A delivery claimed just as its integration was disabled is due again this much later (and then only claimed
+once the integration is enabled again)."""
+
 CONCURRENT_REQUESTS: Final = 8
 """Requests one integration's batch sends at once."""
 
@@ -108,9 +112,11 @@ class Dispatcher:
         adapt: Callable[[ForwardedEvent], ForwardedEvent] = lambda event: event,
     ) -> list[Settlement]:
         """Send `deliveries` (all of one integration) and settle each."""
-        if integration is None or not integration.enabled:
-            reason = "the integration was deleted" if integration is None else "the integration is disabled"
-            return self._settle(deliveries, "skipped", reason, kind=integration.kind if integration else "unknown")
+        if integration is None:
+            return self._settle(deliveries, "skipped", "the integration was deleted", kind="unknown")
+        if not integration.enabled:  # disabled since the claim: left for when it is enabled again
+            due = _now_ms() + DISABLED_RECHECK_MS
+            return [Settlement(d.seq, d.integration_id, "pending", due) for d in deliveries]
         if platform is None:
             return self._settle(deliveries, "failed", f"no platform {integration.kind!r}", kind=integration.kind)
         by_event: dict[str, list[Delivery]] = {}

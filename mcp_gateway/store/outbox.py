@@ -117,6 +117,12 @@ class Delivery:
 
 _DELIVERY_COLUMNS: Final = "seq, integration_id, gateway_id, event_id, payload, attempts, created_at_ms"
 
+DUE: Final = (
+    "status = 'pending' AND due_at_ms <= ? AND integration_id IN (SELECT id FROM integrations WHERE enabled = 1)"
+)
+"""The deliveries a worker may claim at a time (`?`): pending, due, of an enabled integration (a disabled one's
+wait until it is enabled again)."""
+
 
 def _delivery(row: Sequence[Any], *, claimed: bool) -> Delivery:
     return Delivery(
@@ -142,8 +148,7 @@ def claim(conn: Connection, *, now_ms: int, limit: int, lease_ms: int, skip_lock
     transaction holds are skipped (`FOR UPDATE SKIP LOCKED`), so several workers never wait on each other."""
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     rows = conn.execute(
-        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' AND due_at_ms <= ?"
-        f" ORDER BY due_at_ms, seq LIMIT ?{lock}",
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE {DUE} ORDER BY due_at_ms, seq LIMIT ?{lock}",
         (now_ms, limit),
     ).fetchall()
     claimed = [_delivery(row, claimed=True) for row in rows]
