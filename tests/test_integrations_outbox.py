@@ -6,6 +6,7 @@ receiver is a real HTTP server on loopback (`integrations_support`)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import time
@@ -18,6 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
+from mcp_gateway.cli import run
 from mcp_gateway.integrations.crypto import KEY_FILE_NAME
 
 from .integrations_support import (
@@ -331,3 +333,25 @@ async def test_deleting_an_integration_stops_its_deliveries(
     assert deleted.status_code == 200 and deleted.json() == {"id": integration_id, "deleted": True}
     await track(gateway)
     assert deliveries(db_path) == []
+
+
+def test_the_cli_adds_lists_and_removes_an_integration_without_printing_its_secret(
+    db_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "whsec_" + "Q" * 40
+    config = tmp_path / "hook.json"
+    config.write_text(json.dumps({"url": "http://127.0.0.1:9/hook", "secret": secret}))
+    db = ["--db", str(db_path)]
+    assert run(["integrations", "add", "--gateway", DEMO, "--kind", "webhook", "--config", f"@{config}", *db]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["config"]["has_secret"] is True and secret not in json.dumps(added)
+    assert run(["integrations", "list", "--gateway", DEMO, *db]) == 0
+    listed = capsys.readouterr().out
+    assert added["id"] in listed and "pending=0" in listed and secret not in listed
+    bad = ["integrations", "add", "--gateway", DEMO, "--kind", "webhook", "--config", '{"url": "x"}', *db]
+    assert run(bad) == 1
+    assert "error: secret" in capsys.readouterr().err  # the field at fault
+    assert run(["integrations", "remove", "--gateway", DEMO, added["id"], *db]) == 0
+    assert capsys.readouterr().out.split() == [added["id"], "deleted"]
+    assert run(["integrations", "list", "--gateway", DEMO, *db]) == 0
+    assert capsys.readouterr().out == ""
