@@ -19,6 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
+from mcp_gateway.analytics.api import READ_KEY_COOKIE
 from mcp_gateway.cli import run
 from mcp_gateway.integrations.crypto import KEY_FILE_NAME
 
@@ -36,6 +37,7 @@ from .support import (
     ADMIN_TOKEN,
     DEMO,
     BoundedASGITransport,
+    create_key,
     database_bytes,
     lifespan_running,
     scrape,
@@ -355,3 +357,32 @@ def test_the_cli_adds_lists_and_removes_an_integration_without_printing_its_secr
     assert capsys.readouterr().out.split() == [added["id"], "deleted"]
     assert run(["integrations", "list", "--gateway", DEMO, *db]) == 0
     assert capsys.readouterr().out == ""
+
+
+async def test_a_read_key_sees_delivery_status_in_the_analytics_and_the_dashboard_but_no_config(
+    gateway: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    await create_integration(gateway, webhook_integration(receiver, name="Orders hook"))
+    key = await create_key(gateway, kind="read")
+    read = {"Authorization": f"Bearer {key}"}
+
+    async def settled(count: int) -> bool:
+        answer = (await gateway.get("/analytics/integrations", headers=read)).json()
+        counts = answer["integrations"][0]["status"]["deliveries"]
+        return bool(counts["sent"] + counts["failed"] == count)
+
+    receiver.script(Answer(400, b'{"error": "unknown event"}'))
+    await track(gateway)
+    await wait_until(lambda: settled(1))
+    await track(gateway)  # after the refusal, so in a request of its own
+    await wait_until(lambda: settled(2))
+    answer = (await gateway.get("/analytics/integrations", headers=read)).json()
+    [integration] = answer["integrations"]
+    assert integration["name"] == "Orders hook" and integration["kind"] == "webhook"
+    assert "config" not in integration
+    assert integration["status"]["deliveries"]["failed"] == 1
+    assert "unknown event" in integration["status"]["last_error"]
+    card = await gateway.get("/dashboard/sections/integrations", headers={"Cookie": f"{READ_KEY_COOKIE}={key}"})
+    assert card.status_code == 200, card.text
+    assert "Orders hook" in card.text and "unknown event" in card.text
+    assert receiver.secret.removeprefix("whsec_") not in card.text + json.dumps(answer)

@@ -241,6 +241,10 @@ async def _funnel(view: View) -> Markup:
     return concat([_steps_form(view, steps), sections.section(funnel, sections.funnel)])
 
 
+async def _integrations(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/integrations", {}), sections.integrations)
+
+
 async def _live(view: View) -> Markup:
     return sections.live_feed(await view.ask("/events", {**view.span, "limit": FEED_ROWS}))
 
@@ -308,6 +312,7 @@ SECTIONS: Final[dict[str, Section]] = {
         Section("pages", "Top pages", _top_pages, deferred=True),
         Section("sources", "Sources", _sources, deferred=True),
         Section("funnel", "Funnel", _funnel, deferred=True),
+        Section("integrations", "Integrations", _integrations, note="deliveries to ad and analytics platforms"),
         Section("live", "Live", _live, note="new events as they arrive"),
     ]
 }

@@ -40,15 +40,21 @@ def percentile(values: list[int], fraction: float) -> int | None:
 
 
 async def delivery_status(store: Store, integration: Integration) -> DeliveryStatusView:
+    return await status_of(store, integration.id, integration.last_error, integration.last_error_at_ms)
+
+
+async def status_of(
+    store: Store, integration_id: str, last_error: str | None, last_error_at_ms: int | None
+) -> DeliveryStatusView:
     rows = await store.fetch(
-        "SELECT status, COUNT(*) FROM deliveries WHERE integration_id = ? GROUP BY status", (integration.id,)
+        "SELECT status, COUNT(*) FROM deliveries WHERE integration_id = ? GROUP BY status", (integration_id,)
     )
     counts = dict.fromkeys(DELIVERY_STATUSES, 0)
     counts.update({row[0]: int(row[1]) for row in rows if row[0] in counts})
     latencies = await store.fetch(
         "SELECT latency_ms FROM deliveries WHERE integration_id = ? AND status = 'sent'"
         " ORDER BY updated_at_ms DESC LIMIT ?",
-        (integration.id, LATENCY_SAMPLE),
+        (integration_id, LATENCY_SAMPLE),
     )
     return DeliveryStatusView(
         deliveries=DeliveryCounts(
@@ -58,7 +64,44 @@ async def delivery_status(store: Store, integration: Integration) -> DeliverySta
             dead=counts["dead"],
             skipped=counts["skipped"],
         ),
-        last_error=integration.last_error,
-        last_error_at_ms=integration.last_error_at_ms,
+        last_error=last_error,
+        last_error_at_ms=last_error_at_ms,
         p95_latency_ms=percentile([int(row[0]) for row in latencies if row[0] is not None], 0.95),
+    )
+
+
+class IntegrationSummary(TypedDict):
+    """An integration as a read key sees it: what it is and how its deliveries do; never its config."""
+
+    id: str
+    kind: str
+    name: str
+    enabled: bool
+    sync: bool
+    status: DeliveryStatusView
+
+
+class IntegrationSummaries(TypedDict):
+    integrations: list[IntegrationSummary]
+
+
+async def summaries(store: Store, gateway_id: str) -> IntegrationSummaries:
+    """Every integration of the gateway with its delivery status, no config: the dashboard's card."""
+    rows = await store.fetch(
+        "SELECT id, kind, name, enabled, sync, last_error, last_error_at_ms FROM integrations WHERE gateway_id = ?"
+        " ORDER BY created_at_ms, id",
+        (gateway_id,),
+    )
+    return IntegrationSummaries(
+        integrations=[
+            IntegrationSummary(
+                id=row[0],
+                kind=row[1],
+                name=row[2],
+                enabled=bool(row[3]),
+                sync=bool(row[4]),
+                status=await status_of(store, row[0], row[5], None if row[6] is None else int(row[6])),
+            )
+            for row in rows
+        ]
     )
