@@ -22,6 +22,7 @@ from mcp_gateway import Settings, create_app
 from mcp_gateway.analytics.api import READ_KEY_COOKIE
 from mcp_gateway.cli import run
 from mcp_gateway.integrations.crypto import KEY_FILE_NAME
+from mcp_gateway.store.retention import prune
 
 from .integrations_support import (
     Answer,
@@ -386,3 +387,18 @@ async def test_a_read_key_sees_delivery_status_in_the_analytics_and_the_dashboar
     assert card.status_code == 200, card.text
     assert "Orders hook" in card.text and "unknown event" in card.text
     assert receiver.secret.removeprefix("whsec_") not in card.text + json.dumps(answer)
+
+
+async def test_deliveries_are_pruned_with_the_events_they_carry(
+    receiver: WebhookReceiver, db_path: Path, database_url: str | None
+) -> None:
+    app = create_app(settings_for(db_path, database_url))
+    async with lifespan_running(app):
+        transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            await create_integration(http, webhook_integration(receiver))
+            await track(http, {**TRACK, "event_id": "evt-2023", "timestamp": 1_700_000_000})
+            await track(http, {**TRACK, "event_id": "evt-now"})
+            deleted = await prune(app.state.services.store, 1_750_000_000_000)
+    assert deleted["deliveries"] == 1
+    assert [row["event_id"] for row in deliveries(db_path)] == ["evt-now"]

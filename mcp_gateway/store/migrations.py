@@ -435,7 +435,8 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         );
         CREATE INDEX deliveries_due ON deliveries (status, due_at_ms);
         CREATE INDEX deliveries_by_integration ON deliveries (integration_id, status, updated_at_ms);
-        CREATE INDEX deliveries_by_event ON deliveries (gateway_id, event_id)
+        CREATE INDEX deliveries_by_event ON deliveries (gateway_id, event_id);
+        CREATE INDEX deliveries_by_time ON deliveries (gateway_id, event_ts_ms)
         """,
     ),
 )
