@@ -6,6 +6,8 @@ Common config keys (validated by :func:`check_common`):
 - ``events``: the list of our event names to forward, or ``None`` for all of them;
 - ``endpoint``: the base URL (``http://`` or ``https://``, no query), default the platform's real host.
 
+An optional key given as ``null`` means its default.
+
 Which events go (:func:`select`): with an ``events`` filter, exactly the names it lists; without one, every
 event except the gateway's bookkeeping (names starting with ``$``, and ``Identify``) that no map names. An
 event that goes is renamed by the integration's map, then the default map, else keeps its name.
@@ -37,14 +39,15 @@ MAX_MAPPED_EVENTS: Final = 500
 def check_common(config: Mapping[str, Any], *, allowed: frozenset[str], default_endpoint: str | None) -> dict[str, Any]:
     """The common keys validated and normalised; unknown keys are refused so a typo never goes unnoticed."""
     if not isinstance(config, Mapping):
-        raise InvalidInputError("an integration's config must be a JSON object", field="config")
+        raise InvalidInputError("an integration's config must be a JSON object")
     unknown = sorted(str(key) for key in config if key not in allowed | COMMON_FIELDS)
     if unknown:
         raise InvalidInputError(f"unknown config key {unknown[0]!r}", field=unknown[0])
     checked: dict[str, Any] = {"event_map": _event_map(config.get("event_map")), "events": _events(config)}
+    endpoint = config.get("endpoint")
     if default_endpoint is not None:
-        checked["endpoint"] = check_url(config.get("endpoint", default_endpoint), "endpoint").rstrip("/")
-    elif "endpoint" in config:
+        checked["endpoint"] = check_url(default_endpoint if endpoint is None else endpoint, "endpoint").rstrip("/")
+    elif endpoint is not None:
         raise InvalidInputError("this platform takes no endpoint", field="endpoint")
     return checked
 
@@ -75,12 +78,18 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME_CHARS and value.strip() == value
 
 
-def check_url(value: Any, field: str) -> str:
-    if not isinstance(value, str) or len(value) > 2048:
-        raise InvalidInputError(f"{field} must be an http(s) URL", field=field)
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise InvalidInputError(f"{field} must be an http(s) URL without query or fragment", field=field)
+def check_url(value: Any, field: str, *, query: bool = False) -> str:
+    """An ``http(s)`` URL with a host and no fragment (nor a query unless ``query``)."""
+    if not isinstance(value, str) or len(value) > 2048 or value.strip() != value:
+        raise InvalidInputError(f"{field} must be an http(s) URL of at most 2048 characters", field=field)
+    try:
+        parts = urlsplit(value)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:
+        valid = False
+    if not valid or parts.fragment or (parts.query and not query):
+        where = "without fragment" if query else "without query or fragment"
+        raise InvalidInputError(f"{field} must be an http(s) URL with a host, {where}", field=field)
     return value
 
 
@@ -103,7 +112,8 @@ def select(
 ) -> list[tuple[str, ForwardedEvent]]:
     """``(their name, event)`` for each event the integration forwards, in order (module docstring)."""
     mapping: Mapping[str, str] = config.get("event_map") or {}
-    wanted = config.get("events")
+    listed = config.get("events")
+    wanted = None if listed is None else frozenset(listed)
     chosen: list[tuple[str, ForwardedEvent]] = []
     for event in events:
         name = event.event_name
@@ -122,8 +132,12 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON; NaN and infinities (not JSON) become null."""
-    return json.dumps(_finite(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Compact UTF-8 JSON; NaN and infinities (not JSON) become null, anything else not JSON its ``str``."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, TypeError):  # NaN, infinity, a non-dict mapping, a tuple key...: walk it only then
+        cleaned = _finite(value)
+        return json.dumps(cleaned, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str).encode()
 
 
 def _finite(value: Any) -> Any:
@@ -137,10 +151,10 @@ def _finite(value: Any) -> Any:
 
 
 def loads(body: bytes) -> Any:
-    """The answer's JSON, or None when it is not JSON."""
+    """The answer's JSON, or None when it is not JSON (or nested too deep to read)."""
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -1,9 +1,14 @@
 """Google Analytics 4 Measurement Protocol: ``POST {endpoint}/mp/collect?measurement_id=&api_secret=``.
 
-GA4 answers 2xx even for a payload it drops, so the rules it documents are checked here, before sending, and an
-event that breaks one is left out (and logged) rather than sent to vanish. With ``debug`` on, requests go to
-``/debug/mp/collect``, which validates without recording and lists problems in ``validationMessages``: ``judge``
-fails a request that drew any.
+GA4 answers 2xx even for a payload it drops, so the rules it documents are checked here, before sending:
+
+- an event whose name GA4 refuses (after the map; unmapped names are snake_cased) or that has no ``client_id``
+  is sent alone to the validation server, ``/debug/mp/collect``, which records nothing and names the problem
+  in ``validationMessages``: ``judge`` fails it with GA4's own words, and the rest of the batch is delivered;
+- an event older than 72 hours is not sent (GA4 would drop it without a word) and is logged;
+- parameters GA4 refuses (bad or reserved names, nested objects) are left out and long values cut.
+
+With ``debug`` on, every request goes to ``/debug/mp/collect``: nothing is recorded, each request is judged.
 
 Reference (the rules below come from these pages):
 
@@ -116,7 +121,8 @@ class Ga4Platform:
         measurement_id = config.get("measurement_id")
         if not isinstance(measurement_id, str) or not _MEASUREMENT_ID.fullmatch(measurement_id):
             raise InvalidInputError("measurement_id is a web stream's 'G-XXXXXXX' id", field="measurement_id")
-        debug = config.get("debug", False)
+        debug = config.get("debug")
+        debug = False if debug is None else debug
         if not isinstance(debug, bool):
             raise InvalidInputError("debug must be true or false", field="debug")
         checked |= {
@@ -131,38 +137,24 @@ class Ga4Platform:
     ) -> list[OutgoingRequest]:
         mapping: Mapping[str, str] = config.get("event_map") or {}
         groups: dict[tuple[str, str | None], list[tuple[str, ForwardedEvent]]] = {}
+        invalid: list[tuple[str, ForwardedEvent]] = []
         for _, event in _common.select(config, events, DEFAULT_MAP):
             name = ga4_name(event.event_name, mapping)
-            problem = name_problem(name) or _age_problem(event, now_ms)
-            if problem or not event.user.client_id:
-                logger.warning("ga4: event %s not sent: %s", event.event_id, problem or "no client_id")
-                continue
-            groups.setdefault((event.user.client_id, event.user.external_id), []).append((name, event))
-        path = "/debug/mp/collect" if config.get("debug") else "/mp/collect"
-        query = urlencode({"measurement_id": config["measurement_id"], "api_secret": config["api_secret"]})
-        url = f"{config['endpoint']}{path}?{query}"
-        requests = []
-        for (client_id, user_id), named in groups.items():
-            for batch in _common.chunks(named, MAX_BATCH):
-                body: dict[str, Any] = {
-                    "client_id": client_id,
-                    "timestamp_micros": min(event.event_time_ms for _, event in batch) * 1000,
-                    "events": [
-                        {"name": name, "timestamp_micros": event.event_time_ms * 1000, "params": params(event)}
-                        for name, event in batch
-                    ],
-                }
-                if user_id:
-                    body["user_id"] = user_id
-                requests.append(
-                    OutgoingRequest(
-                        method="POST",
-                        url=url,
-                        headers={"Content-Type": "application/json"},
-                        body=_common.dumps(body),
-                        event_ids=tuple(event.event_id for _, event in batch),
-                    )
-                )
+            if event.event_time_ms * 1000 < now_ms * 1000 - MAX_AGE_US:
+                logger.warning("ga4: event %s is older than 72 hours; GA4 would drop it, not sent", event.event_id)
+            elif name_problem(name) or not event.user.client_id:
+                invalid.append((name, event))
+            else:
+                groups.setdefault((event.user.client_id, event.user.external_id), []).append((name, event))
+        query = "?" + urlencode({"measurement_id": config["measurement_id"], "api_secret": config["api_secret"]})
+        url = config["endpoint"] + ("/debug/mp/collect" if config.get("debug") else "/mp/collect") + query
+        requests = [
+            _request(url, client_id, user_id, batch)
+            for (client_id, user_id), named in groups.items()
+            for batch in _common.chunks(named, MAX_BATCH)
+        ]
+        debug_url = config["endpoint"] + "/debug/mp/collect" + query
+        requests += [_request(debug_url, event.user.client_id, event.user.external_id, [item]) for item in invalid]
         return requests
 
     def judge(self, status: int, body: bytes, headers: Mapping[str, str]) -> Verdict:
@@ -176,10 +168,25 @@ class Ga4Platform:
         return Verdict(Outcome.DELIVERED)
 
 
-def _age_problem(event: ForwardedEvent, now_ms: int) -> str | None:
-    if event.event_time_ms * 1000 < now_ms * 1000 - MAX_AGE_US:
-        return "older than 72 hours (GA4 would drop it)"
-    return None
+def _request(
+    url: str, client_id: str | None, user_id: str | None, batch: Sequence[tuple[str, ForwardedEvent]]
+) -> OutgoingRequest:
+    body: dict[str, Any] = {}
+    if client_id:
+        body["client_id"] = client_id
+    if user_id:
+        body["user_id"] = user_id
+    body["timestamp_micros"] = min(event.event_time_ms for _, event in batch) * 1000
+    body["events"] = [
+        {"name": name, "timestamp_micros": event.event_time_ms * 1000, "params": params(event)} for name, event in batch
+    ]
+    return OutgoingRequest(
+        method="POST",
+        url=url,
+        headers={"Content-Type": "application/json"},
+        body=_common.dumps(body),
+        event_ids=tuple(event.event_id for _, event in batch),
+    )
 
 
 def params(event: ForwardedEvent) -> dict[str, Any]:

@@ -5,8 +5,9 @@ Reference (the rules below come from these pages):
 - payload and limits: https://developers.facebook.com/docs/marketing-api/conversions-api/using-the-api
   (``data`` holds at most 1,000 events; ``access_token`` and ``test_event_code`` sit beside it);
 - server event fields: https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/server-event
-  (``event_time`` is a Unix time in seconds, at most 7 days old; ``action_source`` from a fixed list;
-  ``event_source_url`` required for ``website``);
+  (``event_time`` is a Unix time in seconds, at most 7 days old; ``action_source`` from a fixed list);
+- https://developers.facebook.com/docs/marketing-api/conversions-api/parameters (``website`` events require
+  ``client_user_agent``, ``action_source`` and ``event_source_url``);
 - user data: https://developers.facebook.com/docs/marketing-api/conversions-api/parameters/customer-information-parameters
   (``em``/``ph``/``external_id`` SHA-256 hex, lists allowed; ``fbp``, ``fbc``, ``client_ip_address``,
   ``client_user_agent`` unhashed);
@@ -14,12 +15,15 @@ Reference (the rules below come from these pages):
   https://developers.facebook.com/docs/graph-api/overview/rate-limiting (codes 4, 17, 32, 613 are throttling;
   ``is_transient`` marks a temporary failure).
 
-An event older than 7 days is left out of the request (Meta refuses the whole batch for one), and logged.
+Meta answers a request as a whole (one error, or a count of events received), and refuses all of it for one
+event older than 7 days or without any customer information. Such events (:func:`refusal`) travel in requests
+of their own, one group per reason: Meta's answer fails them with Meta's own error, and cannot sink the rest.
+``website`` events should carry ``event_source_url`` and ``client_user_agent`` (Meta's parameters page calls
+them required; Meta still takes the event, but may not use it for optimisation).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -29,8 +33,6 @@ from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
 from mcp_gateway.integrations.platforms.base import ForwardedEvent, Outcome, OutgoingRequest, Verdict
 from mcp_gateway.vocabulary import PAGE_VIEW, STANDARD_EVENTS
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT: Final = "https://graph.facebook.com"
 DEFAULT_API_VERSION: Final = "v21.0"
@@ -80,7 +82,7 @@ class MetaPlatform:
             raise InvalidInputError(
                 "pixel_id must be the pixel's (dataset's) numeric id, as a string", field="pixel_id"
             )
-        api_version = config.get("api_version", DEFAULT_API_VERSION)
+        api_version = config.get("api_version") or DEFAULT_API_VERSION
         if not isinstance(api_version, str) or not _API_VERSION.fullmatch(api_version):
             raise InvalidInputError("api_version looks like 'v21.0'", field="api_version")
         checked |= {
@@ -94,15 +96,12 @@ class MetaPlatform:
     def build_requests(
         self, config: Mapping[str, Any], events: Sequence[ForwardedEvent], *, now_ms: int
     ) -> list[OutgoingRequest]:
-        fresh: list[tuple[str, ForwardedEvent]] = []
+        by_refusal: dict[str | None, list[tuple[str, ForwardedEvent]]] = {None: []}
         for name, event in _common.select(config, events, DEFAULT_MAP):
-            if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
-                logger.warning("meta: event %s is older than 7 days; Meta would refuse it, not sent", event.event_id)
-                continue
-            fresh.append((name, event))
+            by_refusal.setdefault(refusal(event, now_ms), []).append((name, event))
         url = "/".join((config["endpoint"], config["api_version"], quote(config["pixel_id"], safe=""), "events"))
         requests = []
-        for batch in _common.chunks(fresh, MAX_BATCH):
+        for batch in (batch for group in by_refusal.values() for batch in _common.chunks(group, MAX_BATCH)):
             body: dict[str, Any] = {"data": [server_event(name, event) for name, event in batch]}
             body["access_token"] = config["access_token"]
             if config.get("test_event_code"):
@@ -130,35 +129,50 @@ class MetaPlatform:
             f"{error.get('type', 'Error')} {code}/{error.get('error_subcode', '-')}: "
             f"{error.get('error_user_msg') or error.get('message', '')} (fbtrace_id {error.get('fbtrace_id', '-')})"
         )
-        if (
-            status in (429,)
-            or status >= 500
-            or code in THROTTLING_CODES | TRANSIENT_CODES
-            or error.get("is_transient") is True
-        ):
+        transient = isinstance(code, int) and code in THROTTLING_CODES | TRANSIENT_CODES
+        if status == 429 or status >= 500 or transient or error.get("is_transient") is True:
             return Verdict(Outcome.RETRY, message, _common.retry_after(headers))
         return Verdict(Outcome.FAILED, message)
 
 
-def server_event(name: str, event: ForwardedEvent) -> dict[str, Any]:
-    """One element of ``data``: Meta's server event for ``event`` under the name ``name``."""
+def refusal(event: ForwardedEvent, now_ms: int) -> str | None:
+    """Why Meta would refuse ``event`` and with it the whole request that carries it, or None.
+
+    The server-event page: "If any event_time in data is greater than 7 days in the past, we return an error for
+    the entire request and process no events." The customer-information page: "You must provide at least one of
+    the following user_data parameters" (an anonymous visitor's event forwarded later has none).
+    """
+    if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
+        return "event_time is more than 7 days old"
+    if not user_data(event):
+        return "no customer information parameter"
+    return None
+
+
+def user_data(event: ForwardedEvent) -> dict[str, Any]:
+    """Meta's ``user_data``: ``em``, ``ph`` and ``external_id`` as lists of SHA-256 hex, the rest unhashed."""
     user = event.user
-    user_data: dict[str, Any] = {}
+    data: dict[str, Any] = {}
     for key in ("em", "ph", "external_id"):
         value = getattr(user, key)
         if value is not None and _HASH.fullmatch(value):
-            user_data[key] = [value]
+            data[key] = [value]
     for key in ("fbp", "fbc", "client_ip_address", "client_user_agent"):
         value = getattr(user, key)
         if value:
-            user_data[key] = value
+            data[key] = value
+    return data
+
+
+def server_event(name: str, event: ForwardedEvent) -> dict[str, Any]:
+    """One element of ``data``: Meta's server event for ``event`` under the name ``name``."""
     action_source = event.action_source if event.action_source in ACTION_SOURCES else "other"
     data: dict[str, Any] = {
         "event_name": name,
         "event_time": event.event_time_ms // 1000,
         "event_id": event.event_id,
         "action_source": action_source,
-        "user_data": user_data,
+        "user_data": user_data(event),
     }
     if event.event_source_url:
         data["event_source_url"] = event.event_source_url

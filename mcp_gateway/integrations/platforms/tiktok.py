@@ -105,10 +105,12 @@ class TikTokPlatform:
             return verdict
         answer = _common.loads(body)
         code = answer.get("code") if isinstance(answer, dict) else None
+        if not isinstance(answer, dict) or not isinstance(code, int) or isinstance(code, bool):
+            return Verdict(
+                Outcome.RETRY, _common.excerpt("TikTok answered without a return code: " + _common.excerpt(body))
+            )
         if code == 0:
             return Verdict(Outcome.DELIVERED)
-        if not isinstance(answer, dict) or not isinstance(code, int):
-            return Verdict(Outcome.RETRY, "TikTok answered without a return code: " + _common.excerpt(body))
         message = _common.excerpt(
             f"TikTok code {code}: {answer.get('message', '')} (request_id {answer.get('request_id', '-')})"
         )

@@ -119,7 +119,7 @@ class WebhookPlatform:
             secret_bytes(secret if isinstance(secret, str) else "")
         except ValueError as exc:
             raise InvalidInputError(f"secret: {exc} (see `new_secret`)", field="secret") from exc
-        checked |= {"url": _common.check_url(config.get("url"), "url"), "secret": secret}
+        checked |= {"url": _common.check_url(config.get("url"), "url", query=True), "secret": secret}
         return checked
 
     def build_requests(
