@@ -14,6 +14,8 @@ Rows:
                       enabled (each event then also commits its delivery, and the worker forwards while the load
                       runs: the whole cost); R rounds, alternating which goes first. The ratio on / off is the
                       median of the per-round ratios (goal >= 0.9).
+                      Beside the rates, the gateway's CPU per event (from /proc) on and off: on a busy machine
+                      the rates move with other processes' load, the CPU per event much less.
     forwarding        every delivery stored so far replayed at once (`POST .../replay`: B or more pending
                       deliveries), timed until the fake has received them all: events/s delivered, in Meta's
                       batches of up to 1,000 events a request.
@@ -37,12 +39,14 @@ from _common import (
     ChildServer,
     RawConnection,
     Reply,
+    Run,
     add_child_arguments,
     compact_json,
     die_with_parent,
     fmt,
     get_json,
     measure_load,
+    median_known,
     median_ratio,
     positive,
     post_all,
@@ -96,8 +100,8 @@ def _confirmed(reply: Reply) -> int | str:
     return 1 if json.loads(reply.body).get("status") == "confirmed" else f"not confirmed: {reply.body[:200]!r}"
 
 
-async def ingest(gateway: ChildServer, events: int, concurrency: int) -> float:
-    """`events` POST /track over `concurrency` connections; events/s acknowledged."""
+async def ingest(gateway: ChildServer, events: int, concurrency: int) -> Run:
+    """`events` POST /track over `concurrency` connections: the rate acknowledged and the gateway's CPU."""
     connections = [RawConnection(gateway.port) for _ in range(concurrency)]
     headers = {"content-type": "application/json", "x-gateway-id": "demo"}
     bodies = (
@@ -120,7 +124,7 @@ async def ingest(gateway: ChildServer, events: int, concurrency: int) -> float:
             await connection.aclose()
     if run.errors:
         raise RuntimeError(f"{run.errors} requests failed: {run.first_error}")
-    return run.rate
+    return run
 
 
 async def wait_received(meta: ChildServer, total: int) -> float:
@@ -143,14 +147,19 @@ async def bench(args: argparse.Namespace, children: Children) -> str:
     path = f"/v1/gateways/demo/integrations/{created['id']}"
 
     rates: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float | None]] = {False: [], True: []}
     forwarded = 0
     for round_number in range(args.rounds):
         for enabled in (False, True) if round_number % 2 == 0 else (True, False):
             await admin(gateway, "PATCH", path, {"enabled": enabled})
-            rate = await ingest(gateway, args.events, args.concurrency)
-            rates[enabled].append(rate)
+            run = await ingest(gateway, args.events, args.concurrency)
+            rates[enabled].append(run.rate)
+            cpu[enabled].append(run.cpu_us_per_event)
             forwarded += args.events if enabled else 0
-            sys.stderr.write(f"  round {round_number + 1}: integration {'on ' if enabled else 'off'} {rate:7.0f}/s\n")
+            sys.stderr.write(
+                f"  round {round_number + 1}: integration {'on ' if enabled else 'off'} {run.rate:7.0f}/s"
+                f"  {fmt(run.cpu_us_per_event, '.0f')} us gateway CPU per event\n"
+            )
     await wait_received(meta, forwarded)
 
     while forwarded < args.backlog:  # enough deliveries for the throughput row
@@ -163,10 +172,14 @@ async def bench(args: argparse.Namespace, children: Children) -> str:
     requests = (await get_json(meta, "/count"))["requests"]
 
     ratio = median_ratio(list(zip(rates[True], rates[False], strict=True)))
+    cpu_ratio = median_ratio(list(zip(cpu[False], cpu[True], strict=True)))
     body = [
         ["/track, integration off", fmt(statistics.median(rates[False]), ",.0f", " events/s"), ""],
         ["/track, integration on", fmt(statistics.median(rates[True]), ",.0f", " events/s"), ""],
         ["ratio on / off (goal >= 0.9)", fmt(ratio, ".2f"), "median of per-round ratios"],
+        ["gateway CPU per event, off", fmt(median_known(cpu[False]), ".0f", " us"), ""],
+        ["gateway CPU per event, on", fmt(median_known(cpu[True]), ".0f", " us"), "forwarding work included"],
+        ["CPU ratio off / on", fmt(cpu_ratio, ".2f"), "the rate ratio on an idle machine"],
         ["forwarding to fake Meta", fmt(replayed / seconds, ",.0f", " events/s"), f"{replayed:,} replayed"],
     ]
     lines = [

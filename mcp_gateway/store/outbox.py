@@ -144,20 +144,17 @@ def _in_chunks(seqs: Sequence[int]) -> list[tuple[str, list[int]]]:
 
 
 def claim(conn: Connection, *, now_ms: int, limit: int, lease_ms: int, skip_locked: bool) -> list[Delivery]:
-    """Take up to `limit` due pending deliveries, oldest due first, for `lease_ms`; on PostgreSQL rows another
-    transaction holds are skipped (`FOR UPDATE SKIP LOCKED`), so several workers never wait on each other."""
+    """Take up to `limit` due pending deliveries, oldest due first, for `lease_ms`, in one statement; on PostgreSQL
+    rows another transaction holds are skipped (`FOR UPDATE SKIP LOCKED`), so several workers never wait on each
+    other. `updated_at_ms` is left alone: it says when a delivery was last settled."""
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     rows = conn.execute(
-        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE {DUE} ORDER BY due_at_ms, seq LIMIT ?{lock}",
-        (now_ms, limit),
+        "UPDATE deliveries SET due_at_ms = ?, attempts = attempts + 1 WHERE seq IN"
+        f" (SELECT seq FROM deliveries WHERE {DUE} ORDER BY due_at_ms, seq LIMIT ?{lock})"
+        f" RETURNING {_DELIVERY_COLUMNS}",
+        (now_ms + lease_ms, now_ms, limit),
     ).fetchall()
-    claimed = [_delivery(row, claimed=True) for row in rows]
-    for marks, chunk in _in_chunks([d.seq for d in claimed]):
-        conn.execute(
-            f"UPDATE deliveries SET due_at_ms = ?, attempts = attempts + 1, updated_at_ms = ? WHERE seq IN ({marks})",
-            (now_ms + lease_ms, now_ms, *chunk),
-        )
-    return claimed
+    return sorted((_delivery(row, claimed=False) for row in rows), key=lambda d: d.seq)
 
 
 def pending_for(conn: Connection, gateway_id: str, event_id: str, integration_ids: Sequence[str]) -> list[Delivery]:
@@ -189,12 +186,27 @@ class Settlement:
 
 
 def settle(conn: Connection, settlements: Sequence[Settlement], now_ms: int) -> None:
-    """Record what became of claimed deliveries, and each integration's latest error."""
+    """Record what became of claimed deliveries, and each integration's latest error. Final outcomes go in one
+    statement per (status, error) and 500 deliveries (a sent one's latency counted from its `created_at_ms`);
+    retries one by one (each has its own due time)."""
+    retries = [s for s in settlements if s.status == "pending"]
     conn.executemany(
-        "UPDATE deliveries SET status = ?, due_at_ms = ?, last_error = ?, latency_ms = ?, updated_at_ms = ?"
-        " WHERE seq = ? AND status = 'pending'",
-        [(s.status, s.due_at_ms, s.error, s.latency_ms, now_ms, s.seq) for s in settlements],
+        "UPDATE deliveries SET due_at_ms = ?, last_error = ?, updated_at_ms = ? WHERE seq = ? AND status = 'pending'",
+        [(s.due_at_ms, s.error, now_ms, s.seq) for s in retries],
     )
+    final: dict[tuple[DeliveryStatus, str | None], list[int]] = {}
+    for s in settlements:
+        if s.status != "pending":
+            final.setdefault((s.status, s.error), []).append(s.seq)
+    for (status, error), seqs in final.items():
+        sent = status == "sent"
+        latency = "latency_ms = ? - created_at_ms, " if sent else ""
+        for marks, chunk in _in_chunks(seqs):
+            conn.execute(
+                f"UPDATE deliveries SET {latency}status = ?, last_error = ?, updated_at_ms = ?"
+                f" WHERE status = 'pending' AND seq IN ({marks})",
+                (*((now_ms,) if sent else ()), status, error, now_ms, *chunk),
+            )
     errors = {s.integration_id: s.error for s in settlements if s.error is not None}
     for integration_id, error in errors.items():
         conn.execute(
