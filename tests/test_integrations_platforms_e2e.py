@@ -15,7 +15,7 @@ from mcp_gateway import create_app
 
 from .fake_platforms import FakePlatforms, serve_fake_platforms
 from .integrations_support import create_integration, integration_status, wait_until
-from .support import DEMO, BoundedASGITransport, lifespan_running
+from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, lifespan_running
 from .test_integrations_outbox import settings_for
 
 EMAIL = "Buyer@Example.com"
@@ -78,3 +78,15 @@ async def test_meta_throttling_is_retried_until_meta_recovers(gateway: httpx.Asy
     assert [event["event_id"] for event in fakes.meta.accepted_events()] == ["evt-e2e-1"]
     status = await integration_status(gateway, integration_id)
     assert status["last_error"] is not None and "17" in status["last_error"]
+
+
+async def test_the_test_endpoint_sends_meta_an_event_it_accepts(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    config = {**fakes.configs()["meta"], "test_event_code": "TEST123"}
+    integration_id = await create_integration(gateway, {"kind": "meta", "config": config})
+    answer = await gateway.post(f"/v1/gateways/{DEMO}/integrations/{integration_id}/test", headers=ADMIN_HEADERS)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ok"] is True and answer.json()["outcome"] == "delivered"
+    [received] = fakes.meta.requests
+    assert received.problems == [] and received.json["test_event_code"] == "TEST123"

@@ -14,6 +14,7 @@ Secrets are never answered: a view says `has_<field>: true`. A bad body is 422 n
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,10 +36,13 @@ from ..store.outbox import replay
 from ..web import ApiError, read_model
 from .dispatch import Dispatcher
 from .platforms import ForwardedEvent, ForwardedUser, Outcome
-from .registry import IntegrationCreate, IntegrationService, IntegrationUpdate
+from .registry import Integration, IntegrationCreate, IntegrationService, IntegrationUpdate
 from .status import DeliveryStatusView, delivery_status
 
 TEST_EVENT_NAME: Final = "Test"
+TEST_EXTERNAL_ID: Final = hashlib.sha256(b"mcp-gateway-test").hexdigest()
+"""The test event's user: platforms refuse an event without any identifier (Meta: user_data needs one)."""
+TEST_USER_AGENT: Final = "mcp-gateway integration test"
 
 
 class IntegrationView(TypedDict):
@@ -200,13 +204,13 @@ class IntegrationsApi:
     async def _body(self, request: Request, model: type[Any]) -> Any:
         return await read_model(request, model, limit=self._max_body_bytes, status=422, strict_content_type=False)
 
-    async def _with_status(self, integration_view: dict[str, Any], integration: Any) -> dict[str, Any]:
-        return {**integration_view, "status": await delivery_status(self._store, integration)}
+    async def _with_status(self, integration: Integration) -> dict[str, Any]:
+        return {**self._integrations.view(integration), "status": await delivery_status(self._store, integration)}
 
     async def list(self, request: Request) -> JSONResponse:
         gateway = await self._directory.require(request.path_params["gid"])
         integrations = await self._integrations.list(gateway.id)
-        views = [await self._with_status(self._integrations.view(i), i) for i in integrations]
+        views = [await self._with_status(integration) for integration in integrations]
         return JSONResponse({"integrations": views})
 
     async def create(self, request: Request) -> JSONResponse:
@@ -221,7 +225,7 @@ class IntegrationsApi:
     async def show(self, request: Request) -> JSONResponse:
         gateway = await self._directory.require(request.path_params["gid"])
         integration = await self._integrations.get(gateway.id, request.path_params["iid"])
-        return JSONResponse(await self._with_status(self._integrations.view(integration), integration))
+        return JSONResponse(await self._with_status(integration))
 
     async def update(self, request: Request) -> JSONResponse:
         gateway = await self._directory.require(request.path_params["gid"])
@@ -250,7 +254,7 @@ class IntegrationsApi:
             event_time_ms=_now_ms(),
             action_source="website",
             event_source_url=None,
-            user=ForwardedUser(),
+            user=ForwardedUser(external_id=TEST_EXTERNAL_ID, client_user_agent=TEST_USER_AGENT),
             custom_data={},
             gateway_id=gateway.id,
         )
