@@ -322,10 +322,37 @@ async def test_unknown_gateways_integrations_and_tokens_are_refused(gateway: htt
         f"/v1/gateways/{DEMO}/integrations", headers={**ADMIN_HEADERS, "Content-Type": "application/json"}, content="{"
     )
     assert not_json.status_code == 422 and not_json.json()["field"] == "body"
-    backwards = await gateway.post(
+    missing_replay = await gateway.post(
         f"/v1/gateways/{DEMO}/integrations/int_missing/replay", headers=ADMIN_HEADERS, json={"since_ms": 5}
     )
-    assert backwards.status_code == 404
+    assert missing_replay.status_code == 404
+
+
+async def test_bad_updates_and_replays_are_422_naming_the_field(
+    gateway: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    integration_id = await create_integration(gateway, webhook_integration(receiver))
+    path = f"/v1/gateways/{DEMO}/integrations/{integration_id}"
+    for body, field in (
+        ({"config": {"url": "not a url"}}, "config.url"),
+        ({"config": {"colour": "blue"}}, "config.colour"),
+        ({"enabled": "maybe"}, "enabled"),
+        ({"kind": "meta"}, "kind"),
+    ):
+        response = await gateway.patch(path, headers=ADMIN_HEADERS, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["field"] == field
+    windows: list[tuple[dict[str, int], str]] = [
+        ({"since_ms": 10, "until_ms": 5}, "until_ms"),
+        ({"since_ms": -1}, "since_ms"),
+        ({}, "since_ms"),
+    ]
+    for window, field in windows:
+        response = await gateway.post(path + "/replay", headers=ADMIN_HEADERS, json=window)
+        assert response.status_code == 422, (window, response.text)
+        assert response.json()["field"] == field
+    unchanged = await gateway.get(path, headers=ADMIN_HEADERS)
+    assert unchanged.json()["config"]["url"] == receiver.url
 
 
 async def test_deleting_an_integration_stops_its_deliveries(
@@ -402,3 +429,15 @@ async def test_deliveries_are_pruned_with_the_events_they_carry(
             deleted = await prune(app.state.services.store, 1_750_000_000_000)
     assert deleted["deliveries"] == 1
     assert [row["event_id"] for row in deliveries(db_path)] == ["evt-now"]
+
+
+async def test_a_huge_error_answer_is_read_only_in_part_and_kept_short(
+    gateway: httpx.AsyncClient, receiver: WebhookReceiver, db_path: Path
+) -> None:
+    receiver.default = Answer(500, b"e" * 2_000_000)
+    await create_integration(gateway, webhook_integration(receiver))
+    await track(gateway)
+    await wait_until(lambda: deliveries(db_path)[0]["status"] == "dead")
+    [row] = deliveries(db_path)
+    assert row["attempts"] == FAST["forward_max_attempts"]
+    assert row["last_error"].startswith("gave up after 3 tries: eeee") and len(row["last_error"]) <= 1000

@@ -36,12 +36,25 @@ DISABLED_RECHECK_MS: Final = 60_000
 """A delivery claimed just as its integration was disabled is due again this much later (and then only claimed
 once the integration is enabled again)."""
 
+MAX_ANSWER_BYTES: Final = 64 * 1024
+"""Most of a platform's answer read: enough for any error body, and a misbehaving endpoint cannot fill memory."""
+
 CONCURRENT_REQUESTS: Final = 8
 """Requests one integration's batch sends at once."""
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """The answer's body, at most `MAX_ANSWER_BYTES` of it: a platform's verdict needs no more."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk[: MAX_ANSWER_BYTES - len(body)]
+        if len(body) >= MAX_ANSWER_BYTES:
+            break
+    return bytes(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,20 +98,22 @@ class Dispatcher:
 
     async def send(self, platform: Platform, request: OutgoingRequest) -> Verdict:
         """One request's verdict; a timeout or a network error is a `RETRY`, never an exception."""
+        outgoing = self._client.build_request(
+            request.method, request.url, headers=dict(request.headers), content=request.body, timeout=self._timeout_s
+        )
         try:
-            response = await self._client.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                content=request.body,
-                timeout=self._timeout_s,
-            )
-        except httpx.TimeoutException:
+            with anyio.fail_after(self._timeout_s):  # the whole exchange, however slowly the answer trickles
+                response = await self._client.send(outgoing, stream=True)
+                try:
+                    body = await _read_capped(response)
+                finally:
+                    await response.aclose()
+        except (httpx.TimeoutException, TimeoutError):
             return Verdict(Outcome.RETRY, error=f"timed out after {self._timeout_s:g} s")
         except httpx.HTTPError as exc:
             return Verdict(Outcome.RETRY, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
         try:
-            return platform.judge(response.status_code, response.content, response.headers)
+            return platform.judge(response.status_code, body, response.headers)
         except Exception:
             logger.exception("%s: judging a %d answer failed", platform.kind, response.status_code)
             return Verdict(Outcome.RETRY, error=f"HTTP {response.status_code}: the answer could not be read")
