@@ -23,7 +23,7 @@ from .sqlite import SQLiteStore
 FIRST_TABLES: Final = ("gateways",)
 """Tables copied before all others: the ones other tables' foreign keys point at."""
 
-SEQUENCED: Final = ("mcp_sessions", "events")
+SEQUENCED: Final = ("mcp_sessions", "events", "deliveries")
 """Tables whose `seq` is insertion order, drawn from a sequence in PostgreSQL."""
 
 
