@@ -5,9 +5,11 @@ receiver is a real HTTP server on loopback (`integrations_support`)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from starlette.applications import Starlette
 
@@ -40,6 +43,7 @@ from .support import (
     BoundedASGITransport,
     create_key,
     database_bytes,
+    database_url,
     lifespan_running,
     scrape,
     serve_in_thread,
@@ -93,6 +97,17 @@ async def track(http: httpx.AsyncClient, body: dict[str, Any] | None = None, **h
 
 def deliveries(db_path: Path) -> list[dict[str, Any]]:
     return stored_rows(db_path, "SELECT * FROM deliveries ORDER BY seq")
+
+
+def execute(db_path: Path, sql: str, *params: Any) -> None:
+    """Change the test's database behind the gateway's back (`?` placeholders)."""
+    if url := database_url():
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute(sql.replace("?", "%s"), params)
+        return
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        conn.execute(sql, params)
+        conn.commit()
 
 
 def sha256(text: str) -> str:
@@ -441,3 +456,15 @@ async def test_a_huge_error_answer_is_read_only_in_part_and_kept_short(
     [row] = deliveries(db_path)
     assert row["attempts"] == FAST["forward_max_attempts"]
     assert row["last_error"].startswith("gave up after 3 tries: eeee") and len(row["last_error"]) <= 1000
+
+
+async def test_track_still_answers_200_when_a_sync_integrations_secret_cannot_be_opened(
+    gateway: httpx.AsyncClient, receiver: WebhookReceiver, db_path: Path
+) -> None:
+    integration_id = await create_integration(gateway, webhook_integration(receiver, sync=True))
+    execute(db_path, "UPDATE integrations SET secrets = 'not-a-token' WHERE id = ?", integration_id)  # a wrong key
+    answer = await track(gateway)
+    assert answer.status_code == 200, answer.text  # stored; the worker retries when the hold ends
+    assert answer.json()["status"] == "confirmed"
+    assert deliveries(db_path)[0]["status"] == "pending"
+    assert receiver.requests() == 0

@@ -10,6 +10,7 @@ integration failed; the event is stored all the same.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 
@@ -22,6 +23,8 @@ from .forwarded import with_client
 from .platforms import ForwardedEvent
 from .registry import IntegrationService
 
+logger = logging.getLogger(__name__)
+
 
 class SyncForwarder:
     def __init__(self, store: Store, integrations: IntegrationService, dispatcher: Dispatcher) -> None:
@@ -33,7 +36,19 @@ class SyncForwarder:
         self, gateway_id: str, event_id: str, *, client_ip: str | None, user_agent: str | None
     ) -> bool | None:
         """Send the stored event `event_id`'s pending deliveries to the gateway's synchronous integrations: None when
-        none wanted it, True when at least one took it (or its filter dropped it), False when all failed."""
+        none wanted it, True when at least one took it (or its filter dropped it), False when all failed.
+
+        The event is committed already: a failure of our own here (the database) is logged and answered None, and
+        the worker sends the deliveries when their hold ends."""
+        try:
+            return await self._forward(gateway_id, event_id, client_ip=client_ip, user_agent=user_agent)
+        except Exception:
+            logger.exception("synchronous forwarding of %s failed; the delivery worker takes over", event_id)
+            return None
+
+    async def _forward(
+        self, gateway_id: str, event_id: str, *, client_ip: str | None, user_agent: str | None
+    ) -> bool | None:
         sync_ids = await self._integrations.sync_ids(gateway_id)
         if not sync_ids:
             return None
