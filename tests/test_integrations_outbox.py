@@ -458,13 +458,27 @@ async def test_a_huge_error_answer_is_read_only_in_part_and_kept_short(
     assert row["last_error"].startswith("gave up after 3 tries: eeee") and len(row["last_error"]) <= 1000
 
 
-async def test_track_still_answers_200_when_a_sync_integrations_secret_cannot_be_opened(
+async def test_a_sync_integration_whose_secret_cannot_be_opened_fails_and_the_event_is_kept(
     gateway: httpx.AsyncClient, receiver: WebhookReceiver, db_path: Path
 ) -> None:
     integration_id = await create_integration(gateway, webhook_integration(receiver, sync=True))
     execute(db_path, "UPDATE integrations SET secrets = 'not-a-token' WHERE id = ?", integration_id)  # a wrong key
     answer = await track(gateway)
-    assert answer.status_code == 200, answer.text  # stored; the worker retries when the hold ends
-    assert answer.json()["status"] == "confirmed"
-    assert deliveries(db_path)[0]["status"] == "pending"
+    assert answer.status_code == 502, answer.text  # seed 000: "check integrations config"
+    assert answer.json()["error"] == "All Providers Failed" and answer.json()["status"] == "confirmed"
+    [row] = deliveries(db_path)
+    assert row["status"] in ("pending", "dead") and "decrypt" in row["last_error"]  # retried, then dead-lettered
     assert receiver.requests() == 0
+
+
+async def test_an_integration_with_an_unreadable_secret_is_retried_without_holding_up_the_others(
+    gateway: httpx.AsyncClient, receiver: WebhookReceiver, db_path: Path
+) -> None:
+    broken = await create_integration(gateway, webhook_integration(receiver, name="broken"))
+    working = await create_integration(gateway, webhook_integration(receiver, name="working"))
+    execute(db_path, "UPDATE integrations SET secrets = 'not-a-token' WHERE id = ?", broken)
+    await track(gateway)
+    await wait_until(lambda: _sent(gateway, working))
+    await wait_until(lambda: stored_rows(db_path, "SELECT 1 FROM deliveries WHERE status = 'dead'"))
+    [dead] = stored_rows(db_path, "SELECT integration_id, last_error FROM deliveries WHERE status = 'dead'")
+    assert dead["integration_id"] == broken and "decrypt" in dead["last_error"]

@@ -20,6 +20,7 @@ import anyio
 import httpx
 
 from ..store.outbox import Delivery, DeliveryStatus, Settlement
+from .crypto import SecretsKeyError
 from .forwarded import decode
 from .platforms import ForwardedEvent, Outcome, OutgoingRequest, Platform, Verdict
 from .registry import Integration
@@ -120,15 +121,18 @@ class Dispatcher:
 
     async def deliver(
         self,
-        integration: Integration | None,
+        integration: Integration | SecretsKeyError | None,
         platform: Platform | None,
         deliveries: Sequence[Delivery],
         *,
         adapt: Callable[[ForwardedEvent], ForwardedEvent] = lambda event: event,
     ) -> list[Settlement]:
-        """Send `deliveries` (all of one integration) and settle each."""
+        """Send `deliveries` (all of one integration) and settle each; an integration whose secrets cannot be
+        decrypted is retried (and dead-lettered in the end), like a platform that does not answer."""
         if integration is None:
             return self._settle(deliveries, "skipped", "the integration was deleted", kind="unknown")
+        if isinstance(integration, SecretsKeyError):
+            return self._judged("unknown", deliveries, Verdict(Outcome.RETRY, error=str(integration)))
         if not integration.enabled:  # disabled since the claim: left for when it is enabled again
             due = _now_ms() + DISABLED_RECHECK_MS
             return [Settlement(d.seq, d.integration_id, "pending", due) for d in deliveries]

@@ -11,6 +11,7 @@ merges the config given into the stored one, so a secret need not be sent again;
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,8 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidInputError, NotFoundError
 from ..store import Store
-from .crypto import SecretBox
+from .crypto import SecretBox, SecretsKeyError
 from .platforms import Platform
+
+logger = logging.getLogger(__name__)
 
 MAX_INTEGRATIONS_PER_GATEWAY: Final = 20
 
@@ -152,13 +155,21 @@ class IntegrationService:
             raise NotFoundError(f"gateway {gateway_id!r} has no integration {integration_id!r}")
         return self._row(rows[0])
 
-    async def load(self, integration_ids: Sequence[str]) -> dict[str, Integration]:
-        """These integrations by id (the ones that still exist)."""
+    async def load(self, integration_ids: Sequence[str]) -> dict[str, Integration | SecretsKeyError]:
+        """These integrations by id (the ones that still exist); one whose secrets cannot be decrypted (another key)
+        as the error, so the others are still delivered."""
         if not integration_ids:
             return {}
         marks = ", ".join("?" * len(integration_ids))
         rows = await self._store.fetch(f"SELECT {_COLUMNS} FROM integrations WHERE id IN ({marks})", integration_ids)
-        return {row[0]: self._row(row) for row in rows}
+        loaded: dict[str, Integration | SecretsKeyError] = {}
+        for row in rows:
+            try:
+                loaded[row[0]] = self._row(row)
+            except SecretsKeyError as exc:
+                logger.error("integration %s: %s", row[0], exc)
+                loaded[row[0]] = exc
+        return loaded
 
     async def create(self, gateway_id: str, spec: IntegrationCreate) -> Integration:
         config = self.checked_config(spec.kind, spec.config)

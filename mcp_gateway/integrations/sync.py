@@ -21,7 +21,7 @@ from ..store.outbox import Delivery, Settlement, pending_for, settle
 from .dispatch import Dispatcher
 from .forwarded import with_client
 from .platforms import ForwardedEvent
-from .registry import IntegrationService
+from .registry import Integration, IntegrationService
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class SyncForwarder:
 
         async def one(integration_id: str, deliveries: list[Delivery]) -> None:
             integration = integrations.get(integration_id)
-            platform = None if integration is None else self._integrations.platforms.get(integration.kind)
+            platforms = self._integrations.platforms
+            platform = platforms.get(integration.kind) if isinstance(integration, Integration) else None
             settlements.extend(await self._dispatcher.deliver(integration, platform, deliveries, adapt=adapt))
 
         async with anyio.create_task_group() as tg:

@@ -25,7 +25,7 @@ from ..store import Store
 from ..store.outbox import DUE, Delivery, Settlement, claim, settle
 from .dispatch import Dispatcher
 from .platforms import Platform
-from .registry import IntegrationService
+from .registry import Integration, IntegrationService
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class DeliveryWorker:
 
         async def one(integration_id: str, deliveries: list[Delivery]) -> None:
             integration = integrations.get(integration_id)
-            platform = None if integration is None else platforms.get(integration.kind)
+            platform = None if not isinstance(integration, Integration) else platforms.get(integration.kind)
             settlements.extend(await self._dispatcher.deliver(integration, platform, deliveries))
 
         async with anyio.create_task_group() as tg:
