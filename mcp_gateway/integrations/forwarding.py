@@ -27,6 +27,9 @@ from .worker import DeliveryWorker
 
 USER_AGENT: Final = "mcp-gateway-forwarding"
 
+STOP_GRACE_SECONDS: Final = 5.0
+"""How long stopping the app waits for the delivery round in progress (its platform requests) to settle."""
+
 DELIVERY_LATENCY_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 """Seconds from an event's commit to the platform accepting it."""
 
@@ -74,12 +77,16 @@ class Forwarding:
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
-        """Run the delivery worker while the app runs; close the HTTP client after."""
+        """Run the delivery worker while the app runs: at the end it finishes its round (for at most
+        `STOP_GRACE_SECONDS`, then it is cancelled); the HTTP client is closed after."""
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self.worker.run)
-                yield
-                tg.cancel_scope.cancel()
+                try:
+                    yield
+                finally:
+                    self.worker.stop()
+                    tg.cancel_scope.deadline = anyio.current_time() + STOP_GRACE_SECONDS
         finally:
             await self._client.aclose()
 

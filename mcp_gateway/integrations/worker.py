@@ -55,14 +55,21 @@ class DeliveryWorker:
         self._claim_limit = claim_limit
         self._lease_ms = lease_ms
         self._wake = anyio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for due deliveries now, not at the next poll."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Return from `run` once the round in progress is settled (a round cut off mid-query would leave a
+        PostgreSQL connection broken; its deliveries would only wait for their lease)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        """Deliver until cancelled; a failing round is logged and the next one tries again."""
-        while True:
+        """Deliver until stopped (or cancelled); a failing round is logged and the next one tries again."""
+        while not self._stopping:
             try:
                 backlog = await self.run_once() >= self._claim_limit
             except Exception:
