@@ -100,7 +100,7 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
 
     from mcp_gateway.app import create_app
     from mcp_gateway.config import Settings
-    from mcp_gateway.store import CaptureStatus, EventRow, SessionRow, SQLiteStore
+    from mcp_gateway.store import CaptureStatus, EventRow, ForwardHints, SessionRow, SQLiteStore
 
     class CountingStore(SQLiteStore):
         def __init__(self, path: Path) -> None:
@@ -113,9 +113,11 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
             self.events += len(events)
             return await super().capture(sessions, events)
 
-        async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+        async def capture_web(
+            self, events: Sequence[EventRow], hints: Sequence[ForwardHints | None] = ()
+        ) -> list[tuple[CaptureStatus, EventRow]]:
             self.events += len(events)
-            return await super().capture_web(events)
+            return await super().capture_web(events, hints)
 
     store = CountingStore(db_path)
     overrides: dict[str, object] = {"admin_token": secrets.token_urlsafe(24), **settings}

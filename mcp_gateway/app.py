@@ -7,7 +7,7 @@ import functools
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import anyio
 from starlette.applications import Starlette
@@ -33,6 +33,8 @@ from .ingest import AgnostApi
 from .ingest.crm import CrmCallbackRoutes
 from .ingest.track import TrackApi
 from .ingest.visits import VisitRoutes
+from .integrations.forwarding import Forwarding
+from .integrations.platforms import PLATFORMS, Platform
 from .metrics import Metrics, RequestMetrics
 from .openapi import OpenApiDocument, Operation
 from .privacy import redact_sdk_logs
@@ -54,6 +56,7 @@ def create_app(
     *,
     store: Store | None = None,
     server_factory: ServerFactory = build_gateway_server,
+    platforms: Mapping[str, Platform] = PLATFORMS,
 ) -> Starlette:
     """The whole gateway as one ASGI app. Its lifespan opens the store and creates `demo` if missing."""
     settings = settings or Settings()
@@ -94,6 +97,7 @@ def create_app(
                 analytics_mcp.run(),
                 _shared_sessions(app, services, mcp),
                 _retention(services),
+                forwarding.run(),
             ):
                 ready = True
                 yield
@@ -122,10 +126,13 @@ def create_app(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
     projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
+    forwarding = Forwarding(services, settings, auth, limiter=api_limit, platforms=platforms)
+    track.sync_forwarding = forwarding.sync
     dashboard = Dashboard(services.keys, services.store, services.directory, questions, limiter=api_limit)
     front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)
     api_docs = ApiDocs()
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
+    forwarding.instrument(metrics)
     operations = [
         Operation("GET", "/health", "Liveness and readiness", "operations"),
         Operation(
@@ -147,6 +154,7 @@ def create_app(
         *crm.operations(),
         *admin.operations(),
         *projects.operations(),
+        *forwarding.operations(),
         *analytics.operations(),
         *experiments.operations(),
         live_stream.operation(),
@@ -173,6 +181,7 @@ def create_app(
         *dashboard.routes(),
         *admin.routes(),
         *projects.routes(),
+        *forwarding.api.routes(),
     ]
     quiet_client_disconnects()
     app = Starlette(

@@ -10,6 +10,7 @@
     mcp-gateway keys list --gateway ID | revoke --gateway ID KEY_ID
     mcp-gateway accounts list | create ID --name NAME | key ID   (create and key print only the new account key)
     mcp-gateway events tail [--gateway ID] [--json] [--once]
+    mcp-gateway integrations list|add|remove|replay --gateway ID ...   (integrations/commands.py)
     mcp-gateway migrate-db --db PATH --database-url URL    (copy a SQLite database into an empty PostgreSQL one)
 
 Every command finds the database the same way: `--database-url postgresql://...` (or
@@ -45,6 +46,7 @@ from .accounts.service import AccountService
 from .config import ENV_PREFIX, LEGACY_DB_PATH, Settings
 from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
+from .integrations import commands as integration_commands
 from .keys import KEY_KINDS, KeyService
 from .logs import LOG_FORMATS, LogFormat
 from .metrics import MULTIPROCESS_VARIABLE
@@ -173,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="one JSON object per line, the stored fields")
     tail.add_argument("--once", action="store_true", help="print everything stored, then exit")
     _add_db(tail)
+
+    integration_commands.add_parser(commands, _add_db)
 
     migrate = commands.add_parser(
         "migrate-db", help="copy the SQLite database (--db) into an empty PostgreSQL database (--database-url)"
@@ -430,6 +434,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             return _stdio(settings, args.gateway)
         if args.command == "migrate-db":
             return asyncio.run(_migrate_db(settings))
+        if args.command == "integrations":
+            forward = integration_commands.run
+            return asyncio.run(_with_store(settings, lambda store, gateways: forward(args, settings, store, gateways)))
         work = {"keys": _keys, "accounts": _accounts, "events": _events, "gateways": _gateways}[args.command]
         return asyncio.run(_with_store(settings, lambda store, directory: work(args, store, directory)))
     except ValidationError as exc:

@@ -101,6 +101,34 @@ DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 100
 """Open connections one client address (IPv6: one /64) may hold per process; more are answered 429 and closed."""
 
 
+# -- integrations: forwarding events to ad and analytics platforms (mcp_gateway/integrations/)
+DEFAULT_FORWARD_MAX_ATTEMPTS: Final = 8
+"""Tries of one delivery before it is dead-lettered (`dead`; a replay sends it again)."""
+
+DEFAULT_FORWARD_RETRY_BASE_SECONDS: Final = 2.0
+"""The first retry's delay; each further one doubles it (with jitter), up to `DEFAULT_FORWARD_RETRY_MAX_SECONDS`."""
+
+DEFAULT_FORWARD_RETRY_MAX_SECONDS: Final = 3600.0
+
+DEFAULT_FORWARD_TIMEOUT_SECONDS: Final = 10.0
+"""Longest one request to a platform may take; a timeout is retried."""
+
+DEFAULT_FORWARD_POLL_SECONDS: Final = 1.0
+"""How often the delivery worker looks for due deliveries when it has nothing to do."""
+
+DEFAULT_FORWARD_LEASE_SECONDS: Final = 300.0
+"""How long a claimed delivery is its worker's; a process that died holding it leaves it due again after this."""
+
+_FORWARD_VARIABLES: Final = (
+    "FORWARD_MAX_ATTEMPTS",
+    "FORWARD_RETRY_BASE_SECONDS",
+    "FORWARD_RETRY_MAX_SECONDS",
+    "FORWARD_TIMEOUT_SECONDS",
+    "FORWARD_POLL_SECONDS",
+    "FORWARD_LEASE_SECONDS",
+)
+
+
 def default_db_path(environ: Mapping[str, str] | None = None) -> Path:
     """The SQLite file when neither `--db` nor `MCP_GATEWAY_DB` names one: in the user's data directory,
     `$XDG_DATA_HOME/mcp-gateway/`, else `~/.local/share/mcp-gateway/`, whatever the working directory."""
@@ -155,6 +183,16 @@ class Settings(BaseModel):
     max_events_lifetime: int | None = Field(default=None, ge=1)
     """Events one account's projects may store in all, ever (retention does not give them back): past it ingest
     refuses events with 403 `events_limit_reached`; None: any."""
+    integrations_key: str | None = Field(default=None, min_length=44)
+    """Fernet key(s) (`MCP_GATEWAY_INTEGRATIONS_KEY`, comma-separated, newest first) that encrypt integrations'
+    secrets at rest; unset, a key file `integrations.key` (mode 0600) next to the SQLite file is created and used.
+    Processes sharing one PostgreSQL database need the same key."""
+    forward_max_attempts: int = Field(default=DEFAULT_FORWARD_MAX_ATTEMPTS, ge=1, le=100)
+    forward_retry_base_seconds: float = Field(default=DEFAULT_FORWARD_RETRY_BASE_SECONDS, gt=0, le=3600)
+    forward_retry_max_seconds: float = Field(default=DEFAULT_FORWARD_RETRY_MAX_SECONDS, gt=0, le=86400)
+    forward_timeout_seconds: float = Field(default=DEFAULT_FORWARD_TIMEOUT_SECONDS, gt=0, le=300)
+    forward_poll_seconds: float = Field(default=DEFAULT_FORWARD_POLL_SECONDS, gt=0, le=60)
+    forward_lease_seconds: float = Field(default=DEFAULT_FORWARD_LEASE_SECONDS, ge=1, le=86400)
     mcp_json_response: bool = False
     """Answer Streamable HTTP requests as `application/json` (the SDK's `json_response`), never as an SSE stream:
     faster, but nothing a handler sends during a call (progress, log messages, sampling, elicitation) reaches the
@@ -198,6 +236,11 @@ class Settings(BaseModel):
                 values[name.lower()] = limit
         if tier := env.get(ENV_PREFIX + "ACCOUNT_TIER"):
             values["account_tier"] = tier
+        for name in _FORWARD_VARIABLES:
+            if number := env.get(ENV_PREFIX + name):
+                values[name.lower()] = number
+        if key := env.get(ENV_PREFIX + "INTEGRATIONS_KEY"):
+            values["integrations_key"] = key
         if json_response := env.get(ENV_PREFIX + "MCP_JSON_RESPONSE"):
             values["mcp_json_response"] = json_response
         if endpoint := env.get(ENV_PREFIX + "OTLP_ENDPOINT") or env.get(OTEL_ENDPOINT_VARIABLE):

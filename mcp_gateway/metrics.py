@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from mcp_gateway_tracking.sinks import SinkStats
@@ -65,6 +66,8 @@ class Metrics:
     def __init__(self, store: Store, tracking: SinkStats, *, token: str | None = None) -> None:
         self.registry = CollectorRegistry()
         self._token = token
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
+        """Run before each scrape: gauges read from the database (`integrations.forwarding`)."""
         self.requests = Counter(
             f"{PREFIX}_http_requests",
             "HTTP requests answered, by route template, method and status",
@@ -122,6 +125,8 @@ class Metrics:
                 raise ApiError(
                     401, "Send the metrics token as Authorization: Bearer", headers={"WWW-Authenticate": "Bearer"}
                 )
+        for refresh in self.before_scrape:
+            await refresh()
         registry = self.registry
         if multiprocess():  # every process's files, summed
             registry = CollectorRegistry()

@@ -5,7 +5,7 @@
 
 from typing import Any
 
-from . import agents, anomalies, events, funnel, leads, live, primitives, query, retention, site, traffic
+from . import agents, anomalies, events, funnel, integrations, leads, live, primitives, query, retention, site, traffic
 from .api import AnalyticsApi, Asked, Question
 from .primitives import PrimitiveStats, primitive_stats
 from .window import TimeWindow, WindowArgs
@@ -22,6 +22,7 @@ QUESTIONS: list[Question[Any]] = [
     *retention.QUESTIONS,
     *anomalies.QUESTIONS,
     *live.QUESTIONS,
+    *integrations.QUESTIONS,
 ]
 
 __all__ = [

@@ -260,6 +260,10 @@ async def _experiments(view: View) -> Markup:
     return experiments_card(found, dict(zip(ids, details, strict=True)))
 
 
+async def _integrations(view: View) -> Markup:
+    return sections.section(await view.ask("/analytics/integrations", {}), sections.integrations)
+
+
 async def _live(view: View) -> Markup:
     return sections.live_feed(await view.ask("/events", {**view.span, "limit": FEED_ROWS}))
 
@@ -328,6 +332,7 @@ SECTIONS: Final[dict[str, Section]] = {
         Section("sources", "Sources", _sources, deferred=True),
         Section("funnel", "Funnel", _funnel, deferred=True),
         Section("experiments", "Experiments", _experiments, span="span-12", note="active A/B tests, live results"),
+        Section("integrations", "Integrations", _integrations, note="deliveries to ad and analytics platforms"),
         Section("live", "Live", _live, note="new events as they arrive"),
     ]
 }

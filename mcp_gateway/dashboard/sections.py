@@ -331,6 +331,33 @@ def leads(answer: Any) -> Markup:
     return table(["Name", "Company", "Source", "Created"], rows, numeric_from=3)
 
 
+def integrations(answer: Any) -> Markup:
+    """/analytics/integrations: each integration's deliveries, its p95 latency and its latest error."""
+    if not answer["integrations"]:
+        return empty("No integrations: events are not forwarded (see the admin API's /integrations).")
+    rows = []
+    for integration in answer["integrations"]:
+        status = integration["status"]
+        counts = status["deliveries"]
+        state = ("sync" if integration["sync"] else "async") if integration["enabled"] else "disabled"
+        rows.append(
+            (
+                render(
+                    '<span class="name">{name}</span><br><span class="muted">{kind} · {state}</span>',
+                    name=integration["name"] or integration["id"],
+                    kind=integration["kind"],
+                    state=state,
+                ),
+                status["last_error"] or "—",
+                number(counts["sent"]),
+                number(counts["pending"]),
+                number(counts["failed"] + counts["dead"]),
+                millis(status["p95_latency_ms"]),
+            )
+        )
+    return table(["Integration", "Last error", "Sent", "Pending", "Failed", "p95"], rows, numeric_from=2)
+
+
 def live_feed(recent: Any) -> Markup:
     """The latest events from /events, newest first; live.js adds new ones from /stream above them."""
     events = [] if isinstance(recent, Unavailable) else recent["events"]

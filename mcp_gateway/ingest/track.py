@@ -496,7 +496,23 @@ def _check_origin(request: Request, gateway: Gateway) -> None:
         raise ApiError(403, "Origin Not Allowed")
 
 
+ALL_PROVIDERS_FAILED: Final = "All Providers Failed"
+"""Seed 000's 502: every synchronous integration failed (the event is stored all the same)."""
+
+
+class SyncForwarding(Protocol):
+    """Synchronous forwarding of a just-stored event (`integrations.sync.SyncForwarder`): None when no synchronous
+    integration wanted it, True when one took it, False when all failed."""
+
+    async def forward(
+        self, gateway_id: str, event_id: str, *, client_ip: str | None, user_agent: str | None
+    ) -> bool | None: ...
+
+
 class TrackApi:
+    sync_forwarding: SyncForwarding | None = None
+    """Set when the app forwards events (`integrations`): `/track` then sends to synchronous integrations."""
+
     def __init__(self, services: Services, settings: Settings) -> None:
         self._directory = services.directory
         self._keys = services.keys
@@ -530,8 +546,10 @@ class TrackApi:
                 response=Confirmation,
                 params=GATEWAY_PARAMS,
                 replies=(Reply(202, "Seed 002's body: the event is stored", Queued),),
-                errors=(400, 401, 403, 404, 413, 415, 429),
-                description=token_rule,
+                errors=(400, 401, 403, 404, 413, 415, 429, 502),
+                description=token_rule
+                + " 502 `All Providers Failed` (with the receipt: the event is stored) when the gateway has"
+                " synchronous integrations and every one of them failed.",
             ),
             Operation(
                 "POST",
@@ -612,6 +630,8 @@ class TrackApi:
             identifiers={name for name, value in (("fbp", fbp), ("fbc", fbc)) if value},
             client_ip=user.client_ip_address or _client_ip(request),
             user_agent=user.client_user_agent or request.headers.get("user-agent") or None,
+            fbp=fbp,
+            fbc=fbc,
         )
 
     async def track(self, request: Request) -> JSONResponse:
@@ -629,8 +649,17 @@ class TrackApi:
         except ApiError as exc:
             exc.headers.update(verdict.headers())
             raise
-        [(_, row)] = await self._ingestor.capture(gateway.id, [self._web_event(request, event)])
-        return JSONResponse(await self._signer.confirmation(row), headers=verdict.headers())
+        web_event = self._web_event(request, event)
+        [(status, row)] = await self._ingestor.capture(gateway.id, [web_event])
+        confirmation = await self._signer.confirmation(row)
+        if status == "stored" and self.sync_forwarding is not None:
+            delivered = await self.sync_forwarding.forward(
+                gateway.id, row.id, client_ip=web_event.client_ip, user_agent=web_event.user_agent
+            )
+            if delivered is False:  # the event is stored; the worker retries what can be retried
+                failed = {"error": ALL_PROVIDERS_FAILED, "message": "check integrations config", **confirmation}
+                return JSONResponse(failed, status_code=502, headers=verdict.headers())
+        return JSONResponse(confirmation, headers=verdict.headers())
 
     async def track_batch(self, request: Request) -> JSONResponse:
         data = await _json_body(request, self._max_body_bytes * BATCH_BODY_FACTOR)

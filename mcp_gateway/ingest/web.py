@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from ..privacy import IpHasher
-from ..store import CaptureStatus, EventRow, Store, WebFields
+from ..store import CaptureStatus, EventRow, ForwardHints, Store, WebFields
 from ..vocabulary import PAGE, PAGE_NAME_ALIASES, PATH, REFERRER, TITLE, URL
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
 from .geo import country_of
@@ -62,6 +62,10 @@ class WebEvent:
     """Names of the seed's user identifiers present (fbp, fbc, client_ip_address, ...), for match quality."""
     client_ip: str | None = None
     user_agent: str | None = None
+    fbp: str | None = None
+    """Meta's browser id (`_fbp`), kept only in the event's deliveries to integrations (`store.outbox`)."""
+    fbc: str | None = None
+    """Meta's click id (`_fbc`), likewise."""
 
 
 def timestamp_ms(value: float | None) -> int | None:
@@ -179,4 +183,5 @@ class WebIngestor:
         if self._admit is not None and events:
             await self._admit(gateway_id)
         now_ms = int(time.time() * 1000)
-        return await self._store.capture_web([self.row(gateway_id, event, now_ms) for event in events])
+        hints = [ForwardHints(e.fbp, e.fbc) if e.fbp or e.fbc else None for e in events]
+        return await self._store.capture_web([self.row(gateway_id, event, now_ms) for event in events], hints)

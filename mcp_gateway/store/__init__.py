@@ -17,6 +17,7 @@ from .base import (
     WebFields,
     WriterStats,
 )
+from .outbox import ForwardHints
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
 
@@ -33,6 +34,7 @@ __all__ = [
     "CaptureStatus",
     "Dialect",
     "EventRow",
+    "ForwardHints",
     "GatewayRecord",
     "KeyKind",
     "KeyRecord",

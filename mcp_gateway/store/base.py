@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:  # outbox imports this module
+    from .outbox import ForwardHints
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +315,12 @@ class Store(Protocol):
         """Sessions stored after insertion position `seq`, oldest first."""
         ...
 
-    async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+    async def capture_web(
+        self, events: Sequence[EventRow], hints: Sequence[ForwardHints | None] = ()
+    ) -> list[tuple[CaptureStatus, EventRow]]:
         """Store web or server events in one transaction, redacted (`redaction.py`); each one's status and the row as
-        stored.
+        stored. In the same transaction, each new event's deliveries to its gateway's integrations go into the
+        outbox (`outbox.py`), with `hints[i]` (fbp, fbc) for `events[i]`.
 
         A duplicate (same gateway and id) answers the row stored first. An event with an
         `anonymous_id` but no `session_id` gets the session of that visitor's previous event when

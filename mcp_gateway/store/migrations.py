@@ -462,6 +462,50 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         )
         """,
     ),
+    (
+        23,
+        # Integrations (issue 17): each gateway's destinations (Meta CAPI, GA4, ...; their secrets encrypted in
+        # `secrets`), and the outbox of deliveries, inserted in the same transaction as the event they carry
+        # (`store.outbox`) and sent by the delivery worker (`integrations.worker`). A pending delivery is due at
+        # `due_at_ms`; claiming it moves that forward by a lease, so one that a crashed process held is due again.
+        """
+        CREATE TABLE integrations (
+            id TEXT PRIMARY KEY,
+            gateway_id TEXT NOT NULL REFERENCES gateways(id),
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            enabled INTEGER NOT NULL,
+            sync INTEGER NOT NULL,
+            event_filter TEXT,
+            config TEXT NOT NULL,
+            secrets TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            updated_at_ms BIGINT NOT NULL,
+            last_error TEXT,
+            last_error_at_ms BIGINT
+        );
+        CREATE INDEX integrations_by_gateway ON integrations (gateway_id);
+        CREATE TABLE deliveries (
+            seq INTEGER PRIMARY KEY,
+            integration_id TEXT NOT NULL,
+            gateway_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            event_ts_ms BIGINT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            due_at_ms BIGINT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            updated_at_ms BIGINT NOT NULL,
+            latency_ms BIGINT,
+            last_error TEXT
+        );
+        CREATE INDEX deliveries_due ON deliveries (status, due_at_ms);
+        CREATE INDEX deliveries_by_integration ON deliveries (integration_id, status, updated_at_ms);
+        CREATE INDEX deliveries_by_event ON deliveries (gateway_id, event_id);
+        CREATE INDEX deliveries_by_time ON deliveries (gateway_id, event_ts_ms)
+        """,
+    ),
 )
 
 

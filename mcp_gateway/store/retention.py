@@ -1,6 +1,6 @@
 """Retention: tracked data older than its period is deleted, hourly; three periods, after seed 000's table.
 
-    events     raw events, MCP sessions, identity links           MCP_GATEWAY_EVENT_RETENTION_DAYS      30
+    events     raw events, MCP sessions, identity links, deliveries  MCP_GATEWAY_EVENT_RETENTION_DAYS   30
     analytics  traffic rollups, sketches, web sessions, counts    MCP_GATEWAY_ANALYTICS_RETENTION_DAYS  30
     health     MCP calls, errors and latency per primitive        MCP_GATEWAY_HEALTH_RETENTION_DAYS     60
 
@@ -38,6 +38,7 @@ Kind = Literal["events", "analytics", "health"]
 
 TIMED_TABLES: Final[tuple[tuple[str, str, int, Kind], ...]] = (
     ("events", "ts_ms", HOUR_MS, "events"),
+    ("deliveries", "event_ts_ms", HOUR_MS, "events"),  # the outbox holds a copy of the event: kept no longer
     ("event_rollups", "hour_ms", HOUR_MS, "analytics"),
     ("activity_rollups", "hour_ms", HOUR_MS, "analytics"),
     ("mcp_rollups", "hour_ms", HOUR_MS, "health"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -34,6 +35,8 @@ from .base import (
 )
 from .experiment_users import add_to_experiment_users
 from .lookup import rows_by_ids
+from .outbox import ForwardHints
+from .outbox import enqueue as enqueue_deliveries
 from .redaction import redact_rows, stored_id
 from .rollups import add_to_rollups, hist_of
 from .usage import add_to_usage
@@ -458,18 +461,23 @@ class SQLStore:
         )
         return session_status, event_status
 
-    async def capture_web(self, events: Sequence[EventRow]) -> list[tuple[CaptureStatus, EventRow]]:
+    async def capture_web(
+        self, events: Sequence[EventRow], hints: Sequence[ForwardHints | None] = ()
+    ) -> list[tuple[CaptureStatus, EventRow]]:
         _, events = await redact_rows((), events)
+        event_hints = list(hints) + [None] * (len(events) - len(hints))
 
         def job(conn: Connection) -> list[tuple[CaptureStatus, EventRow]]:
             results: list[tuple[CaptureStatus, EventRow]] = []
             fresh: list[EventRow] = []
-            for event in events:
+            owed: list[tuple[EventRow, ForwardHints | None]] = []
+            for event, hint in zip(events, event_hints, strict=True):
                 if event.session_id is None and event.web is not None and event.web.anonymous_id is not None:
                     event = dataclasses.replace(event, session_id=_visitor_session(conn, event))
                 if _insert_event(conn, event):
                     results.append(("stored", event))
                     fresh.append(event)
+                    owed.append((event, hint))
                     continue
                 stored = conn.execute(
                     f"SELECT {_EVENT_COLUMNS}, seq FROM events WHERE gateway_id = ? AND id = ?",
@@ -477,6 +485,8 @@ class SQLStore:
                 ).fetchone()
                 results.append(("duplicate", _event(stored)))
             _link_identities(conn, fresh)
+            if owed:
+                enqueue_deliveries(conn, owed, int(time.time() * 1000))
             self._batch_events.extend(fresh)
             return results
 

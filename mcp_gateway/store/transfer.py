@@ -27,7 +27,7 @@ SEEDED: Final = ("accounts",)
 """Tables whose rows a migration inserts (the `default` account, migration 21): emptied in the target before the
 copy, which brings the source's."""
 
-SEQUENCED: Final = ("mcp_sessions", "events")
+SEQUENCED: Final = ("mcp_sessions", "events", "deliveries")
 """Tables whose `seq` is insertion order, drawn from a sequence in PostgreSQL."""
 
 

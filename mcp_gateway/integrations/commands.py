@@ -1,0 +1,96 @@
+"""`mcp-gateway integrations ...`: the admin API's integration routes on the command line (same rules, same store).
+
+    integrations list    --gateway ID          one line each: id, kind, enabled, sync, name, its deliveries
+    integrations add     --gateway ID --kind K --config JSON|@FILE [--name N] [--sync] [--disabled]
+    integrations remove  --gateway ID INTEGRATION_ID
+    integrations replay  --gateway ID INTEGRATION_ID --since-ms MS [--until-ms MS]
+
+Secrets go in `--config` (prefer `@file`, so they stay out of the shell history) and are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import InvalidInputError
+from ..gateways import GatewayDirectory
+from ..store import Store
+from ..store.outbox import replay
+from .crypto import SecretBox
+from .platforms import PLATFORMS
+from .registry import IntegrationCreate, IntegrationService
+from .status import delivery_status
+
+
+def add_parser(commands: Any, add_db: Any) -> None:
+    """The `integrations` command and its actions, on `commands` (the CLI's subparsers)."""
+    integrations = commands.add_parser("integrations", help="forward events to ad and analytics platforms")
+    actions = integrations.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listed = actions.add_parser("list", help="a gateway's integrations and their deliveries")
+    listed.add_argument("--gateway", required=True, metavar="ID")
+    add_db(listed)
+    add = actions.add_parser("add", help="add an integration (prints it as JSON, secrets as has_<field>)")
+    add.add_argument("--gateway", required=True, metavar="ID")
+    add.add_argument("--kind", required=True, choices=sorted(PLATFORMS))
+    add.add_argument("--name", default="")
+    add.add_argument("--config", required=True, metavar="JSON|@FILE", help="the config object, or @file holding it")
+    add.add_argument("--sync", action="store_true", help="send from /track itself (502 when all such fail)")
+    add.add_argument("--disabled", action="store_true")
+    add_db(add)
+    remove = actions.add_parser("remove", help="delete an integration and its deliveries")
+    remove.add_argument("--gateway", required=True, metavar="ID")
+    remove.add_argument("integration_id", metavar="INTEGRATION_ID")
+    add_db(remove)
+    again = actions.add_parser("replay", help="send again the deliveries of events in a time window")
+    again.add_argument("--gateway", required=True, metavar="ID")
+    again.add_argument("integration_id", metavar="INTEGRATION_ID")
+    again.add_argument("--since-ms", type=int, required=True, metavar="MS")
+    again.add_argument("--until-ms", type=int, default=None, metavar="MS", help="default: now")
+    add_db(again)
+
+
+def _config(text: str) -> dict[str, Any]:
+    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidInputError("--config is not valid JSON", field="config") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("--config must be a JSON object", field="config")
+    return value
+
+
+async def run(args: argparse.Namespace, settings: Settings, store: Store, directory: GatewayDirectory) -> int:
+    gateway = await directory.require(args.gateway)
+    box = SecretBox.from_settings(settings.integrations_key, settings.db_path.parent)
+    service = IntegrationService(store, box, PLATFORMS, cache_seconds=0)
+    match args.action:
+        case "list":
+            for integration in await service.list(gateway.id):
+                counts = (await delivery_status(store, integration))["deliveries"]
+                state = "enabled" if integration.enabled else "disabled"
+                mode = "sync" if integration.sync else "async"
+                summary = " ".join(f"{status}={count}" for status, count in counts.items())
+                print(f"{integration.id}\t{integration.kind}\t{state}\t{mode}\t{integration.name}\t{summary}")
+        case "add":
+            spec = IntegrationCreate(
+                kind=args.kind, name=args.name, enabled=not args.disabled, sync=args.sync, config=_config(args.config)
+            )
+            print(json.dumps(service.view(await service.create(gateway.id, spec)), indent=2))
+        case "remove":
+            await service.delete(gateway.id, args.integration_id)
+            print(f"{args.integration_id}\tdeleted")
+        case "replay":
+            integration = await service.get(gateway.id, args.integration_id)
+            now = int(time.time() * 1000)
+            until = now if args.until_ms is None else args.until_ms
+            count = await store.write(
+                lambda conn: replay(conn, integration.id, since_ms=args.since_ms, until_ms=until, now_ms=now)
+            )
+            print(f"{count} deliveries pending again; a running server sends them")
+    return 0

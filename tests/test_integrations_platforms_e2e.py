@@ -1,0 +1,92 @@
+"""One tracked event through the outbox to every platform's fake (`fake_platforms`: each checks the request
+against the platform's documented schema), and a Meta throttling answer retried by the worker until Meta
+recovers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mcp_gateway import create_app
+
+from .fake_platforms import FakePlatforms, serve_fake_platforms
+from .integrations_support import create_integration, integration_status, wait_until
+from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, lifespan_running
+from .test_integrations_outbox import settings_for
+
+EMAIL = "Buyer@Example.com"
+PURCHASE = {
+    "event_name": "Purchase",
+    "event_id": "evt-e2e-1",
+    "url": "https://shop.example/checkout",
+    "anonymous_id": "visitor-42",
+    "user": {"email": EMAIL, "fbp": "fb.1.1700000000.7"},
+    "custom_data": {"value": 12.5, "currency": "EUR"},
+}
+
+
+@pytest.fixture
+def fakes() -> Iterator[FakePlatforms]:
+    with serve_fake_platforms() as fakes:
+        yield fakes
+
+
+@pytest.fixture
+async def gateway(db_path: Path, database_url: str | None) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings_for(db_path, database_url))
+    async with lifespan_running(app):
+        transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            yield client
+
+
+async def test_one_event_reaches_every_platform_in_its_documented_shape(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    for kind, config in fakes.configs().items():
+        await create_integration(gateway, {"kind": kind, "name": kind, "config": config})
+    answer = await gateway.post("/track", json=PURCHASE, headers={"X-Gateway-ID": DEMO, "User-Agent": "Browser/1"})
+    assert answer.status_code == 200, answer.text
+    endpoints = (fakes.meta, fakes.ga4, fakes.tiktok, fakes.webhook)
+    await wait_until(lambda: all(endpoint.accepted_events() for endpoint in endpoints))
+    for endpoint in endpoints:
+        assert [problem for received in endpoint.requests for problem in received.problems] == []
+    [meta] = fakes.meta.accepted_events()
+    assert meta["event_id"] == "evt-e2e-1" and meta["event_name"] == "Purchase"
+    assert meta["user_data"]["em"] == [hashlib.sha256(EMAIL.lower().encode()).hexdigest()]
+    assert meta["user_data"]["fbp"] == "fb.1.1700000000.7"
+    assert meta["event_source_url"] == "https://shop.example/checkout"
+    assert meta["custom_data"] == {"value": 12.5, "currency": "EUR"}
+    [ga4] = fakes.ga4.accepted_events()
+    assert ga4["client_id"] == "visitor-42"
+
+
+async def test_meta_throttling_is_retried_until_meta_recovers(gateway: httpx.AsyncClient, fakes: FakePlatforms) -> None:
+    fakes.meta.fail(2, mode="throttle")
+    integration_id = await create_integration(gateway, {"kind": "meta", "config": fakes.configs()["meta"]})
+    await gateway.post("/track", json=PURCHASE, headers={"X-Gateway-ID": DEMO})
+
+    async def sent() -> bool:
+        return bool((await integration_status(gateway, integration_id))["deliveries"]["sent"] == 1)
+
+    await wait_until(sent)
+    assert len(fakes.meta.requests) == 3
+    assert [event["event_id"] for event in fakes.meta.accepted_events()] == ["evt-e2e-1"]
+    status = await integration_status(gateway, integration_id)
+    assert status["last_error"] is not None and "17" in status["last_error"]
+
+
+async def test_the_test_endpoint_sends_meta_an_event_it_accepts(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    config = {**fakes.configs()["meta"], "test_event_code": "TEST123"}
+    integration_id = await create_integration(gateway, {"kind": "meta", "config": config})
+    answer = await gateway.post(f"/v1/gateways/{DEMO}/integrations/{integration_id}/test", headers=ADMIN_HEADERS)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ok"] is True and answer.json()["outcome"] == "delivered"
+    [received] = fakes.meta.requests
+    assert received.problems == [] and received.json["test_event_code"] == "TEST123"
