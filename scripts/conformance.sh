@@ -48,24 +48,8 @@ start_server() {
   "$PYTHON" "$ROOT/tests/conformance/fixture_server.py" --port "$port" >"$RESULTS/server.log" 2>&1 &
   SERVER_PID=$!
   # Wait (at most 30 s) for /health to say ok, failing fast if the fixture exits.
-  "$PYTHON" - "$port" "$SERVER_PID" <<'EOF' || { log "error: fixture did not start; server.log:"; cat "$RESULTS/server.log" >&2; exit 1; }
-import os, sys, time, urllib.request
-port, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            if response.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-EOF
+  "$PYTHON" "$ROOT/scripts/wait_healthy.py" "http://127.0.0.1:$port" "$SERVER_PID" \
+    || { log "error: fixture did not start; server.log:"; cat "$RESULTS/server.log" >&2; exit 1; }
 }
 
 summarize() {

@@ -54,24 +54,8 @@ start_gateway() {
   SERVER_PID=$!
   GATEWAY_URL="http://127.0.0.1:$port"
   # Wait (at most 30 s) for /health, failing fast if the gateway exits.
-  "$PYTHON" - "$GATEWAY_URL" "$SERVER_PID" <<'PY' || { log "error: the gateway did not start:"; cat "$WORK/server.log" >&2; exit 1; }
-import os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            if response.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-PY
+  "$PYTHON" "$ROOT/scripts/wait_healthy.py" "$GATEWAY_URL" "$SERVER_PID" \
+    || { log "error: the gateway did not start:"; cat "$WORK/server.log" >&2; exit 1; }
 }
 
 install_node_tools
