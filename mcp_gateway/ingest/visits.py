@@ -64,7 +64,7 @@ from ..privacy import IpHasher
 from ..ratelimit import Verdict, limiter_for
 from ..store import CaptureStatus, Store
 from ..vocabulary import LEAD, SESSION_END, SESSION_START, lead_event_id
-from ..web import ApiError, cors_route, read_model, request_gateway
+from ..web import CLIENT_ERRORS, ApiError, client_error, cors_route, read_model, request_gateway
 from .scripts import BrowserScript
 from .web import MAX_TIMESTAMP, WebEvent, WebIngestor, timestamp_ms
 
@@ -558,8 +558,11 @@ class VisitRoutes:
         """`POST /lead` and `POST /`: `/lead.capture`'s answer, errors included, with the deprecation headers."""
         try:
             response = await self.lead_capture(request)
-        except ApiError as exc:
-            exc.headers.update(LEAD_ALIAS_HEADERS)
-            raise
+        except CLIENT_ERRORS as exc:
+            refused = client_error(exc)
+            refused.headers.update(LEAD_ALIAS_HEADERS)
+            if refused is exc:
+                raise
+            raise refused from exc
         response.headers.update(LEAD_ALIAS_HEADERS)
         return response
