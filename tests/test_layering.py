@@ -90,6 +90,12 @@ RULES: Final = (
         forbidden=("starlette", "sse_starlette", "uvicorn", "mcp_gateway.web"),
     ),
     Rule(
+        "`Services` is no locator: the entry points that build it (the app, stdio) hand each component what it needs",
+        importers=("mcp_gateway",),
+        forbidden=("mcp_gateway.services",),
+        exempt=("mcp_gateway.services", "mcp_gateway.app", "mcp_gateway.transports.stdio"),
+    ),
+    Rule(
         "only the entry points build the app: the command line, and the package's public API",
         importers=("mcp_gateway",),
         forbidden=("mcp_gateway.app",),

@@ -47,7 +47,7 @@ import hashlib
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -67,10 +67,6 @@ from ..vocabulary import LEAD, SESSION_END, SESSION_START, lead_event_id
 from ..web import CLIENT_ERRORS, ApiError, client_error, cors_route, read_model, request_gateway
 from .scripts import BrowserScript
 from .web import MAX_TIMESTAMP, WebEvent, WebIngestor, timestamp_ms
-
-if TYPE_CHECKING:  # services imports this package
-    from ..services import Services
-
 
 RATE_LIMITS: Final[dict[str, tuple[int, float]]] = {
     "session_start": (10, 60.0),
@@ -281,19 +277,6 @@ class VisitRoutes:
         self._tracker_js = BrowserScript("tracker.js")
         self._form_js = BrowserScript("form-capture.js", "form.js")
         self._pulse_js = BrowserScript("form-capture.js", "pulse.js")
-
-    @classmethod
-    def build(
-        cls, services: Services, *, max_body_bytes: int, rate_limits: dict[str, tuple[int, float]] | None = None
-    ) -> VisitRoutes:
-        return cls(
-            services.directory,
-            services.web_ingestor,
-            services.store,
-            services.hash_ip,
-            max_body_bytes=max_body_bytes,
-            rate_limits=rate_limits,
-        )
 
     def routes(self) -> list[BaseRoute]:
         return [
