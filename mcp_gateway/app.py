@@ -64,7 +64,7 @@ def create_app(
     services = Services.build(settings, store)
     if server_factory is build_gateway_server:  # its track_event tool ingests: under the account's event limit
         server_factory = functools.partial(build_gateway_server, admit=services.admit)
-    runtimes = GatewayRuntimes(services, server_factory)
+    runtimes = GatewayRuntimes(settings, server_factory, services.directory, services.store, track=services.track)
     auth = AdminAuth(services.store, settings.admin_token)
     ready = False
 
@@ -119,14 +119,16 @@ def create_app(
         services.telemetry.instrument(analytics_mcp.server)
     mcp = McpRoutes(settings, services.directory, runtimes)
     agnost = AgnostApi(services.keys, services.ingestor, max_body_bytes=body_limit)
-    track = TrackApi(services, settings)
-    visits = VisitRoutes.build(services, max_body_bytes=body_limit)
+    track = TrackApi(settings, services.directory, services.keys, services.web_ingestor, services.store)
+    visits = VisitRoutes(
+        services.directory, services.web_ingestor, services.store, services.hash_ip, max_body_bytes=body_limit
+    )
     crm = CrmCallbackRoutes(services.keys, services.store, max_body_bytes=body_limit)
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
     projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
-    forwarding = Forwarding(services, settings, auth, limiter=api_limit, platforms=platforms)
+    forwarding = Forwarding(services.store, services.directory, settings, auth, limiter=api_limit, platforms=platforms)
     track.sync_forwarding = forwarding.sync
     dashboard = Dashboard(services.keys, services.store, services.directory, questions, limiter=api_limit)
     front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)

@@ -5,10 +5,12 @@
     │   └── ConflictError          a row with that id already exists
     ├── NotFoundError              no such gateway, lead, ...
     ├── LimitReachedError          an account limit the operator set refuses this (``limit`` names it)
+    ├── RateLimitedError           too many requests in a rate-limit window; ``retry_after`` says when to retry
     └── InvalidInputError          input failed validation; ``field`` names the culprit
 
-HTTP routes translate these into JSON error bodies in ``mcp_gateway.http``; MCP tools turn
-expected failures into ``isError`` results.
+Layers below HTTP (analytics questions, the store, rate limits) raise these and know no HTTP; the
+route layer turns them into JSON error bodies (``mcp_gateway.web``: `EXCEPTION_HANDLERS`,
+`client_error`); MCP tools turn expected failures into ``isError`` results.
 """
 
 from __future__ import annotations
@@ -46,3 +48,13 @@ class LimitReachedError(GatewayError):
         self.limit = limit
         self.value = value
         self.code = code
+
+
+class RateLimitedError(GatewayError):
+    """Past a rate limit (`mcp_gateway.ratelimit`): 429 with ``retry_after`` seconds and the window's ``headers``
+    (`X-RateLimit-*`, `Retry-After`), which the limiter computes and the HTTP layer sends as they are."""
+
+    def __init__(self, message: str, *, retry_after: int, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from .errors import RateLimitedError
 from .store import Store
-from .web import ApiError
 
 MAX_KEYS: Final = 100_000
 """Keys remembered; past this the expired windows are forgotten, then the oldest."""
@@ -30,13 +30,12 @@ class Verdict:
     """Seconds until the window resets."""
 
     def enforce(self) -> Verdict:
-        """This verdict, or 429 with seed 000's body and the rate-limit headers when not allowed."""
+        """This verdict, or `RateLimitedError` (seed 000's 429 with the rate-limit headers) when not allowed."""
         if not self.allowed:
-            raise ApiError(
-                429,
+            raise RateLimitedError(
                 f"Rate limit exceeded. Maximum {self.limit} requests per minute.",
-                headers=self.headers(),
                 retry_after=self.reset_seconds,
+                headers=self.headers(),
             )
         return self
 

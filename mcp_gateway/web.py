@@ -24,7 +24,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ConflictError, InvalidInputError, LimitReachedError, NotFoundError, StorageError
+from .errors import (
+    ConflictError,
+    GatewayError,
+    InvalidInputError,
+    LimitReachedError,
+    NotFoundError,
+    RateLimitedError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from .gateways import Gateway, GatewayDirectory
@@ -170,19 +178,36 @@ async def _http_exception(_: Request, exc: Exception) -> Response:
     return json_error(exc.status_code, exc.detail, headers=exc.headers)
 
 
-async def _gateway_error(_: Request, exc: Exception) -> Response:
+CLIENT_ERRORS: Final = (ApiError, NotFoundError, ConflictError, InvalidInputError, LimitReachedError, RateLimitedError)
+"""The errors a client's request caused (each has its HTTP answer, `client_error`): a route that answers errors
+itself (an HTML page, an MCP tool result, an SSE refusal) catches these and lets every other error through."""
+
+
+def client_error(exc: ApiError | GatewayError) -> ApiError:
+    """The HTTP answer of a client's error: `exc` itself if it is one already, else the domain error's status and
+    body (`{"error": message, ...}`). A `GatewayError` no client caused (a `StorageError`) is a `TypeError`."""
+    if isinstance(exc, ApiError):
+        return exc
     if isinstance(exc, NotFoundError):
-        return json_error(404, str(exc))
+        return ApiError(404, str(exc))
     if isinstance(exc, ConflictError):
-        return json_error(409, str(exc))
+        return ApiError(409, str(exc))
     if isinstance(exc, InvalidInputError):
-        return json_error(400, str(exc), field=exc.field)
+        return ApiError(400, str(exc), field=exc.field)
     if isinstance(exc, LimitReachedError):  # not 429: waiting does not help, the operator's limit must change
-        return json_error(403, str(exc), code=exc.code, limit=exc.limit, limit_value=exc.value)
+        return ApiError(403, str(exc), code=exc.code, limit=exc.limit, limit_value=exc.value)
+    if isinstance(exc, RateLimitedError):  # seed 000's body: {"error", "retry_after"}
+        return ApiError(429, str(exc), headers=exc.headers, retry_after=exc.retry_after)
+    raise TypeError(f"{type(exc).__name__} is no client's error")
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, CLIENT_ERRORS):
+        return client_error(exc).response()
     if isinstance(exc, StorageError):
         logger.error("storage failure: %s", exc)
         return json_error(503, "Storage unavailable, try again")
-    return await _unexpected(_, exc)
+    return await _unexpected(request, exc)
 
 
 async def _client_disconnect(request: Request, _: Exception) -> Response:
@@ -224,6 +249,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ConflictError: _gateway_error,
     InvalidInputError: _gateway_error,
     LimitReachedError: _gateway_error,
+    RateLimitedError: _gateway_error,
     StorageError: _gateway_error,
     ClientDisconnect: _client_disconnect,
     Exception: _unexpected,

@@ -65,9 +65,35 @@ RULES: Final = (
         ),
     ),
     Rule(
+        "below the routes nothing knows HTTP: analytics' questions, the store, rate limits, experiments' statistics,"
+        " accounts' service and the integrations' platforms and worker raise domain errors (`mcp_gateway.errors`),"
+        " which only the route layer turns into HTTP answers (`mcp_gateway.web`)",
+        importers=(
+            "mcp_gateway.analytics",
+            "mcp_gateway.store",
+            "mcp_gateway.ratelimit",
+            "mcp_gateway.experiments.stats",
+            "mcp_gateway.experiments.results",
+            "mcp_gateway.experiments.assignment",
+            "mcp_gateway.experiments.repository",
+            "mcp_gateway.accounts.service",
+            "mcp_gateway.accounts.limits",
+            "mcp_gateway.integrations.platforms",
+            "mcp_gateway.integrations.worker",
+        ),
+        forbidden=("starlette", "sse_starlette", "uvicorn", "mcp_gateway.web"),
+        exempt=("mcp_gateway.analytics.api", "mcp_gateway.analytics.live", "mcp_gateway.analytics.mcp_endpoint"),
+    ),
+    Rule(
         "the tenant model and its keys know no HTTP",
         importers=("mcp_gateway.gateways", "mcp_gateway.keys"),
         forbidden=("starlette", "sse_starlette", "uvicorn", "mcp_gateway.web"),
+    ),
+    Rule(
+        "`Services` is no locator: the entry points that build it (the app, stdio) hand each component what it needs",
+        importers=("mcp_gateway",),
+        forbidden=("mcp_gateway.services",),
+        exempt=("mcp_gateway.services", "mcp_gateway.app", "mcp_gateway.transports.stdio"),
     ),
     Rule(
         "only the entry points build the app: the command line, and the package's public API",
@@ -187,3 +213,30 @@ def test_relative_imports_resolve_against_the_package() -> None:
 
     assert "mcp_gateway.web" in imported
     assert not any(name.startswith(".") for name in imported)
+
+
+def test_every_exempt_module_exists() -> None:
+    """An exemption for a module that moved would silently exempt nothing, or later the wrong module."""
+    known, _ = import_graph()
+
+    assert [name for rule in RULES for name in rule.exempt if name not in known] == []
+
+
+def test_an_analytics_question_raising_an_http_error_is_reported_and_its_route_is_not(tmp_path: Path) -> None:
+    package = tmp_path / "mcp_gateway"
+    (package / "analytics").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "web.py").write_text("")
+    (package / "errors.py").write_text("")
+    (package / "analytics" / "__init__.py").write_text("")
+    (package / "analytics" / "window.py").write_text(
+        "from ..errors import InvalidInputError\nfrom ..web import ApiError\n"
+    )
+    (package / "analytics" / "api.py").write_text(
+        "from starlette.requests import Request\nfrom ..web import ApiError\n"
+    )
+
+    _, edges = import_graph((package,))
+    found = [(edge.importer, edge.imported) for edge, _ in violations(edges)]
+
+    assert found == [("mcp_gateway.analytics.window", "mcp_gateway.web")]

@@ -12,7 +12,7 @@ import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway.ingest.enrich import sha256_hex
-from mcp_gateway.ingest.visits import RATE_LIMITS, VisitRoutes, engagement_score
+from mcp_gateway.ingest.visits import LEAD_ALIAS_HEADERS, RATE_LIMITS, VisitRoutes, engagement_score
 from mcp_gateway.store import EventRow, Store
 from mcp_gateway.web import EXCEPTION_HANDLERS
 
@@ -403,8 +403,14 @@ async def test_session_start_is_limited_to_10_per_minute_per_ip(http: httpx.Asyn
 @pytest.fixture
 def small_limits_app(app: Starlette) -> Starlette:
     """The tracking routes of the running app's services with every limit at 2 per minute."""
-    routes = VisitRoutes.build(
-        app.state.services, max_body_bytes=65536, rate_limits={name: (2, 60.0) for name in RATE_LIMITS}
+    services = app.state.services
+    routes = VisitRoutes(
+        services.directory,
+        services.web_ingestor,
+        services.store,
+        services.hash_ip,
+        max_body_bytes=65536,
+        rate_limits={name: (2, 60.0) for name in RATE_LIMITS},
     )
     return Starlette(routes=routes.routes(), exception_handlers=EXCEPTION_HANDLERS)
 
@@ -446,6 +452,25 @@ async def test_limits_are_per_ip(small_limits_app: Starlette, http: httpx.AsyncC
             429,
         ]
         assert (await second.post("/track/event", json=body, headers=GID)).status_code == 200
+
+
+async def test_a_rate_limited_deprecated_lead_path_answers_429_with_its_deprecation_headers(
+    small_limits_app: Starlette,
+) -> None:
+    """The limiter raises a domain error (`RateLimitedError`); the alias still adds its headers to the answer."""
+    body = {"email": "a@example.com"}
+    async with client_from(small_limits_app, "203.0.113.9") as client:
+        answers = [await client.post("/lead", json=body, headers=GID) for _ in range(3)]
+
+    refused = answers[-1]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    error = refused.json()
+    assert error["error"] == "Rate limit exceeded. Maximum 2 requests per minute."
+    assert sorted(error) == ["error", "retry_after"]
+    assert 1 <= error["retry_after"] <= 60
+    assert refused.headers["retry-after"] == str(error["retry_after"])
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert {name: refused.headers[name] for name in LEAD_ALIAS_HEADERS} == LEAD_ALIAS_HEADERS
 
 
 # -- tracker.js -----------------------------------------------------------------------------------

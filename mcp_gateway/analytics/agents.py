@@ -25,8 +25,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, Field
 
+from ..errors import NotFoundError
 from ..vocabulary import BOOK_DEMO
-from ..web import ApiError
 from .api import Asked, Question
 from .rollups import session_counts
 from .sql import in_list
@@ -346,7 +346,7 @@ async def agent_session(asked: Asked, session_id: str) -> AgentSessionDetail | N
 async def session_detail(asked: Asked, args: SessionArgs) -> AgentSessionDetail:
     detail = await agent_session(asked, args.session_id)
     if detail is None:
-        raise ApiError(404, "No such MCP session")
+        raise NotFoundError("No such MCP session")
     return detail
 
 

@@ -44,8 +44,8 @@ from typing import Any, Final, Literal
 from mcp_gateway_tracking.pii import external_id_hash
 from pydantic import AliasChoices, Field
 
+from ..errors import InvalidInputError
 from ..store import Store
-from ..web import ApiError
 from .api import Asked, Question
 from .rollups import activity, counts_by, counts_by_name, event_series, split
 from .sql import DAY_MS, HOUR_MS, PAGE_VIEW_NAMES, USER_KEY, Where, bucket, events_where, json_keys, property_text
@@ -249,8 +249,8 @@ async def stats(asked: Asked, args: StatsArgs) -> StatsAnswer:
     size = HOUR_MS if args.group_by == "hour" else DAY_MS
     first_bucket = window.since_ms - window.since_ms % size
     if (window.until_ms - first_bucket) // size > MAX_SERIES_POINTS:
-        raise ApiError(
-            400, f"More than {MAX_SERIES_POINTS} buckets: group by day or ask a shorter window", field="groupBy"
+        raise InvalidInputError(
+            f"More than {MAX_SERIES_POINTS} buckets: group by day or ask a shorter window", field="groupBy"
         )
     if args.event is None and args.primitive is None:
         parts = await _stats_from_rollups(asked, window, size, args.source, args.limit)
@@ -684,7 +684,7 @@ async def _breakdown_from_events(
 async def breakdown(asked: Asked, args: BreakdownArgs) -> BreakdownAnswer:
     window = args.window(asked.now_ms)
     if args.property == PROPERTY_PREFIX:
-        raise ApiError(400, "Name a property after 'properties.'", field="property")
+        raise InvalidInputError("Name a property after 'properties.'", field="property")
     from_rollups = args.primitive is None and (
         args.property in ROLLUP_BREAKDOWNS or args.property in ("event", "name", "source")
     )

@@ -29,8 +29,8 @@ from typing import Annotated, Any, Final, Literal
 from mcp_gateway_tracking.pii import phone_digits, replace_personal
 from pydantic import BeforeValidator, Field
 
+from ..errors import InvalidInputError, NotFoundError
 from ..vocabulary import BOOK_DEMO, LEAD, LEAD_EVENT_ID_PREFIX
-from ..web import ApiError
 from .agents import AgentSessionDetail, TextFilter, agent_session, blank_is_none
 from .api import Asked, Question
 from .sql import HOUR_MS, Where, property_text
@@ -134,7 +134,7 @@ class LeadPage:
 
 async def list_leads(asked: Asked, args: LeadsArgs) -> LeadPage:
     if args.since is not None and args.until is not None and args.since >= args.until:
-        raise ApiError(400, "since must be before until", field="since")
+        raise InvalidInputError("since must be before until", field="since")
     where = Where().add("l.gateway_id = ?", asked.gateway_id)
     if args.since is not None:
         where.add("l.created_at_ms >= ?", args.since)
@@ -246,7 +246,7 @@ class LeadDetail:
 async def lead_detail(asked: Asked, args: LeadArgs) -> LeadDetail:
     found = await _leads(asked, Where().add("l.gateway_id = ?", asked.gateway_id).add("l.id = ?", args.lead_id))
     if not found:
-        raise ApiError(404, "No such lead")
+        raise NotFoundError("No such lead")
     [lead] = found
     web = await _web_activity(asked, lead.session_id, lead.visitor_id) if lead.session_id else None
     agent = await _booking_session(asked, lead) if lead.source == "mcp" else None

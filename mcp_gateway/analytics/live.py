@@ -41,7 +41,7 @@ from ..accounts.access import presented_key
 from ..keys import hash_key
 from ..openapi import Operation
 from ..store import EventRow, Store
-from ..web import CORS_HEADERS, ApiError, ConnectionLimiter
+from ..web import CLIENT_ERRORS, CORS_HEADERS, ApiError, ConnectionLimiter, client_error
 from .api import Asked, Question, read_gateway, request_args
 from .sql import bucket
 from .window import Args
@@ -564,10 +564,10 @@ class LiveStream:
                 )
             acquired = True
             subscription = await self._feed.subscribe(gateway_id, args)
-        except ApiError as exc:
+        except CLIENT_ERRORS as exc:
             if acquired:
                 self._limiter.release(limiter_key)
-            error = exc.response()
+            error = client_error(exc).response()
             error.headers.update(CORS_HEADERS)
             await error(scope, receive, send)
             return

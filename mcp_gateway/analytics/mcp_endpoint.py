@@ -51,7 +51,7 @@ from ..keys import KeyService
 from ..openapi import Operation
 from ..ratelimit import RateLimiter
 from ..store import Store
-from ..web import ApiError, JsonErrors, validated
+from ..web import CLIENT_ERRORS, ApiError, JsonErrors, client_error, validated
 from .api import Asked, Question
 
 logger = logging.getLogger(__name__)
@@ -202,8 +202,9 @@ class AnalyticsMcp:
         try:
             args = validated(question.args, params.arguments or {})
             answer = await question.answer(Asked(self._store, gateway_id, int(time.time() * 1000)), args)
-        except ApiError as exc:
-            return _result({"error": exc.message, **exc.extra}, error=True)
+        except CLIENT_ERRORS as caught:
+            refused = client_error(caught)
+            return _result({"error": refused.message, **refused.extra}, error=True)
         except Exception:
             logger.exception("analytics tool %s failed", params.name)
             return _result({"error": "Internal error"}, error=True)

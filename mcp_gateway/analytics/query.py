@@ -39,9 +39,9 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AliasChoices, Field
 
+from ..errors import InvalidInputError
 from ..openapi import name_or_prefixed
 from ..store import Dialect
-from ..web import ApiError
 from .api import Asked, Question
 from .events import BREAKDOWN_COLUMNS, MAX_NAME_CHARS, PROPERTY_PREFIX, number
 from .rollups import EXACT_BELOW, activity, counts_by, counts_by_name, event_series, visitors_by
@@ -154,12 +154,12 @@ def _field(dialect: Dialect, name: str) -> _Field | None:
 def _group(dialect: Dialect, index: int, name: str) -> _Field:
     field = _field(dialect, name)
     if field is None or field.kind not in ("text", "time", "property"):
-        raise ApiError(400, f"Cannot group by {name!r}", field=f"group_by.{index}")
+        raise InvalidInputError(f"Cannot group by {name!r}", field=f"group_by.{index}")
     return field
 
 
-def _bad_value(loc: str, why: str) -> ApiError:
-    return ApiError(400, f"Invalid {loc}.value: {why}", field=f"{loc}.value")
+def _bad_value(loc: str, why: str) -> InvalidInputError:
+    return InvalidInputError(f"Invalid {loc}.value: {why}", field=f"{loc}.value")
 
 
 def _scalar(loc: str, kind: Kind, value: object) -> object:
@@ -181,18 +181,18 @@ def _condition(dialect: Dialect, index: int, spec: QueryFilter) -> tuple[str, li
     loc = f"filters.{index}"
     field = _field(dialect, spec.field)
     if field is None or field.kind == "time":
-        raise ApiError(400, f"Cannot filter on {spec.field!r}", field=f"{loc}.field")
+        raise InvalidInputError(f"Cannot filter on {spec.field!r}", field=f"{loc}.field")
     expr, params = field.sql, field.params
     if spec.op in ("gt", "lt"):
         if field.kind == "property" and field.key is not None:
             expr, params = property_number(dialect, field.key)
         elif field.kind != "number":
-            raise ApiError(400, f"{spec.op} needs a number field", field=f"{loc}.op")
+            raise InvalidInputError(f"{spec.op} needs a number field", field=f"{loc}.op")
         if isinstance(spec.value, bool) or not isinstance(spec.value, int | float):
             raise _bad_value(loc, "must be a number")
         return f"{expr} {'>' if spec.op == 'gt' else '<'} ?", [*params, spec.value]
     if field.kind == "flag" and spec.op not in ("eq", "neq"):
-        raise ApiError(400, f"{spec.op} does not apply to {spec.field!r}", field=f"{loc}.op")
+        raise InvalidInputError(f"{spec.op} does not apply to {spec.field!r}", field=f"{loc}.op")
     if spec.op == "in":
         if not isinstance(spec.value, list) or not 1 <= len(spec.value) <= MAX_IN_VALUES:
             raise _bad_value(loc, f"must be a list of 1 to {MAX_IN_VALUES} values")
@@ -436,7 +436,7 @@ async def query(asked: Asked, args: QueryArgs) -> QueryAnswer:
     elif order_by in groups:
         order_column = f"d{groups.index(order_by)}"
     else:
-        raise ApiError(400, "order_by must be one of the requested metrics or group_by", field="order_by")
+        raise InvalidInputError("order_by must be one of the requested metrics or group_by", field="order_by")
 
     plan = _rollup_plan(window, metrics, groups, args.filters)
     found = None if plan is None else await _from_rollups(asked, window, plan, metrics, groups)

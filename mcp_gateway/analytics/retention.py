@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 
 from pydantic import AliasChoices, Field
 
-from ..web import ApiError
+from ..errors import InvalidInputError
 from .api import Asked, Question
 from .events import MAX_NAME_CHARS, Source
 from .sql import DAY_MS, HOUR_MS, USER_KEY
@@ -76,12 +76,12 @@ class RetentionArgs(Args):
         size = DAY_MS if self.granularity == "day" else WEEK_MS
         if self.since is not None:
             if self.cohorts is not None:
-                raise ApiError(400, "Give cohorts or since, not both", field="cohorts")
+                raise InvalidInputError("Give cohorts or since, not both", field="cohorts")
             since_ms = period_start(self.since, self.granularity)
             if since_ms >= until_ms:
-                raise ApiError(400, "since must be before until", field="since")
+                raise InvalidInputError("since must be before until", field="since")
             if until_ms - since_ms > MAX_COHORTS * size:
-                raise ApiError(400, f"At most {MAX_COHORTS} cohorts", field="since")
+                raise InvalidInputError(f"At most {MAX_COHORTS} cohorts", field="since")
         else:
             since_ms = period_start(until_ms - 1, self.granularity) - ((self.cohorts or DEFAULT_COHORTS) - 1) * size
         return TimeWindow(since_ms, until_ms)

@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from pydantic import Field
 
-from ..web import ApiError
+from ..errors import InvalidInputError
 from .api import Asked, Question
 from .primitives import primitive_stats
 from .rollups import EXACT_BELOW, activity, counts_by, counts_by_name, session_counts, users_per_value, visitors_by
@@ -160,7 +160,7 @@ async def sessions_daily(asked: Asked, args: WindowArgs) -> DailySessions:
     first_day = window.since_ms - window.since_ms % DAY_MS
     day_starts = range(first_day, window.until_ms, DAY_MS)
     if len(day_starts) > MAX_DAILY_DAYS:
-        raise ApiError(400, f"sessions/daily covers at most {MAX_DAILY_DAYS} days", field="since")
+        raise InvalidInputError(f"sessions/daily covers at most {MAX_DAILY_DAYS} days", field="since")
     active = await activity(asked.store, asked.gateway_id, window, source="web", bucket_ms=DAY_MS)
     counted = {day.bucket_ms: (day.sessions, day.actors) for day in active}
     days = [DaySessions(_date(day), *counted.get(day, (0, 0))) for day in day_starts]

@@ -10,7 +10,7 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from ..web import ApiError
+from ..errors import InvalidInputError
 
 PERIODS: Final = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}
 """Named periods, in days (24h is one day)."""
@@ -101,5 +101,5 @@ class WindowArgs(Args):
         else:
             since_ms = until_ms - PERIODS[self.period or DEFAULT_PERIOD] * DAY_MS
         if since_ms >= until_ms:
-            raise ApiError(400, "since must be before until", field="since")
+            raise InvalidInputError("since must be before until", field="since")
         return TimeWindow(since_ms, until_ms)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import to_jsonable_python
 
 from ..analytics import Asked, Question
-from ..web import ApiError, field_errors
+from ..web import CLIENT_ERRORS, client_error, field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +55,10 @@ class Answers:
             first = field_errors(exc)[0]
             logger.warning("dashboard: %s %s refused the parameters: %s", method, path, first)
             return Unavailable(f"Not answered: {first['field']}: {first['message']}")
-        except ApiError as exc:
-            logger.warning("dashboard: %s %s refused the parameters: %s", method, path, exc.message)
-            return Unavailable(f"Not answered: {exc.message}")
+        except CLIENT_ERRORS as exc:
+            message = client_error(exc).message
+            logger.warning("dashboard: %s %s refused the parameters: %s", method, path, message)
+            return Unavailable(f"Not answered: {message}")
         except Exception:
             logger.exception("dashboard: %s %s failed", method, path)
             return FAILED

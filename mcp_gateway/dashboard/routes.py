@@ -38,7 +38,7 @@ from ..keys import KeyService
 from ..openapi import Empty, Operation, Param, Reply
 from ..ratelimit import RateLimiter, Verdict
 from ..store import KeyRecord, Store
-from ..web import ApiError, read_body, validated
+from ..web import CLIENT_ERRORS, ApiError, client_error, read_body, validated
 from . import page
 from .answers import Answers
 from .markup import Markup
@@ -224,7 +224,7 @@ class Dashboard:
 
     async def _counted(self, key: KeyRecord) -> Verdict | None:
         """The key's request counted against the API's per-key limit (the dashboard reads the same answers);
-        `ApiError` 429 past it."""
+        `RateLimitedError` past it."""
         return None if self._limiter is None else (await self._limiter.hit(key.id)).enforce()
 
     async def dashboard(self, request: Request) -> Response:
@@ -240,7 +240,8 @@ class Dashboard:
             verdict = await self._counted(key)
             args = validated(page.PageArgs, dict(request.query_params))
             view = self._view(key.gateway_id, args, full=args.full)
-        except ApiError as exc:
+        except CLIENT_ERRORS as caught:
+            exc = client_error(caught)
             refused = _html(page.error(self._assets, exc.message, exc.extra.get("field")), exc.status)
             refused.headers.update(exc.headers)
             return refused
@@ -260,12 +261,12 @@ class Dashboard:
             if section is None:
                 raise ApiError(404, "No such dashboard section", field="name")
             view = self._view(key.gateway_id, validated(page.DashboardArgs, dict(request.query_params)))
-        except ApiError as exc:
-            return exc.response()
+        except CLIENT_ERRORS as exc:
+            return client_error(exc).response()
         return _limited(_timed(_html(await section.render(view)), started), verdict)
 
     def _view(self, gateway_id: str, args: page.DashboardArgs, *, full: bool = False) -> page.View:
-        """What the sections of `gateway_id` are built from; 400 (`ApiError`) for a bad window."""
+        """What the sections of `gateway_id` are built from; `InvalidInputError` for a bad window."""
         now_ms = int(time.time() * 1000)
         window = args.window(now_ms)
         return page.View(self._answers, Asked(self._store, gateway_id, now_ms), args, window, full=full)

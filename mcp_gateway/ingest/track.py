@@ -54,7 +54,7 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
@@ -63,16 +63,14 @@ from starlette.routing import BaseRoute
 from typing_extensions import TypedDict
 
 from ..config import Settings
-from ..gateways import Gateway, origin_allowed
+from ..gateways import Gateway, GatewayDirectory, origin_allowed
+from ..keys import KeyService
 from ..openapi import GATEWAY_PARAMS, Operation, Reply
 from ..ratelimit import Verdict, limiter_for
 from ..store import EventRow, KeyKind, KeyRecord, Store
 from ..vocabulary import IDENTITY_LINK
 from ..web import ApiError, client_host, cors_route, field_errors, read_body, request_gateway, validated
-from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, timestamp_ms
-
-if TYPE_CHECKING:  # services imports this package
-    from ..services import Services
+from .web import MAX_TIMESTAMP, SECONDS_CUTOFF, WebEvent, WebIngestor, timestamp_ms
 
 MAX_JSON_OBJECT_BYTES: Final = 8 * 1024
 """`custom_data` (seed 000) and `properties` (seed 004) are capped at this many bytes of JSON."""
@@ -513,14 +511,16 @@ class TrackApi:
     sync_forwarding: SyncForwarding | None = None
     """Set when the app forwards events (`integrations`): `/track` then sends to synchronous integrations."""
 
-    def __init__(self, services: Services, settings: Settings) -> None:
-        self._directory = services.directory
-        self._keys = services.keys
-        self._ingestor = services.web_ingestor
-        self._signer = ReceiptSigner(services.store)
+    def __init__(
+        self, settings: Settings, directory: GatewayDirectory, keys: KeyService, ingestor: WebIngestor, store: Store
+    ) -> None:
+        self._directory = directory
+        self._keys = keys
+        self._ingestor = ingestor
+        self._signer = ReceiptSigner(store)
         self._max_body_bytes = settings.max_body_bytes
-        self._track_limit = limiter_for(services.store, settings.track_rate_limit, RATE_WINDOW_SECONDS, name="track")
-        self._v1_limit = limiter_for(services.store, settings.v1_track_rate_limit, RATE_WINDOW_SECONDS, name="v1")
+        self._track_limit = limiter_for(store, settings.track_rate_limit, RATE_WINDOW_SECONDS, name="track")
+        self._v1_limit = limiter_for(store, settings.v1_track_rate_limit, RATE_WINDOW_SECONDS, name="v1")
 
     def routes(self) -> list[BaseRoute]:
         return [

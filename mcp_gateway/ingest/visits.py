@@ -47,7 +47,7 @@ import hashlib
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -64,13 +64,9 @@ from ..privacy import IpHasher
 from ..ratelimit import Verdict, limiter_for
 from ..store import CaptureStatus, Store
 from ..vocabulary import LEAD, SESSION_END, SESSION_START, lead_event_id
-from ..web import ApiError, cors_route, read_model, request_gateway
+from ..web import CLIENT_ERRORS, ApiError, client_error, cors_route, read_model, request_gateway
 from .scripts import BrowserScript
 from .web import MAX_TIMESTAMP, WebEvent, WebIngestor, timestamp_ms
-
-if TYPE_CHECKING:  # services imports this package
-    from ..services import Services
-
 
 RATE_LIMITS: Final[dict[str, tuple[int, float]]] = {
     "session_start": (10, 60.0),
@@ -281,19 +277,6 @@ class VisitRoutes:
         self._tracker_js = BrowserScript("tracker.js")
         self._form_js = BrowserScript("form-capture.js", "form.js")
         self._pulse_js = BrowserScript("form-capture.js", "pulse.js")
-
-    @classmethod
-    def build(
-        cls, services: Services, *, max_body_bytes: int, rate_limits: dict[str, tuple[int, float]] | None = None
-    ) -> VisitRoutes:
-        return cls(
-            services.directory,
-            services.web_ingestor,
-            services.store,
-            services.hash_ip,
-            max_body_bytes=max_body_bytes,
-            rate_limits=rate_limits,
-        )
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -558,8 +541,11 @@ class VisitRoutes:
         """`POST /lead` and `POST /`: `/lead.capture`'s answer, errors included, with the deprecation headers."""
         try:
             response = await self.lead_capture(request)
-        except ApiError as exc:
-            exc.headers.update(LEAD_ALIAS_HEADERS)
-            raise
+        except CLIENT_ERRORS as exc:
+            refused = client_error(exc)
+            refused.headers.update(LEAD_ALIAS_HEADERS)
+            if refused is exc:
+                raise
+            raise refused from exc
         response.headers.update(LEAD_ALIAS_HEADERS)
         return response

@@ -13,10 +13,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from ..admin import AdminAuth
 from ..config import Settings
+from ..gateways import GatewayDirectory
 from ..metrics import PREFIX, Metrics
 from ..openapi import Operation
 from ..ratelimit import RateLimiter
-from ..services import Services
+from ..store import Store
 from .api import IntegrationsApi
 from .crypto import SecretBox
 from .dispatch import Dispatcher, RetryPolicy
@@ -37,14 +38,14 @@ DELIVERY_LATENCY_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 class Forwarding:
     def __init__(
         self,
-        services: Services,
+        store: Store,
+        directory: GatewayDirectory,
         settings: Settings,
         auth: AdminAuth,
         *,
         limiter: RateLimiter | None = None,
         platforms: Mapping[str, Platform] = PLATFORMS,
     ) -> None:
-        store = services.store
         box = SecretBox.from_settings(settings.integrations_key, settings.db_path.parent)
         self.integrations = IntegrationService(store, box, platforms, cache_seconds=settings.gateway_cache_seconds)
         self._client = httpx.AsyncClient(headers={"User-Agent": USER_AGENT}, follow_redirects=False)
@@ -62,7 +63,7 @@ class Forwarding:
         self.sync = SyncForwarder(store, self.integrations, self.dispatcher)
         self.api = IntegrationsApi(
             auth,
-            services.directory,
+            directory,
             store,
             self.integrations,
             self.dispatcher,

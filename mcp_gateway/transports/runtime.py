@@ -9,7 +9,7 @@ together at shutdown.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,15 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 
-from ..gateways import Gateway
+from ..config import Settings
+from ..gateways import Gateway, GatewayDirectory
 from ..server import ServerFactory
-from ..services import Services
+from ..store import Store
 
 MCP_PATH = "/mcp"
+
+Track = Callable[[MCPServer, str], object]
+"""Instruments a gateway's server (`Services.track`): records its sessions and events under the gateway's id."""
 
 
 def sse_message_path(gateway_id: str) -> str:
@@ -54,12 +58,17 @@ class GatewayRuntime:
 
 
 class GatewayRuntimes:
-    """Builds and keeps a `GatewayRuntime` per gateway for the life of the app."""
+    """Builds and keeps a `GatewayRuntime` per gateway for the life of the app: each server built by `factory` over
+    `directory` and `store`, and instrumented by `track`."""
 
-    def __init__(self, services: Services, factory: ServerFactory) -> None:
-        self._services = services
-        self._settings = services.settings
+    def __init__(
+        self, settings: Settings, factory: ServerFactory, directory: GatewayDirectory, store: Store, *, track: Track
+    ) -> None:
+        self._settings = settings
         self._factory = factory
+        self._directory = directory
+        self._store = store
+        self._track = track
         self._runtimes: dict[str, GatewayRuntime] = {}
         self._lock = anyio.Lock()
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -93,8 +102,8 @@ class GatewayRuntimes:
     async def _start(self, gateway: Gateway) -> GatewayRuntime:
         if self._task_group is None:
             raise RuntimeError("GatewayRuntimes.run() is not active")
-        server = self._factory(gateway, self._services.directory, self._services.store)
-        self._services.track(server, gateway.id)
+        server = self._factory(gateway, self._directory, self._store)
+        self._track(server, gateway.id)
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
             allowed_hosts=list(self._settings.allowed_hosts),
