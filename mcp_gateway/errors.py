@@ -5,7 +5,8 @@
     │   └── ConflictError          a row with that id already exists
     ├── NotFoundError              no such gateway, lead, ...
     ├── LimitReachedError          an account limit the operator set refuses this (``limit`` names it)
-    └── InvalidInputError          input failed validation; ``field`` names the culprit
+    ├── InvalidInputError          input failed validation; ``field`` names the culprit
+    └── ConfigError                a setting (flag, variable, config file key) is bad; the message names it
 
 HTTP routes translate these into JSON error bodies in ``mcp_gateway.http``; MCP tools turn
 expected failures into ``isError`` results.
@@ -46,3 +47,8 @@ class LimitReachedError(GatewayError):
         self.limit = limit
         self.value = value
         self.code = code
+
+
+class ConfigError(GatewayError):
+    """A setting is bad or its config file unreadable; the message names the flag, variable or key (the CLI
+    prints it and exits 1)."""
