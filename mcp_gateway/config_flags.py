@@ -80,6 +80,8 @@ def add_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
                 options["choices"] = get_args(annotation)
             else:
                 options["metavar"] = flag.metavar or _METAVARS.get(annotation, "VALUE")
+                if annotation in (int, float):
+                    options["type"] = annotation  # not a number: a usage error (exit 2), as it always was
         parser.add_argument(flag.option, **options)
 
 
