@@ -135,3 +135,7 @@ def settings_table() -> str:
         meaning = " ".join((field.description or "").split()).replace("|", "\\|")
         rows.append(f"| `{name}` | {flag_text} | {env_text} | {default} | {meaning} |")
     return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":  # regenerate README "Configuration": python -m mcp_gateway.config_flags
+    print(settings_table(), end="")
