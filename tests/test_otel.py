@@ -447,7 +447,7 @@ def test_serve_refuses_an_endpoint_that_is_not_an_http_url(
     assert run(["serve", "--otlp-endpoint", endpoint, "--db", str(db_path)]) == 1
 
     err = capsys.readouterr().err
-    assert "error: invalid otlp_endpoint" in err and "Traceback" not in err
+    assert "error: invalid --otlp-endpoint: " in err and "Traceback" not in err  # the flag the value came from
     assert not db_path.exists()
 
 
