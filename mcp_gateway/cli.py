@@ -376,6 +376,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         settings = loaded.settings
         named = "db_path" in loaded.origins  # by a flag, the environment or the config file
         database = _which_database(settings, named=named, copying=args.command == "migrate-db")
+        if loaded.config_file is not None:
+            database.insert(0, f"config: {loaded.config_file}")
         if args.command == "serve":
             return _serve(settings, database)
         sys.stderr.write("".join(line + "\n" for line in database))

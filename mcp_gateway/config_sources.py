@@ -6,7 +6,7 @@
                      `otlp_endpoint` when `MCP_GATEWAY_OTLP_ENDPOINT` is unset
     config file      one TOML file, keys named as the settings (`port = 9000`): `--config PATH`, else
                      `MCP_GATEWAY_CONFIG`, else `$XDG_CONFIG_HOME/mcp-gateway/config.toml` (`~/.config/...`)
-                     when it exists
+                     when it exists; a relative `db_path` in it is relative to the file's folder
     defaults         `Settings`' own
 
 A bad value is a `ConfigError` naming where it came from (the flag, the variable or the file's key).
@@ -126,11 +126,14 @@ def _read_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (named by --config or {CONFIG_VARIABLE})")
     try:
-        return dict(TomlConfigSettingsSource(Settings, toml_file=path)())
+        values = dict(TomlConfigSettingsSource(Settings, toml_file=path)())
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    if isinstance(db_path := values.get("db_path"), str) and not os.path.isabs(db_path):
+        values["db_path"] = path.parent / db_path  # beside the file, whatever the working directory
+    return values
 
 
 def _variable_set(name: str) -> str:

@@ -343,12 +343,25 @@ def test_every_command_reads_the_database_from_the_config_file(
     (tmp_path / "mcp-gateway.db").write_bytes(b"")  # an older version's default: named in a file, no refusal
     db_path = tmp_path / "elsewhere" / "g.db"
     db_path.parent.mkdir()
-    monkeypatch.setenv(CONFIG_VARIABLE, str(config_file(tmp_path, db_path=db_path)))
+    path = config_file(tmp_path, db_path=db_path)
+    monkeypatch.setenv(CONFIG_VARIABLE, str(path))
 
     assert run(["gateways", "list"]) == 0
 
-    assert capsys.readouterr().err.splitlines() == [f"database: {db_path}"]
+    assert capsys.readouterr().err.splitlines() == [f"config: {path}", f"database: {db_path}"]
     assert db_path.is_file()
+
+
+def test_a_relative_database_path_in_the_file_is_beside_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    settings = load_settings(config_file=config_file(folder, db_path="data/g.db")).settings
+
+    assert settings.db_path == folder / "data" / "g.db"
 
 
 async def test_serve_takes_the_body_cap_from_the_file_unless_a_variable_sets_it(tmp_path: Path) -> None:
