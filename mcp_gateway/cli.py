@@ -156,16 +156,16 @@ async def _migrate_db(settings: Settings) -> int:
 def _add_db(parser: argparse.ArgumentParser) -> None:
     """The options every command has: where the database is, and the config file."""
     config_flags.add_flags(parser, config_flags.DATABASE_SETTINGS)
-    if any("--config" in action.option_strings for action in parser._actions):
-        return  # `integrations add --config` is the integration's: there the file comes from MCP_GATEWAY_CONFIG
-    parser.add_argument(
-        "--config",
-        dest="config_file",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help=f"TOML file of settings (env {CONFIG_VARIABLE}; default {default_config_path()} when it exists)",
-    )
+    # `integrations add --config` is the integration's own: there the file comes from MCP_GATEWAY_CONFIG.
+    with contextlib.suppress(argparse.ArgumentError):
+        parser.add_argument(
+            "--config",
+            dest="config_file",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help=f"TOML file of settings (env {CONFIG_VARIABLE}; default {default_config_path()} when it exists)",
+        )
 
 
 def _version() -> str:

@@ -125,7 +125,7 @@ _RETENTION_PERIODS: Final = ("event_retention_days", "analytics_retention_days",
 
 class Settings(BaseSettings):
     """Everything a gateway process needs to know, validated once. Each field's docstring is its documentation
-    (README "Configuration" is generated from them: `config_sources.settings_table`)."""
+    (README "Configuration" is generated from them: `config_flags.settings_table`)."""
 
     model_config = SettingsConfigDict(
         frozen=True,
