@@ -384,3 +384,16 @@ def test_the_readme_table_is_the_settings_table() -> None:
     match = re.search(r"<!-- settings-table -->\n(.*?)<!-- /settings-table -->", text, re.DOTALL)
     assert match is not None, "README lacks the settings table markers"
     assert match.group(1) == settings_table(), "regenerate: python -m mcp_gateway.config_flags"
+
+
+def test_serve_offers_every_flag_and_every_command_the_config_file(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["serve", "--help"], ["keys", "list", "--help"]):
+        with pytest.raises(SystemExit) as exited:
+            run(argv)
+        assert exited.value.code == 0
+    serve_help, keys_help = capsys.readouterr().out.split("usage: mcp-gateway keys list")
+
+    options = set(re.findall(r"(--[a-z0-9-]+)", serve_help))
+    flags = {flag.option for name in (*DATABASE_SETTINGS, *SERVE_SETTINGS) if (flag := flag_for(name)) is not None}
+    assert flags | {"--config"} <= options
+    assert {"--db", "--database-url", "--config"} <= set(re.findall(r"(--[a-z0-9-]+)", keys_help))
