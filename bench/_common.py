@@ -99,7 +99,7 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
     from starlette.routing import Route
 
     from mcp_gateway.app import create_app
-    from mcp_gateway.config import Settings
+    from mcp_gateway.config_sources import load_settings
     from mcp_gateway.store import CaptureStatus, EventRow, ForwardHints, SessionRow, SQLiteStore
 
     class CountingStore(SQLiteStore):
@@ -121,7 +121,7 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
 
     store = CountingStore(db_path)
     overrides: dict[str, object] = {"admin_token": secrets.token_urlsafe(24), **settings}
-    app = create_app(Settings.from_env(None, db_path=db_path, **overrides), store=store)
+    app = create_app(load_settings({"db_path": db_path, **overrides}).settings, store=store)
 
     async def writer(_: Request) -> JSONResponse:
         stats = store.writer_stats

@@ -1,8 +1,7 @@
 """`mcp-gateway`: serve the gateway, run it over stdio, and manage gateways.
 
-    mcp-gateway serve [--host H] [--port P] [--db PATH] [--allowed-host HOST ...] [--workers N]
-                      [--trusted-proxy ADDR ...] [--header-timeout S] [--body-timeout S]
-                      [--max-connections-per-ip N] [--max-connections N]
+    mcp-gateway serve [--host H] [--port P] [--db PATH] [--allowed-host HOST ...] [--workers N] ...
+                      (a flag for every setting but the secrets: config_flags.py, README "Configuration")
     mcp-gateway stdio --gateway ID [--db PATH]
     mcp-gateway gateways list | show ID | create ID --name NAME [--origin O ...] [--manifest FILE]
     mcp-gateway gateways set-manifest ID FILE | set-origins ID ORIGIN ...
@@ -20,6 +19,9 @@ whatever the working directory, so `keys create` run anywhere writes where `serv
 says on stderr which database it used (`database: ...`). An `./mcp-gateway.db` (older versions' default)
 in the working directory is not taken silently: while the default file does not exist yet, commands
 refuse and say how to move it (or pass `--db`); once it does, they note that it is not used.
+Every command also takes `--config PATH` (else `MCP_GATEWAY_CONFIG`, else `~/.config/mcp-gateway/config.toml` when
+it exists): a TOML file of settings, below flags and variables (config_sources.py). A bad setting is one line
+naming its flag, variable or key, and exit code 1.
 Exit codes: 0 ok, 1 failed, 2 usage.
 """
 
@@ -40,15 +42,15 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from . import logs
+from . import config_flags, logs
 from .accounts.routes import AccountCreate
 from .accounts.service import AccountService
 from .config import ENV_PREFIX, LEGACY_DB_PATH, Settings
+from .config_sources import CONFIG_VARIABLE, default_config_path, load_settings
 from .errors import GatewayError
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory
 from .integrations import commands as integration_commands
 from .keys import KEY_KINDS, KeyService
-from .logs import LOG_FORMATS, LogFormat
 from .metrics import MULTIPROCESS_VARIABLE
 from .store import Store, store_for
 from .store.postgres import redacted
@@ -64,54 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP gateway (MCP over SSE, Streamable HTTP, JSON-RPC)")
-    serve.add_argument("--host", default=None, help="interface to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=None, help="port to bind (default 8000)")
     _add_db(serve)
-    serve.add_argument(
-        "--allowed-host",
-        action="append",
-        dest="allowed_hosts",
-        metavar="HOST",
-        help="Host header to accept, e.g. gateway.example.com (repeat; default loopback names only)",
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        metavar="N",
-        help="gateway processes sharing the port (default 1; more than 1 needs PostgreSQL: --database-url)",
-    )
-    serve.add_argument(
-        "--trusted-proxy",
-        action="append",
-        dest="trusted_proxies",
-        metavar="ADDR",
-        help="reverse proxy address or network whose X-Forwarded-For is believed (repeat; default none)",
-    )
-    serve.add_argument("--header-timeout", type=float, metavar="S", help="seconds a request's headers may take (10)")
-    serve.add_argument("--body-timeout", type=float, metavar="S", help="seconds a request body may stall (20)")
-    serve.add_argument("--max-connections-per-ip", type=int, metavar="N", help="open connections per client (100)")
-    serve.add_argument("--max-connections", type=int, metavar="N", help="open connections in all (90%% of ulimit -n)")
-    serve.add_argument(
-        "--mcp-json-response",
-        action="store_true",
-        default=None,
-        help="answer Streamable HTTP as JSON, never SSE: faster, no messages during a call"
-        " (env MCP_GATEWAY_MCP_JSON_RESPONSE)",
-    )
-    serve.add_argument(
-        "--otlp-endpoint",
-        metavar="URL",
-        help="export the gateway's spans and MCP metrics over OTLP/HTTP to this collector, e.g. http://localhost:4318"
-        " (env MCP_GATEWAY_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT; needs the otel extra)",
-    )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=os.environ.get(ENV_PREFIX + "LOG_FORMAT", "text"),
-        help="text, or json: one object per line (default: $MCP_GATEWAY_LOG_FORMAT or text)",
-    )
+    config_flags.add_flags(serve, config_flags.SERVE_SETTINGS)
 
     stdio = commands.add_parser("stdio", help="serve one gateway's MCP server over stdin/stdout")
     stdio.add_argument("--gateway", required=True, metavar="ID")
@@ -198,19 +154,18 @@ async def _migrate_db(settings: Settings) -> int:
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="SQLite file (env MCP_GATEWAY_DB; default $XDG_DATA_HOME/mcp-gateway/mcp-gateway.db)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        metavar="URL",
-        help="PostgreSQL instead of SQLite: postgresql://user:password@host:port/dbname (env MCP_GATEWAY_DATABASE_URL)",
-    )
+    """The options every command has: where the database is, and the config file."""
+    config_flags.add_flags(parser, config_flags.DATABASE_SETTINGS)
+    # `integrations add --config` is the integration's own: there the file comes from MCP_GATEWAY_CONFIG.
+    with contextlib.suppress(argparse.ArgumentError):
+        parser.add_argument(
+            "--config",
+            dest="config_file",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help=f"TOML file of settings (env {CONFIG_VARIABLE}; default {default_config_path()} when it exists)",
+        )
 
 
 def _version() -> str:
@@ -342,16 +297,15 @@ async def _gateways(args: argparse.Namespace, store: Store, directory: GatewayDi
 
 
 WORKER_ENVIRONMENT: Final = ENV_PREFIX + "WORKER"
-"""What `serve --workers N` hands its worker processes: the settings and log options, as JSON."""
+"""What `serve --workers N` hands its worker processes: the settings, as JSON."""
 
 
-def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: int, database: list[str]) -> int:
+def _serve(settings: Settings, database: list[str]) -> int:
     import uvicorn
 
     from . import connections
 
-    if workers < 1:
-        return _fail("--workers must be at least 1")
+    workers, log_level, log_format = settings.workers, settings.log_level, settings.log_format
     if workers > 1 and settings.database_url is None:
         return _fail(
             "--workers above 1 needs PostgreSQL (--database-url or MCP_GATEWAY_DATABASE_URL): SQLite is one process's"
@@ -372,9 +326,7 @@ def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: i
     if workers == 1:
         uvicorn.run(_guarded_app(settings), **options)
         return 0
-    os.environ[WORKER_ENVIRONMENT] = json.dumps(
-        {"settings": settings.model_dump(mode="json"), "log_level": log_level, "log_format": log_format}
-    )
+    os.environ[WORKER_ENVIRONMENT] = settings.model_dump_json()
     with contextlib.ExitStack() as stack:
         if not os.environ.get(MULTIPROCESS_VARIABLE):  # the workers' metrics, summed by whichever one is scraped
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="mcp-gateway-metrics-"))
@@ -385,9 +337,9 @@ def _serve(settings: Settings, log_level: str, log_format: LogFormat, workers: i
 
 def worker_app() -> Any:
     """The app of one `serve --workers N` process (uvicorn imports this in each one it starts)."""
-    given = json.loads(os.environ[WORKER_ENVIRONMENT])
-    logs.configure(given["log_level"], given["log_format"])
-    return _guarded_app(Settings.model_validate(given["settings"]))
+    settings = Settings.model_validate_json(os.environ[WORKER_ENVIRONMENT])
+    logs.configure(settings.log_level, settings.log_format)
+    return _guarded_app(settings)
 
 
 def _guarded_app(settings: Settings) -> Any:
@@ -413,22 +365,21 @@ def _stdio(settings: Settings, gateway_id: str) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        overrides: dict[str, Any] = {"db_path": args.db, "database_url": args.database_url}
+        names: tuple[str, ...] = config_flags.DATABASE_SETTINGS
         if args.command == "serve":
-            overrides |= {"host": args.host, "port": args.port, "header_timeout_seconds": args.header_timeout}
-            overrides |= {"body_timeout_seconds": args.body_timeout, "max_connections": args.max_connections}
-            overrides |= {"max_connections_per_ip": args.max_connections_per_ip}
-            if args.trusted_proxies:
-                overrides["trusted_proxies"] = tuple(args.trusted_proxies)
-            overrides["mcp_json_response"] = args.mcp_json_response
-            overrides["otlp_endpoint"] = args.otlp_endpoint
-            if args.allowed_hosts:
-                overrides["allowed_hosts"] = tuple(args.allowed_hosts)
-        settings = Settings.from_env(**overrides)
-        named = args.db is not None or bool(os.environ.get(ENV_PREFIX + "DB"))
+            names += config_flags.SERVE_SETTINGS
+        loaded = load_settings(
+            config_flags.given(args, names),
+            flag_names=config_flags.flag_names(names),
+            config_file=getattr(args, "config_file", None),
+        )
+        settings = loaded.settings
+        named = "db_path" in loaded.origins  # by a flag, the environment or the config file
         database = _which_database(settings, named=named, copying=args.command == "migrate-db")
+        if loaded.config_file is not None:
+            database.insert(0, f"config: {loaded.config_file}")
         if args.command == "serve":
-            return _serve(settings, args.log_level, args.log_format, args.workers, database)
+            return _serve(settings, database)
         sys.stderr.write("".join(line + "\n" for line in database))
         if args.command == "stdio":
             return _stdio(settings, args.gateway)

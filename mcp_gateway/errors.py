@@ -6,7 +6,8 @@
     ├── NotFoundError              no such gateway, lead, ...
     ├── LimitReachedError          an account limit the operator set refuses this (``limit`` names it)
     ├── RateLimitedError           too many requests in a rate-limit window; ``retry_after`` says when to retry
-    └── InvalidInputError          input failed validation; ``field`` names the culprit
+    ├── InvalidInputError          input failed validation; ``field`` names the culprit
+    └── ConfigError                a setting (flag, variable, config file key) is bad; the message names it
 
 Layers below HTTP (analytics questions, the store, rate limits) raise these and know no HTTP; the
 route layer turns them into JSON error bodies (``mcp_gateway.web``: `EXCEPTION_HANDLERS`,
@@ -58,3 +59,8 @@ class RateLimitedError(GatewayError):
         super().__init__(message)
         self.retry_after = retry_after
         self.headers = headers
+
+
+class ConfigError(GatewayError):
+    """A setting is bad or its config file unreadable; the message names the flag, variable or key (the CLI
+    prints it and exits 1)."""

@@ -24,15 +24,14 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from mcp_gateway_tracking.privacy import Redactor
 
+from .config import LogFormat
 from .privacy import IpHasher
 
-LogFormat = Literal["text", "json"]
-LOG_FORMATS: Final = ("text", "json")
 TEXT_FORMAT: Final = "%(levelname)s %(name)s: %(message)s"
 
 

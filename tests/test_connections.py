@@ -280,18 +280,18 @@ async def test_both_parsers_time_headers_and_body_but_not_the_answer(protocol: t
 
 
 @pytest.mark.parametrize(
-    ("flags", "field"),
+    ("flags", "named"),
     [
-        (["--trusted-proxy", "not-an-address"], "trusted_proxies"),
-        (["--header-timeout", "0"], "header_timeout_seconds"),
-        (["--max-connections-per-ip", "0"], "max_connections_per_ip"),
+        (["--trusted-proxy", "not-an-address"], "--trusted-proxy"),
+        (["--header-timeout", "0"], "--header-timeout"),
+        (["--max-connections-per-ip", "0"], "--max-connections-per-ip"),
     ],
 )
 def test_bad_connection_settings_are_a_clear_error(
-    flags: list[str], field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    flags: list[str], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run(["serve", "--db", str(tmp_path / "g.db"), *flags]) == 1
 
     error = capsys.readouterr().err
-    assert error.startswith(f"error: invalid {field}")
+    assert error.startswith(f"error: invalid {named}: ")  # the flag the bad value came from
     assert "Traceback" not in error

@@ -4,15 +4,15 @@ and an older version's `./mcp-gateway.db` is never passed over silently."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
-from mcp_gateway import Settings, create_app
+from mcp_gateway import create_app
 from mcp_gateway.cli import run
+from mcp_gateway.config_sources import load_settings
 
 from .support import ADMIN_TOKEN, DEMO, serve_in_thread
 
@@ -42,7 +42,7 @@ async def test_a_key_created_in_another_directory_is_accepted_by_the_server(
     backend: str, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(folder(tmp_path, "checkout"))
-    settings = Settings.from_env(admin_token=ADMIN_TOKEN)  # what `mcp-gateway serve` reads, started here
+    settings = load_settings({"admin_token": ADMIN_TOKEN}).settings  # what `mcp-gateway serve` reads, started here
     with serve_in_thread(create_app(settings), settings.db_path) as server:
         monkeypatch.chdir(folder(tmp_path, "elsewhere"))
         assert await anyio.to_thread.run_sync(run, ["keys", "create", "--gateway", DEMO, "--kind", "read"]) == 0
@@ -119,4 +119,5 @@ def test_the_default_location_follows_the_home_directory_without_xdg_data_home(
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
 
-    assert Settings.from_env(dict(os.environ)).db_path == tmp_path / ".local/share/mcp-gateway/mcp-gateway.db"
+    monkeypatch.delenv("MCP_GATEWAY_DB", raising=False)
+    assert load_settings().settings.db_path == tmp_path / ".local/share/mcp-gateway/mcp-gateway.db"

@@ -10,6 +10,7 @@ import pytest
 from mcp.client import Client
 
 from mcp_gateway import Settings, create_app
+from mcp_gateway.config_sources import load_settings
 
 from .support import (
     ADMIN_TOKEN,
@@ -45,9 +46,12 @@ def sse_server(tmp_path: Path, database_url: str | None) -> Iterator[LiveServer]
     yield from _serve(tmp_path / "gateway.db", database_url, json_response=False)
 
 
-def test_json_response_is_read_from_the_environment() -> None:
-    assert Settings.from_env({"MCP_GATEWAY_MCP_JSON_RESPONSE": "true"}).mcp_json_response is True
-    assert Settings.from_env({}).mcp_json_response is False
+def test_json_response_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file of the machine's
+    monkeypatch.delenv("MCP_GATEWAY_MCP_JSON_RESPONSE", raising=False)
+    assert load_settings().settings.mcp_json_response is False
+    monkeypatch.setenv("MCP_GATEWAY_MCP_JSON_RESPONSE", "true")
+    assert load_settings().settings.mcp_json_response is True
 
 
 async def _initialize(http: httpx.AsyncClient) -> httpx.Response:

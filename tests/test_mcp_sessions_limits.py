@@ -15,7 +15,8 @@ import anyio
 import httpx
 import pytest
 
-from mcp_gateway import Settings, create_app
+from mcp_gateway import create_app
+from mcp_gateway.config_sources import load_settings
 from mcp_gateway.transports.session_limits import SessionLimits, TrackedSession, client_key
 from mcp_gateway.web import ApiError
 
@@ -44,9 +45,11 @@ WAIT_SECONDS = 10.0
 @contextlib.contextmanager
 def gateway(tmp_path: Path, **limits: object) -> Iterator[LiveServer]:
     """The gateway on a loopback port with `limits` given as `MCP_GATEWAY_<NAME>` variables."""
-    environ = {f"MCP_GATEWAY_{name.upper()}": str(value) for name, value in limits.items()}
     db_path = tmp_path / "gateway.db"
-    settings = Settings.from_env(environ, db_path=db_path, admin_token=ADMIN_TOKEN)
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in limits.items():
+            environment.setenv(f"MCP_GATEWAY_{name.upper()}", str(value))
+        settings = load_settings({"db_path": db_path, "admin_token": ADMIN_TOKEN}).settings
     with serve_in_thread(create_app(settings), db_path) as server:
         yield server
 

@@ -41,6 +41,7 @@ from starlette.routing import Route
 from mcp_gateway import telemetry as gateway_telemetry
 from mcp_gateway.cli import run
 from mcp_gateway.config import Settings
+from mcp_gateway.config_sources import load_settings
 from mcp_gateway.errors import GatewayError
 from mcp_gateway.telemetry import HttpTracingMiddleware
 
@@ -423,13 +424,19 @@ def test_the_gateway_exports_its_mcp_and_http_spans_to_an_otlp_receiver(tmp_path
     )
 
 
-def test_the_endpoint_comes_from_the_flag_our_variable_or_otel_s_own() -> None:
-    standard = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
-    assert Settings.from_env({}).otlp_endpoint is None
-    assert Settings.from_env(standard).otlp_endpoint == "http://collector:4318"
-    ours = standard | {"MCP_GATEWAY_OTLP_ENDPOINT": "https://otlp.example.com"}
-    assert Settings.from_env(ours).otlp_endpoint == "https://otlp.example.com"
-    assert Settings.from_env(ours, otlp_endpoint="http://127.0.0.1:4318").otlp_endpoint == "http://127.0.0.1:4318"
+def test_the_endpoint_comes_from_the_flag_our_variable_or_otel_s_own(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file of the machine's
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("MCP_GATEWAY_OTLP_ENDPOINT", raising=False)
+    assert load_settings().settings.otlp_endpoint is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert load_settings().settings.otlp_endpoint == "http://collector:4318"
+    monkeypatch.setenv("MCP_GATEWAY_OTLP_ENDPOINT", "https://otlp.example.com")
+    assert load_settings().settings.otlp_endpoint == "https://otlp.example.com"
+    flag = {"otlp_endpoint": "http://127.0.0.1:4318"}
+    assert load_settings(flag).settings.otlp_endpoint == "http://127.0.0.1:4318"
 
 
 @pytest.mark.parametrize("endpoint", ["ftp://collector:4318", "collector:4318", "http://"])
@@ -440,7 +447,7 @@ def test_serve_refuses_an_endpoint_that_is_not_an_http_url(
     assert run(["serve", "--otlp-endpoint", endpoint, "--db", str(db_path)]) == 1
 
     err = capsys.readouterr().err
-    assert "error: invalid otlp_endpoint" in err and "Traceback" not in err
+    assert "error: invalid --otlp-endpoint: " in err and "Traceback" not in err  # the flag the value came from
     assert not db_path.exists()
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
+from mcp_gateway.config_sources import load_settings
 from mcp_gateway.store.retention import TIMED_TABLES, prune
 
 from .analytics_support import DAY, HOUR, T0, mcp_call, mcp_session, read_headers, seed, store_of, web_event
@@ -154,14 +156,20 @@ async def create_read_key(app: Starlette) -> str:
         return await create_key(http, DEMO, "read")
 
 
-def test_the_old_single_period_still_sets_all_three_unless_one_is_given() -> None:
-    assert Settings.from_env({}).model_dump(include=set(PERIODS)) == {
+def test_the_old_single_period_still_sets_all_three_unless_one_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no config file of the machine's
+    for name in ("RETENTION_DAYS", *(period.upper() for period in PERIODS)):
+        monkeypatch.delenv(f"MCP_GATEWAY_{name}", raising=False)
+    assert load_settings().settings.model_dump(include=set(PERIODS)) == {
         "event_retention_days": 30,
         "analytics_retention_days": 30,
         "health_retention_days": 60,
     }
-    given = {"MCP_GATEWAY_RETENTION_DAYS": "7", "MCP_GATEWAY_HEALTH_RETENTION_DAYS": "0"}
-    assert Settings.from_env(given).model_dump(include=set(PERIODS)) == {
+    monkeypatch.setenv("MCP_GATEWAY_RETENTION_DAYS", "7")
+    monkeypatch.setenv("MCP_GATEWAY_HEALTH_RETENTION_DAYS", "0")
+    assert load_settings().settings.model_dump(include=set(PERIODS)) == {
         "event_retention_days": 7,
         "analytics_retention_days": 7,
         "health_retention_days": 0,
