@@ -123,6 +123,7 @@ class Services:
             sink=self.tracking_sink,
             enabled=enabled,
             private_arguments={BOOK_DEMO: PERSONAL_ARGUMENTS},
+            sink_redacts=True,  # the store is the one redaction point (`store/redaction.py`): not twice per event
             tracer_provider=telemetry.tracer_provider if telemetry is not None else None,
             meter_provider=telemetry.meter_provider if telemetry is not None else None,
         )
