@@ -160,7 +160,7 @@ async def test_a_foreground_write_commits_before_background_writes_queued_ahead_
         writer_busy.set()
         release_writer.wait(WAIT)
 
-    async def write(label: str, *, background: bool) -> None:
+    async def write(label: str, background: bool) -> None:
         await store.write(lambda _: ran.append(label), background=background)
         committed.append(label)
 
@@ -169,9 +169,9 @@ async def test_a_foreground_write_commits_before_background_writes_queued_ahead_
             tg.start_soon(store.write, hold_the_writer)
             await anyio.to_thread.run_sync(writer_busy.wait, WAIT)
             for index in range(3):
-                tg.start_soon(lambda i=index: write(f"tracking{i}", background=True))
+                tg.start_soon(write, f"tracking{index}", True)
                 await anyio.wait_all_tasks_blocked()
-            tg.start_soon(lambda: write("lead", background=False))
+            tg.start_soon(write, "lead", False)
             await anyio.wait_all_tasks_blocked()
             release_writer.set()
 
