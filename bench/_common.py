@@ -108,10 +108,10 @@ def gateway_app(db_path: Path, **settings: object) -> Any:
             self.events = 0
 
         async def capture(
-            self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+            self, sessions: Sequence[SessionRow], events: Sequence[EventRow], *, background: bool = False
         ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
             self.events += len(events)
-            return await super().capture(sessions, events)
+            return await super().capture(sessions, events, background=background)
 
         async def capture_web(
             self, events: Sequence[EventRow], hints: Sequence[ForwardHints | None] = ()

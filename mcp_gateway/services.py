@@ -7,6 +7,7 @@ starts self-tracking; stopping flushes what tracking captured into the store, th
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import secrets
@@ -76,7 +77,9 @@ class Services:
             hash_ip=hash_ip,
             ingestor=ingestor,
             web_ingestor=WebIngestor(store, hash_ip, admit=admit),
-            tracking_sink=LocalSink(ingestor.capture, batch_size=SELF_TRACKING_BATCH),
+            tracking_sink=LocalSink(
+                functools.partial(ingestor.capture, background=True), batch_size=SELF_TRACKING_BATCH
+            ),
             telemetry=Telemetry.start(settings),
         )
 
@@ -123,6 +126,7 @@ class Services:
             sink=self.tracking_sink,
             enabled=enabled,
             private_arguments={BOOK_DEMO: PERSONAL_ARGUMENTS},
+            sink_redacts=True,  # the store is the one redaction point (`store/redaction.py`): not twice per event
             tracer_provider=telemetry.tracer_provider if telemetry is not None else None,
             meter_provider=telemetry.meter_provider if telemetry is not None else None,
         )

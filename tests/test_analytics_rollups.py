@@ -4,6 +4,7 @@ random data and random windows that start and end mid-hour."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -157,6 +158,23 @@ def test_a_sketch_estimates_within_its_stated_error() -> None:
     for n in (10, 1_000, 50_000):
         registers = sketch.add(sketch.EMPTY, (sketch.position(f"visitor-{i}") for i in range(n)))
         assert abs(sketch.estimate(registers) - n) <= 4 * sketch.STANDARD_ERROR * n
+
+
+def test_a_sketch_estimate_is_the_hyperloglog_formula_whatever_its_fill() -> None:
+    def reference(registers: bytes) -> int:  # Flajolet et al., with linear counting for small counts
+        m = sketch.REGISTERS
+        empty = registers.count(0)
+        if empty == m:
+            return 0
+        raw = 0.7213 / (1 + 1.079 / m) * m * m / sum(2.0**-rank for rank in registers)
+        return round(m * math.log(m / empty)) if raw <= 2.5 * m and empty else round(raw)
+
+    rng = random.Random(2)
+    registers = bytearray(sketch.EMPTY)
+    for filled in range(0, sketch.REGISTERS + 1, 97):  # across the switch from linear counting to the raw estimate
+        for index in range(filled):
+            registers[index] = registers[index] or rng.choice((1, 1, 2, 3, 5, 53))
+        assert sketch.estimate(bytes(registers)) == reference(bytes(registers))
 
 
 async def test_session_counts_equal_a_count_of_every_overlapping_session(app: Starlette) -> None:

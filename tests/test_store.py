@@ -149,6 +149,38 @@ async def test_writes_queued_while_the_writer_is_busy_share_one_transaction(stor
     assert len(await store.list_leads("acme", limit=1000)) == 200
 
 
+async def test_a_foreground_write_commits_before_background_writes_queued_ahead_of_it(store: SQLStore) -> None:
+    stats = store.writer_stats
+    writer_busy, release_writer = threading.Event(), threading.Event()
+    ran: list[str] = []
+    committed: list[str] = []  # in the order the callers resumed
+    transactions_before, jobs_before = stats.transactions, stats.jobs
+
+    def hold_the_writer(_: Connection) -> None:
+        writer_busy.set()
+        release_writer.wait(WAIT)
+
+    async def write(label: str, background: bool) -> None:
+        await store.write(lambda _: ran.append(label), background=background)
+        committed.append(label)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.write, hold_the_writer)
+            await anyio.to_thread.run_sync(writer_busy.wait, WAIT)
+            for index in range(3):
+                tg.start_soon(write, f"tracking{index}", True)
+                await anyio.wait_all_tasks_blocked()
+            tg.start_soon(write, "lead", False)
+            await anyio.wait_all_tasks_blocked()
+            release_writer.set()
+
+    assert ran == ["lead", "tracking0", "tracking1", "tracking2"]
+    assert committed[0] == "lead"
+    # The held job, the lead, then the background writes together in a transaction of their own.
+    assert (stats.transactions - transactions_before, stats.jobs - jobs_before) == (3, 5)
+
+
 async def test_a_write_whose_caller_gave_up_is_not_run_and_the_writer_goes_on(store: SQLStore) -> None:
     writer_busy, release_writer = threading.Event(), threading.Event()
     ran: list[str] = []

@@ -78,14 +78,15 @@ class Ingestor:
             received_at_ms=now_ms,
         )
 
-    async def capture(self, gateway_id: str, batch: CaptureBatch) -> CaptureOutcome:
-        """Store a batch (sessions first) in one transaction; each item's id and status, in order."""
+    async def capture(self, gateway_id: str, batch: CaptureBatch, *, background: bool = False) -> CaptureOutcome:
+        """Store a batch (sessions first) in one transaction; each item's id and status, in order. `background`: the
+        gateway's own tracking, which lets other writes (a lead, a client's capture) commit first."""
         if self._admit is not None and batch.events:
             await self._admit(gateway_id)
         now_ms = int(time.time() * 1000)
         sessions = [self._session(gateway_id, session, now_ms) for session in batch.sessions]
         events = [self._event(gateway_id, event, now_ms) for event in batch.events]
-        session_status, event_status = await self._store.capture(sessions, events)
+        session_status, event_status = await self._store.capture(sessions, events, background=background)
         return CaptureOutcome(
             sessions=[(row.id, status) for row, status in zip(sessions, session_status, strict=True)],
             events=[(row.id, status) for row, status in zip(events, event_status, strict=True)],

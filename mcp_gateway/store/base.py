@@ -300,9 +300,10 @@ class Store(Protocol):
         ...
 
     async def capture(
-        self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+        self, sessions: Sequence[SessionRow], events: Sequence[EventRow], *, background: bool = False
     ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
-        """Store sessions, then events, in one transaction; a status for each, in order.
+        """Store sessions, then events, in one transaction; a status for each, in order. `background` (self-tracking:
+        no client waits for it) lets other writes commit first (`writer.py`).
 
         Every row is redacted first (`redaction.py`: the one privacy policy for whatever enters the
         store). A session or event whose (gateway, id) is stored already is a `duplicate` and changes
@@ -355,8 +356,9 @@ class Store(Protocol):
     dialect: Dialect
     """Which SQL dialect `fetch` speaks, for the few expressions that differ (`analytics.sql`)."""
 
-    async def write(self, job: Callable[[Connection], T]) -> T:
-        """Run `job` (SQL with `?` placeholders) in the writer's next transaction; return once it committed."""
+    async def write(self, job: Callable[[Connection], T], *, background: bool = False) -> T:
+        """Run `job` (SQL with `?` placeholders) in the writer's next transaction; return once it committed. A
+        `background` job lets foreground ones commit first (`writer.py`)."""
         ...
 
     async def execute_now(self, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:

@@ -64,11 +64,18 @@ def merge(sketches: Iterable[bytes]) -> bytes:
     return EMPTY if merged is None else merged.to_bytes(REGISTERS, "big")
 
 
+_SURELY_LINEAR: Final = _ALPHA * REGISTERS / 2.5
+"""Empty registers from which linear counting surely applies: each adds 1 to the sum of 2**-rank, so the raw
+estimate `_ALPHA * REGISTERS**2 / sum` is then at most 2.5 * REGISTERS (as it is for ~5,000 distinct items or fewer)."""
+
+
 def estimate(registers: bytes) -> int:
     """The distinct count the registers estimate (linear counting while registers are empty enough)."""
     empty = registers.count(0)
     if empty == REGISTERS:
         return 0
+    if empty >= _SURELY_LINEAR:  # the harmonic sum below is at least `empty`: no need to add 4096 terms
+        return round(REGISTERS * math.log(REGISTERS / empty))
     raw = _ALPHA * REGISTERS * REGISTERS / sum(map(_INVERSE_POWERS.__getitem__, registers))
     if raw <= 2.5 * REGISTERS and empty:
         return round(REGISTERS * math.log(REGISTERS / empty))

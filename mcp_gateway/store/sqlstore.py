@@ -201,11 +201,11 @@ class SQLStore:
     def writer_queue_depth(self) -> int:
         return 0 if self._writer is None else self._writer.queue_depth()
 
-    async def write(self, job: Callable[[Connection], T]) -> T:
+    async def write(self, job: Callable[[Connection], T], *, background: bool = False) -> T:
         """Run `job` in the writer's next transaction; return once that transaction committed."""
         if self._writer is None:
             raise StorageError("store is not open")
-        return await self._writer.write(job)
+        return await self._writer.write(job, background=background)
 
     async def _stop_writer(self) -> None:
         """Commit what is queued and close the writer's connection (the store is closing)."""
@@ -397,7 +397,7 @@ class SQLStore:
     # -- sessions and events ---------------------------------------------------------------------
 
     async def capture(
-        self, sessions: Sequence[SessionRow], events: Sequence[EventRow]
+        self, sessions: Sequence[SessionRow], events: Sequence[EventRow], *, background: bool = False
     ) -> tuple[list[CaptureStatus], list[CaptureStatus]]:
         sessions, events = await redact_rows(sessions, events)
         session_rows = [
@@ -455,7 +455,7 @@ class SQLStore:
             self._batch_events.extend(e for e, status in zip(events, event_status, strict=True) if status == "stored")
             return session_status, event_status
 
-        session_status, event_status = await self.write(job)
+        session_status, event_status = await self.write(job, background=background)
         self.writer_stats.record_stored(
             e.source for e, status in zip(events, event_status, strict=True) if status == "stored"
         )

@@ -5,6 +5,11 @@ Every write is a job handed to the writer thread. The writer takes every job tha
 fsync). A failing job rolls back alone: the batch then runs again with each job in its own SAVEPOINT. A
 write's coroutine returns only after that COMMIT, so a caller that answers 2xx after `await writer.write(...)`
 has answered for data that is durably stored.
+
+Background jobs (`write(job, background=True)`: self-tracking's batches of captured calls, which nobody answers a
+client for) do not hold up the others: a transaction holds either kind, foreground first, and background jobs wait
+while foreground ones keep coming, for at most `MAX_BACKGROUND_DEFERRALS` foreground transactions. A lead booked
+while a hundred tracked calls are being folded into the rollups commits without waiting for them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ C = TypeVar("C", bound=Connection)
 
 MAX_BATCH_JOBS: Final = 1000
 """Most write jobs the writer folds into one transaction."""
+
+MAX_BACKGROUND_DEFERRALS: Final = 4
+"""Most foreground transactions committed while background jobs wait, before those get their own."""
 
 _STOP: Final = object()
 
@@ -78,6 +86,8 @@ def rollback(conn: Connection) -> None:
 
 
 _Job = tuple[Callable[[Any], Any], "concurrent.futures.Future[Any]"]
+_Queued = tuple[Callable[[Any], Any], "concurrent.futures.Future[Any]", bool]
+"""A job, its future and whether it is a background job."""
 _Outcome = tuple["concurrent.futures.Future[Any]", Any, BaseException | None]
 
 
@@ -92,17 +102,18 @@ class GroupCommitWriter(Generic[C]):
         self._driver = driver
         self._conn: C | None = conn
         self._stats = stats
-        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Queued | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def queue_depth(self) -> int:
         return self._jobs.qsize()
 
-    async def write(self, job: Callable[[C], T]) -> T:
-        """Run `job` in the writer's next transaction; return once that transaction committed."""
+    async def write(self, job: Callable[[C], T], *, background: bool = False) -> T:
+        """Run `job` in the writer's next transaction (a `background` job: in one holding no foreground job, see
+        the module docstring); return once that transaction committed."""
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._jobs.put((job, future))
+        self._jobs.put((job, future, background))
         return await asyncio.wrap_future(future)
 
     async def stop(self) -> None:
@@ -111,28 +122,38 @@ class GroupCommitWriter(Generic[C]):
         await anyio.to_thread.run_sync(self._thread.join)
 
     def _loop(self) -> None:
+        deferred: list[_Job] = []  # background jobs waiting for a transaction of their own
+        deferrals = 0
         try:
             while True:
-                first = self._jobs.get()
-                if first is _STOP:
-                    return
-                batch: list[_Job] = [first]  # type: ignore[list-item]
-                stop = False
-                while len(batch) < MAX_BATCH_JOBS:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is _STOP:
-                        stop = True
-                        break
-                    batch.append(job)  # type: ignore[arg-type]
-                self._commit_batch(batch)
+                taken, stop = self._take(block=not deferred)
+                foreground = [(job, future) for job, future, background in taken if not background]
+                deferred += [(job, future) for job, future, background in taken if background]
+                if foreground:
+                    self._commit_batch(foreground)
+                    deferrals += 1
+                if deferred and (not foreground or stop or deferrals > MAX_BACKGROUND_DEFERRALS):
+                    for start in range(0, len(deferred), MAX_BATCH_JOBS):
+                        self._commit_batch(deferred[start : start + MAX_BATCH_JOBS])
+                    deferred, deferrals = [], 0
                 if stop:
                     return
         finally:
             if self._conn is not None:
                 self._conn.close()
+
+    def _take(self, *, block: bool) -> tuple[list[_Queued], bool]:
+        """The jobs waiting (up to `MAX_BATCH_JOBS`; waiting for one if `block`), and whether stopping was asked."""
+        taken: list[_Queued] = []
+        while len(taken) < MAX_BATCH_JOBS:
+            try:
+                item = self._jobs.get() if block and not taken else self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return taken, True
+            taken.append(item)  # type: ignore[arg-type]
+        return taken, False
 
     def _connection(self) -> C:
         """The writer's connection, opened again if a failure closed it."""

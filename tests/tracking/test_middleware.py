@@ -205,6 +205,29 @@ async def test_sensitive_keys_are_configurable() -> None:
     assert args is not None and json.loads(args) == {"a": hash_text("1"), "b": 2}
 
 
+async def test_a_sink_that_redacts_gets_values_as_sent_unless_they_must_be_cut() -> None:
+    recorder = Recorder()
+    server = build_demo_server()
+
+    @server.tool()
+    def blob(text: str) -> str:
+        return text * 3
+
+    tracker = track_mcp(server, "org-1", sink=local_sink(recorder), sink_redacts=True)
+    async with Client(server, mode="legacy") as client:
+        await client.call_tool("sign_up", {"email": SECRET_EMAIL, "password": SECRET_PASSWORD})
+        await client.call_tool("blob", {"text": f"{SECRET_EMAIL} " + "x" * 10_000 + " "})
+    await tracker.aclose()
+
+    sign_up = recorder.event("sign_up")  # small: left to the sink, which redacts what it keeps
+    assert sign_up.args is not None and json.loads(sign_up.args) == {"email": SECRET_EMAIL, "password": SECRET_PASSWORD}
+    blob_event = recorder.event("blob")  # cut to fit: redacted before the cut, which the sink could not parse
+    assert blob_event.args is not None and blob_event.result is not None
+    assert "truncated" in blob_event.result
+    assert SECRET_EMAIL not in blob_event.args + blob_event.result
+    assert hash_text(SECRET_EMAIL.strip().lower()) in blob_event.args
+
+
 async def test_large_results_are_cut_to_the_event_size_limit() -> None:
     recorder = Recorder()
     server = MCPServer("big")

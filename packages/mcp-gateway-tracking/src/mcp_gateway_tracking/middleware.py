@@ -20,7 +20,9 @@ the tool or prompt name or the resource URI), and `tools/list`, `resources/list`
 result recorded as the names listed). A protocol error's result is `{"error": {code, message}}`;
 a cancelled request records nothing. A tool's `private_arguments` (names of string arguments holding
 personal data, like a lead's name) are hashed in the args and wherever the result repeats their
-values, beyond what the redactor's keys and text scan catch.
+values, beyond what the redactor's keys and text scan catch. With `sink_redacts` (a sink that redacts what it keeps,
+as the gateway's store does: one redaction point), args, result and name are submitted as they are, unless they must
+be cut to fit, which redacts them first.
 
 The recording runs after `call_next` returns (so it is not in the measured latency) and before
 the answer goes out. It is a few dictionary operations and one JSON encoding (on a worker thread
@@ -47,7 +49,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from ._logging import sdk_logger
-from .privacy import MAX_INLINE_REDACTION_CHARS, Redactor, canonical_json, cap_text, exceeds
+from .privacy import MAX_INLINE_REDACTION_CHARS, MAX_PAYLOAD_CHARS, Redactor, canonical_json, cap_text, exceeds
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
 from .wire import CaptureEvent, CaptureSession, Operation, PrimitiveType
@@ -102,6 +104,7 @@ _LISTED: Final[Mapping[str, tuple[str, str]]] = {
 _ENVELOPE_KEYS: Final = frozenset({"_meta", "ttlMs", "cacheScope"})
 _COMPLETE: Final = "complete"
 _MISSING_NAME: Final = "(missing)"
+_MAX_NAME_CHARS: Final = 512
 _CUT_MARGIN: Final = 48
 _MIN_SCRUBBED_CHARS: Final = 3
 """A private argument's value is looked for in the result only when at least this long (`A` would be everywhere)."""
@@ -190,8 +193,10 @@ class TrackingMiddleware:
         tools_ttl: float = DEFAULT_TOOLS_TTL,
         enabled: EnabledFn | None = None,
         private_arguments: Mapping[str, Iterable[str]] | None = None,
+        sink_redacts: bool = False,
     ) -> None:
         self.sink = sink
+        self._sink_redacts = sink_redacts
         self._private_arguments = {tool: frozenset(names) for tool, names in (private_arguments or {}).items()}
         self._enabled = enabled
         self.org_id = org_id
@@ -334,15 +339,22 @@ class TrackingMiddleware:
         if private and isinstance(arguments, Mapping):
             arguments, output = _hide_private(arguments, output, private)
         if not self._disable_input:
-            args = self._redactor.to_json_text(arguments)
+            args = self._json_text(arguments)
         if not self._disable_output and output is not None:
-            result_text = self._redactor.to_json_text(output)
+            result_text = self._json_text(output)
+        if self._sink_redacts and len(args or "") + len(result_text or "") > MAX_EVENT_PAYLOAD_CHARS:
+            # About to be cut: redacted first, as a cut document could not be parsed (and redacted) by the sink.
+            args = None if args is None else self._redactor.to_json_text(arguments)
+            result_text = None if result_text is None else self._redactor.to_json_text(output)
         args, result_text = _fit(args, result_text, MAX_EVENT_PAYLOAD_CHARS)
         error_type = type(error).__name__ if error is not None else (ERROR_TYPE_IS_ERROR if is_error else None)
+        name = _name_of(ctx.method, operation, params)
+        if not self._sink_redacts or len(name) > _MAX_NAME_CHARS:
+            name = self._redactor.redact_string(name)
         return CaptureEvent(
             session_id=session_id,
             primitive_type=primitive_type,
-            primitive_name=_cut(self._redactor.redact_string(_name_of(ctx.method, operation, params)), 512),
+            primitive_name=_cut(name, _MAX_NAME_CHARS),
             latency=max(0.0, latency),
             success=error is None and not is_error,
             args=args,
@@ -352,6 +364,15 @@ class TrackingMiddleware:
             error_type=_cut(error_type, 128) if error_type else None,
             operation=operation,
         )
+
+    def _json_text(self, value: Any) -> str:
+        """`value` as the event's JSON text: redacted and capped, or, when the sink redacts, as it is unless it
+        must be capped (redacted then, before the cut)."""
+        if self._sink_redacts:
+            text = canonical_json(value)
+            if len(text) <= MAX_PAYLOAD_CHARS:
+                return text
+        return self._redactor.to_json_text(value)
 
 
 def _name_of(method: str, operation: Operation, params: Mapping[str, Any]) -> str:

@@ -175,8 +175,15 @@ def looks_like_url(text: str) -> bool:
     return "://" in text[:40] and _URL_SCHEME.match(text) is not None
 
 
+_MAYBE_PERSONAL: Final = re.compile(r"[@\d?]|://")
+"""What text must hold for `redact_string` to change it: an email's `@`, a phone's digits, a URL's `://` or a path's
+query `?`. Most short values (names, kinds, flags) hold none, and skip the scans with one search."""
+
+
 def redact_string(text: str, sensitive: SensitiveKey, hash_value: HashValue) -> str:
     """A URL through `redact_url`; any other text through `redact_text`, after the URLs inside it (`URL_IN_TEXT`)."""
+    if _MAYBE_PERSONAL.search(text) is None:
+        return text
     if looks_like_url(text):
         return redact_url(text, sensitive, hash_value)
     if "://" in text:

@@ -160,6 +160,11 @@ def canonical_json(value: Any) -> str:
     return text
 
 
+_SCALARS: Final = (bool, int, float)
+_MAPPINGS: Final = (dict, Mapping)
+"""`dict` first: `isinstance` tries the plain type before the ABC's slower check."""
+
+
 class Redactor:
     """Hashes the values of sensitive keys, recursively, in anything JSON-shaped."""
 
@@ -196,7 +201,16 @@ class Redactor:
     def _walk(self, value: Any, depth: int, parse_strings: bool) -> Any:
         if depth > MAX_DEPTH:
             return TOO_DEEP
-        if isinstance(value, Mapping):
+        # JSON's own types first, by plain isinstance: the ABC checks below cost more than the rest of a leaf.
+        if value is None or isinstance(value, _SCALARS):
+            return value
+        if isinstance(value, str):
+            if parse_strings:
+                parsed = self._redact_json_string(value, depth)
+                if parsed is not None:
+                    return parsed
+            return redact_string(value, self.is_sensitive, self.hash_value)
+        if isinstance(value, _MAPPINGS):
             out: dict[str, Any] = {}
             for raw_key, item in value.items():
                 key = str(raw_key)
@@ -207,12 +221,6 @@ class Redactor:
             return out
         if isinstance(value, list | tuple):
             return [self._walk(item, depth + 1, parse_strings) for item in value]
-        if isinstance(value, str):
-            if parse_strings:
-                parsed = self._redact_json_string(value, depth)
-                if parsed is not None:
-                    return parsed
-            return redact_string(value, self.is_sensitive, self.hash_value)
         return value
 
     def _redact_json_string(self, text: str, depth: int) -> str | None:

@@ -227,6 +227,7 @@ def track_mcp(
     tools_ttl: float = DEFAULT_TOOLS_TTL,
     enabled: EnabledFn | None = None,
     private_arguments: Mapping[str, Iterable[str]] | None = None,
+    sink_redacts: bool = False,
     otel: bool = False,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
@@ -241,7 +242,9 @@ def track_mcp(
     (sync or async) gives a session's `user_data`; `list_tools` replaces asking the server for
     its tool names; `enabled()`, when given, is asked before each request and False skips recording
     it; `private_arguments` maps a tool name to arguments whose values are hashed in its args and
-    result wherever they appear (`{"book_demo": ["name", "company", "message"]}`). Call
+    result wherever they appear (`{"book_demo": ["name", "company", "message"]}`); `sink_redacts=True` says the
+    given `sink` redacts what it keeps (a `LocalSink` into the gateway's store), so events are not redacted twice:
+    only text that must be cut to fit is redacted here, before the cut. Call
     `await tracker.aclose()` on shutdown. The seed's camelCase names work too (`disableInput=True`, ...).
 
     `otel=True` (or a `tracer_provider` or `meter_provider`) also emits an OpenTelemetry server span and a
@@ -304,6 +307,7 @@ def track_mcp(
         tools_ttl=settings.tools_ttl,
         enabled=enabled,
         private_arguments=private_arguments,
+        sink_redacts=sink_redacts,
     )
     _install(server, middleware)
     swap = None
