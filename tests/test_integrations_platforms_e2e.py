@@ -65,6 +65,34 @@ async def test_one_event_reaches_every_platform_in_its_documented_shape(
     assert ga4["client_id"] == "visitor-42"
 
 
+async def test_the_worker_sends_meta_the_browser_user_agent_kept_with_the_delivery(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    await create_integration(gateway, {"kind": "meta", "config": fakes.configs()["meta"]})
+    answer = await gateway.post("/track", json=PURCHASE, headers={"X-Gateway-ID": DEMO, "User-Agent": "Browser/1"})
+    assert answer.status_code == 200, answer.text
+    await wait_until(fakes.meta.accepted_events)
+    [meta] = fakes.meta.accepted_events()
+    assert meta["user_data"]["client_user_agent"] == "Browser/1"
+    assert "client_ip_address" not in meta["user_data"]  # the worker has no request in flight; no IP is stored
+
+
+async def test_a_server_event_without_a_visitor_reaches_ga4_with_a_client_id_derived_from_its_user(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    await create_integration(gateway, {"kind": "ga4", "config": fakes.configs()["ga4"]})
+    for event_id in ("srv-1", "srv-2"):
+        body = {"event_name": "Purchase", "event_id": event_id, "user": {"external_id": "customer-7"}}
+        answer = await gateway.post("/track", json=body, headers={"X-Gateway-ID": DEMO})
+        assert answer.status_code == 200, answer.text
+    await wait_until(lambda: len(fakes.ga4.accepted_events()) == 2)
+    assert [problem for received in fakes.ga4.requests for problem in received.problems] == []
+    bodies = [received.json for received in fakes.ga4.requests]
+    assert {body["user_id"] for body in bodies} == {hashlib.sha256(b"customer-7").hexdigest()}
+    [client_id] = {body["client_id"] for body in bodies}  # the same for both events: one user, one GA4 client
+    assert client_id and client_id != bodies[0]["user_id"]
+
+
 async def test_meta_throttling_is_retried_until_meta_recovers(gateway: httpx.AsyncClient, fakes: FakePlatforms) -> None:
     fakes.meta.fail(2, mode="throttle")
     integration_id = await create_integration(gateway, {"kind": "meta", "config": fakes.configs()["meta"]})

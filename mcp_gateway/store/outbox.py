@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .base import Connection, EventRow, WebFields
+from .redaction import redact_text
 
 DeliveryStatus = Literal["pending", "sent", "failed", "dead", "skipped"]
 DELIVERY_STATUSES: Final[tuple[DeliveryStatus, ...]] = ("pending", "sent", "failed", "dead", "skipped")
@@ -37,10 +38,27 @@ _CHUNK: Final = 500
 @dataclass(frozen=True, slots=True)
 class ForwardHints:
     """What the platforms want of an event that the event's row does not keep: Meta's browser and click ids
-    (`_fbp`, `_fbc` cookies or the body's `user.fbp`/`user.fbc`), sent as they are (Meta wants them unhashed)."""
+    (`_fbp`, `_fbc` cookies or the body's `user.fbp`/`user.fbc`), sent as they are (Meta wants them unhashed),
+    and a browser event's user agent (Meta's `client_user_agent`, which its parameters page requires of `website`
+    events; the worker has no request in flight to take it from). They are kept in the delivery's payload only."""
 
     fbp: str | None = None
     fbc: str | None = None
+    user_agent: str | None = None
+
+
+MAX_USER_AGENT_CHARS: Final = 1024
+"""Longest user agent kept in a delivery (the same bound `/track`'s `user.client_user_agent` has)."""
+
+
+def hints_of(source: str, fbp: str | None, fbc: str | None, user_agent: str | None) -> ForwardHints | None:
+    """The hints of an event from `source`, redacted like everything the store keeps (an email or a phone in them
+    is hashed). A server's request carries the server's user agent, not the visitor's: only a browser (`web`)
+    event's is kept."""
+    agent = user_agent[:MAX_USER_AGENT_CHARS] if user_agent and source == "web" else None
+    if not (fbp or fbc or agent):
+        return None
+    return ForwardHints(redact_text(fbp), redact_text(fbc), redact_text(agent))
 
 
 def action_source(source: str) -> str:
@@ -59,6 +77,7 @@ def forward_payload(event: EventRow, hints: ForwardHints | None) -> dict[str, An
         "external_id": web.external_id_hash or web.user_id_hash,
         "fbp": hints.fbp if hints else None,
         "fbc": hints.fbc if hints else None,
+        "client_user_agent": hints.user_agent if hints else None,
         "client_id": web.anonymous_id,
     }
     return {
