@@ -1,6 +1,7 @@
 """The outbox: what each stored event owes its gateway's integrations, in the same transaction as the event.
 
-`enqueue` runs inside the write transaction that stores new web and server events (`SQLStore.capture_web`): for
+`enqueue` runs inside the write transaction that stores new web and server events (`SQLStore.capture_web`), and
+new MCP events that booked a lead (`is_agent_lead`: a `book_demo` call, Meta's `Lead`; `SQLStore.capture`): for
 every enabled integration of the event's gateway whose `events` filter wants the event, one `deliveries` row
 holding the event as the platforms get it (`forward_payload`: hashed identifiers only, the redacted properties;
 never the raw email, phone, external id or IP, which never reach the store). So a committed event has its
@@ -22,6 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from mcp_gateway_tracking.pii import HASH_PREFIX
+
+from ..vocabulary import BOOK_DEMO
 from .base import Connection, EventRow, WebFields
 from .redaction import redact_text
 
@@ -62,14 +66,54 @@ def hints_of(source: str, fbp: str | None, fbc: str | None, user_agent: str | No
 
 
 def action_source(source: str) -> str:
-    """Meta's `action_source` of one of our event sources: browser events happened on a `website`; events a
-    server sent with a secret key are the business's own systems' (`system_generated`)."""
-    return "website" if source == "web" else "system_generated"
+    """Meta's `action_source` of one of our event sources: browser events happened on a `website`; an agent's
+    MCP tool call happened in a conversation (`chat`: "made via a messaging app, SMS, or online messaging
+    feature"); events a server sent with a secret key are the business's own systems' (`system_generated`)."""
+    return {"web": "website", "mcp": "chat"}.get(source, "system_generated")
+
+
+def is_agent_lead(event: EventRow) -> bool:
+    """A `book_demo` call that booked a new lead (its recorded result says `"status": "booked"`): the one MCP
+    event the outbox takes, a conversion the platforms want (Meta's `Lead`). Other tool calls, resource reads and
+    a booking that found its lead already booked are the agent's traffic, not conversions."""
+    if event.source != "mcp" or event.name != BOOK_DEMO or event.success is not True or not event.result:
+        return False
+    try:
+        result = json.loads(event.result)
+    except ValueError:
+        return False
+    structured = result.get("structuredContent") if isinstance(result, dict) else None
+    return isinstance(structured, dict) and structured.get("status") == "booked"
+
+
+def _agent_lead_user(event: EventRow) -> dict[str, Any]:
+    """The booked person as the platforms take them: the stored `email` argument is already `sha256:` of the
+    trimmed, lower-cased address (the redaction policy's rule for an `email` key, Meta's normalisation); the
+    agent's MCP session stands for the visitor (GA4's `client_id`)."""
+    try:
+        args = json.loads(event.args) if event.args else None
+    except ValueError:
+        args = None
+    email = args.get("email") if isinstance(args, dict) else None
+    hashed = email.removeprefix(HASH_PREFIX) if isinstance(email, str) and email.startswith(HASH_PREFIX) else None
+    return {"em": hashed, "client_id": event.session_id}
 
 
 def forward_payload(event: EventRow, hints: ForwardHints | None) -> dict[str, Any]:
     """`event` (as stored: redacted, identifiers hashed) in `integrations.platforms.base.ForwardedEvent`'s fields,
     as the outbox keeps it; `integrations.forwarded.decode` reads it back."""
+    if event.source == "mcp":
+        user = {key: value for key, value in _agent_lead_user(event).items() if value is not None}
+        return {
+            "event_id": event.id,
+            "event_name": event.name,
+            "event_time_ms": event.ts_ms,
+            "action_source": action_source(event.source),
+            "event_source_url": None,
+            "user": user,
+            "custom_data": {"content_name": event.name},
+            "gateway_id": event.gateway_id,
+        }
     web = event.web or WebFields()
     user = {
         "em": web.email_hash,

@@ -39,7 +39,7 @@ from urllib.parse import urlencode
 from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
 from mcp_gateway.integrations.platforms.base import ForwardedEvent, ForwardedUser, Outcome, OutgoingRequest, Verdict
-from mcp_gateway.vocabulary import PAGE_VIEW
+from mcp_gateway.vocabulary import BOOK_DEMO, PAGE_VIEW
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ DEFAULT_MAP: Final[Mapping[str, str]] = {
     "Purchase": "purchase",
     "Lead": "generate_lead",
     "$lead": "generate_lead",
+    BOOK_DEMO: "generate_lead",
     "CompleteRegistration": "sign_up",
 }
 """Our (Meta's) standard names to GA4's recommended events; others are snake_cased (``StartTrial``: ``start_trial``)."""
@@ -160,10 +161,12 @@ class Ga4Platform:
             name = ga4_name(event.event_name, mapping)
             if event.event_time_ms * 1000 < now_ms * 1000 - MAX_AGE_US:
                 logger.warning("ga4: event %s is older than 72 hours; GA4 would drop it, not sent", event.event_id)
-            elif name_problem(name) or not client_id_of(event.user):
+                continue
+            client_id = client_id_of(event.user)
+            if name_problem(name) or not client_id:
                 invalid.append((name, event))
             else:
-                groups.setdefault((client_id_of(event.user), event.user.external_id), []).append((name, event))
+                groups.setdefault((client_id, event.user.external_id), []).append((name, event))
         query = "?" + urlencode({"measurement_id": config["measurement_id"], "api_secret": config["api_secret"]})
         url = config["endpoint"] + ("/debug/mp/collect" if config.get("debug") else "/mp/collect") + query
         requests = [

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
 from mcp_gateway.integrations.platforms.base import ForwardedEvent, Outcome, OutgoingRequest, Verdict
-from mcp_gateway.vocabulary import PAGE_VIEW, STANDARD_EVENTS
+from mcp_gateway.vocabulary import BOOK_DEMO, PAGE_VIEW, STANDARD_EVENTS
 
 DEFAULT_ENDPOINT: Final = "https://graph.facebook.com"
 DEFAULT_API_VERSION: Final = "v21.0"
@@ -61,8 +61,10 @@ DEFAULT_MAP: Final[Mapping[str, str]] = {
     "page_view": PAGE_VIEW,
     "$pageview": PAGE_VIEW,
     "$lead": "Lead",
+    BOOK_DEMO: "Lead",
 }
-"""Our names are Meta's standard events already (seed 000); a captured lead (``$lead``) is a ``Lead``."""
+"""Our names are Meta's standard events already (seed 000); a captured lead (``$lead``) and an agent's booked demo
+(``book_demo``, `store.outbox.is_agent_lead`) are a ``Lead``."""
 
 _PIXEL_ID: Final = re.compile(r"[0-9]{1,32}")
 _API_VERSION: Final = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
