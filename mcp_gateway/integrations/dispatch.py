@@ -77,17 +77,20 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class DispatchStats:
-    """What this process's dispatcher did, per delivery: `listeners(kind, outcome, latency_ms)` hear of each
-    (`metrics.py` counts them); `outcomes` counts by (platform kind, outcome)."""
+    """What this process's dispatcher did, per delivery, told a group at a time (a Meta request settles up to
+    1,000 deliveries: one call, not 1,000): `listeners(kind, outcome, count, latencies_ms)` hear of each group
+    (`forwarding.py` counts them for `/metrics`); `outcomes` counts by (platform kind, outcome)."""
 
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
-    listeners: list[Callable[[str, str, int | None], None]] = field(default_factory=list)
+    listeners: list[Callable[[str, str, int, Sequence[int]], None]] = field(default_factory=list)
 
-    def record(self, kind: str, outcome: str, latency_ms: int | None = None) -> None:
+    def record(self, kind: str, outcome: str, count: int, latencies_ms: Sequence[int] = ()) -> None:
+        if count <= 0:
+            return
         key = (kind, outcome)
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self.outcomes[key] = self.outcomes.get(key, 0) + count
         for listener in self.listeners:
-            listener(kind, outcome, latency_ms)
+            listener(kind, outcome, count, latencies_ms)
 
 
 class Dispatcher:
@@ -184,8 +187,7 @@ class Dispatcher:
                 continue
             due = now + int(self.policy.delay_s(delivery.attempts, verdict.retry_after_s) * 1000)
             out.append(Settlement(delivery.seq, delivery.integration_id, "pending", due, error or "retry"))
-        for _ in out:
-            self.stats.record(kind, "retry")
+        self.stats.record(kind, "retry", sum(s.status == "pending" for s in out))
         return out
 
     def _settle(
@@ -197,6 +199,6 @@ class Dispatcher:
             Settlement(d.seq, d.integration_id, status, now, error, latency_ms=now - d.created_at_ms if sent else None)
             for d in deliveries
         ]
-        for settlement in out:
-            self.stats.record(kind, status, settlement.latency_ms)
+        latencies = [s.latency_ms for s in out if s.latency_ms is not None]
+        self.stats.record(kind, status, len(out), latencies)
         return out
