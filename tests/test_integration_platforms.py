@@ -323,9 +323,14 @@ def test_meta_sends_events_meta_would_refuse_apart_so_they_cannot_sink_the_batch
     old = [event(event_id=f"old{i}", time_ms=NOW_MS - 8 * 86_400_000) for i in range(2)]
     blind = event(event_id="blind", user=user(client_user_agent=None))
     anonymous = event(event_id="anonymous", user=ForwardedUser(client_id="visitor-9"))
-    ours = [old[0], event(event_id="a"), anonymous, blind, event(event_id="b"), old[1]]
+    browser_only = event(event_id="browser-only", user=ForwardedUser(client_user_agent=UA))  # no IP to pair with
+    ours = [old[0], event(event_id="a"), anonymous, blind, event(event_id="b"), old[1], browser_only]
     requests = PLATFORMS["meta"].build_requests(config("meta"), ours, now_ms=NOW_MS)
-    assert [r.event_ids for r in requests] == [("a", "blind", "b"), ("old0", "old1"), ("anonymous",)]
+    assert [r.event_ids for r in requests] == [
+        ("a", "blind", "b"),
+        ("old0", "old1"),
+        ("anonymous", "browser-only"),
+    ]
 
 
 def meta_error(code: int, subcode: int | None = None, transient: bool | None = None) -> bytes:

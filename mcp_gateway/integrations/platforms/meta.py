@@ -145,11 +145,12 @@ def refusal(event: ForwardedEvent, now_ms: int, data: Mapping[str, Any] | None =
     The server-event page: "If any event_time in data is greater than 7 days in the past, we return an error for
     the entire request and process no events." The customer-information page: "You must provide at least one of
     the following user_data parameters" (an anonymous visitor's event forwarded later has none). ``data`` is the
-    event's ``user_data`` when the caller has built it already.
+    event's ``user_data`` when the caller has built it already. A user agent alone (the one every browser event
+    keeps) does not count: Meta's valid combinations since Graph API v13 pair it with the client IP.
     """
     if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
         return "event_time is more than 7 days old"
-    if not (user_data(event) if data is None else data):
+    if not set(user_data(event) if data is None else data) - {"client_user_agent"}:
         return "no customer information parameter"
     return None
 
