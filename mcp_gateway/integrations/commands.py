@@ -4,6 +4,7 @@
     integrations add     --gateway ID --kind K --config JSON|@FILE [--name N] [--sync] [--disabled]
     integrations remove  --gateway ID INTEGRATION_ID
     integrations replay  --gateway ID INTEGRATION_ID --since-ms MS [--until-ms MS]
+    integrations apply   --gateway ID FILE [--prune]   the file's integrations (`declared.py`), secrets from env
 
 Secrets go in `--config` (prefer `@file`, so they stay out of the shell history) and are never printed.
 """
@@ -22,6 +23,7 @@ from ..gateways import GatewayDirectory
 from ..store import Store
 from ..store.outbox import replay
 from .crypto import SecretBox
+from .declared import DeclaredIntegrations, apply
 from .platforms import PLATFORMS
 from .registry import IntegrationCreate, IntegrationService
 from .status import delivery_status
@@ -52,6 +54,11 @@ def add_parser(commands: Any, add_db: Any) -> None:
     again.add_argument("--since-ms", type=int, required=True, metavar="MS")
     again.add_argument("--until-ms", type=int, default=None, metavar="MS", help="default: now")
     add_db(again)
+    declared = actions.add_parser("apply", help="make the gateway's integrations those a JSON file declares")
+    declared.add_argument("--gateway", required=True, metavar="ID")
+    declared.add_argument("file", type=Path, metavar="FILE", help='{"integrations": [...]}; secrets as {"env": NAME}')
+    declared.add_argument("--prune", action="store_true", help="delete the integrations the file does not name")
+    add_db(declared)
 
 
 def _config(text: str) -> dict[str, Any]:
@@ -93,4 +100,12 @@ async def run(args: argparse.Namespace, settings: Settings, store: Store, direct
                 lambda conn: replay(conn, integration.id, since_ms=args.since_ms, until_ms=until, now_ms=now)
             )
             print(f"{count} deliveries pending again; a running server sends them")
+        case "apply":
+            try:
+                text = args.file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise InvalidInputError(f"cannot read {args.file}: {exc.strerror}", field="file") from None
+            wanted = DeclaredIntegrations.model_validate_json(text)
+            for done in await apply(service, gateway.id, wanted, prune=args.prune):
+                print(f"{done.integration_id}\t{done.action}\t{done.kind}\t{done.name}")
     return 0
