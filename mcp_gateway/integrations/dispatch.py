@@ -9,6 +9,7 @@ backoff with jitter, at least the platform's `Retry-After`, or `dead` once `Retr
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -143,10 +144,16 @@ class Dispatcher:
             return self._settle(deliveries, "failed", f"no platform {integration.kind!r}", kind=integration.kind)
         by_event: dict[str, list[Delivery]] = {}
         events: list[ForwardedEvent] = []
-        for delivery in deliveries:
+        unreadable: list[Delivery] = []
+        for delivery in deliveries:  # parsed here, not in the claim's write transaction
             if delivery.event_id not in by_event:
-                events.append(adapt(decode(delivery.payload)))
+                try:
+                    events.append(adapt(decode(json.loads(delivery.payload))))
+                except (ValueError, KeyError, TypeError):  # cannot happen to what `enqueue` wrote; fails alone
+                    unreadable.append(delivery)
+                    continue
             by_event.setdefault(delivery.event_id, []).append(delivery)
+        settlements = self._settle(unreadable, "failed", "the stored payload cannot be read", kind=integration.kind)
         requests: list[OutgoingRequest] = []
         try:
             for start in range(0, len(events), max(1, platform.max_batch)):
@@ -154,8 +161,9 @@ class Dispatcher:
                 requests.extend(platform.build_requests(integration.config, chunk, now_ms=_now_ms()))
         except Exception as exc:
             logger.exception("%s: building the requests of integration %s failed", platform.kind, integration.id)
-            return self._settle(deliveries, "failed", f"cannot build the request: {exc}", kind=integration.kind)
-        settlements: list[Settlement] = []
+            readable = [d for ds in by_event.values() for d in ds]
+            failed = self._settle(readable, "failed", f"cannot build the request: {exc}", kind=integration.kind)
+            return settlements + failed
         carried = {event_id for request in requests for event_id in request.event_ids}
         skipped = [d for event_id, ds in by_event.items() if event_id not in carried for d in ds]
         settlements += self._settle(skipped, "skipped", None, kind=integration.kind)

@@ -170,13 +170,15 @@ def enqueue(conn: Connection, events: Sequence[tuple[EventRow, ForwardHints | No
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A pending delivery, as claimed: `attempts` counts this one."""
+    """A pending delivery, as claimed: `attempts` counts this one. `payload` is the JSON text as stored
+    (`forward_payload`'s): it is parsed by whoever sends it, not in the write transaction that claims it, which
+    holds the store's one writer."""
 
     seq: int
     integration_id: str
     gateway_id: str
     event_id: str
-    payload: dict[str, Any]
+    payload: str
     attempts: int
     created_at_ms: int
 
@@ -196,7 +198,7 @@ def _delivery(row: Sequence[Any], *, claimed: bool) -> Delivery:
         integration_id=row[1],
         gateway_id=row[2],
         event_id=row[3],
-        payload=json.loads(row[4]),
+        payload=str(row[4]),
         attempts=int(row[5]) + claimed,
         created_at_ms=int(row[6]),
     )
