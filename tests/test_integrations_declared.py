@@ -100,3 +100,40 @@ def test_the_same_integration_declared_twice_is_refused(
     assert run(["integrations", "apply", "--gateway", DEMO, path, "--db", str(db_path)]) == 1
     assert "error: name" in capsys.readouterr().err
     assert stored(db_path) == []
+
+
+def test_deliveries_lists_the_latest_newest_first_with_the_platforms_error(
+    db_path: Path, tmp_path: Path, env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db", str(db_path)]
+    path = declared(tmp_path / "one.json", meta(access_token={"env": "META_CAPI_TOKEN"}))
+    assert run(["integrations", "apply", "--gateway", DEMO, path, *db]) == 0
+    integration_id = capsys.readouterr().out.split("\t")[0]
+    rows = [
+        (integration_id, "evt-1", "sent", 1, 1_765_000_000_000, 120, None),
+        (integration_id, "evt-2", "failed", 1, 1_765_000_060_000, None, "OAuthException 100/-: bad pixel"),
+    ]
+    with sqlite3.connect(db_path) as conn:
+        conn.executemany(
+            "INSERT INTO deliveries (integration_id, gateway_id, event_id, event_ts_ms, payload, status, attempts,"
+            " due_at_ms, created_at_ms, updated_at_ms, latency_ms, last_error) VALUES (?, 'demo', ?, 0, '{}', ?, ?,"
+            " 0, 0, ?, ?, ?)",
+            rows,
+        )
+    assert run(["integrations", "deliveries", "--gateway", DEMO, *db]) == 0
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        [
+            "2025-12-06T05:47:40+00:00",
+            integration_id,
+            "evt-2",
+            "failed",
+            "tries=1",
+            "-",
+            "OAuthException 100/-: bad pixel",
+        ],
+        ["2025-12-06T05:46:40+00:00", integration_id, "evt-1", "sent", "tries=1", "120ms"],
+    ]
+    assert run(["integrations", "deliveries", "--gateway", DEMO, "--limit", "0", *db]) == 1
+    assert "--limit" in capsys.readouterr().err
+    assert run(["integrations", "deliveries", "--gateway", DEMO, "--integration", "int_nope", *db]) == 1
