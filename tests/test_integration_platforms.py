@@ -323,9 +323,14 @@ def test_meta_sends_events_meta_would_refuse_apart_so_they_cannot_sink_the_batch
     old = [event(event_id=f"old{i}", time_ms=NOW_MS - 8 * 86_400_000) for i in range(2)]
     blind = event(event_id="blind", user=user(client_user_agent=None))
     anonymous = event(event_id="anonymous", user=ForwardedUser(client_id="visitor-9"))
-    ours = [old[0], event(event_id="a"), anonymous, blind, event(event_id="b"), old[1]]
+    browser_only = event(event_id="browser-only", user=ForwardedUser(client_user_agent=UA))  # no IP to pair with
+    ours = [old[0], event(event_id="a"), anonymous, blind, event(event_id="b"), old[1], browser_only]
     requests = PLATFORMS["meta"].build_requests(config("meta"), ours, now_ms=NOW_MS)
-    assert [r.event_ids for r in requests] == [("a", "blind", "b"), ("old0", "old1"), ("anonymous",)]
+    assert [r.event_ids for r in requests] == [
+        ("a", "blind", "b"),
+        ("old0", "old1"),
+        ("anonymous", "browser-only"),
+    ]
 
 
 def meta_error(code: int, subcode: int | None = None, transient: bool | None = None) -> bytes:
@@ -453,6 +458,26 @@ def test_ga4_sends_events_it_would_drop_to_the_validation_server_alone() -> None
         ("https://www.google-analytics.com/debug/mp/collect", ("anonymous",)),
     ]
     assert "client_id" not in body_of(requests[3])
+
+
+def test_ga4_derives_a_stable_client_id_from_the_hashed_user_id_for_an_event_without_a_visitor() -> None:
+    server_events = [
+        event(event_id=f"s{i}", user=ForwardedUser(external_id=USER_HASH), action_source="system_generated")
+        for i in range(2)
+    ]
+    other = event(event_id="other", user=ForwardedUser(external_id=hashlib.sha256(b"user-43").hexdigest()))
+    requests = PLATFORMS["ga4"].build_requests(config("ga4"), [*server_events, other], now_ms=NOW_MS)
+    assert [(r.url.split("?")[0], r.event_ids) for r in requests] == [
+        ("https://www.google-analytics.com/mp/collect", ("s0", "s1")),
+        ("https://www.google-analytics.com/mp/collect", ("other",)),
+    ]
+    first, second = (body_of(r) for r in requests)
+    digest = hashlib.sha256(b"ga4-client-id:" + USER_HASH.encode()).digest()
+    assert first["client_id"] == f"{int.from_bytes(digest[:4], 'big')}.{int.from_bytes(digest[4:8], 'big')}"
+    assert first["user_id"] == USER_HASH and USER_HASH not in first["client_id"]
+    assert second["client_id"] != first["client_id"]
+    visitor = PLATFORMS["ga4"].build_requests(config("ga4"), [event()], now_ms=NOW_MS)
+    assert body_of(visitor[0])["client_id"] == "visitor-1"
 
 
 def test_ga4_judge() -> None:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from mcp_gateway import create_app
 
 from .fake_platforms import FakePlatforms, serve_fake_platforms
 from .integrations_support import create_integration, integration_status, wait_until
-from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, lifespan_running
+from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, jsonrpc_request, lifespan_running
 from .test_integrations_outbox import settings_for
 
 EMAIL = "Buyer@Example.com"
@@ -36,8 +37,12 @@ def fakes() -> Iterator[FakePlatforms]:
 
 
 @pytest.fixture
-async def gateway(db_path: Path, database_url: str | None) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings_for(db_path, database_url))
+def app(db_path: Path, database_url: str | None) -> Starlette:
+    return create_app(settings_for(db_path, database_url))
+
+
+@pytest.fixture
+async def gateway(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
     async with lifespan_running(app):
         transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
@@ -65,6 +70,34 @@ async def test_one_event_reaches_every_platform_in_its_documented_shape(
     assert ga4["client_id"] == "visitor-42"
 
 
+async def test_the_worker_sends_meta_the_browser_user_agent_kept_with_the_delivery(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    await create_integration(gateway, {"kind": "meta", "config": fakes.configs()["meta"]})
+    answer = await gateway.post("/track", json=PURCHASE, headers={"X-Gateway-ID": DEMO, "User-Agent": "Browser/1"})
+    assert answer.status_code == 200, answer.text
+    await wait_until(fakes.meta.accepted_events)
+    [meta] = fakes.meta.accepted_events()
+    assert meta["user_data"]["client_user_agent"] == "Browser/1"
+    assert "client_ip_address" not in meta["user_data"]  # the worker has no request in flight; no IP is stored
+
+
+async def test_a_server_event_without_a_visitor_reaches_ga4_with_a_client_id_derived_from_its_user(
+    gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    await create_integration(gateway, {"kind": "ga4", "config": fakes.configs()["ga4"]})
+    for event_id in ("srv-1", "srv-2"):
+        body = {"event_name": "Purchase", "event_id": event_id, "user": {"external_id": "customer-7"}}
+        answer = await gateway.post("/track", json=body, headers={"X-Gateway-ID": DEMO})
+        assert answer.status_code == 200, answer.text
+    await wait_until(lambda: len(fakes.ga4.accepted_events()) == 2)
+    assert [problem for received in fakes.ga4.requests for problem in received.problems] == []
+    bodies = [received.json for received in fakes.ga4.requests]
+    assert {body["user_id"] for body in bodies} == {hashlib.sha256(b"customer-7").hexdigest()}
+    [client_id] = {body["client_id"] for body in bodies}  # the same for both events: one user, one GA4 client
+    assert client_id and client_id != bodies[0]["user_id"]
+
+
 async def test_meta_throttling_is_retried_until_meta_recovers(gateway: httpx.AsyncClient, fakes: FakePlatforms) -> None:
     fakes.meta.fail(2, mode="throttle")
     integration_id = await create_integration(gateway, {"kind": "meta", "config": fakes.configs()["meta"]})
@@ -90,3 +123,30 @@ async def test_the_test_endpoint_sends_meta_an_event_it_accepts(
     assert answer.json()["ok"] is True and answer.json()["outcome"] == "delivered"
     [received] = fakes.meta.requests
     assert received.problems == [] and received.json["test_event_code"] == "TEST123"
+
+
+async def test_a_demo_an_agent_books_reaches_meta_as_a_lead_and_only_a_new_booking_does(
+    app: Starlette, gateway: httpx.AsyncClient, fakes: FakePlatforms
+) -> None:
+    configs = fakes.configs()
+    await create_integration(gateway, {"kind": "meta", "config": configs["meta"]})
+    await create_integration(gateway, {"kind": "ga4", "config": configs["ga4"]})
+    webhook = {"kind": "webhook", "config": {**configs["webhook"], "events": ["Purchase"]}}
+    purchases_only = await create_integration(gateway, webhook)
+    booking = {"name": "book_demo", "arguments": {"name": "Kay", "email": " Kay@Example.com"}}
+    for _ in range(2):  # the second call finds the lead already booked: not a new conversion
+        answer = await gateway.post("/v1/mcp/sse?gid=demo", json=jsonrpc_request("tools/call", booking))
+        assert answer.status_code == 200 and "error" not in answer.json(), answer.text
+    answer = await gateway.post("/v1/mcp/sse?gid=demo", json=jsonrpc_request("tools/list"))
+    assert answer.status_code == 200, answer.text
+    assert await app.state.services.tracking_sink.flush(5.0)
+
+    await wait_until(lambda: fakes.meta.accepted_events() and fakes.ga4.accepted_events())
+    assert [problem for received in fakes.meta.requests + fakes.ga4.requests for problem in received.problems] == []
+    [lead] = fakes.meta.accepted_events()
+    assert (lead["event_name"], lead["action_source"]) == ("Lead", "chat")
+    assert lead["user_data"]["em"] == [hashlib.sha256(b"kay@example.com").hexdigest()]
+    [ga4] = fakes.ga4.accepted_events()
+    assert ga4["name"] == "generate_lead" and ga4["client_id"]
+    status = await integration_status(gateway, purchases_only)
+    assert sum(status["deliveries"].values()) == 0 and fakes.webhook.requests == []

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from mcp.types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 
+from .integrations_support import create_integration
 from .support import (
     ADMIN_HEADERS,
     MODERN,
@@ -275,6 +276,10 @@ async def test_no_marker_sent_to_any_route_lands_raw_in_the_database_or_the_logs
     caplog.set_level(logging.INFO)
     m = Markers()
     web_lead, agent_lead = Lead(m.tag, 1), Lead(m.tag, 2)
+    # An enabled integration, so each event also stores a delivery payload (fbp, fbc, user agent); nothing listens
+    # at its endpoint, so the deliveries stay in the outbox to be read.
+    meta = {"pixel_id": "1234567890", "access_token": "tok", "endpoint": "http://127.0.0.1:9"}
+    await create_integration(live_http, {"kind": "meta", "config": meta})
     await send_web_routes(live_http, m, web_lead)
     await send_capture_routes(live_http, m)
     await send_mcp_methods(live_http, m, agent_lead)

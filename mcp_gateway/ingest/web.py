@@ -22,7 +22,8 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from ..privacy import IpHasher
-from ..store import CaptureStatus, EventRow, ForwardHints, Store, WebFields
+from ..store import CaptureStatus, EventRow, Store, WebFields
+from ..store.outbox import hints_of
 from ..vocabulary import PAGE, PAGE_NAME_ALIASES, PATH, REFERRER, TITLE, URL
 from .enrich import classify_traffic, hash_email, hash_external_id, hash_phone, match_quality, parse_user_agent
 from .geo import country_of
@@ -183,5 +184,5 @@ class WebIngestor:
         if self._admit is not None and events:
             await self._admit(gateway_id)
         now_ms = int(time.time() * 1000)
-        hints = [ForwardHints(e.fbp, e.fbc) if e.fbp or e.fbc else None for e in events]
+        hints = [hints_of(e.source, e.fbp, e.fbc, e.user_agent) for e in events]
         return await self._store.capture_web([self.row(gateway_id, event, now_ms) for event in events], hints)

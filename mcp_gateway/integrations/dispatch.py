@@ -9,6 +9,7 @@ backoff with jitter, at least the platform's `Retry-After`, or `dead` once `Retr
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -77,17 +78,20 @@ class RetryPolicy:
 
 @dataclass(slots=True)
 class DispatchStats:
-    """What this process's dispatcher did, per delivery: `listeners(kind, outcome, latency_ms)` hear of each
-    (`metrics.py` counts them); `outcomes` counts by (platform kind, outcome)."""
+    """What this process's dispatcher did, per delivery, told a group at a time (a Meta request settles up to
+    1,000 deliveries: one call, not 1,000): `listeners(kind, outcome, count, latencies_ms)` hear of each group
+    (`forwarding.py` counts them for `/metrics`); `outcomes` counts by (platform kind, outcome)."""
 
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
-    listeners: list[Callable[[str, str, int | None], None]] = field(default_factory=list)
+    listeners: list[Callable[[str, str, int, Sequence[int]], None]] = field(default_factory=list)
 
-    def record(self, kind: str, outcome: str, latency_ms: int | None = None) -> None:
+    def record(self, kind: str, outcome: str, count: int, latencies_ms: Sequence[int] = ()) -> None:
+        if count <= 0:
+            return
         key = (kind, outcome)
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self.outcomes[key] = self.outcomes.get(key, 0) + count
         for listener in self.listeners:
-            listener(kind, outcome, latency_ms)
+            listener(kind, outcome, count, latencies_ms)
 
 
 class Dispatcher:
@@ -140,10 +144,16 @@ class Dispatcher:
             return self._settle(deliveries, "failed", f"no platform {integration.kind!r}", kind=integration.kind)
         by_event: dict[str, list[Delivery]] = {}
         events: list[ForwardedEvent] = []
-        for delivery in deliveries:
+        unreadable: list[Delivery] = []
+        for delivery in deliveries:  # parsed here, not in the claim's write transaction
             if delivery.event_id not in by_event:
-                events.append(adapt(decode(delivery.payload)))
+                try:
+                    events.append(adapt(decode(json.loads(delivery.payload))))
+                except (ValueError, KeyError, TypeError):  # cannot happen to what `enqueue` wrote; fails alone
+                    unreadable.append(delivery)
+                    continue
             by_event.setdefault(delivery.event_id, []).append(delivery)
+        settlements = self._settle(unreadable, "failed", "the stored payload cannot be read", kind=integration.kind)
         requests: list[OutgoingRequest] = []
         try:
             for start in range(0, len(events), max(1, platform.max_batch)):
@@ -151,8 +161,9 @@ class Dispatcher:
                 requests.extend(platform.build_requests(integration.config, chunk, now_ms=_now_ms()))
         except Exception as exc:
             logger.exception("%s: building the requests of integration %s failed", platform.kind, integration.id)
-            return self._settle(deliveries, "failed", f"cannot build the request: {exc}", kind=integration.kind)
-        settlements: list[Settlement] = []
+            readable = [d for ds in by_event.values() for d in ds]
+            failed = self._settle(readable, "failed", f"cannot build the request: {exc}", kind=integration.kind)
+            return settlements + failed
         carried = {event_id for request in requests for event_id in request.event_ids}
         skipped = [d for event_id, ds in by_event.items() if event_id not in carried for d in ds]
         settlements += self._settle(skipped, "skipped", None, kind=integration.kind)
@@ -184,8 +195,7 @@ class Dispatcher:
                 continue
             due = now + int(self.policy.delay_s(delivery.attempts, verdict.retry_after_s) * 1000)
             out.append(Settlement(delivery.seq, delivery.integration_id, "pending", due, error or "retry"))
-        for _ in out:
-            self.stats.record(kind, "retry")
+        self.stats.record(kind, "retry", sum(s.status == "pending" for s in out))
         return out
 
     def _settle(
@@ -197,6 +207,6 @@ class Dispatcher:
             Settlement(d.seq, d.integration_id, status, now, error, latency_ms=now - d.created_at_ms if sent else None)
             for d in deliveries
         ]
-        for settlement in out:
-            self.stats.record(kind, status, settlement.latency_ms)
+        latencies = [s.latency_ms for s in out if s.latency_ms is not None]
+        self.stats.record(kind, status, len(out), latencies)
         return out

@@ -25,6 +25,8 @@ def decode(payload: dict[str, Any]) -> ForwardedEvent:
 
 
 def with_client(event: ForwardedEvent, client_ip: str | None, user_agent: str | None) -> ForwardedEvent:
-    """`event` with the IP and user agent of the request in flight (synchronous forwarding only: never stored)."""
-    user = dataclasses.replace(event.user, client_ip_address=client_ip, client_user_agent=user_agent)
+    """`event` with the IP and user agent of the request in flight (synchronous forwarding only: the IP is never
+    stored; a browser event's user agent is in its payload already, and stays when the request names none)."""
+    agent = user_agent or event.user.client_user_agent
+    user = dataclasses.replace(event.user, client_ip_address=client_ip, client_user_agent=agent)
     return dataclasses.replace(event, user=user)

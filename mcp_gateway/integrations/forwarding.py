@@ -4,7 +4,7 @@ delivery worker (run in the app's lifespan), synchronous forwarding for `/track`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 import anyio
@@ -118,10 +118,12 @@ class Forwarding:
             multiprocess_mode="mostrecent",
         )
 
-        def heard(kind: str, outcome: str, latency_ms: int | None) -> None:
-            outcomes.labels(kind, outcome).inc()
-            if latency_ms is not None:
-                latency.labels(kind).observe(latency_ms / 1000)
+        def heard(kind: str, outcome: str, count: int, latencies_ms: Sequence[int]) -> None:
+            outcomes.labels(kind, outcome).inc(count)
+            if latencies_ms:
+                histogram = latency.labels(kind)
+                for latency_ms in latencies_ms:
+                    histogram.observe(latency_ms / 1000)
 
         async def count_pending() -> None:
             rows = await self._store.fetch("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")

@@ -1,6 +1,7 @@
 """The outbox: what each stored event owes its gateway's integrations, in the same transaction as the event.
 
-`enqueue` runs inside the write transaction that stores new web and server events (`SQLStore.capture_web`): for
+`enqueue` runs inside the write transaction that stores new web and server events (`SQLStore.capture_web`), and
+new MCP events that booked a lead (`is_agent_lead`: a `book_demo` call, Meta's `Lead`; `SQLStore.capture`): for
 every enabled integration of the event's gateway whose `events` filter wants the event, one `deliveries` row
 holding the event as the platforms get it (`forward_payload`: hashed identifiers only, the redacted properties;
 never the raw email, phone, external id or IP, which never reach the store). So a committed event has its
@@ -22,13 +23,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from mcp_gateway_tracking.pii import HASH_PREFIX
+
+from ..vocabulary import BOOK_DEMO
 from .base import Connection, EventRow, WebFields
+from .redaction import redact_text
 
 DeliveryStatus = Literal["pending", "sent", "failed", "dead", "skipped"]
 DELIVERY_STATUSES: Final[tuple[DeliveryStatus, ...]] = ("pending", "sent", "failed", "dead", "skipped")
 
 SYNC_HOLD_MS: Final = 30_000
 """A synchronous integration's new delivery is left to the request that stored its event for this long."""
+
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+"""A payload is built from a stored event (parsed JSON, no cycles): the cycle check would only cost time."""
 
 _CHUNK: Final = 500
 """Deliveries per `IN (...)` list (SQLite allows 32766 parameters)."""
@@ -37,21 +45,78 @@ _CHUNK: Final = 500
 @dataclass(frozen=True, slots=True)
 class ForwardHints:
     """What the platforms want of an event that the event's row does not keep: Meta's browser and click ids
-    (`_fbp`, `_fbc` cookies or the body's `user.fbp`/`user.fbc`), sent as they are (Meta wants them unhashed)."""
+    (`_fbp`, `_fbc` cookies or the body's `user.fbp`/`user.fbc`), sent as they are (Meta wants them unhashed),
+    and a browser event's user agent (Meta's `client_user_agent`, which its parameters page requires of `website`
+    events; the worker has no request in flight to take it from). They are kept in the delivery's payload only."""
 
     fbp: str | None = None
     fbc: str | None = None
+    user_agent: str | None = None
+
+
+MAX_USER_AGENT_CHARS: Final = 1024
+"""Longest user agent kept in a delivery (the same bound `/track`'s `user.client_user_agent` has)."""
+
+
+def hints_of(source: str, fbp: str | None, fbc: str | None, user_agent: str | None) -> ForwardHints | None:
+    """The hints of an event from `source`, redacted like everything the store keeps (an email or a phone in them
+    is hashed). A server's request carries the server's user agent, not the visitor's: only a browser (`web`)
+    event's is kept."""
+    agent = user_agent[:MAX_USER_AGENT_CHARS] if user_agent and source == "web" else None
+    if not (fbp or fbc or agent):
+        return None
+    return ForwardHints(redact_text(fbp), redact_text(fbc), redact_text(agent))
 
 
 def action_source(source: str) -> str:
-    """Meta's `action_source` of one of our event sources: browser events happened on a `website`; events a
-    server sent with a secret key are the business's own systems' (`system_generated`)."""
-    return "website" if source == "web" else "system_generated"
+    """Meta's `action_source` of one of our event sources: browser events happened on a `website`; an agent's
+    MCP tool call happened in a conversation (`chat`: "made via a messaging app, SMS, or online messaging
+    feature"); events a server sent with a secret key are the business's own systems' (`system_generated`)."""
+    return {"web": "website", "mcp": "chat"}.get(source, "system_generated")
+
+
+def is_agent_lead(event: EventRow) -> bool:
+    """A `book_demo` call that booked a new lead (its recorded result says `"status": "booked"`): the one MCP
+    event the outbox takes, a conversion the platforms want (Meta's `Lead`). Other tool calls, resource reads and
+    a booking that found its lead already booked are the agent's traffic, not conversions."""
+    if event.source != "mcp" or event.name != BOOK_DEMO or event.success is not True or not event.result:
+        return False
+    try:
+        result = json.loads(event.result)
+    except ValueError:
+        return False
+    structured = result.get("structuredContent") if isinstance(result, dict) else None
+    return isinstance(structured, dict) and structured.get("status") == "booked"
+
+
+def _agent_lead_user(event: EventRow) -> dict[str, Any]:
+    """The booked person as the platforms take them: the stored `email` argument is already `sha256:` of the
+    trimmed, lower-cased address (the redaction policy's rule for an `email` key, Meta's normalisation); the
+    agent's MCP session stands for the visitor (GA4's `client_id`)."""
+    try:
+        args = json.loads(event.args) if event.args else None
+    except ValueError:
+        args = None
+    email = args.get("email") if isinstance(args, dict) else None
+    hashed = email.removeprefix(HASH_PREFIX) if isinstance(email, str) and email.startswith(HASH_PREFIX) else None
+    return {"em": hashed, "client_id": event.session_id}
 
 
 def forward_payload(event: EventRow, hints: ForwardHints | None) -> dict[str, Any]:
     """`event` (as stored: redacted, identifiers hashed) in `integrations.platforms.base.ForwardedEvent`'s fields,
     as the outbox keeps it; `integrations.forwarded.decode` reads it back."""
+    if event.source == "mcp":
+        user = {key: value for key, value in _agent_lead_user(event).items() if value is not None}
+        return {
+            "event_id": event.id,
+            "event_name": event.name,
+            "event_time_ms": event.ts_ms,
+            "action_source": action_source(event.source),
+            "event_source_url": None,
+            "user": user,
+            "custom_data": {"content_name": event.name},
+            "gateway_id": event.gateway_id,
+        }
     web = event.web or WebFields()
     user = {
         "em": web.email_hash,
@@ -59,6 +124,7 @@ def forward_payload(event: EventRow, hints: ForwardHints | None) -> dict[str, An
         "external_id": web.external_id_hash or web.user_id_hash,
         "fbp": hints.fbp if hints else None,
         "fbc": hints.fbc if hints else None,
+        "client_user_agent": hints.user_agent if hints else None,
         "client_id": web.anonymous_id,
     }
     return {
@@ -89,7 +155,7 @@ def enqueue(conn: Connection, events: Sequence[tuple[EventRow, ForwardHints | No
         targets = [(iid, sync) for iid, names, sync in wanted[event.gateway_id] if names is None or event.name in names]
         if not targets:
             continue
-        payload = json.dumps(forward_payload(event, hints), separators=(",", ":"))
+        payload = _ENCODER.encode(forward_payload(event, hints))
         for integration_id, sync in targets:
             due = now_ms + SYNC_HOLD_MS if sync else now_ms
             rows.append((integration_id, event.gateway_id, event.id, event.ts_ms, payload, due, now_ms, now_ms))
@@ -104,13 +170,15 @@ def enqueue(conn: Connection, events: Sequence[tuple[EventRow, ForwardHints | No
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A pending delivery, as claimed: `attempts` counts this one."""
+    """A pending delivery, as claimed: `attempts` counts this one. `payload` is the JSON text as stored
+    (`forward_payload`'s): it is parsed by whoever sends it, not in the write transaction that claims it, which
+    holds the store's one writer."""
 
     seq: int
     integration_id: str
     gateway_id: str
     event_id: str
-    payload: dict[str, Any]
+    payload: str
     attempts: int
     created_at_ms: int
 
@@ -130,7 +198,7 @@ def _delivery(row: Sequence[Any], *, claimed: bool) -> Delivery:
         integration_id=row[1],
         gateway_id=row[2],
         event_id=row[3],
-        payload=json.loads(row[4]),
+        payload=str(row[4]),
         attempts=int(row[5]) + claimed,
         created_at_ms=int(row[6]),
     )

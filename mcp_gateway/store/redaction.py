@@ -36,6 +36,11 @@ def _text(value: str | None) -> str | None:
     return None if value is None else _redactor.redact_string(value)
 
 
+def redact_text(value: str | None) -> str | None:
+    """Any other text the store keeps (a delivery's `fbp`, `fbc` and user agent): emails and phones hashed."""
+    return _text(value)
+
+
 def stored_id(value: str) -> str:
     """An event's or session's id as the store keeps it (an id holding an email or a phone is kept redacted), so a
     look-up by the id a client sent finds what was written under it."""

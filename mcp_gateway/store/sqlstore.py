@@ -35,7 +35,7 @@ from .base import (
 )
 from .experiment_users import add_to_experiment_users
 from .lookup import rows_by_ids
-from .outbox import ForwardHints
+from .outbox import ForwardHints, is_agent_lead
 from .outbox import enqueue as enqueue_deliveries
 from .redaction import redact_rows, stored_id
 from .rollups import add_to_rollups, hist_of
@@ -452,6 +452,10 @@ class SQLStore:
                     fresh.append(values)
             if _insert_events(conn, fresh) < len(fresh):  # only possible for a single event
                 event_status[0] = "duplicate"
+            stored = (e for e, status in zip(events, event_status, strict=True) if status == "stored")
+            owed: list[tuple[EventRow, ForwardHints | None]] = [(e, None) for e in stored if is_agent_lead(e)]
+            if owed:  # an agent's booked demo is a conversion the gateway's integrations want
+                enqueue_deliveries(conn, owed, int(time.time() * 1000))
             self._batch_events.extend(e for e, status in zip(events, event_status, strict=True) if status == "stored")
             return session_status, event_status
 

@@ -22,12 +22,14 @@ Reference (the rules below come from these pages):
   endpoint and its ``validationMessages``: ``fieldPath``, ``description``, ``validationCode``);
 - https://developers.google.com/analytics/devguides/collection/ga4/reference/events (recommended event names).
 
-GA4 takes no identifiers but ``client_id`` (our visitor id) and ``user_id`` (we send the hashed external id):
+GA4 takes no identifiers but ``client_id`` (our visitor id, or one derived from the hashed external id for a
+server's event without a visitor: :func:`client_id_of`) and ``user_id`` (we send the hashed external id):
 hashed email and phone go only through Google's user-provided-data feature, which we do not use.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -36,8 +38,8 @@ from urllib.parse import urlencode
 
 from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
-from mcp_gateway.integrations.platforms.base import ForwardedEvent, Outcome, OutgoingRequest, Verdict
-from mcp_gateway.vocabulary import PAGE_VIEW
+from mcp_gateway.integrations.platforms.base import ForwardedEvent, ForwardedUser, Outcome, OutgoingRequest, Verdict
+from mcp_gateway.vocabulary import BOOK_DEMO, PAGE_VIEW
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +77,13 @@ DEFAULT_MAP: Final[Mapping[str, str]] = {
     "Purchase": "purchase",
     "Lead": "generate_lead",
     "$lead": "generate_lead",
+    BOOK_DEMO: "generate_lead",
     "CompleteRegistration": "sign_up",
 }
 """Our (Meta's) standard names to GA4's recommended events; others are snake_cased (``StartTrial``: ``start_trial``)."""
+
+CLIENT_ID_SALT: Final = b"ga4-client-id:"
+"""Prefix of the hash a derived ``client_id`` comes from (:func:`client_id_of`), so it is not the user id hash."""
 
 _NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
 _MEASUREMENT_ID: Final = re.compile(r"G-[A-Z0-9]{4,20}")
@@ -99,6 +105,19 @@ def param_problem(name: str) -> str | None:
     if name in RESERVED_PARAM_NAMES or name.startswith(RESERVED_PREFIXES):
         return "is reserved by Google Analytics"
     return None
+
+
+def client_id_of(user: ForwardedUser) -> str | None:
+    """GA4's ``client_id``: our visitor id (``anonymous_id``) when the event has one; else, for a server's event
+    about a known user, one derived from the user's hashed external id, the same for every event of that user:
+    ``<a>.<b>``, the first two 32-bit words of SHA-256(``"ga4-client-id:"`` + the hash), in the shape of the
+    ``_ga`` cookie's client ids (nothing in it reads back to the user). None when the event has neither."""
+    if user.client_id:
+        return user.client_id
+    if not user.external_id:
+        return None
+    digest = hashlib.sha256(CLIENT_ID_SALT + user.external_id.encode()).digest()
+    return f"{int.from_bytes(digest[:4], 'big')}.{int.from_bytes(digest[4:8], 'big')}"
 
 
 def ga4_name(name: str, mapping: Mapping[str, str]) -> str:
@@ -142,10 +161,12 @@ class Ga4Platform:
             name = ga4_name(event.event_name, mapping)
             if event.event_time_ms * 1000 < now_ms * 1000 - MAX_AGE_US:
                 logger.warning("ga4: event %s is older than 72 hours; GA4 would drop it, not sent", event.event_id)
-            elif name_problem(name) or not event.user.client_id:
+                continue
+            client_id = client_id_of(event.user)
+            if name_problem(name) or not client_id:
                 invalid.append((name, event))
             else:
-                groups.setdefault((event.user.client_id, event.user.external_id), []).append((name, event))
+                groups.setdefault((client_id, event.user.external_id), []).append((name, event))
         query = "?" + urlencode({"measurement_id": config["measurement_id"], "api_secret": config["api_secret"]})
         url = config["endpoint"] + ("/debug/mp/collect" if config.get("debug") else "/mp/collect") + query
         requests = [
@@ -154,7 +175,7 @@ class Ga4Platform:
             for batch in _common.chunks(named, MAX_BATCH)
         ]
         debug_url = config["endpoint"] + "/debug/mp/collect" + query
-        requests += [_request(debug_url, event.user.client_id, event.user.external_id, [item]) for item in invalid]
+        requests += [_request(debug_url, client_id_of(event.user), event.user.external_id, [item]) for item in invalid]
         return requests
 
     def judge(self, status: int, body: bytes, headers: Mapping[str, str]) -> Verdict:

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
 from mcp_gateway.integrations.platforms.base import ForwardedEvent, Outcome, OutgoingRequest, Verdict
-from mcp_gateway.vocabulary import PAGE_VIEW, STANDARD_EVENTS
+from mcp_gateway.vocabulary import BOOK_DEMO, PAGE_VIEW, STANDARD_EVENTS
 
 DEFAULT_ENDPOINT: Final = "https://graph.facebook.com"
 DEFAULT_API_VERSION: Final = "v21.0"
@@ -61,8 +61,10 @@ DEFAULT_MAP: Final[Mapping[str, str]] = {
     "page_view": PAGE_VIEW,
     "$pageview": PAGE_VIEW,
     "$lead": "Lead",
+    BOOK_DEMO: "Lead",
 }
-"""Our names are Meta's standard events already (seed 000); a captured lead (``$lead``) is a ``Lead``."""
+"""Our names are Meta's standard events already (seed 000); a captured lead (``$lead``) and an agent's booked demo
+(``book_demo``, `store.outbox.is_agent_lead`) are a ``Lead``."""
 
 _PIXEL_ID: Final = re.compile(r"[0-9]{1,32}")
 _API_VERSION: Final = re.compile(r"v[0-9]{1,3}\.[0-9]{1,3}")
@@ -96,13 +98,15 @@ class MetaPlatform:
     def build_requests(
         self, config: Mapping[str, Any], events: Sequence[ForwardedEvent], *, now_ms: int
     ) -> list[OutgoingRequest]:
-        by_refusal: dict[str | None, list[tuple[str, ForwardedEvent]]] = {None: []}
+        # Each event's `data` element is built once, here: its `user_data` also decides whether Meta would refuse it.
+        by_refusal: dict[str | None, list[tuple[ForwardedEvent, dict[str, Any]]]] = {None: []}
         for name, event in _common.select(config, events, DEFAULT_MAP):
-            by_refusal.setdefault(refusal(event, now_ms), []).append((name, event))
+            element = server_event(name, event)
+            by_refusal.setdefault(refusal(event, now_ms, element["user_data"]), []).append((event, element))
         url = "/".join((config["endpoint"], config["api_version"], quote(config["pixel_id"], safe=""), "events"))
         requests = []
         for batch in (batch for group in by_refusal.values() for batch in _common.chunks(group, MAX_BATCH)):
-            body: dict[str, Any] = {"data": [server_event(name, event) for name, event in batch]}
+            body: dict[str, Any] = {"data": [element for _, element in batch]}
             body["access_token"] = config["access_token"]
             if config.get("test_event_code"):
                 body["test_event_code"] = config["test_event_code"]
@@ -112,7 +116,7 @@ class MetaPlatform:
                     url=url,
                     headers={"Content-Type": "application/json"},
                     body=_common.dumps(body),
-                    event_ids=tuple(event.event_id for _, event in batch),
+                    event_ids=tuple(event.event_id for event, _ in batch),
                 )
             )
         return requests
@@ -135,16 +139,18 @@ class MetaPlatform:
         return Verdict(Outcome.FAILED, message)
 
 
-def refusal(event: ForwardedEvent, now_ms: int) -> str | None:
+def refusal(event: ForwardedEvent, now_ms: int, data: Mapping[str, Any] | None = None) -> str | None:
     """Why Meta would refuse ``event`` and with it the whole request that carries it, or None.
 
     The server-event page: "If any event_time in data is greater than 7 days in the past, we return an error for
     the entire request and process no events." The customer-information page: "You must provide at least one of
-    the following user_data parameters" (an anonymous visitor's event forwarded later has none).
+    the following user_data parameters" (an anonymous visitor's event forwarded later has none). ``data`` is the
+    event's ``user_data`` when the caller has built it already. A user agent alone (the one every browser event
+    keeps) does not count: Meta's valid combinations since Graph API v13 pair it with the client IP.
     """
     if event.event_time_ms < now_ms - MAX_AGE_S * 1000:
         return "event_time is more than 7 days old"
-    if not user_data(event):
+    if not set(user_data(event) if data is None else data) - {"client_user_agent"}:
         return "no customer information parameter"
     return None
 

@@ -28,7 +28,7 @@ from typing import Any, Final
 from mcp_gateway.errors import InvalidInputError
 from mcp_gateway.integrations.platforms import _common
 from mcp_gateway.integrations.platforms.base import ForwardedEvent, Outcome, OutgoingRequest, Verdict
-from mcp_gateway.vocabulary import PAGE_VIEW
+from mcp_gateway.vocabulary import BOOK_DEMO, PAGE_VIEW
 
 DEFAULT_ENDPOINT: Final = "https://business-api.tiktok.com"
 PATH: Final = "/open_api/v1.3/event/track/"
@@ -47,6 +47,7 @@ DEFAULT_MAP: Final[Mapping[str, str]] = {
     "Purchase": "CompletePayment",
     "Lead": "SubmitForm",
     "$lead": "SubmitForm",
+    BOOK_DEMO: "SubmitForm",
     "CompleteRegistration": "CompleteRegistration",
     "Contact": "Contact",
     "Subscribe": "Subscribe",
