@@ -111,7 +111,9 @@ def create_app(
     access = Access(services.keys, services.accounts, auth)
     questions = [*QUESTIONS, *EXPERIMENT_QUESTIONS]
     analytics = AnalyticsApi(access, services.store, questions, limiter=api_limit)
-    experiments = ExperimentsApi(access, services.store, max_body_bytes=body_limit, limiter=api_limit)
+    experiments = ExperimentsApi(
+        access, services.store, services.directory, max_body_bytes=body_limit, limiter=api_limit
+    )
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(live_feed)
     analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, questions, limiter=api_limit)

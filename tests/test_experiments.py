@@ -438,6 +438,25 @@ async def test_config_without_a_valid_project_token_is_refused(http: httpx.Async
     assert (await http.get("/experiments/config", params={"token": read})).status_code == 401  # not a project token
 
 
+async def test_config_refuses_a_browser_origin_the_project_does_not_allow_as_track_does(
+    http: httpx.AsyncClient,
+) -> None:
+    token = await create_key(http, DEMO, "pk")
+    await create(http)
+    params = {"token": token, "visitor_id": "v-1"}
+    refused = await http.get("/experiments/config", params=params, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "Origin Not Allowed"}
+    assert refused.headers["access-control-allow-origin"] == "*"  # so the page's script can read why
+    track = await http.post("/track", json={"token": token, "event": "x"}, headers={"Origin": "https://evil.example"})
+    assert (track.status_code, track.json()) == (403, refused.json())
+    allowed = await http.get("/experiments/config", params=params, headers={"Origin": "http://localhost:5173"})
+    assert allowed.status_code == 200 and len(allowed.json()["experiments"]) == 1
+    assert (await http.get("/experiments/config", params=params)).status_code == 200  # a server sends no Origin
+    await admin_json(http, "PUT", f"/v1/gateways/{DEMO}/origins", {"allowed_origins": ["https://shop.example"]})
+    assert (await http.get("/experiments/config", params=params, headers={"Origin": "https://shop.example"})).is_success
+
+
 # -- isolation ---------------------------------------------------------------------------------------------
 
 
