@@ -378,6 +378,32 @@ async def test_the_same_counts_under_a_60_40_split_are_no_mismatch(http: httpx.A
     assert answer["flags"] == []
 
 
+async def test_events_from_before_the_experiment_was_created_are_never_counted(http: httpx.AsyncClient) -> None:
+    """Exposure counts from creation on (as PostHog, GrowthBook and Optimizely count it): events tagged with the
+    experiment's name before it existed, or stamped with an earlier time, belong to no run of it."""
+    key, token = await create_key(http, DEMO, "read"), await create_key(http, DEMO, "pk")
+    early = [
+        {
+            "event": "$experiment_exposure",
+            "anonymous_id": f"early-{n}",
+            "properties": {"experiment": "signup-cta", "variant": "control"},
+        }
+        for n in range(5)
+    ]
+    await send(http, token, early)
+    eid = (await create(http))["id"]
+    backdated = [{**event, "timestamp": "2020-01-01T00:00:00Z"} for event in exposures_and_goals(eid, "new_cta", 4, 4)]
+    await send(http, token, backdated)
+    assert {v: (r["exposures"], r["unique_users"]) for v, r in by_variant(await results(http, key, eid)).items()} == {
+        "control": (0, 0),
+        "new_cta": (0, 0),
+    }
+    await send(http, token, early + exposures_and_goals(eid, "new_cta", 3, 1))
+    counted = by_variant(await results(http, key, eid))
+    assert (counted["control"]["unique_users"], counted["new_cta"]["unique_users"]) == (5, 3)
+    assert counted["new_cta"]["conversions"] == 1
+
+
 async def test_no_conversion_in_any_variant_after_48_hours_is_flagged(http: httpx.AsyncClient, app: Starlette) -> None:
     key, token = await create_key(http, DEMO, "read"), await create_key(http, DEMO, "pk")
     eid = (await create(http))["id"]
