@@ -116,7 +116,7 @@ def create_app(
     )
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(live_feed)
-    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, questions, limiter=api_limit)
+    analytics_mcp = AnalyticsMcp(settings, access, services.store, questions, limiter=api_limit)
     if services.telemetry is not None:
         services.telemetry.instrument(analytics_mcp.server)
     mcp = McpRoutes(settings, services.directory, runtimes)

@@ -3,15 +3,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import httpx
+from mcp.client.client import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from starlette.applications import Starlette
 
+from mcp_gateway.analytics.mcp_endpoint import ANALYTICS_MCP_PATH, PROJECT_HEADER
 from mcp_gateway.store import LeadRecord
 
 from .analytics_support import T0, store_of
-from .support import ADMIN_HEADERS, DEMO, create_key
+from .support import ADMIN_HEADERS, DEMO, MCP_TIMEOUT, LiveServer, create_key, jsonrpc_request
+from .test_analytics_mcp import around_now, capture_calls, json_text
 
 
 async def new_account(http: httpx.AsyncClient, account_id: str) -> str:
@@ -91,3 +100,87 @@ async def test_gateway_names_the_project_on_other_questions_and_must_agree_with_
     bad = await http.post("/funnel", json={"gateway": 5, "steps": ["a", "b"]}, headers=mine)
     assert (bad.status_code, bad.json()["field"]) == (400, "gateway")
     assert (await http.get("/stats", params={"gateway": DEMO}, headers=mine)).status_code == 404
+
+
+# -- /analytics/mcp ----------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def analytics_as(server: LiveServer, key: str, **headers: str) -> AsyncIterator[Client]:
+    with anyio.fail_after(MCP_TIMEOUT):
+        async with create_mcp_http_client(headers={"Authorization": f"Bearer {key}", **headers}) as http:
+            async with Client(streamable_http_client(server.url(ANALYTICS_MCP_PATH), http_client=http)) as client:
+                yield client
+
+
+async def test_an_account_key_reads_its_projects_on_the_analytics_mcp_endpoint_and_no_others(
+    live_server: LiveServer, live_http: httpx.AsyncClient
+) -> None:
+    key = await new_account(live_http, "acme")
+    shop, blog = await new_project(live_http, key, "Shop"), await new_project(live_http, key, "Blog")
+    theirs = await new_project(live_http, await new_account(live_http, "globex"), "Theirs")
+    await capture_calls(live_http, shop, ("shop_tool", True))
+    await capture_calls(live_http, blog, ("blog_tool", True))
+    await capture_calls(live_http, theirs, ("their_tool", True))
+    window = around_now()
+
+    async with analytics_as(live_server, key) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        unnamed = await client.call_tool("analytics_tools", window)
+        in_shop = await client.call_tool("analytics_tools", {**window, "project": shop})
+        in_blog = await client.call_tool("analytics_tools", {**window, "gateway": blog})
+        leads = await client.call_tool("analytics_leads", {"gateway": blog, "project": "spring-campaign"})
+        leads_unnamed = await client.call_tool("analytics_leads", {})
+        in_theirs = await client.call_tool("analytics_tools", {**window, "project": theirs})
+        made_up = await client.call_tool("analytics_tools", {**window, "project": "no-such"})
+    async with analytics_as(live_server, key, **{PROJECT_HEADER: blog}) as client:
+        by_header = await client.call_tool("analytics_tools", window)
+        overridden = await client.call_tool("analytics_tools", {**window, "project": shop})
+
+    assert {"project", "gateway"} <= set(tools["analytics_tools"].input_schema["properties"])
+    assert unnamed.is_error and json_text(unnamed)["field"] == "project"
+    assert [p["name"] for p in json_text(in_shop)["primitives"]] == ["shop_tool"]
+    assert [p["name"] for p in json_text(in_blog)["primitives"]] == ["blog_tool"]
+    assert not leads.is_error and json_text(leads)["gateway_id"] == blog and json_text(leads)["leads"] == []
+    assert leads_unnamed.is_error and json_text(leads_unnamed)["field"] == "gateway"
+    assert in_theirs.is_error and made_up.is_error
+    assert json_text(in_theirs)["error"].replace(theirs, "X") == json_text(made_up)["error"].replace("no-such", "X")
+    assert "their_tool" not in json.dumps(json_text(in_theirs))
+    assert [p["name"] for p in json_text(by_header)["primitives"]] == ["blog_tool"]
+    assert [p["name"] for p in json_text(overridden)["primitives"]] == ["shop_tool"]
+
+
+async def test_a_read_key_on_the_mcp_endpoint_still_reads_its_own_gateway_only(
+    live_server: LiveServer, live_http: httpx.AsyncClient
+) -> None:
+    key = await new_account(live_http, "acme")
+    shop, blog = await new_project(live_http, key, "Shop"), await new_project(live_http, key, "Blog")
+    await capture_calls(live_http, shop, ("shop_tool", True))
+    read = await create_key(live_http, shop, "read")
+
+    async with analytics_as(live_server, read, **{PROJECT_HEADER: blog}) as client:
+        own = await client.call_tool("analytics_tools", {**around_now(), "project": shop})
+        other = await client.call_tool("analytics_tools", {**around_now(), "project": blog})
+        by_header = await client.call_tool("analytics_tools", around_now())
+
+    assert [p["name"] for p in json_text(own)["primitives"]] == ["shop_tool"]
+    assert other.is_error and json_text(other)["field"] == "project"
+    assert by_header.is_error  # the header names a project the key may not read: refused, not ignored
+
+
+async def test_the_admin_token_and_a_revoked_account_key_are_refused_by_the_mcp_endpoint(
+    live_http: httpx.AsyncClient,
+) -> None:
+    key = await new_account(live_http, "acme")
+    initialize = jsonrpc_request(
+        "initialize",
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    )
+    accept = {"Accept": "application/json, text/event-stream"}
+    admin = await live_http.post(ANALYTICS_MCP_PATH, json=initialize, headers={**accept, **ADMIN_HEADERS})
+    assert admin.status_code == 401 and admin.headers["www-authenticate"] == "Bearer"
+    working = await live_http.post(ANALYTICS_MCP_PATH, json=initialize, headers={**accept, "X-API-Key": key})
+    assert working.status_code == 200, working.text
+    await live_http.post("/account/revoke-key", headers={"X-API-Key": key})
+    revoked = await live_http.post(ANALYTICS_MCP_PATH, json=initialize, headers={**accept, "X-API-Key": key})
+    assert revoked.status_code == 401

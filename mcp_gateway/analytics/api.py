@@ -135,6 +135,13 @@ def gateway_parameter(request: Request, data: dict[str, Any]) -> str | None:
     return value
 
 
+def picked_by_gateway(exc: ApiError) -> None:
+    """`exc` (about the project a key may read) told as about `gateway`, where `project` is a question's own."""
+    if exc.extra.get("field") == PROJECT_PARAMETER:
+        exc.extra["field"] = GATEWAY_PARAMETER
+        exc.message = exc.message.replace(f"`{PROJECT_PARAMETER}`", f"`{GATEWAY_PARAMETER}`")
+
+
 def json_answer(value: Any) -> JSONResponse:
     return JSONResponse(to_jsonable_python(value))
 
@@ -181,9 +188,8 @@ class AnalyticsApi:
             try:
                 gateway_id = await self._access.project_of(caller, project, write=False)
             except ApiError as exc:
-                if own_project and exc.extra.get("field") == PROJECT_PARAMETER:  # here the picker is `gateway`
-                    exc.extra["field"] = GATEWAY_PARAMETER
-                    exc.message = exc.message.replace(f"`{PROJECT_PARAMETER}`", f"`{GATEWAY_PARAMETER}`")
+                if own_project:
+                    picked_by_gateway(exc)
                 raise
             args = validated(question.args, data)
             asked = Asked(self._store, gateway_id, int(time.time() * 1000))
