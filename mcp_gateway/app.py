@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ._version import __version__
 from .accounts.access import Access
+from .accounts.deletion import ProjectPurger
 from .accounts.routes import ProjectsApi
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
@@ -98,6 +99,7 @@ def create_app(
                 _shared_sessions(app, services, mcp),
                 _retention(services),
                 forwarding.run(),
+                purger.run(),
             ):
                 ready = True
                 yield
@@ -127,7 +129,10 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
-    projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
+    purger = ProjectPurger(services.store)
+    projects = ProjectsApi(
+        access, auth, services.store, services.directory, services.keys, settings, purger, limiter=api_limit
+    )
     forwarding = Forwarding(services, settings, auth, limiter=api_limit, platforms=platforms)
     track.sync_forwarding = forwarding.sync
     dashboard = Dashboard(services.keys, services.store, services.directory, questions, limiter=api_limit)
@@ -197,6 +202,7 @@ def create_app(
     )
     app.state.services = services
     app.state.access = access
+    app.state.purger = purger
     return app
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Final
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -580,16 +581,23 @@ async def test_an_account_key_manages_its_own_projects_experiments_only(http: ht
     assert in_demo.status_code == 404
 
 
-async def test_deleting_a_project_removes_its_experiments_and_their_counts(http: httpx.AsyncClient) -> None:
+async def test_deleting_a_project_removes_its_experiments_and_their_counts(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
     account = await http.post("/v1/accounts", json={"id": "acme", "name": "Acme"}, headers=ADMIN_HEADERS)
     mine = {"X-API-Key": account.json()["api_key"]}
     made = (await http.post("/projects", json={"name": "Shop"}, headers=mine)).json()
     created = (await http.post("/experiments", json=experiment_body(project=made["id"]), headers=mine)).json()
     await send(http, made["project_token"], exposures_and_goals(created["id"], "control", 3, 1))
     deleted = await http.delete(f"/projects/{made['id']}", headers=mine)
-    assert deleted.status_code == 200, deleted.text
-    removed = deleted.json()["removed"]
-    assert (removed["experiments"], removed["experiment_users"], removed["experiment_variants"]) == (1, 3, 1)
+    assert deleted.status_code == 202, deleted.text
+    removing = deleted.json()["removing"]
+    assert (removing["experiments"], removing["experiment_users"], removing["experiment_variants"]) == (1, 3, 1)
+    with anyio.fail_after(30):
+        await app.state.purger.wait_idle()
+    store: Store = app.state.services.store
+    for table in ("experiments", "experiment_users", "experiment_variants"):
+        assert (await store.fetch(f"SELECT COUNT(*) FROM {table} WHERE gateway_id = ?", (made["id"],)))[0][0] == 0
 
 
 async def test_changes_count_against_the_keys_per_minute_limit(db_path: Path, database_url: str | None) -> None:
