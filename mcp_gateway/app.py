@@ -135,7 +135,9 @@ def create_app(
     )
     forwarding = Forwarding(services, settings, auth, limiter=api_limit, platforms=platforms)
     track.sync_forwarding = forwarding.sync
-    dashboard = Dashboard(services.keys, services.store, services.directory, questions, limiter=api_limit)
+    dashboard = Dashboard(
+        services.keys, services.store, services.directory, questions, limiter=api_limit, access=access
+    )
     front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)
     api_docs = ApiDocs()
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -184,3 +185,69 @@ async def test_the_admin_token_and_a_revoked_account_key_are_refused_by_the_mcp_
     await live_http.post("/account/revoke-key", headers={"X-API-Key": key})
     revoked = await live_http.post(ANALYTICS_MCP_PATH, json=initialize, headers={**accept, "X-API-Key": key})
     assert revoked.status_code == 401
+
+
+# -- the dashboard -----------------------------------------------------------------------------------------------
+
+
+async def log_in(http: httpx.AsyncClient, key: str) -> None:
+    response = await http.post("/dashboard/login", data={"key": key}, headers={"Origin": "http://127.0.0.1"})
+    assert response.status_code == 303, response.text
+
+
+async def test_an_account_key_logs_in_to_the_dashboard_picks_a_project_and_never_sees_anothers(
+    http: httpx.AsyncClient,
+) -> None:
+    key = await new_account(http, "acme")
+    shop, blog = await new_project(http, key, "Shop"), await new_project(http, key, "Blog")
+    theirs = await new_project(http, await new_account(http, "globex"), "Theirs")
+    await log_in(http, key)
+
+    chooser = await http.get("/dashboard")
+    assert chooser.status_code == 200
+    assert f'href="/dashboard?project={shop}"' in chooser.text and f'href="/dashboard?project={blog}"' in chooser.text
+    assert "Theirs" not in chooser.text and theirs not in chooser.text
+
+    page = await http.get("/dashboard", params={"project": shop, "full": "1"})
+    assert page.status_code == 200
+    assert "<h1>Shop</h1>" in page.text
+    assert f'<option value="{blog}">Blog</option>' in page.text
+    assert f'<option value="{shop}" selected>Shop</option>' in page.text
+    assert f'data-stream="/stream?project={shop}"' in page.text
+    deferred = await http.get("/dashboard", params={"project": shop})
+    sources = re.findall(r'data-source="([^"]+)"', deferred.text)
+    assert sources and all(source.endswith(f"?project={shop}") for source in sources)
+
+    card = await http.get("/dashboard/sections/overview", params={"project": blog})
+    assert card.status_code == 200, card.text
+    unpicked = await http.get("/dashboard/sections/overview")
+    assert (unpicked.status_code, unpicked.json()["field"]) == (400, "project")
+    stream = await http.get("/stream", params={"project": theirs})  # the live feed's stream, with the cookie
+    assert stream.status_code == 404
+
+    real = await http.get("/dashboard", params={"project": theirs})
+    made_up = await http.get("/dashboard", params={"project": "no-such"})
+    assert real.status_code == made_up.status_code == 404
+    assert "Theirs" not in real.text
+    assert (await http.get("/dashboard/sections/overview", params={"project": theirs})).status_code == 404
+
+
+async def test_an_account_key_with_one_project_goes_straight_to_it_and_a_read_key_stays_on_its_own(
+    http: httpx.AsyncClient,
+) -> None:
+    key = await new_account(http, "acme")
+    shop = await new_project(http, key, "Shop")
+    await log_in(http, key)
+    assert "<h1>Shop</h1>" in (await http.get("/dashboard")).text
+
+    read = await create_key(http, shop, "read")
+    await log_in(http, read)
+    assert "<h1>Shop</h1>" in (await http.get("/dashboard")).text
+    assert (await http.get("/dashboard", params={"project": DEMO})).status_code == 403
+    assert '<select name="project"' not in (await http.get("/dashboard")).text
+
+    renewed = (await http.post("/account/revoke-key", headers={"X-API-Key": key})).json()["api_key"]
+    assert (await http.post("/dashboard/login", data={"key": key})).status_code == 401  # the revoked key
+    await log_in(http, renewed)
+    admin = await http.post("/dashboard/login", data={"key": ADMIN_HEADERS["Authorization"].split()[1]})
+    assert admin.status_code == 401  # the admin token does not log in here

@@ -154,3 +154,11 @@ class AccountService:
             f"SELECT g.id FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT} ORDER BY g.id", (account_id,)
         )
         return [str(row[0]) for row in rows]
+
+    async def project_names(self, account_id: str) -> list[tuple[str, str]]:
+        """The account's projects (not those being deleted) as (id, name), by name."""
+        rows = await self._store.fetch(
+            f"SELECT g.id, g.name FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT} ORDER BY g.name, g.id",
+            (account_id,),
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
