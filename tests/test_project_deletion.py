@@ -42,13 +42,13 @@ async def rows_of(store: Store, gateway_id: str) -> dict[str, int]:
 
 
 async def account_with_projects(http: httpx.AsyncClient, app: Starlette) -> tuple[dict[str, str], dict[str, Any]]:
-    """Account `acme`'s key header and its project "Doomed", with a year of page views (one a day)."""
+    """Account `acme`'s key header and its project "Doomed", with 365 page views over about 10 days."""
     created = await http.post("/v1/accounts", json={"id": "acme", "name": "Acme"}, headers=ADMIN_HEADERS)
     key = {"X-API-Key": created.json()["api_key"]}
     project: dict[str, Any] = (await http.post("/projects", json={"name": "Doomed"}, headers=key)).json()
     await http.post("/projects", json={"name": "Kept"}, headers=key)
-    day = 86_400_000
-    events = [web_event("page_view", NOW_MS - n * day, visitor=f"v{n}", gateway_id=project["id"]) for n in range(365)]
+    step = 40 * 60_000  # the purge deletes an hour of a table per writer job: keep the span short
+    events = [web_event("page_view", NOW_MS - n * step, visitor=f"v{n}", gateway_id=project["id"]) for n in range(365)]
     await seed(app, events=events)
     return key, project
 
@@ -60,7 +60,7 @@ async def test_a_deleted_project_is_gone_at_once_while_its_purge_runs_and_a_rest
 
     async def purge_that_stops_halfway(store: Store, gateway_id: str, **_: Any) -> dict[str, int]:
         await store.execute_now(
-            "DELETE FROM events WHERE gateway_id = ? AND ts_ms < ?", (gateway_id, NOW_MS - 100 * 86_400_000)
+            "DELETE FROM events WHERE gateway_id = ? AND ts_ms < ?", (gateway_id, NOW_MS - 5 * 86_400_000)
         )
         halfway.set()
         await anyio.sleep_forever()  # the process is stopped here, mid-purge
@@ -126,3 +126,30 @@ async def test_deleting_answers_what_will_go_and_the_purge_leaves_other_projects
     }
     assert await rows_of(store_of(app), doomed["id"]) == {}
     assert await rows_of(store_of(app), kept["id"]) == kept_before
+
+
+async def test_a_purge_that_fails_keeps_its_order_and_the_app_and_a_later_round_finishes_it(
+    app: Starlette, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, doomed = await account_with_projects(http, app)
+    failed = anyio.Event()
+    real_purge = deletion.purge_gateway
+
+    async def broken(store: Store, gateway_id: str, **_: Any) -> dict[str, int]:
+        failed.set()
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(deletion, "purge_gateway", broken)
+    assert (await http.delete(f"/projects/{doomed['id']}", headers=key)).status_code == 202
+    with anyio.fail_after(10):
+        await failed.wait()
+    assert (await http.get("/health")).status_code == 200
+    assert await ordered_purges(store_of(app)) == [doomed["id"]]
+    assert (await http.get(f"/projects/{doomed['id']}", headers=key)).status_code == 404  # still gone for readers
+
+    monkeypatch.setattr(deletion, "purge_gateway", real_purge)
+    app.state.purger.wake()  # what the next order, or the retry a minute later, does
+    with anyio.fail_after(30):
+        await app.state.purger.wait_idle()
+    assert await rows_of(store_of(app), doomed["id"]) == {}
+    assert await ordered_purges(store_of(app)) == []

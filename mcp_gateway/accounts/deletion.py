@@ -1,7 +1,7 @@
 """Deleting a project: at once in the request, the purge of its data in the background.
 
-`DELETE /projects/{id}` stops the project in the request (its keys revoked, MCP and tracking off) and records a
-purge order, a row `project_purge:<id>` of the `settings` table, in the same transaction that counts what will go.
+`DELETE /projects/{id}` stops the project in the request (its keys revoked, MCP and tracking off), counts its rows
+(reads, not the writer) and records a purge order, a row `project_purge:<id>` of the `settings` table.
 From that commit on the project is gone for every reader: lists, `GET /projects/{id}`, the analytics, the
 account's project count and names (`LIVE_PROJECT` filters it out). `ProjectPurger`, a task of the app's
 lifespan, carries out the orders (`store.purge.purge_gateway`: the data in bounded writer jobs, then the gateway's
@@ -19,7 +19,6 @@ from typing import Final
 
 import anyio
 
-from ..errors import StorageError
 from ..ingest.track import RECEIPT_SECRET_SETTING
 from ..store import Store
 from ..store.base import Connection
@@ -39,25 +38,23 @@ def purge_setting(gateway_id: str) -> str:
 
 
 async def order_purge(store: Store, gateway_id: str, *, now_ms: int) -> dict[str, int] | None:
-    """Record the order to purge `gateway_id`, in one transaction with the count of its rows by table (what will
-    be removed); None if it is being deleted already."""
-    tables = await gateway_tables(store)
+    """Record the order to purge `gateway_id` and count its rows by table (what will be removed; read before the
+    order, outside the writer, so counting a big project never holds up other writes); None if it is being deleted
+    already."""
+    counts: dict[str, int] = {}
+    for table in await gateway_tables(store):  # table names from the database's catalogue, not input
+        rows = await store.fetch(f"SELECT COUNT(*) FROM {table} WHERE gateway_id = ?", (gateway_id,))
+        if rows and int(rows[0][0]):
+            counts[table] = int(rows[0][0])
 
-    def job(conn: Connection) -> dict[str, int] | None:
-        value = json.dumps({"requested_at_ms": now_ms})
+    def job(conn: Connection) -> bool:
         cursor = conn.execute(
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-            (purge_setting(gateway_id), value),
+            (purge_setting(gateway_id), json.dumps({"requested_at_ms": now_ms})),
         )
-        if cursor.rowcount == 0:
-            return None
-        counts = {
-            table: int(conn.execute(f"SELECT COUNT(*) FROM {table} WHERE gateway_id = ?", (gateway_id,)).fetchone()[0])
-            for table in tables  # table names from the database's catalogue, not input
-        }
-        return {table: count for table, count in counts.items() if count}
+        return cursor.rowcount > 0
 
-    return await store.write(job)
+    return counts if await store.write(job) else None
 
 
 async def ordered_purges(store: Store) -> list[str]:
@@ -100,7 +97,7 @@ class ProjectPurger:
             idle = self._idle
             try:
                 done = await self._round()
-            except StorageError:
+            except Exception:  # whatever the driver raised: the app goes on, the order stays, the next round retries
                 logger.exception("project purge failed; trying again in %.0f s", self._retry_seconds)
                 done = False
             if done and idle is self._idle:  # no order came while this round ran
