@@ -16,7 +16,7 @@ from mcp_gateway import Settings, create_app
 from mcp_gateway.accounts import deletion
 from mcp_gateway.accounts.deletion import ordered_purges
 from mcp_gateway.store import Store
-from mcp_gateway.store.purge import gateway_tables
+from mcp_gateway.store.purge import gateway_tables, purge_gateway
 
 from .analytics_support import seed, store_of, web_event
 from .support import ADMIN_HEADERS, BoundedASGITransport, lifespan_running
@@ -133,7 +133,7 @@ async def test_a_purge_that_fails_keeps_its_order_and_the_app_and_a_later_round_
 ) -> None:
     key, doomed = await account_with_projects(http, app)
     failed = anyio.Event()
-    real_purge = deletion.purge_gateway
+    real_purge = purge_gateway
 
     async def broken(store: Store, gateway_id: str, **_: Any) -> dict[str, int]:
         failed.set()
