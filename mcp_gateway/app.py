@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ._version import __version__
 from .accounts.access import Access
+from .accounts.deletion import ProjectPurger
 from .accounts.routes import ProjectsApi
 from .admin import AdminApi, AdminAuth
 from .analytics import QUESTIONS, AnalyticsApi
@@ -98,6 +99,7 @@ def create_app(
                 _shared_sessions(app, services, mcp),
                 _retention(services),
                 forwarding.run(),
+                purger.run(),
             ):
                 ready = True
                 yield
@@ -111,10 +113,12 @@ def create_app(
     access = Access(services.keys, services.accounts, auth)
     questions = [*QUESTIONS, *EXPERIMENT_QUESTIONS]
     analytics = AnalyticsApi(access, services.store, questions, limiter=api_limit)
-    experiments = ExperimentsApi(access, services.store, max_body_bytes=body_limit, limiter=api_limit)
+    experiments = ExperimentsApi(
+        access, services.store, services.directory, max_body_bytes=body_limit, limiter=api_limit
+    )
     live_feed = LiveFeed(services.store)
     live_stream = LiveStream(live_feed)
-    analytics_mcp = AnalyticsMcp(settings, services.keys, services.store, questions, limiter=api_limit)
+    analytics_mcp = AnalyticsMcp(settings, access, services.store, questions, limiter=api_limit)
     if services.telemetry is not None:
         services.telemetry.instrument(analytics_mcp.server)
     mcp = McpRoutes(settings, services.directory, runtimes)
@@ -127,10 +131,15 @@ def create_app(
     admin = AdminApi(
         auth, services.directory, services.store, services.keys, max_body_bytes=body_limit, limiter=api_limit
     )
-    projects = ProjectsApi(access, auth, services.store, services.directory, services.keys, settings, limiter=api_limit)
+    purger = ProjectPurger(services.store)
+    projects = ProjectsApi(
+        access, auth, services.store, services.directory, services.keys, settings, purger, limiter=api_limit
+    )
     forwarding = Forwarding(services.store, services.directory, settings, auth, limiter=api_limit, platforms=platforms)
     track.sync_forwarding = forwarding.sync
-    dashboard = Dashboard(services.keys, services.store, services.directory, questions, limiter=api_limit)
+    dashboard = Dashboard(
+        services.keys, services.store, services.directory, questions, limiter=api_limit, access=access
+    )
     front_door = FrontDoor(services.directory, settings, css=dashboard.css_url)
     api_docs = ApiDocs()
     metrics = Metrics(services.store, services.tracking_sink.stats, token=settings.metrics_token)
@@ -197,6 +206,7 @@ def create_app(
     )
     app.state.services = services
     app.state.access = access
+    app.state.purger = purger
     return app
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Final
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -378,6 +379,32 @@ async def test_the_same_counts_under_a_60_40_split_are_no_mismatch(http: httpx.A
     assert answer["flags"] == []
 
 
+async def test_events_from_before_the_experiment_was_created_are_never_counted(http: httpx.AsyncClient) -> None:
+    """Exposure counts from creation on (as PostHog, GrowthBook and Optimizely count it): events tagged with the
+    experiment's name before it existed, or stamped with an earlier time, belong to no run of it."""
+    key, token = await create_key(http, DEMO, "read"), await create_key(http, DEMO, "pk")
+    early = [
+        {
+            "event": "$experiment_exposure",
+            "anonymous_id": f"early-{n}",
+            "properties": {"experiment": "signup-cta", "variant": "control"},
+        }
+        for n in range(5)
+    ]
+    await send(http, token, early)
+    eid = (await create(http))["id"]
+    backdated = [{**event, "timestamp": "2020-01-01T00:00:00Z"} for event in exposures_and_goals(eid, "new_cta", 4, 4)]
+    await send(http, token, backdated)
+    assert {v: (r["exposures"], r["unique_users"]) for v, r in by_variant(await results(http, key, eid)).items()} == {
+        "control": (0, 0),
+        "new_cta": (0, 0),
+    }
+    await send(http, token, early + exposures_and_goals(eid, "new_cta", 3, 1))
+    counted = by_variant(await results(http, key, eid))
+    assert (counted["control"]["unique_users"], counted["new_cta"]["unique_users"]) == (5, 3)
+    assert counted["new_cta"]["conversions"] == 1
+
+
 async def test_no_conversion_in_any_variant_after_48_hours_is_flagged(http: httpx.AsyncClient, app: Starlette) -> None:
     key, token = await create_key(http, DEMO, "read"), await create_key(http, DEMO, "pk")
     eid = (await create(http))["id"]
@@ -436,6 +463,25 @@ async def test_config_without_a_valid_project_token_is_refused(http: httpx.Async
     assert (await http.get("/experiments/config")).status_code == 400
     assert (await http.get("/experiments/config", params={"token": "pk_nope"})).status_code == 401
     assert (await http.get("/experiments/config", params={"token": read})).status_code == 401  # not a project token
+
+
+async def test_config_refuses_a_browser_origin_the_project_does_not_allow_as_track_does(
+    http: httpx.AsyncClient,
+) -> None:
+    token = await create_key(http, DEMO, "pk")
+    await create(http)
+    params = {"token": token, "visitor_id": "v-1"}
+    refused = await http.get("/experiments/config", params=params, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403
+    assert refused.json() == {"error": "Origin Not Allowed"}
+    assert refused.headers["access-control-allow-origin"] == "*"  # so the page's script can read why
+    track = await http.post("/track", json={"token": token, "event": "x"}, headers={"Origin": "https://evil.example"})
+    assert (track.status_code, track.json()) == (403, refused.json())
+    allowed = await http.get("/experiments/config", params=params, headers={"Origin": "http://localhost:5173"})
+    assert allowed.status_code == 200 and len(allowed.json()["experiments"]) == 1
+    assert (await http.get("/experiments/config", params=params)).status_code == 200  # a server sends no Origin
+    await admin_json(http, "PUT", f"/v1/gateways/{DEMO}/origins", {"allowed_origins": ["https://shop.example"]})
+    assert (await http.get("/experiments/config", params=params, headers={"Origin": "https://shop.example"})).is_success
 
 
 # -- isolation ---------------------------------------------------------------------------------------------
@@ -535,16 +581,23 @@ async def test_an_account_key_manages_its_own_projects_experiments_only(http: ht
     assert in_demo.status_code == 404
 
 
-async def test_deleting_a_project_removes_its_experiments_and_their_counts(http: httpx.AsyncClient) -> None:
+async def test_deleting_a_project_removes_its_experiments_and_their_counts(
+    http: httpx.AsyncClient, app: Starlette
+) -> None:
     account = await http.post("/v1/accounts", json={"id": "acme", "name": "Acme"}, headers=ADMIN_HEADERS)
     mine = {"X-API-Key": account.json()["api_key"]}
     made = (await http.post("/projects", json={"name": "Shop"}, headers=mine)).json()
     created = (await http.post("/experiments", json=experiment_body(project=made["id"]), headers=mine)).json()
     await send(http, made["project_token"], exposures_and_goals(created["id"], "control", 3, 1))
     deleted = await http.delete(f"/projects/{made['id']}", headers=mine)
-    assert deleted.status_code == 200, deleted.text
-    removed = deleted.json()["removed"]
-    assert (removed["experiments"], removed["experiment_users"], removed["experiment_variants"]) == (1, 3, 1)
+    assert deleted.status_code == 202, deleted.text
+    removing = deleted.json()["removing"]
+    assert (removing["experiments"], removing["experiment_users"], removing["experiment_variants"]) == (1, 3, 1)
+    with anyio.fail_after(30):
+        await app.state.purger.wait_idle()
+    store: Store = app.state.services.store
+    for table in ("experiments", "experiment_users", "experiment_variants"):
+        assert (await store.fetch(f"SELECT COUNT(*) FROM {table} WHERE gateway_id = ?", (made["id"],)))[0][0] == 0
 
 
 async def test_changes_count_against_the_keys_per_minute_limit(db_path: Path, database_url: str | None) -> None:

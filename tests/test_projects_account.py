@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+import anyio
 import anyio.to_thread
 import httpx
 import pytest
@@ -328,9 +329,13 @@ async def test_delete_removes_the_project_and_every_row_about_it_and_nothing_els
         await rows(doomed["id"])
     )
 
+    doomed_before = await rows(doomed["id"])
     deleted = await http.delete(f"/projects/{doomed['id']}", headers=auth(key))
-    assert deleted.status_code == 200
-    assert deleted.json()["deleted"] is True and deleted.json()["removed"]["events"] == 4
+    assert deleted.status_code == 202
+    assert deleted.json()["deleted"] is True and deleted.json()["status"] == "purging"
+    assert deleted.json()["removing"] == doomed_before and doomed_before["events"] == 4
+    with anyio.fail_after(30):
+        await app.state.purger.wait_idle()
     assert await rows(doomed["id"]) == {}
     assert await store.get_gateway(doomed["id"]) is None
     assert await rows(kept["id"]) == kept_before

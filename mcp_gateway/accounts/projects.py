@@ -9,6 +9,8 @@ one writer), so two concurrent creates of one name cannot both create, nor two c
     the account holds `projects_limit` projects                     -> limit (403)
     otherwise                                                       -> a new gateway and its pk_ key (201)
 
+A project being deleted (`deletion`) is left out of everything here: lists, counts, names.
+
 The id is the name as a slug plus 6 random hex digits (`my-site-3fa9c1`): ids are global, so it never collides
 with another account's project nor reuses a deleted one's.
 """
@@ -27,6 +29,7 @@ from ..gateways import DEFAULT_ALLOWED_ORIGINS, default_manifest
 from ..keys import KEY_PREFIXES, hash_key
 from ..store import Store
 from ..store.base import Connection
+from .deletion import LIVE_PROJECT
 
 PROJECT_TOKEN_KIND: Final = "pk"
 PROJECT_TOKEN_NAME: Final = "project token"
@@ -102,18 +105,23 @@ class Projects:
 
     async def of_account(self, account_id: str, *, now_ms: int | None = None) -> list[ProjectRow]:
         rows = await self._store.fetch(
-            f"SELECT {_PROJECT_COLUMNS} FROM gateways g WHERE g.account_id = ? ORDER BY g.created_at_ms, g.id",
+            f"SELECT {_PROJECT_COLUMNS} FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT}"
+            " ORDER BY g.created_at_ms, g.id",
             (account_id,),
         )
         return await self._described(rows, now_ms)
 
     async def every(self, *, now_ms: int | None = None) -> list[ProjectRow]:
         """Every project of every account."""
-        rows = await self._store.fetch(f"SELECT {_PROJECT_COLUMNS} FROM gateways g ORDER BY g.created_at_ms, g.id")
+        rows = await self._store.fetch(
+            f"SELECT {_PROJECT_COLUMNS} FROM gateways g WHERE {LIVE_PROJECT} ORDER BY g.created_at_ms, g.id"
+        )
         return await self._described(rows, now_ms)
 
     async def get(self, project_id: str, *, now_ms: int | None = None) -> ProjectRow | None:
-        rows = await self._store.fetch(f"SELECT {_PROJECT_COLUMNS} FROM gateways g WHERE g.id = ?", (project_id,))
+        rows = await self._store.fetch(
+            f"SELECT {_PROJECT_COLUMNS} FROM gateways g WHERE g.id = ? AND {LIVE_PROJECT}", (project_id,)
+        )
         described = await self._described(rows, now_ms)
         return described[0] if described else None
 
@@ -185,7 +193,8 @@ class Projects:
             if conn.execute("UPDATE accounts SET name = name WHERE id = ?", (account_id,)).rowcount == 0:
                 raise NotFoundError(f"account {account_id!r} does not exist")
             owned = conn.execute(
-                "SELECT id, name, allowed_origins FROM gateways WHERE account_id = ? ORDER BY created_at_ms, id",
+                f"SELECT g.id, g.name, g.allowed_origins FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT}"
+                " ORDER BY g.created_at_ms, g.id",
                 (account_id,),
             ).fetchall()
             for project_id, project_name, stored_origins in owned:
@@ -234,7 +243,8 @@ class Projects:
             if name is not None:
                 conn.execute("UPDATE accounts SET name = name WHERE id = ?", (row[0],))
                 others = conn.execute(
-                    "SELECT id, name FROM gateways WHERE account_id = ? AND id <> ?", (row[0], project_id)
+                    f"SELECT g.id, g.name FROM gateways g WHERE g.account_id = ? AND g.id <> ? AND {LIVE_PROJECT}",
+                    (row[0], project_id),
                 ).fetchall()
                 for other_id, other_name in others:
                     if same_name(other_name, name):
@@ -260,5 +270,7 @@ class Projects:
         return int(rows[0][0]) if rows else 0
 
     async def count(self, account_id: str) -> int:
-        rows = await self._store.fetch("SELECT COUNT(*) FROM gateways WHERE account_id = ?", (account_id,))
+        rows = await self._store.fetch(
+            f"SELECT COUNT(*) FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT}", (account_id,)
+        )
         return int(rows[0][0])

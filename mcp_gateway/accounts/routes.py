@@ -5,7 +5,8 @@
                                   200 `existing: true` for a retry, 409 naming a conflicting name, 403 at the limit
     GET    /projects/{id}         one project
     PATCH  /projects/{id}         {"name"?, "allowed_origins"?}; 409 naming the name another project holds
-    DELETE /projects/{id}         the project and all its data (`store.purge`)
+    DELETE /projects/{id}         202: the project is gone at once (keys revoked, out of every list, ingest refused)
+                                  and its data purged in the background (`deletion`), the answer counting it
     GET    /account               tier, projects_count, projects_limit, tier_limits
     POST   /account/revoke-key    a new account key (shown once); the old one stops working
     GET    /v1/accounts           (admin) every account
@@ -20,6 +21,7 @@ analytics only; a project of another account: 404, as one that does not exist). 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -32,14 +34,13 @@ from typing_extensions import TypedDict
 from ..admin import AdminAuth
 from ..config import Settings
 from ..gateways import GatewayDirectory, Origin
-from ..ingest.track import RECEIPT_SECRET_SETTING
 from ..keys import KeyService
 from ..openapi import Operation, Param, Reply
 from ..ratelimit import RateLimiter
 from ..store import Store
-from ..store.purge import purge_gateway
 from ..web import ApiError, read_model
 from .access import ADMIN_LIMIT_KEY, Access, Caller
+from .deletion import ProjectPurger, order_purge
 from .limits import PROJECTS_LIMIT_CODE, retention_days
 from .projects import AtLimit, Conflict, Created, Existing, ProjectRow, Projects
 from .service import ACCOUNT_ID_PATTERN, DEFAULT_ACCOUNT_ID, Account
@@ -129,8 +130,10 @@ class ProjectList(TypedDict):
 class ProjectDeleted(TypedDict):
     id: str
     deleted: bool
-    removed: dict[str, int]
-    """Rows deleted, by table."""
+    status: str
+    """`purging`: the project is gone for every reader; its rows are being deleted in the background."""
+    removing: dict[str, int]
+    """The rows that will be deleted, by table, counted when the deletion was ordered (more may come in flight)."""
 
 
 class TierLimits(TypedDict):
@@ -177,9 +180,11 @@ class ProjectsApi:
         directory: GatewayDirectory,
         keys: KeyService,
         settings: Settings,
+        purger: ProjectPurger,
         *,
         limiter: RateLimiter | None = None,
     ) -> None:
+        self._purger = purger
         self._access = access
         self._auth = auth
         self._store = store
@@ -270,8 +275,12 @@ class ProjectsApi:
                 "/projects/{id}",
                 "Delete a project and everything stored about it",
                 response=ProjectDeleted,
+                status=202,
                 params=project,
                 errors=(404, 429),
+                description="202 at once: from the answer on the project is gone (its keys revoked, out of every "
+                "list, its ingest refused, 404 to every key) and its rows are deleted in the background, a task "
+                "that resumes after a restart. `removing` counts them by table.",
             ),
             op(
                 "GET",
@@ -424,11 +433,13 @@ class ProjectsApi:
         gateway = await self._directory.require(project_id)
         off = gateway.manifest.model_copy(update={"mcp_enabled": False, "tracking_enabled": False})
         await self._directory.set_manifest(project_id, off)
-        removed = await purge_gateway(
-            self._store, project_id, settings=(RECEIPT_SECRET_SETTING.format(gateway_id=project_id),)
-        )
+        removing = await order_purge(self._store, project_id, now_ms=int(time.time() * 1000))
+        if removing is None:  # another request deleted it meanwhile
+            raise ApiError(404, f"No project {project_id:.200}", field="id")
         self._directory.forget(project_id)
-        return JSONResponse(ProjectDeleted(id=project_id, deleted=True, removed=removed))
+        self._purger.wake()
+        body = ProjectDeleted(id=project_id, deleted=True, status="purging", removing=removing)
+        return JSONResponse(body, status_code=202)
 
     # -- account -----------------------------------------------------------------------------------------
 

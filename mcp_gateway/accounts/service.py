@@ -20,6 +20,7 @@ from ..errors import ConflictError, NotFoundError
 from ..keys import MAX_CACHED_KEYS, hash_key
 from ..store import Store
 from ..store.base import Connection
+from .deletion import LIVE_PROJECT
 
 ACCOUNT_KEY_PREFIX: Final = "ak_"
 DEFAULT_ACCOUNT_ID: Final = "default"
@@ -142,10 +143,22 @@ class AccountService:
         return account
 
     async def owner(self, gateway_id: str) -> str | None:
-        """The account `gateway_id` belongs to, None if there is no such gateway."""
-        rows = await self._store.fetch("SELECT account_id FROM gateways WHERE id = ?", (gateway_id,))
+        """The account `gateway_id` belongs to, None if there is no such gateway (or it is being deleted)."""
+        rows = await self._store.fetch(
+            f"SELECT g.account_id FROM gateways g WHERE g.id = ? AND {LIVE_PROJECT}", (gateway_id,)
+        )
         return str(rows[0][0]) if rows else None
 
     async def project_ids(self, account_id: str) -> list[str]:
-        rows = await self._store.fetch("SELECT id FROM gateways WHERE account_id = ? ORDER BY id", (account_id,))
+        rows = await self._store.fetch(
+            f"SELECT g.id FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT} ORDER BY g.id", (account_id,)
+        )
         return [str(row[0]) for row in rows]
+
+    async def project_names(self, account_id: str) -> list[tuple[str, str]]:
+        """The account's projects (not those being deleted) as (id, name), by name."""
+        rows = await self._store.fetch(
+            f"SELECT g.id, g.name FROM gateways g WHERE g.account_id = ? AND {LIVE_PROJECT} ORDER BY g.name, g.id",
+            (account_id,),
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]

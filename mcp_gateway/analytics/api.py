@@ -8,7 +8,8 @@ way for all of them: the key and the project (`accounts.access`: a read key `rk_
 seed 002's `project` naming it is the same as leaving it out and naming another is 403; an account key `ak_…`
 reads its account's projects, `project` picking one, required when it has several; the admin token reads any;
 keys go as `Authorization: Bearer`, `X-API-Key`, the `api_key` query parameter or seed 002's `token`, or the
-dashboard's cookie; none, unknown or revoked -> 401 with `WWW-Authenticate: Bearer`), the per-key limit
+dashboard's cookie; none, unknown or revoked -> 401 with `WWW-Authenticate: Bearer`; `gateway` names the
+project too, and is the only way for a question whose `project` is a filter of its own, the leads'), the per-key limit
 (`Settings.api_rate_limit` a minute, seed 000's dashboard API limit: 429 with the limits' body and headers), 400
 naming the bad parameter, the JSON answer, CORS, and the OpenAPI description.
 """
@@ -28,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
 from ..accounts.access import PROJECT_PARAMETER, QUERY_KEY_PARAMETERS, Access, gateway_for
-from ..openapi import Operation
+from ..openapi import Operation, Param
 from ..ratelimit import RateLimiter
 from ..store import Store
 from ..web import ApiError, cors_route, read_body, validated
@@ -36,6 +37,10 @@ from ..web import ApiError, cors_route, read_body, validated
 MAX_QUESTION_BODY_BYTES: Final = 64 * 1024
 API_LIMIT_WINDOW_SECONDS: Final = 60.0
 """The window of the analytics and admin APIs' per-key limit (`Settings.api_rate_limit` requests in it)."""
+
+GATEWAY_PARAMETER: Final = "gateway"
+"""The project a question is about, by another name: for the questions (the leads') whose `project` filters by the
+lead form's project, and for any other as a synonym of `project`."""
 
 A = TypeVar("A", bound=BaseModel)
 
@@ -65,6 +70,13 @@ class Question(Generic[A]):
     def operation(self) -> Operation:
         post = self.method == "POST"
         optional = post and not any(field.is_required() for field in self.args.model_fields.values())
+        own_project = PROJECT_PARAMETER in self.args.model_fields
+        picker = Param(
+            GATEWAY_PARAMETER,
+            "query",
+            "The project (gateway id) to read, where the key may read several (an account key, the admin token)"
+            + (": this question's `project` filters by the lead form's project" if own_project else "; as `project`"),
+        )
         return Operation(
             self.method,
             self.path,
@@ -74,6 +86,7 @@ class Question(Generic[A]):
             # 400: a bad parameter, or no `project` where an account key has several; 403: a `project` a read key
             # may not read; 404: a `project` not in the account key's account; 429: the per-key limit
             errors=(400, 403, 404, 429),
+            params=(picker,),
             query=None if post else self.args,
             body=self.args if post else None,
             body_required=not optional,
@@ -113,6 +126,22 @@ async def request_data(request: Request) -> dict[str, Any]:
     return data
 
 
+def gateway_parameter(request: Request, data: dict[str, Any]) -> str | None:
+    """The `gateway` of a request (taken out of `data`, the question's arguments): the query's, or a POST body's."""
+    value = data.pop(GATEWAY_PARAMETER, None)
+    value = request.query_params.get(GATEWAY_PARAMETER) if value is None else value
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, "`gateway` must be a string (a project id)", field=GATEWAY_PARAMETER)
+    return value
+
+
+def picked_by_gateway(exc: ApiError) -> None:
+    """`exc` (about the project a key may read) told as about `gateway`, where `project` is a question's own."""
+    if exc.extra.get("field") == PROJECT_PARAMETER:
+        exc.extra["field"] = GATEWAY_PARAMETER
+        exc.message = exc.message.replace(f"`{PROJECT_PARAMETER}`", f"`{GATEWAY_PARAMETER}`")
+
+
 def json_answer(value: Any) -> JSONResponse:
     return JSONResponse(to_jsonable_python(value))
 
@@ -149,10 +178,19 @@ class AnalyticsApi:
             caller = await self._access.caller(request)
             verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
             data = await request_data(request)
-            project = None  # a question with a `project` of its own asks about the key's gateway
+            project = gateway_parameter(request, data)
             if not own_project:  # a GET's `project` (in `data` too), a POST's in its body or query
-                project = data.pop(PROJECT_PARAMETER, None) or request.query_params.get(PROJECT_PARAMETER)
-            gateway_id = await self._access.project_of(caller, project, write=False)
+                named = data.pop(PROJECT_PARAMETER, None) or request.query_params.get(PROJECT_PARAMETER)
+                named = None if named is None or not str(named).strip() else named
+                if named is not None and project and str(named).strip() != project.strip():
+                    raise ApiError(400, "`project` and `gateway` name different projects", field=GATEWAY_PARAMETER)
+                project = named if named is not None else project
+            try:
+                gateway_id = await self._access.project_of(caller, project, write=False)
+            except ApiError as exc:
+                if own_project:
+                    picked_by_gateway(exc)
+                raise
             args = validated(question.args, data)
             asked = Asked(self._store, gateway_id, int(time.time() * 1000))
             response = json_answer(await question.answer(asked, args))

@@ -6,10 +6,15 @@ schema. A call validates the arguments with the same model as the REST route (a 
 naming the field, as the route's 400 would) and answers the same `answer(asked, args)`, as JSON text plus
 structured content (a JSON object; an answer that is not one comes as `{"result": ...}`).
 
-The read key (`Authorization: Bearer rk_…` or `X-API-Key`) is checked before the SDK sees a request: none or
-an unknown one is 401 with `WWW-Authenticate: Bearer`. Its gateway travels in the request's ASGI scope to the
-tool handler, so one SDK server serves every gateway and each request sees only its own key's. The server is
-stateless (no session to hand over between keys or processes) and answers JSON.
+A read key or an account key (`Authorization: Bearer rk_…`/`ak_…` or `X-API-Key`) is checked before the SDK
+sees a request: none, an unknown one or one of another kind is 401 with `WWW-Authenticate: Bearer` (the admin
+token is not taken here: it manages, it is not an analytics client). The caller travels in the request's ASGI
+scope to the tool handler, so one SDK server serves every gateway, and each call asks `accounts.access` which
+project it reads, as the REST routes do: the tool's `project` argument (`gateway` too, and only `gateway` for
+the leads' tools, whose `project` is the lead form's filter), else the request's `X-Project-ID` header, else the
+key's obvious one (a read key's gateway; an account key's only project). A project the key may not read is an
+`isError` result (a read key: "may not read"; an account key: "no project", as for one that does not exist).
+The server is stateless (no session to hand over between keys or processes) and answers JSON.
 """
 
 from __future__ import annotations
@@ -45,24 +50,28 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from .._version import __version__
-from ..accounts.access import READ_KINDS
+from ..accounts.access import PROJECT_PARAMETER, READ_KINDS, Access, Caller
+from ..accounts.service import is_account_key
 from ..config import Settings
-from ..keys import KeyService
 from ..openapi import Operation
 from ..ratelimit import RateLimiter
 from ..store import Store
 from ..web import CLIENT_ERRORS, ApiError, JsonErrors, client_error, validated
-from .api import Asked, Question
+from .api import GATEWAY_PARAMETER, Asked, Question, picked_by_gateway
 
 logger = logging.getLogger(__name__)
 
 ANALYTICS_MCP_PATH: Final = "/analytics/mcp"
-GATEWAY_SCOPE_KEY: Final = "mcp_gateway.analytics_gateway_id"
-"""Where a request's ASGI scope carries the gateway its read key belongs to, for the tool handler."""
+CALLER_SCOPE_KEY: Final = "mcp_gateway.analytics_caller"
+"""Where a request's ASGI scope carries its caller (`accounts.access.Caller`), for the tool handler."""
+PROJECT_HEADER: Final = "X-Project-ID"
+"""The project a request's tool calls read when their arguments name none."""
+_PICKER_SCHEMA: Final = {"type": "string", "maxLength": 200}
 
 INSTRUCTIONS: Final = (
-    "Analytics of one gateway (the read key's): MCP tool calls, web traffic, sessions and leads. Each tool answers "
-    "one question of the REST API under the same name; times are ms since the epoch or ISO 8601 (UTC)."
+    "Analytics of a project (a gateway): MCP tool calls, web traffic, sessions and leads. Each tool answers one "
+    "question of the REST API under the same name; times are ms since the epoch or ISO 8601 (UTC). With an "
+    "account key and several projects, name one with `project` (`gateway` on the leads' tools) or X-Project-ID."
 )
 
 
@@ -83,6 +92,11 @@ class QuestionTool:
     question: Question[Any]
     tool: Tool
 
+    @property
+    def own_project(self) -> bool:
+        """Whether the question's `project` is an argument of its own (the leads' form filter), not the picker."""
+        return PROJECT_PARAMETER in self.question.args.model_fields
+
 
 def question_tools(questions: Sequence[Question[Any]]) -> dict[str, QuestionTool]:
     """One tool per question, by name; a second question on the same path gets its method appended."""
@@ -91,10 +105,20 @@ def question_tools(questions: Sequence[Question[Any]]) -> dict[str, QuestionTool
         name = tool_name(question.path)
         if name in tools:
             name = f"{name}_{question.method.lower()}"
+        schema = question.args.model_json_schema()
+        properties = schema.setdefault("properties", {})
+        own_project = PROJECT_PARAMETER in properties
+        properties[GATEWAY_PARAMETER] = {
+            **_PICKER_SCHEMA,
+            "description": "The project (gateway id) to read, for a key that reads several"
+            + ("; `project` filters by the lead form's project" if own_project else " (as `project`)"),
+        }
+        if not own_project:
+            properties[PROJECT_PARAMETER] = {**_PICKER_SCHEMA, "description": "The project (gateway id) to read"}
         tool = Tool(
             name=name,
             description=question.summary,
-            input_schema=question.args.model_json_schema(),
+            input_schema=schema,
             annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
         )
         tools[name] = QuestionTool(question, tool)
@@ -115,13 +139,13 @@ class AnalyticsMcp:
     def __init__(
         self,
         settings: Settings,
-        keys: KeyService,
+        access: Access,
         store: Store,
         questions: Sequence[Question[Any]],
         *,
         limiter: RateLimiter | None = None,
     ) -> None:
-        self._keys = keys
+        self._access = access
         self._limiter = limiter
         self._store = store
         self._tools = question_tools(questions)
@@ -162,24 +186,30 @@ class AnalyticsMcp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        presented = _key_of(request)
+        caller = await self._caller(_key_of(request))
+        if self._limiter is not None:  # the REST questions' per-key limit, counted together
+            (await self._limiter.hit(caller.limit_key)).enforce()
+        scope[CALLER_SCOPE_KEY] = caller
+        await self._sessions.handle_request(scope, receive, JsonErrors(send))
+
+    async def _caller(self, presented: str) -> Caller:
+        """The read key's or account key's caller; 401 for none, an unknown one or one of another kind."""
+        www = {"WWW-Authenticate": "Bearer"}
         if not presented:
             raise ApiError(
                 401,
-                "A read key is required: Authorization: Bearer rk_… or X-API-Key",
-                headers={"WWW-Authenticate": "Bearer"},
+                "A read key or an account key is required: Authorization: Bearer rk_…/ak_… or X-API-Key",
+                headers=www,
             )
-        key = await self._keys.resolve(presented, READ_KINDS)
+        if is_account_key(presented):
+            account = await self._access.accounts.resolve(presented)
+            if account is None:
+                raise ApiError(401, "Unknown or revoked key", headers=www)
+            return Caller("account", account.id, None, "account:" + account.id)
+        key = await self._access.keys.resolve(presented, READ_KINDS)
         if key is None:
-            raise ApiError(
-                401,
-                "Unknown or revoked key (or not a read key)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if self._limiter is not None:  # the REST questions' per-key limit, counted together
-            (await self._limiter.hit(key.id)).enforce()
-        scope[GATEWAY_SCOPE_KEY] = key.gateway_id
-        await self._sessions.handle_request(scope, receive, JsonErrors(send))
+            raise ApiError(401, "Unknown or revoked key (or not a read key nor an account key)", headers=www)
+        return Caller("read", None, key.gateway_id, key.id)
 
     def _input_schema(self, name: str) -> Mapping[str, Any] | None:
         entry = self._tools.get(name)
@@ -195,12 +225,29 @@ class AnalyticsMcp:
         if entry is None:
             raise MCPError(code=INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         request = ctx.request
-        gateway_id = request.scope.get(GATEWAY_SCOPE_KEY) if isinstance(request, Request) else None
-        if not isinstance(gateway_id, str):
-            raise MCPError(code=INVALID_REQUEST, message="A read key is required")
+        caller = request.scope.get(CALLER_SCOPE_KEY) if isinstance(request, Request) else None
+        if not isinstance(caller, Caller) or not isinstance(request, Request):
+            raise MCPError(code=INVALID_REQUEST, message="A read key or an account key is required")
         question = entry.question
+        arguments = dict(params.arguments or {})
         try:
-            args = validated(question.args, params.arguments or {})
+            project = arguments.pop(GATEWAY_PARAMETER, None)
+            if not entry.own_project:
+                named = arguments.pop(PROJECT_PARAMETER, None)
+                if named is not None and project is not None and named != project:
+                    raise ApiError(400, "`project` and `gateway` name different projects", field=GATEWAY_PARAMETER)
+                project = project if named is None else named
+            if project is None:
+                project = request.headers.get(PROJECT_HEADER)
+            if project is not None and not isinstance(project, str):
+                raise ApiError(400, "The project must be a string (a project id)", field=GATEWAY_PARAMETER)
+            try:
+                gateway_id = await self._access.project_of(caller, project, write=False)
+            except ApiError as exc:
+                if entry.own_project:
+                    picked_by_gateway(exc)
+                raise
+            args = validated(question.args, arguments)
             answer = await question.answer(Asked(self._store, gateway_id, int(time.time() * 1000)), args)
         except CLIENT_ERRORS as caught:
             refused = client_error(caught)

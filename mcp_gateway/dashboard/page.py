@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -61,6 +61,9 @@ class DashboardArgs(WindowArgs):
     """The dashboard's query string: the window (`period`, or `since`/`until`) and the funnel's steps."""
 
     steps: str | None = Field(None, max_length=1000, description="Funnel steps: event names, comma-separated")
+    project: str | None = Field(
+        None, max_length=200, description="The project to show, for an account key's login (its account's projects)"
+    )
 
     @field_validator("steps")
     @classmethod
@@ -108,10 +111,11 @@ def login(assets: Assets, error: str | None = None) -> Markup:
         "Sign in · mcp-gateway",
         render(
             '<main class="login"><form class="card" method="post" action="/dashboard/login">'
-            '<h1>mcp-gateway</h1><p class="muted">Enter a read key (rk_…) to see its gateway\'s analytics.</p>'
-            '{message}<label for="key">Read key</label>'
+            '<h1>mcp-gateway</h1><p class="muted">Enter a read key (rk_…) to see its gateway\'s analytics, or an '
+            "account key (ak_…) to see its account's projects.</p>"
+            '{message}<label for="key">Read key or account key</label>'
             '<input id="key" name="key" type="password" autocomplete="current-password" required '
-            'placeholder="rk_…" autofocus spellcheck="false">'
+            'placeholder="rk_… or ak_…" autofocus spellcheck="false">'
             '<button type="submit">Sign in</button>'
             '<p class="muted" id="get-a-key">No read key? Whoever runs the gateway creates one: '
             "<code>mcp-gateway keys create --gateway ID --kind read</code> on its machine (the gateway of a fresh "
@@ -142,6 +146,8 @@ def _period_links(view: View) -> Markup:
     explicit = args.since is not None or args.until is not None
     current = None if explicit else (args.period or "7d")
     extra = {"steps": args.steps} if args.steps else {}
+    if args.project:
+        extra["project"] = args.project
     if view.full:
         extra["full"] = "1"
     return concat(
@@ -193,6 +199,7 @@ class View:
         """The view's own query string (window and steps, as given), with `extra`."""
         given: dict[str, object] = {"period": self.args.period, "since": self.args.since, "until": self.args.until}
         given["steps"] = self.args.steps
+        given["project"] = self.args.project
         return urlencode({**{k: v for k, v in given.items() if v is not None}, **extra})
 
 
@@ -265,7 +272,8 @@ async def _integrations(view: View) -> Markup:
 
 
 async def _live(view: View) -> Markup:
-    return sections.live_feed(await view.ask("/events", {**view.span, "limit": FEED_ROWS}))
+    stream = "/stream" + (f"?{urlencode({'project': view.args.project})}" if view.args.project else "")
+    return sections.live_feed(await view.ask("/events", {**view.span, "limit": FEED_ROWS}), stream=stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +347,57 @@ SECTIONS: Final[dict[str, Section]] = {
 """The page's sections, in the page's order, by id."""
 
 
-async def dashboard(view: View, assets: Assets, *, gateway_name: str) -> Markup:
+@dataclass(frozen=True, slots=True)
+class ProjectChoice:
+    """A project an account key's login may show."""
+
+    id: str
+    name: str
+
+
+def _project_picker(current: str, choices: Sequence[ProjectChoice]) -> Markup:
+    """A form switching the dashboard to another project of the account (no script: a select and a button)."""
+    options = concat(
+        render(
+            '<option value="{id}"{selected}>{name}</option>',
+            id=choice.id,
+            name=choice.name,
+            selected=Markup(" selected") if choice.id == current else Markup(""),
+        )
+        for choice in choices
+    )
+    return render(
+        '<form class="picker" method="get" action="/dashboard"><select name="project" aria-label="Project">'
+        '{options}</select><button class="quiet" type="submit">Show</button></form>',
+        options=options,
+    )
+
+
+def projects(assets: Assets, choices: Sequence[ProjectChoice]) -> Markup:
+    """The page an account key's login lands on when its account has several projects: one link each."""
+    links = concat(
+        render(
+            '<li><a href="/dashboard?{query}">{name}</a> <span class="muted mono">{id}</span></li>',
+            query=urlencode({"project": choice.id}),
+            name=choice.name,
+            id=choice.id,
+        )
+        for choice in choices
+    )
+    return _document(
+        assets,
+        "Projects · mcp-gateway",
+        render(
+            '<main class="login"><div class="card"><h1>Choose a project</h1>'
+            '<ul class="projects">{links}</ul>'
+            '<form method="post" action="/dashboard/logout"><button class="quiet" type="submit">Log out</button>'
+            "</form></div></main>",
+            links=links or Markup('<li class="muted">This account has no project yet: POST /projects.</li>'),
+        ),
+    )
+
+
+async def dashboard(view: View, assets: Assets, *, gateway_name: str, choices: Sequence[ProjectChoice] = ()) -> Markup:
     """The dashboard of `view.asked.gateway_id` over `view.window`.
 
     The fast sections are filled at once; each deferred one is a placeholder that sections.js fills,
@@ -362,9 +420,10 @@ async def dashboard(view: View, assets: Assets, *, gateway_name: str) -> Markup:
     header = render(
         '<header class="top"><div class="brand"><span class="logo" aria-hidden="true"></span>'
         '<div><h1>{name}</h1><p class="muted">{since} – {until}</p></div></div>'
-        '<nav class="periods" aria-label="Period">{periods}</nav>'
+        '<nav class="periods" aria-label="Period">{periods}</nav>{picker}'
         '<form method="post" action="/dashboard/logout"><button class="quiet" type="submit">Log out</button></form>'
         "</header>{noscript}",
+        picker=_project_picker(view.asked.gateway_id, choices) if choices else Markup(""),
         name=gateway_name,
         since=timestamp(view.window.since_ms),
         until=timestamp(view.window.until_ms),
@@ -393,6 +452,7 @@ def default_steps(web: Any, mcp: Any) -> list[str] | None:
 def _steps_form(view: View, steps: list[str] | None) -> Markup:
     args = view.args
     keep = {"period": args.period, "since": args.since, "until": args.until, "full": "1" if view.full else None}
+    keep["project"] = args.project
     hidden = concat(
         render('<input type="hidden" name="{name}" value="{value}">', name=name, value=value)
         for name, value in keep.items()

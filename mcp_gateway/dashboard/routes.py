@@ -4,7 +4,13 @@
                                     them filled with ?full=1); without a valid key, the login form
     GET  /dashboard/sections/{name} one card of it (an HTML fragment), what sections.js fills a placeholder with;
                                     401 (JSON) without a valid key, 404 for a card the page does not have
-    POST /dashboard/login           form field `key` (rk_…): 303 to /dashboard with the cookie, or the form again (401)
+    POST /dashboard/login           form field `key` (rk_… or ak_…): 303 to /dashboard with the cookie, or the form
+                                    again (401)
+
+A read key shows its gateway. An account key shows a project of its account, chosen by `?project=` (a picker in
+the header switches), its only one without it, and a page of links to each when it has several; which project a
+key may see is `accounts.access`'s decision, as on the REST routes (another account's project: 404 as one that
+does not exist; a read key naming another gateway: 403). The admin token does not log in here.
     POST /dashboard/logout          clears the cookie, 303 to /dashboard
     GET  /dashboard/static/dashboard.css, live.js, sections.js   (cached; linked by content hash)
 
@@ -31,7 +37,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..accounts.access import READ_KEY_COOKIE, READ_KINDS
+from ..accounts.access import PROJECT_PARAMETER, READ_KEY_COOKIE, READ_KINDS, Access, Caller
+from ..accounts.service import is_account_key
 from ..analytics import Asked, Question
 from ..gateways import GatewayDirectory
 from ..keys import KeyService
@@ -125,8 +132,10 @@ class Dashboard:
         questions: Sequence[Question[Any]],
         *,
         limiter: RateLimiter | None = None,
+        access: Access | None = None,
     ) -> None:
         self._keys = keys
+        self._access = access
         self._limiter = limiter
         self._store = store
         self._directory = directory
@@ -219,48 +228,90 @@ class Dashboard:
             *statics,
         ]
 
-    async def _key_of(self, key: str) -> KeyRecord | None:
-        return await self._keys.resolve(key.strip(), READ_KINDS) if key.strip() else None
+    async def _key_of(self, key: str) -> Caller | None:
+        """Who logs in with `key`: a read key, or an account key when the dashboard has `access`; None otherwise."""
+        key = key.strip()
+        if not key:
+            return None
+        if is_account_key(key):
+            account = None if self._access is None else await self._access.accounts.resolve(key)
+            return None if account is None else Caller("account", account.id, None, "account:" + account.id)
+        record: KeyRecord | None = await self._keys.resolve(key, READ_KINDS)
+        return None if record is None else Caller("read", None, record.gateway_id, record.id)
 
-    async def _counted(self, key: KeyRecord) -> Verdict | None:
+    async def _counted(self, caller: Caller) -> Verdict | None:
         """The key's request counted against the API's per-key limit (the dashboard reads the same answers);
         `RateLimitedError` past it."""
-        return None if self._limiter is None else (await self._limiter.hit(key.id)).enforce()
+        return None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
+
+    async def _choices(self, caller: Caller) -> list[page.ProjectChoice]:
+        """The projects an account key's login may switch between (none for a read key)."""
+        if caller.account_id is None or self._access is None:
+            return []
+        names = await self._access.accounts.project_names(caller.account_id)
+        return [page.ProjectChoice(project_id, name) for project_id, name in names]
+
+    async def _gateway_of(
+        self, caller: Caller, project: str | None, choices: Sequence[page.ProjectChoice]
+    ) -> str | None:
+        """The gateway the login shows for `project` (`accounts.access` decides); None for an account key with
+        several projects and none named (the page of projects)."""
+        if caller.kind == "read" or self._access is None:
+            assert caller.gateway_id is not None
+            if project and project.strip() != caller.gateway_id:
+                raise ApiError(
+                    403,
+                    f"This key may not read project {project:.200}: it reads {caller.gateway_id} only",
+                    field=PROJECT_PARAMETER,
+                )
+            return caller.gateway_id
+        if not (project and project.strip()) and len(choices) != 1:
+            return None
+        return await self._access.project_of(caller, project, write=False)
 
     async def dashboard(self, request: Request) -> Response:
         started = time.perf_counter()
         cookie = request.cookies.get(READ_KEY_COOKIE, "")
-        key = await self._key_of(cookie)
-        if key is None:
+        caller = await self._key_of(cookie)
+        if caller is None:
             response = _html(page.login(self._assets))
             if cookie:
                 response.delete_cookie(READ_KEY_COOKIE, path="/")  # revoked or unknown: forget it
             return response
         try:
-            verdict = await self._counted(key)
+            verdict = await self._counted(caller)
             args = validated(page.PageArgs, dict(request.query_params))
-            view = self._view(key.gateway_id, args, full=args.full)
+            choices = await self._choices(caller)
+            gateway_id = await self._gateway_of(caller, args.project, choices)
+            if gateway_id is None:
+                return _limited(_html(page.projects(self._assets, choices)), verdict)
+            view = self._view(gateway_id, args, full=args.full)
         except CLIENT_ERRORS as caught:
             exc = client_error(caught)
             refused = _html(page.error(self._assets, exc.message, exc.extra.get("field")), exc.status)
             refused.headers.update(exc.headers)
             return refused
-        gateway = await self._directory.get(key.gateway_id)
-        body = await page.dashboard(view, self._assets, gateway_name=gateway.name if gateway else key.gateway_id)
+        gateway = await self._directory.get(gateway_id)
+        name = gateway.name if gateway else gateway_id
+        body = await page.dashboard(view, self._assets, gateway_name=name, choices=choices)
         return _limited(_timed(_html(body), started), verdict)
 
     async def section(self, request: Request) -> Response:
         """One card, filled: JSON errors, as the analytics API answers them (this is fetched by a script)."""
         started = time.perf_counter()
         try:
-            key = await self._key_of(request.cookies.get(READ_KEY_COOKIE, ""))
-            if key is None:
-                raise ApiError(401, "Log in to the dashboard with a read key")
-            verdict = await self._counted(key)
+            caller = await self._key_of(request.cookies.get(READ_KEY_COOKIE, ""))
+            if caller is None:
+                raise ApiError(401, "Log in to the dashboard with a read key or an account key")
+            verdict = await self._counted(caller)
             section = page.SECTIONS.get(request.path_params["name"])
             if section is None:
                 raise ApiError(404, "No such dashboard section", field="name")
-            view = self._view(key.gateway_id, validated(page.DashboardArgs, dict(request.query_params)))
+            args = validated(page.DashboardArgs, dict(request.query_params))
+            gateway_id = await self._gateway_of(caller, args.project, await self._choices(caller))
+            if gateway_id is None:
+                raise ApiError(400, "`project` is required: this account has several projects", field=PROJECT_PARAMETER)
+            view = self._view(gateway_id, args)
         except CLIENT_ERRORS as exc:
             return client_error(exc).response()
         return _limited(_timed(_html(await section.render(view)), started), verdict)
@@ -280,7 +331,7 @@ class Dashboard:
             return _html(page.error(self._assets, exc.message, None), exc.status)
         key = (form.get("key") or [""])[0].strip()
         if await self._key_of(key) is None:
-            return _html(page.login(self._assets, error="That is not a valid read key."), 401)
+            return _html(page.login(self._assets, error="That is not a valid read key or account key."), 401)
         response = RedirectResponse("/dashboard", status_code=303)
         response.set_cookie(
             READ_KEY_COOKIE,

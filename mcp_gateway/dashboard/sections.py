@@ -358,7 +358,7 @@ def integrations(answer: Any) -> Markup:
     return table(["Integration", "Last error", "Sent", "Pending", "Failed", "p95"], rows, numeric_from=2)
 
 
-def live_feed(recent: Any) -> Markup:
+def live_feed(recent: Any, *, stream: str = "/stream") -> Markup:
     """The latest events from /events, newest first; live.js adds new ones from /stream above them."""
     events = [] if isinstance(recent, Unavailable) else recent["events"]
     rows = concat(
@@ -375,8 +375,9 @@ def live_feed(recent: Any) -> Markup:
     placeholder = Markup('<li class="placeholder muted">Waiting for events…</li>')
     return render(
         '<p class="muted"><span id="live-status" class="status">connecting…</span></p>'
-        '<ul class="feed" id="live-feed" data-stream="/stream">{rows}</ul>',
+        '<ul class="feed" id="live-feed" data-stream="{stream}">{rows}</ul>',
         rows=rows or placeholder,
+        stream=stream,
     )
 
 

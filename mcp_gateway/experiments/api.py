@@ -7,6 +7,9 @@
     DELETE /experiments/{id}                       -> 200 {"id", "deleted": true}                     manage
     GET    /experiments/config    ?token=pk_…      -> 200 the active experiments tracker.js assigns    project token
 
+`/experiments/config` checks a browser's `Origin` as `/track` does: one not among the project's allowed origins is
+403 `{"error": "Origin Not Allowed"}`; a request without one (a server) is not checked.
+
 Who may read or manage which project is `accounts.access`'s to say (admin token: any; account key: its
 account's; read key: its own gateway, reading only). The two reads are analytics `Question`s (`QUESTIONS`):
 the same keys, `project` rule and per-key limit as every analytics route, and tools of the same names on
@@ -28,6 +31,7 @@ from starlette.routing import BaseRoute, Route
 from ..accounts.access import Access, Caller
 from ..analytics.api import Asked, Question, json_answer
 from ..errors import ConflictError
+from ..gateways import GatewayDirectory, origin_allowed
 from ..openapi import Operation, Param
 from ..ratelimit import RateLimiter
 from ..store import KeyKind, Store
@@ -119,12 +123,14 @@ class ExperimentsApi:
         self,
         access: Access,
         store: Store,
+        directory: GatewayDirectory,
         *,
         max_body_bytes: int = MAX_EXPERIMENT_BODY_BYTES,
         limiter: RateLimiter | None = None,
     ) -> None:
         self._access = access
         self._store = store
+        self._directory = directory
         self._max_body_bytes = min(max_body_bytes, MAX_EXPERIMENT_BODY_BYTES)
         self._limiter = limiter
 
@@ -210,6 +216,12 @@ class ExperimentsApi:
             raise ApiError(
                 401, "Unknown or revoked project token (the project's pk_ key)", headers={"WWW-Authenticate": "Bearer"}
             )
+        origin = request.headers.get("origin")
+        gateway = await self._directory.get(key.gateway_id)
+        if origin is not None and (
+            gateway is None or not origin_allowed(origin.strip() or "null", gateway.allowed_origins)
+        ):
+            raise ApiError(403, "Origin Not Allowed")
         records = await list_experiments(self._store, key.gateway_id, status="active")
         experiments = [
             ConfigExperiment(
@@ -239,7 +251,9 @@ class ExperimentsApi:
                 "experiments",
                 query=ConfigArgs,
                 response=ExperimentConfig,
-                errors=(400, 401),
+                errors=(400, 401, 403),
+                description="A browser's `Origin` must be among the project's allowed origins (403 "
+                "`Origin Not Allowed` otherwise, as on `/track`); a request without one is not checked.",
             ),
             Operation(
                 "POST",
