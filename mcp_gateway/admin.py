@@ -34,22 +34,34 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from typing_extensions import TypedDict
 
+from .accounts.access import ADMIN_LIMIT_KEY
 from .gateways import AgentManifest, Gateway, GatewayCreate, GatewayDirectory, Origin
 from .ingest.track import RECEIPT_ALGORITHM, receipt_secret
 from .keys import KeyService
 from .openapi import GatewayId, Method, Operation, Param
 from .ratelimit import RateLimiter
 from .store import KeyKind, KeyRecord, LeadRecord, Store
-from .web import ApiError, read_model, validated
+from .web import ApiError, counted, read_model, validated
 
 ADMIN_TOKEN_SETTING: Final = "admin_token_sha256"
-ADMIN_LIMIT_KEY: Final = "admin"
-"""Whose requests the admin API's limit counts: the admin token (there is one)."""
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def _sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def admin_only(
+    auth: AdminAuth, limiter: RateLimiter | None, handler: Callable[[Request], Awaitable[Response]]
+) -> Callable[[Request], Awaitable[Response]]:
+    """`handler` behind the admin token and the admin's per-key limit, its answer with the limit's headers: every
+    admin route (this module's, the integrations')."""
+
+    async def guarded(request: Request) -> Response:
+        auth.check(request)
+        return await counted(limiter, ADMIN_LIMIT_KEY, lambda: handler(request))
+
+    return guarded
 
 
 class AdminAuth:
@@ -187,18 +199,7 @@ class AdminApi:
         ]
 
     def _guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        """`handler` behind the admin token and the per-key limit, its answer with the limit's headers."""
-
-        async def guarded(request: Request) -> Response:
-            self._auth.check(request)
-            if self._limiter is None:
-                return await handler(request)
-            verdict = (await self._limiter.hit(ADMIN_LIMIT_KEY)).enforce()
-            response = await handler(request)
-            response.headers.update(verdict.headers())
-            return response
-
-        return guarded
+        return admin_only(self._auth, self._limiter, handler)
 
     def operations(self) -> list[Operation]:
         gid = (Param("gid", "path", "The gateway's id", GatewayId),)

@@ -36,6 +36,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .gateways import Gateway, GatewayDirectory
+    from .ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,17 @@ class ApiError(Exception):
 def json_error(status: int, message: str, /, *, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
     """`{"error": message, **extra}`; `message` is positional-only, so `extra` may carry a "message" key."""
     return JSONResponse({"error": message, **extra}, status_code=status, headers=dict(headers or {}))
+
+
+async def counted(limiter: RateLimiter | None, key: str, answer: Callable[[], Awaitable[Response]]) -> Response:
+    """`answer()` counted against `limiter` under `key` (a key's id, or the admin's): `RateLimitedError` (429) past
+    the limit, before any work; else the answer with the limit's `X-RateLimit-*` headers."""
+    if limiter is None:
+        return await answer()
+    verdict = (await limiter.hit(key)).enforce()
+    response = await answer()
+    response.headers.update(verdict.headers())
+    return response
 
 
 CLIENT_CLOSED_REQUEST: Final = 499

@@ -38,7 +38,7 @@ from ..keys import KeyService
 from ..openapi import Operation, Param, Reply
 from ..ratelimit import RateLimiter
 from ..store import Store
-from ..web import ApiError, read_model
+from ..web import ApiError, counted, read_model
 from .access import ADMIN_LIMIT_KEY, Access, Caller
 from .deletion import ProjectPurger, order_purge
 from .limits import PROJECTS_LIMIT_CODE, retention_days
@@ -225,11 +225,7 @@ class ProjectsApi:
                 caller = Caller("admin", None, None, ADMIN_LIMIT_KEY)
             else:
                 caller = await self._access.caller(request, kinds=("admin", "account"))
-            verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
-            response = await handler(request, caller)
-            if verdict is not None:
-                response.headers.update(verdict.headers())
-            return response
+            return await counted(self._limiter, caller.limit_key, lambda: handler(request, caller))
 
         return guarded
 

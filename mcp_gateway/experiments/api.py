@@ -35,7 +35,7 @@ from ..gateways import GatewayDirectory, origin_allowed
 from ..openapi import Operation, Param
 from ..ratelimit import RateLimiter
 from ..store import KeyKind, Store
-from ..web import ApiError, cors_route, read_model, validated
+from ..web import ApiError, cors_route, counted, read_model, validated
 from .assignment import assign
 from .models import (
     ConfigArgs,
@@ -150,11 +150,7 @@ class ExperimentsApi:
 
         async def guarded(request: Request) -> Response:
             caller = await self._access.caller(request)
-            verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
-            response = await handler(request, caller)
-            if verdict is not None:
-                response.headers.update(verdict.headers())
-            return response
+            return await counted(self._limiter, caller.limit_key, lambda: handler(request, caller))
 
         return guarded
 

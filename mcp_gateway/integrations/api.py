@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from typing_extensions import TypedDict
 
-from ..admin import ADMIN_LIMIT_KEY, AdminAuth
+from ..admin import AdminAuth, admin_only
 from ..errors import InvalidInputError
 from ..gateways import GatewayDirectory
 from ..openapi import GatewayId, Method, Operation, Param
@@ -136,18 +136,7 @@ class IntegrationsApi:
         ]
 
     def _guarded(self, handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-        """`handler` behind the admin token and the admin API's limit, as `AdminApi` guards its routes."""
-
-        async def guarded(request: Request) -> Response:
-            self._auth.check(request)
-            if self._limiter is None:
-                return await handler(request)
-            verdict = (await self._limiter.hit(ADMIN_LIMIT_KEY)).enforce()
-            response = await handler(request)
-            response.headers.update(verdict.headers())
-            return response
-
-        return guarded
+        return admin_only(self._auth, self._limiter, handler)
 
     def operations(self) -> list[Operation]:
         gid = Param("gid", "path", "The gateway's id", GatewayId)
