@@ -31,7 +31,10 @@ from mcp_gateway.store import PostgresStore
 from .support import DATABASE_URL_VARIABLE
 
 URL_VARIABLE: Final = "MCP_GATEWAY_TEST_POSTGRES_URL"
-TEMPLATE: Final = "gateway_template"
+_WORKER: Final = os.environ.get("PYTEST_XDIST_WORKER")
+TEMPLATE: Final = f"gateway_template_{_WORKER}" if _WORKER else "gateway_template"
+"""One per pytest-xdist worker (`gateway_template_gw0`, ...): workers sharing a server named in `URL_VARIABLE`
+must not drop each other's template while it is being copied. Each worker starts a server of its own otherwise."""
 
 SERVER_SETTINGS: Final = ("listen_addresses=127.0.0.1", "max_connections=300")
 NOT_CRASH_SAFE: Final = ("fsync=off", "full_page_writes=off")
