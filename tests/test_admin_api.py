@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
@@ -16,7 +14,6 @@ from mcp_gateway.gateways import DEFAULT_ALLOWED_ORIGINS, default_manifest
 
 from .support import (
     ADMIN_HEADERS,
-    ADMIN_TOKEN,
     DEMO,
     BoundedASGITransport,
     admin_json,
@@ -82,29 +79,14 @@ async def book(http: httpx.AsyncClient, gateway_id: str, email: str) -> str:
 # -- auth --------------------------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def refusing_http(
-    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
-) -> AsyncIterator[httpx.AsyncClient]:
-    """One app for the module's refused requests: the admin token is checked before anything else (the limit, the
-    store), so a refused request changes nothing the next one could see, and ~180 of them need not start ~180 apps."""
-    db_path = tmp_path_factory.mktemp("refusing") / "gateway.db"
-    settings = Settings(db_path=db_path, database_url=module_database_url, admin_token=ADMIN_TOKEN, retention_days=0)
-    app = create_app(settings)
-    async with lifespan_running(app):
-        transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            yield client
-
-
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=route_id)
 @pytest.mark.parametrize("authorization", [None, "Basic dXNlcjpwYXNz", "Bearer", "Bearer    "])
 async def test_request_without_bearer_token_gets_401_with_www_authenticate(
-    refusing_http: httpx.AsyncClient, route: tuple[str, str], authorization: str | None
+    module_http: httpx.AsyncClient, route: tuple[str, str], authorization: str | None
 ) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = await refusing_http.request(*route, headers=headers, json={})
+    response = await module_http.request(*route, headers=headers, json={})
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -113,8 +95,8 @@ async def test_request_without_bearer_token_gets_401_with_www_authenticate(
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=route_id)
-async def test_request_with_wrong_token_gets_403(refusing_http: httpx.AsyncClient, route: tuple[str, str]) -> None:
-    response = await refusing_http.request(*route, headers={"Authorization": "Bearer not-the-admin-token"}, json={})
+async def test_request_with_wrong_token_gets_403(module_http: httpx.AsyncClient, route: tuple[str, str]) -> None:
+    response = await module_http.request(*route, headers={"Authorization": "Bearer not-the-admin-token"}, json={})
 
     assert response.status_code == 403
     assert set(error_body(response)) == {"error"}
