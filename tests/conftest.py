@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
 from starlette.applications import Starlette
 
 from mcp_gateway import Settings, create_app
@@ -134,3 +135,19 @@ async def live_http(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]
     """An httpx client for the live server, over a real socket."""
     async with httpx.AsyncClient(base_url=live_server.base_url) as client:
         yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_http(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """`http` for a whole module, on one app per backend: for requests the gateway refuses before they change
+    anything (a missing or wrong token, an unknown gateway, a foreign origin), which need not start an app each.
+    Its tests run on the module's event loop: mark them `@pytest.mark.asyncio(loop_scope="module")`."""
+    db_path = tmp_path_factory.mktemp("module-app") / "gateway.db"
+    settings = Settings(db_path=db_path, database_url=module_database_url, admin_token=ADMIN_TOKEN, retention_days=0)
+    app = create_app(settings)
+    async with lifespan_running(app):
+        transport = BoundedASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            yield client

@@ -21,7 +21,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import psycopg
 import pytest
@@ -31,7 +31,10 @@ from mcp_gateway.store import PostgresStore
 from .support import DATABASE_URL_VARIABLE
 
 URL_VARIABLE: Final = "MCP_GATEWAY_TEST_POSTGRES_URL"
-TEMPLATE: Final = "gateway_template"
+_WORKER: Final = os.environ.get("PYTEST_XDIST_WORKER")
+TEMPLATE: Final = f"gateway_template_{_WORKER}" if _WORKER else "gateway_template"
+"""One per pytest-xdist worker (`gateway_template_gw0`, ...): workers sharing a server named in `URL_VARIABLE`
+must not drop each other's template while it is being copied. Each worker starts a server of its own otherwise."""
 
 SERVER_SETTINGS: Final = ("listen_addresses=127.0.0.1", "max_connections=300")
 NOT_CRASH_SAFE: Final = ("fsync=off", "full_page_writes=off")
@@ -118,7 +121,13 @@ class PostgresServer:
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
                 )
             ]
-            conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+            sequences = [
+                row[0] for row in conn.execute("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
+            ]
+            try:
+                _delete_all(conn, tables, sequences)
+            except psycopg.errors.InsufficientPrivilege:  # a server of the developer's own, as a role that may not
+                conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
         self._free.append(name)
 
     def _create_template(self) -> None:
@@ -132,6 +141,19 @@ class PostgresServer:
             await store.close()
 
         asyncio.run(migrate())
+
+
+def _delete_all(conn: psycopg.Connection[Any], tables: list[str], sequences: list[str]) -> None:
+    """Empty `tables` and restart `sequences` in one transaction, foreign keys unchecked (every table goes). `DELETE`
+    rather than `TRUNCATE`, which makes new files for each table and index: ~15 ms instead of ~500 ms a test on a
+    loaded machine, paid by every PostgreSQL test. Unchecked foreign keys need a superuser (as of the servers the
+    tests start); `InsufficientPrivilege` otherwise."""
+    with conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        for table in tables:
+            conn.execute(f"DELETE FROM {table}")
+        for sequence in sequences:
+            conn.execute(f"ALTER SEQUENCE {sequence} RESTART")
 
 
 def _start_server(stack: contextlib.ExitStack, *, crash_safe: bool) -> str:

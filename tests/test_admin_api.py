@@ -12,7 +12,14 @@ from starlette.applications import Starlette
 from mcp_gateway import Settings, create_app
 from mcp_gateway.gateways import DEFAULT_ALLOWED_ORIGINS, default_manifest
 
-from .support import ADMIN_HEADERS, DEMO, BoundedASGITransport, admin_json, jsonrpc_request, lifespan_running
+from .support import (
+    ADMIN_HEADERS,
+    DEMO,
+    BoundedASGITransport,
+    admin_json,
+    jsonrpc_request,
+    lifespan_running,
+)
 
 
 def _admin_routes() -> list[tuple[str, str]]:
@@ -72,22 +79,24 @@ async def book(http: httpx.AsyncClient, gateway_id: str, email: str) -> str:
 # -- auth --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=route_id)
 @pytest.mark.parametrize("authorization", [None, "Basic dXNlcjpwYXNz", "Bearer", "Bearer    "])
 async def test_request_without_bearer_token_gets_401_with_www_authenticate(
-    http: httpx.AsyncClient, route: tuple[str, str], authorization: str | None
+    module_http: httpx.AsyncClient, route: tuple[str, str], authorization: str | None
 ) -> None:
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = await http.request(*route, headers=headers, json={})
+    response = await module_http.request(*route, headers=headers, json={})
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert set(error_body(response)) == {"error"}
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", ADMIN_ROUTES, ids=route_id)
-async def test_request_with_wrong_token_gets_403(http: httpx.AsyncClient, route: tuple[str, str]) -> None:
-    response = await http.request(*route, headers={"Authorization": "Bearer not-the-admin-token"}, json={})
+async def test_request_with_wrong_token_gets_403(module_http: httpx.AsyncClient, route: tuple[str, str]) -> None:
+    response = await module_http.request(*route, headers={"Authorization": "Bearer not-the-admin-token"}, json={})
 
     assert response.status_code == 403
     assert set(error_body(response)) == {"error"}

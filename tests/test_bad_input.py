@@ -85,11 +85,12 @@ async def put_manifest(http: httpx.AsyncClient, **changes: Any) -> dict[str, Any
 # -- which gateway -----------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", MCP_ROUTES, ids=route_id)
 @pytest.mark.parametrize("gid", ["nope", "Not-A-Valid-Id!", "x" * 300], ids=["unknown", "invalid", "too-long"])
-async def test_unknown_gateway_gets_404_json(http: httpx.AsyncClient, route: tuple[str, str], gid: str) -> None:
+async def test_unknown_gateway_gets_404_json(module_http: httpx.AsyncClient, route: tuple[str, str], gid: str) -> None:
     method, path = route
-    response = await call_route(http, method, path.format(gid=gid))
+    response = await call_route(module_http, method, path.format(gid=gid))
 
     assert response.status_code == 404
     assert error_body(response) == {"error": "Gateway Not Configured"}
@@ -102,10 +103,11 @@ async def test_unknown_gateway_in_the_header_gets_404_json(http: httpx.AsyncClie
     assert error_body(response) == {"error": "Gateway Not Configured"}
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", [r for r in MCP_ROUTES if "{gid}/" not in r[1]], ids=route_id)
-async def test_request_without_gateway_id_gets_400_json(http: httpx.AsyncClient, route: tuple[str, str]) -> None:
+async def test_request_without_gateway_id_gets_400_json(module_http: httpx.AsyncClient, route: tuple[str, str]) -> None:
     method, path = route
-    response = await call_route(http, method, path.split("?")[0])
+    response = await call_route(module_http, method, path.split("?")[0])
 
     assert response.status_code == 400
     body = error_body(response)
@@ -222,19 +224,21 @@ async def test_jsonrpc_post_refuses_other_content_types_and_oversized_bodies(htt
 # -- DNS rebinding and browser origins ----------------------------------------------------------------
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", MCP_ROUTES, ids=route_id)
-async def test_origin_not_allowed_gets_403_json(http: httpx.AsyncClient, route: tuple[str, str]) -> None:
+async def test_origin_not_allowed_gets_403_json(module_http: httpx.AsyncClient, route: tuple[str, str]) -> None:
     method, path = route
-    response = await call_route(http, method, path.format(gid=DEMO), headers={"Origin": "https://evil.example"})
+    response = await call_route(module_http, method, path.format(gid=DEMO), headers={"Origin": "https://evil.example"})
 
     assert response.status_code == 403
     assert set(error_body(response)) == {"error"}
 
 
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("route", MCP_ROUTES, ids=route_id)
-async def test_host_not_allowed_gets_421_json(http: httpx.AsyncClient, route: tuple[str, str]) -> None:
+async def test_host_not_allowed_gets_421_json(module_http: httpx.AsyncClient, route: tuple[str, str]) -> None:
     method, path = route
-    response = await call_route(http, method, path.format(gid=DEMO), headers={"Host": "evil.example"})
+    response = await call_route(module_http, method, path.format(gid=DEMO), headers={"Host": "evil.example"})
 
     assert response.status_code == 421
     error_body(response)
