@@ -376,7 +376,7 @@ async def test_openapi_documents_the_stream_and_the_snapshot(http: httpx.AsyncCl
 
     assert "text/event-stream" in paths["/stream"]["get"]["responses"]["200"]["content"]
     assert {p["name"] for p in paths["/stream"]["get"]["parameters"]} >= {"event", "primitive", "source"}
-    assert {p["name"] for p in paths["/live"]["get"]["parameters"]} == {"window", "limit"}
+    assert {p["name"] for p in paths["/live"]["get"]["parameters"]} == {"window", "limit", "gateway"}
 
 
 # -- the feed itself ---------------------------------------------------------------------------------
