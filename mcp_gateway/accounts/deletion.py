@@ -66,6 +66,10 @@ async def ordered_purges(store: Store) -> list[str]:
     return [str(row[0])[len(PURGE_SETTING_PREFIX) :] for row in rows]
 
 
+STOP_GRACE_SECONDS: Final = 5.0
+"""How long a stopping app waits for the purge round under way (a purge resumes at the next start anyway)."""
+
+
 class ProjectPurger:
     """Carries out the purge orders while the app runs: at start, when `wake()`n, and after a failure."""
 
@@ -74,6 +78,7 @@ class ProjectPurger:
         self._retry_seconds = retry_seconds
         self._wake = anyio.Event()
         self._idle = anyio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """A new order: purge now."""
@@ -86,13 +91,20 @@ class ProjectPurger:
 
     @contextlib.asynccontextmanager
     async def run(self) -> AsyncIterator[None]:
+        """Purge while the app runs. At the end the round under way finishes (for at most `STOP_GRACE_SECONDS`,
+        then it is cancelled): cancelling a query mid-flight makes the PostgreSQL driver close its connection and
+        log about it after the app is gone."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._loop)
-            yield
-            tg.cancel_scope.cancel()
+            try:
+                yield
+            finally:
+                self._stopping = True
+                self._wake.set()
+                tg.cancel_scope.deadline = anyio.current_time() + STOP_GRACE_SECONDS
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake = anyio.Event()
             idle = self._idle
             try:
