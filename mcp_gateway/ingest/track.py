@@ -56,7 +56,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
@@ -305,6 +305,17 @@ class TokenTrackBatch(BaseModel):
     events: list[TokenBatchItem] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
 
+def _valid_iso_time(value: str) -> str:
+    iso_ms(value)  # raises ValueError (a 400 naming the field) for what is not an ISO 8601 time
+    return value
+
+
+IsoTime = Annotated[
+    str, Field(max_length=64, json_schema_extra={"format": "date-time"}), AfterValidator(_valid_iso_time)
+]
+"""An ISO 8601 time as seed 004's bodies send it (without a zone it is UTC), checked when the body is read."""
+
+
 class V1TrackEvent(BaseModel):
     """The body of `POST /v1/track` (seed 004). Fields the server computes (source, geo, device) are ignored."""
 
@@ -312,7 +323,7 @@ class V1TrackEvent(BaseModel):
 
     event: str = Field(min_length=1, max_length=128)
     event_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = Field(
+    timestamp: IsoTime | None = Field(
         default=None,
         description="An RFC 3339 date-time (`2026-05-16T19:00:00.000Z`); any ISO 8601 time, UTC without a zone",
     )
@@ -326,13 +337,6 @@ class V1TrackEvent(BaseModel):
     title: str | None = Field(default=None, max_length=MAX_PAGE_TEXT, description="The page's title")
     page: str | None = Field(default=None, max_length=MAX_PAGE_TEXT, description="The page's name")
     properties: dict[str, Any] | None = None
-
-    @field_validator("timestamp")
-    @classmethod
-    def _iso_timestamp(cls, value: str | None) -> str | None:
-        if value is not None:
-            iso_ms(value)
-        return value
 
     @field_validator("properties")
     @classmethod
@@ -350,16 +354,9 @@ class V1Identify(BaseModel):
     user_id: str = Field(min_length=1, max_length=256, description="Your id of the person; stored hashed")
     traits: dict[str, Any] | None = Field(default=None, description="What you know of the person, at most 8 KB")
     event_id: str | None = Field(default=None, min_length=1, max_length=128, description="Idempotency key")
-    timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = Field(
+    timestamp: IsoTime | None = Field(
         default=None, description="When the person identified (ISO 8601); default: when the request lands"
     )
-
-    @field_validator("timestamp")
-    @classmethod
-    def _iso_timestamp(cls, value: str | None) -> str | None:
-        if value is not None:
-            iso_ms(value)
-        return value
 
     @field_validator("traits")
     @classmethod
