@@ -28,11 +28,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from ..accounts.access import PROJECT_PARAMETER, QUERY_KEY_PARAMETERS, Access, gateway_for
+from ..accounts.access import PROJECT_PARAMETER, QUERY_KEY_PARAMETERS, Access, Caller, gateway_for
 from ..openapi import Operation, Param
 from ..ratelimit import RateLimiter
 from ..store import Store
-from ..web import ApiError, cors_route, read_body, validated
+from ..web import ApiError, cors_route, counted, read_body, validated
 
 MAX_QUESTION_BODY_BYTES: Final = 64 * 1024
 API_LIMIT_WINDOW_SECONDS: Final = 60.0
@@ -176,7 +176,9 @@ class AnalyticsApi:
 
         async def endpoint(request: Request) -> Response:
             caller = await self._access.caller(request)
-            verdict = None if self._limiter is None else (await self._limiter.hit(caller.limit_key)).enforce()
+            return await counted(self._limiter, caller.limit_key, lambda: answer(request, caller))
+
+        async def answer(request: Request, caller: Caller) -> Response:
             data = await request_data(request)
             project = gateway_parameter(request, data)
             if not own_project:  # a GET's `project` (in `data` too), a POST's in its body or query
@@ -193,9 +195,6 @@ class AnalyticsApi:
                 raise
             args = validated(question.args, data)
             asked = Asked(self._store, gateway_id, int(time.time() * 1000))
-            response = json_answer(await question.answer(asked, args))
-            if verdict is not None:
-                response.headers.update(verdict.headers())
-            return response
+            return json_answer(await question.answer(asked, args))
 
         return endpoint
