@@ -39,6 +39,7 @@ from ..web import ApiError, AsgiEndpoint, ConnectionLimiter, JsonErrors, read_bo
 from .forwarding import ClaimingSend, Forwarder
 from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .jsonrpc_sessions import JsonRpcSessions
+from .modern import is_modern, serve_modern_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 from .session_limits import (
     MAX_OPENING_BODY_BYTES,
@@ -117,6 +118,8 @@ class McpRoutes:
             idle_timeout=settings.mcp_session_idle_seconds,
         )
         """The plain JSON-RPC POST's sessions (`initialize` opens one), under the same limits as the others."""
+        self._inline_modern = not settings.mcp_json_response
+        """2026-07-28 POSTs served by `serve_modern_post`; in JSON-response mode the SDK's entry is as light."""
         self.forwarder: Forwarder | None = None
         """Set while other processes may hold sessions (PostgreSQL): requests for theirs are forwarded there."""
 
@@ -243,6 +246,10 @@ class McpRoutes:
             finally:
                 ended = watched is not None and watched.status in _SESSION_GONE  # deleted, or unknown to the SDK
                 self.sessions.ended(session, stream=request.method == "GET", deleted=ended)
+        elif request.method == "POST" and session_id is None and self._inline_modern and is_modern(scope):
+            body = await read_body(request, self._settings.max_body_bytes)
+            if not await serve_modern_post(runtime, request, body, JsonErrors(send)):
+                await runtime.session_manager.handle_request(scope, _replay(body, receive), JsonErrors(send))
         elif request.method == "POST" and session_id is None and opens_session(scope):
             receive = _replay(await read_body(request, MAX_OPENING_BODY_BYTES), receive)
             reservation = await self.sessions.reserve(_client_of(request))

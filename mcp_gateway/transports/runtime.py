@@ -24,6 +24,7 @@ from ..config import Settings
 from ..gateways import Gateway, GatewayDirectory
 from ..server import ServerFactory
 from ..store import Store
+from .streamable import InlineSseSessionManager
 
 MCP_PATH = "/mcp"
 
@@ -109,9 +110,9 @@ class GatewayRuntimes:
             allowed_hosts=list(self._settings.allowed_hosts),
             allowed_origins=list(gateway.allowed_origins),
         )
-        server.streamable_http_app(
-            streamable_http_path=MCP_PATH,
-            transport_security=security,
+        session_manager = InlineSseSessionManager(
+            app=server._lowlevel_server,  # what `streamable_http_app` would hand its manager (no public accessor)
+            security_settings=security,
             max_request_body_size=self._settings.max_body_bytes,
             session_idle_timeout=self._settings.mcp_session_idle_seconds,
             max_sessions=self._settings.max_mcp_sessions,  # the SDK's own cap stays, behind McpRoutes.sessions
@@ -122,7 +123,7 @@ class GatewayRuntimes:
             server=server,
             security=security,
             guard=TransportSecurityMiddleware(security),
-            session_manager=server.session_manager,
+            session_manager=session_manager,
             sse=SseServerTransport(
                 sse_message_path(gateway.id),
                 security_settings=security,
