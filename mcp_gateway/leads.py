@@ -10,10 +10,10 @@ Leads are business data: stored as given, readable with the admin token.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Final
 
 from email_validator import EmailNotValidError, validate_email
+from mcp_gateway_tracking.ids import random_uuid
 
 from .errors import InvalidInputError
 from .store import LeadRecord, Store
@@ -58,7 +58,7 @@ async def book_lead(
 ) -> tuple[LeadRecord, bool]:
     """Check and store a lead; the stored lead and True, or the earlier one and False."""
     lead = LeadRecord(
-        id=str(uuid.uuid4()),
+        id=random_uuid(),
         gateway_id=gateway_id,
         name=clean(name, "name", MAX_NAME) or "",
         email=normalise_email(email),

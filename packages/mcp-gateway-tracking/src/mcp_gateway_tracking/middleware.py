@@ -37,7 +37,6 @@ from __future__ import annotations
 import inspect
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, Final, TypeAlias
@@ -49,6 +48,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
 from ._logging import sdk_logger
+from .ids import random_uuid
 from .privacy import MAX_INLINE_REDACTION_CHARS, MAX_PAYLOAD_CHARS, Redactor, canonical_json, cap_text, exceeds
 from .sessions import ConnectionFacts, SessionTable, describe
 from .sinks import CaptureSink
@@ -359,7 +359,7 @@ class TrackingMiddleware:
             success=error is None and not is_error,
             args=args,
             result=result_text,
-            event_id=str(uuid.uuid4()),
+            event_id=random_uuid(),
             timestamp=started * 1000,
             error_type=_cut(error_type, 128) if error_type else None,
             operation=operation,
