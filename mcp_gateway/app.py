@@ -175,12 +175,12 @@ def create_app(
     openapi = OpenApiDocument(operations)
 
     routes = [
+        *mcp.routes(),  # first: the router tries routes in order, and agents' calls are the busiest path
         Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/", front_door.serve, methods=["GET"]),
         *api_docs.routes(),
         cors_route("/health", health, ["GET"]),
         Route("/metrics", metrics.serve, methods=["GET"]),
-        *mcp.routes(),
         *agnost.routes(),
         *track.routes(),
         *visits.routes(),

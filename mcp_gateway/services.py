@@ -27,7 +27,7 @@ from .ingest.web import Admission
 from .keys import KeyService
 from .privacy import IpHasher
 from .store import Store, store_for
-from .telemetry import Telemetry
+from .telemetry import Telemetry, drop_sdk_tracing, tracing_configured
 from .tools.book_demo import PERSONAL_ARGUMENTS
 from .tools.book_demo import TOOL_NAME as BOOK_DEMO
 
@@ -120,7 +120,7 @@ class Services:
             return gateway is not None and gateway.manifest.tracking_enabled
 
         telemetry = self.telemetry
-        return track_mcp(
+        tracker = track_mcp(
             server,
             gateway_id,
             sink=self.tracking_sink,
@@ -130,3 +130,6 @@ class Services:
             tracer_provider=telemetry.tracer_provider if telemetry is not None else None,
             meter_provider=telemetry.meter_provider if telemetry is not None else None,
         )
+        if telemetry is None and not tracing_configured():
+            drop_sdk_tracing(server)
+        return tracker

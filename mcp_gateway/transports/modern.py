@@ -39,7 +39,12 @@ from mcp.server.runner import serve_one
 from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import NoBackChannelError
-from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request, find_duplicated_routing_header
+from mcp.shared.inbound import (
+    InboundLadderRejection,
+    _annotated_positions,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp.shared.message import MessageMetadata, ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
@@ -126,11 +131,11 @@ async def serve_modern_post(runtime: GatewayRuntime, request: Request, body: byt
     if parsed is None:
         return False
     req, decoded = parsed
-    verdict = classify_inbound_request(decoded, headers=dict(request.headers))
+    verdict = classify_inbound_request(decoded, headers=dict(request.headers.items()))  # one pass over the headers
     if isinstance(verdict, InboundLadderRejection):
         return False
     app, state = runtime.lowlevel, runtime.lifespan_state
-    if await _mcp_param_rejection(app, request, req, verdict, state) is not None:
+    if _may_declare_header_params(runtime, req) and await _mcp_param_rejection(app, request, req, verdict, state):
         return False
     stream = InlineSse(send, _SSE_HEADERS)
     dctx = _InlineDispatchContext(
@@ -155,3 +160,23 @@ async def serve_modern_post(runtime: GatewayRuntime, request: Request, body: byt
         else:
             await _write(reply, scope, receive, send)
     return True
+
+
+def _may_declare_header_params(runtime: GatewayRuntime, req: JSONRPCRequest) -> bool:
+    """False when `req` is a `tools/call` of a tool whose input schema declares no `x-mcp-header` parameter: the
+    SDK's `Mcp-Param-*` check (a walk of the schema on every call) then has nothing to compare. Known per tool and
+    schema object, as the server looked it up last."""
+    lookup = runtime.lowlevel.get_tool_input_schema
+    name = (req.params or {}).get("name")
+    if req.method != "tools/call" or lookup is None or not isinstance(name, str):
+        return True
+    try:
+        schema = lookup(name)
+    except Exception:  # the SDK's check logs it and lets the call through
+        return True
+    if schema is None:
+        return True
+    known = runtime.header_params.get(name)
+    if known is None or known[0] is not schema:
+        known = runtime.header_params[name] = (schema, next(_annotated_positions(schema), None) is not None)
+    return known[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -50,6 +50,9 @@ class GatewayRuntime:
     lifespan_state: Any = None
     origins_of: Gateway | None = None
     """The gateway object whose allowed origins `security` holds."""
+    header_params: dict[str, tuple[object, bool]] = field(default_factory=dict)
+    """Per tool: its input schema as last looked up, and whether it declares `x-mcp-header` parameters
+    (`modern.py`)."""
 
     @property
     def lowlevel(self) -> Server[Any]:

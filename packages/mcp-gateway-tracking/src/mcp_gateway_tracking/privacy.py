@@ -125,20 +125,23 @@ def exceeds(value: Any, limit: int) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)  # exact types first: `isinstance` against the Mapping ABC is the slow test
+        if kind is str:
             total += len(item) + 2
-        elif isinstance(item, Mapping):
+        elif kind is dict or (kind is not list and isinstance(item, Mapping)):
             total += 2 + 3 * len(item)
             if total > limit:
                 return True
             for key, inner in item.items():
                 total += len(key) if isinstance(key, str) else 8
                 stack.append(inner)
-        elif isinstance(item, list | tuple):
+        elif kind is list or isinstance(item, list | tuple):
             total += 2 + len(item)
             if total > limit:
                 return True
             stack.extend(item)
+        elif isinstance(item, str):
+            total += len(item) + 2
         else:
             total += 8
         if total > limit:
