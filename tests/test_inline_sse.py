@@ -188,6 +188,27 @@ async def test_session_outlives_a_client_leaving_one_of_its_requests(
         assert (await _events(answer))[-1]["result"]["content"][0]["text"] == "chatted"
 
 
+async def _post_into(answer: list[httpx.Response], http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> None:
+    answer.append(await http.post(path, headers=headers, json=_call("slow", {"seconds": 5})))
+
+
+@pytest.mark.parametrize("kind", ["gateway", "sdk"])
+async def test_session_ended_while_a_request_runs_ends_its_stream_as_the_sdk_does(
+    servers: dict[str, LiveServer], kind: str
+) -> None:
+    path = _path(kind)
+    answer: list[httpx.Response] = []
+    async with _session(servers[kind], path) as (http, headers), anyio.create_task_group() as tg:
+        tg.start_soon(_post_into, answer, http, path, headers)
+        await anyio.sleep(0.3)
+        assert (await http.delete(path, headers=headers)).status_code == 200
+        with anyio.fail_after(CANCEL_TIMEOUT):
+            while not answer:
+                await anyio.sleep(0.05)
+    assert answer[0].status_code == 200
+    assert not [e for e in await _events(answer[0]) if "result" in e]
+
+
 async def test_modern_request_without_notifications_is_answered_as_json_as_the_sdk_does(
     servers: dict[str, LiveServer],
 ) -> None:

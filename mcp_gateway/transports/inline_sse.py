@@ -15,10 +15,13 @@ disconnects.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Final
 
 import anyio
 from starlette.types import Message, Receive, Send
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS: Final = 15.0
 """As the SDK's (sse-starlette's ping interval and the 2026-07-28 entry's deferral window)."""
@@ -92,12 +95,15 @@ class Keepalive:
             self._task.cancel()
 
     async def _run(self) -> None:
-        await self._stream.event(PING)
-        while True:
-            with anyio.move_on_after(KEEPALIVE_SECONDS):
-                message: Message = await self._receive()
-                if message["type"] == "http.disconnect":
-                    self._serving.cancel()
-                    return
-                continue
+        try:
             await self._stream.event(PING)
+            while True:
+                with anyio.move_on_after(KEEPALIVE_SECONDS):
+                    message: Message = await self._receive()
+                    if message["type"] == "http.disconnect":
+                        break
+                    continue
+                await self._stream.event(PING)
+        except Exception:  # the connection is gone under us: as a disconnect
+            logger.debug("keepalive: the response could not be written", exc_info=True)
+        self._serving.cancel()

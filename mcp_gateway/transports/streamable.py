@@ -73,10 +73,12 @@ class InlineSseTransport(StreamableHTTPServerTransport):
                     await stream.event(ServerSentEvent(**self._create_event_data(event_message)).encode(), last=last)
                     if last:
                         break
-                await stream.end()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):  # the session ended meanwhile
+                logger.debug("session %s ended with request %s in flight", self.mcp_session_id, request_id)
             finally:
                 keepalive.stop()
                 await self._clean_up_memory_streams(request_id)
+            await stream.end()  # when no reply ended it: the stream closed without one
 
     async def _plain_request(self, request: Request) -> JSONRPCRequest | None:
         """The request a POST carries, if this transport answers it inline; None leaves the POST to the SDK's code
@@ -86,7 +88,8 @@ class InlineSseTransport(StreamableHTTPServerTransport):
         if check_accept_headers(request) != (True, True) or not self._check_content_type(request):
             return None
         try:
-            message = jsonrpc_message_adapter.validate_python(pydantic_core.from_json(await request.body()))
+            decoded = pydantic_core.from_json(await request.body())
+            message = jsonrpc_message_adapter.validate_python(decoded, by_name=False)
         except (ValueError, ValidationError):
             return None
         if not isinstance(message, JSONRPCRequest) or message.method == _INITIALIZE:
