@@ -144,6 +144,17 @@ async def _events(response: httpx.Response) -> list[dict[str, Any]]:
     return [_comparable(message.json()) async for message in sse_messages(response)]
 
 
+async def _answers(
+    servers: dict[str, LiveServer], headers: dict[str, str], body: bytes
+) -> tuple[httpx.Response, httpx.Response]:
+    """The gateway's and the plain SDK's answers to the same sessionless POST."""
+    answers: dict[str, httpx.Response] = {}
+    for kind, server in servers.items():
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            answers[kind] = await http.post(_path(kind), headers=headers, content=body)
+    return answers["gateway"], answers["sdk"]
+
+
 async def _session_answer(server: LiveServer, path: str, message: dict[str, Any]) -> tuple[httpx.Response, str]:
     async with _session(server, path) as (http, headers):
         response = await http.post(path, headers=headers, json=message)
@@ -212,12 +223,8 @@ async def test_session_ended_while_a_request_runs_ends_its_stream_as_the_sdk_doe
 async def test_modern_request_without_notifications_is_answered_as_json_as_the_sdk_does(
     servers: dict[str, LiveServer],
 ) -> None:
-    answers: dict[str, httpx.Response] = {}
-    for kind, server in servers.items():
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
-            message = _call("slow", {"seconds": 0}, modern=True)
-            answers[kind] = await http.post(_path(kind), headers=_modern_headers("slow"), json=message)
-    gateway, sdk = answers["gateway"], answers["sdk"]
+    message = json.dumps(_call("slow", {"seconds": 0}, modern=True)).encode()
+    gateway, sdk = await _answers(servers, _modern_headers("slow"), message)
     assert gateway.status_code == sdk.status_code == 200
     assert gateway.headers["content-type"] == sdk.headers["content-type"] == "application/json"
     assert _comparable(gateway.json()) == _comparable(sdk.json())
@@ -227,15 +234,11 @@ async def test_modern_request_without_notifications_is_answered_as_json_as_the_s
 async def test_modern_request_turns_into_an_event_stream_at_its_first_notification_as_the_sdk_does(
     servers: dict[str, LiveServer],
 ) -> None:
-    answers: dict[str, httpx.Response] = {}
-    for kind, server in servers.items():
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
-            message = _call("chatty", {"steps": 2}, modern=True)
-            answers[kind] = await http.post(_path(kind), headers=_modern_headers("chatty"), json=message)
-    gateway, sdk = answers["gateway"], answers["sdk"]
+    message = json.dumps(_call("chatty", {"steps": 2}, modern=True)).encode()
+    gateway, sdk = await _answers(servers, _modern_headers("chatty"), message)
     assert gateway.status_code == sdk.status_code == 200
     assert _stable_headers(gateway) == _stable_headers(sdk)
-    events = {kind: await _events(response) for kind, response in answers.items()}
+    events = {"gateway": await _events(gateway), "sdk": await _events(sdk)}
     assert [e.get("method") for e in events["gateway"]] == ["notifications/progress"] * 2 + [None]
     assert events["gateway"] == events["sdk"]
 
@@ -257,8 +260,8 @@ async def test_client_leaving_a_modern_request_cancels_its_handler(
     servers: dict[str, LiveServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(inline_sse, "KEEPALIVE_SECONDS", SHORT_KEEPALIVE)
-    global HANG
-    HANG = _Hang()
+    HANG.started.clear()
+    HANG.cancelled.clear()
     async with httpx.AsyncClient(base_url=servers["gateway"].base_url) as http:
         message = _call("hang", {}, modern=True)
         async with http.stream("POST", _path("gateway"), headers=_modern_headers("hang"), json=message) as response:
@@ -295,11 +298,7 @@ def _modern_malformed() -> list[Any]:
 async def test_checked_modern_request_is_answered_as_the_sdk_answers_it(
     servers: dict[str, LiveServer], case: str, headers: dict[str, str], body: bytes
 ) -> None:
-    answers: dict[str, httpx.Response] = {}
-    for kind, server in servers.items():
-        async with httpx.AsyncClient(base_url=server.base_url) as http:
-            answers[kind] = await http.post(_path(kind), headers=headers, content=body)
-    gateway, sdk = answers["gateway"], answers["sdk"]
+    gateway, sdk = await _answers(servers, headers, body)
     assert gateway.status_code == sdk.status_code, case
     if sdk.headers.get("content-type", "").startswith("application/json"):
         assert _comparable(gateway.json()) == _comparable(sdk.json()), case

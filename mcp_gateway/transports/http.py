@@ -39,7 +39,7 @@ from ..web import ApiError, AsgiEndpoint, ConnectionLimiter, JsonErrors, read_bo
 from .forwarding import ClaimingSend, Forwarder
 from .jsonrpc import MAX_BATCH, answer_jsonrpc_post
 from .jsonrpc_sessions import JsonRpcSessions
-from .modern import is_modern, serve_modern_post
+from .modern import serve_modern_post
 from .runtime import MCP_PATH, GatewayRuntime, GatewayRuntimes
 from .session_limits import (
     MAX_OPENING_BODY_BYTES,
@@ -49,6 +49,7 @@ from .session_limits import (
     OpeningSend,
     SessionLimits,
     client_key,
+    is_modern,
     opens_session,
 )
 
@@ -247,9 +248,9 @@ class McpRoutes:
                 ended = watched is not None and watched.status in _SESSION_GONE  # deleted, or unknown to the SDK
                 self.sessions.ended(session, stream=request.method == "GET", deleted=ended)
         elif request.method == "POST" and session_id is None and self._inline_modern and is_modern(scope):
-            body = await read_body(request, self._settings.max_body_bytes)
-            if not await serve_modern_post(runtime, request, body, JsonErrors(send)):
-                await runtime.session_manager.handle_request(scope, _replay(body, receive), JsonErrors(send))
+            body, errors = await read_body(request, self._settings.max_body_bytes), JsonErrors(send)
+            if not await serve_modern_post(runtime, request, body, errors):  # declined: nothing was sent
+                await runtime.session_manager.handle_request(scope, _replay(body, receive), errors)
         elif request.method == "POST" and session_id is None and opens_session(scope):
             receive = _replay(await read_body(request, MAX_OPENING_BODY_BYTES), receive)
             reservation = await self.sessions.reserve(_client_of(request))

@@ -49,25 +49,15 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp.shared.message import MessageMetadata, ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
 from mcp.types import JSONRPCNotification, JSONRPCRequest, ProgressToken, RequestId
-from mcp.types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import Scope, Send
+from starlette.types import Send
 
 from .inline_sse import InlineSse, Keepalive
 from .runtime import GatewayRuntime
 
 _LISTEN: Final = "subscriptions/listen"
 """Answered only as an event stream: left to the SDK."""
-
-
-def is_modern(scope: Scope) -> bool:
-    """Whether the SDK's session manager would route this request to its 2026-07-28 entry: an `MCP-Protocol-Version`
-    header naming no session-protocol revision."""
-    for name, value in scope["headers"]:
-        if name == b"mcp-protocol-version":
-            return value.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
-    return False
 
 
 @dataclass
@@ -104,8 +94,9 @@ class _InlineDispatchContext:
 
 
 def _request_of(request: Request, body: bytes) -> tuple[JSONRPCRequest, dict[str, Any]] | None:
-    """The JSON-RPC request in `body` if this entry serves it, with its decoded form; None to leave it to the SDK."""
-    if request.method != "POST" or not request.headers.get("content-type", "").startswith("application/json"):
+    """The JSON-RPC request in `body` (a POST's) if this entry serves it, with its decoded form; None to leave it to
+    the SDK."""
+    if not request.headers.get("content-type", "").startswith("application/json"):
         return None
     if check_accept_headers(request) != (True, True):
         return None

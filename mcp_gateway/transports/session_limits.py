@@ -232,16 +232,19 @@ class SessionLimits:
         return min(streaming, key=lambda s: s.last_active, default=None)
 
 
-def opens_session(scope: Scope) -> bool:
-    """Whether the SDK would give this Streamable HTTP request a new session: no `Mcp-Session-Id`, and no
-    protocol version header or a session-protocol one (the 2026-07-28 revision has no sessions)."""
-    version: str | None = None
+def is_modern(scope: Scope) -> bool:
+    """Whether the SDK's session manager routes this request to its 2026-07-28 entry, which has no sessions: an
+    `MCP-Protocol-Version` header naming no session-protocol revision."""
     for name, value in scope["headers"]:
-        if name == b"mcp-session-id":
-            return False
         if name == b"mcp-protocol-version":
-            version = value.decode("latin-1")
-    return version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
+            return value.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS
+    return False
+
+
+def opens_session(scope: Scope) -> bool:
+    """Whether the SDK would give this Streamable HTTP request a new session: no `Mcp-Session-Id`, and not a
+    2026-07-28 request."""
+    return all(name != b"mcp-session-id" for name, _ in scope["headers"]) and not is_modern(scope)
 
 
 class OpeningSend:

@@ -17,6 +17,7 @@ mode) is served by the SDK's code unchanged.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Final
 from uuid import uuid4
@@ -62,7 +63,7 @@ class InlineSseTransport(StreamableHTTPServerTransport):
         send_stream, events = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
         self._request_streams[request_id] = (send_stream, events)
         protocol_version = request.headers.get(MCP_PROTOCOL_VERSION_HEADER, DEFAULT_NEGOTIATED_VERSION)
-        stream = InlineSse(send, self._sse_headers())
+        stream = InlineSse(send, self._sse_headers)
         with anyio.CancelScope() as serving:
             keepalive = Keepalive(stream, receive, serving)
             try:
@@ -96,8 +97,10 @@ class InlineSseTransport(StreamableHTTPServerTransport):
             return None
         return message
 
+    @functools.cached_property
     def _sse_headers(self) -> list[tuple[bytes, bytes]]:
-        """The headers the SDK's response carries (its own, and those sse-starlette adds)."""
+        """The headers the SDK's response carries (its own, and those sse-starlette adds), the same for every POST
+        of the session."""
         assert self.mcp_session_id is not None
         return [
             (b"cache-control", b"no-cache, no-transform"),

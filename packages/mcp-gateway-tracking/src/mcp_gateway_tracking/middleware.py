@@ -423,13 +423,12 @@ def _hide_private(arguments: Mapping[str, Any], output: Any, private: frozenset[
     longest_first = sorted(pseudonyms, key=len, reverse=True)
 
     def scrub(value: Any) -> Any:
-        kind = type(value)  # exact JSON types first: `isinstance` against the Mapping ABC is the slow test
-        if kind is str or (kind is not dict and kind is not list and isinstance(value, str)):
+        if isinstance(value, str):
             return _replace_words(value, pseudonyms, longest_first)
-        if kind is dict or (kind is not list and isinstance(value, Mapping)):
-            return {key: scrub(item) for key, item in value.items()}
-        if kind is list or isinstance(value, tuple):
+        if isinstance(value, list | tuple):
             return [scrub(item) for item in value]
+        if type(value) is dict or isinstance(value, Mapping):  # `isinstance` against the Mapping ABC is slow
+            return {key: scrub(item) for key, item in value.items()}
         return value
 
     return hidden, scrub(output)

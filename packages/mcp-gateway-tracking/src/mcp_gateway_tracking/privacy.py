@@ -125,23 +125,20 @@ def exceeds(value: Any, limit: int) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
-        kind = type(item)  # exact types first: `isinstance` against the Mapping ABC is the slow test
-        if kind is str:
+        if isinstance(item, str):
             total += len(item) + 2
-        elif kind is dict or (kind is not list and isinstance(item, Mapping)):
+        elif isinstance(item, list | tuple):
+            total += 2 + len(item)
+            if total > limit:
+                return True
+            stack.extend(item)
+        elif type(item) is dict or isinstance(item, Mapping):  # `isinstance` against the Mapping ABC is slow
             total += 2 + 3 * len(item)
             if total > limit:
                 return True
             for key, inner in item.items():
                 total += len(key) if isinstance(key, str) else 8
                 stack.append(inner)
-        elif kind is list or isinstance(item, list | tuple):
-            total += 2 + len(item)
-            if total > limit:
-                return True
-            stack.extend(item)
-        elif isinstance(item, str):
-            total += len(item) + 2
         else:
             total += 8
         if total > limit:
